@@ -1,0 +1,1 @@
+"""Adapters to outside systems: the Zoho Billing client and its simulator."""

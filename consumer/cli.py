@@ -1,0 +1,66 @@
+"""The `zoho-cdc` command line.
+
+Each module in `consumer/commands/` registers its own commands on the app, so the CLI stays one
+small file and every command lives next to the concern it drives.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from consumer import commands
+from consumer.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(
+    name="zoho-cdc",
+    help="Keep Zoho Billing in step with PostgreSQL through Debezium change events.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Keep Zoho Billing in step with PostgreSQL through Debezium change events."""
+
+
+def settings_or_exit(**overrides: object) -> Settings:
+    """Load settings, or print the one-sentence-per-value error and exit 2."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        fail(f"Invalid configuration: {exc}", code=2)
+        raise  # unreachable, keeps type checkers happy
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print an operator-facing error (never a traceback) and exit."""
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _register_commands() -> None:
+    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

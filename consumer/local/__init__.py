@@ -1,0 +1,1 @@
+"""The single-machine stack: PostgreSQL with logical decoding, the Tansu broker, the relay."""

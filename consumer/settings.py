@@ -1,0 +1,152 @@
+"""The one typed settings object, read from the environment (and an optional `.env`).
+
+Every bad value is reported as one sentence naming the variable, so `zoho-cdc` never starts
+with a half-valid configuration and never prints a traceback for a typo.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Zoho's documented defaults (see README "Zoho facts"): 100 calls/minute/organisation,
+# 1,000 calls/day on the Free plan, 5 requests in flight.
+DEFAULT_RATE_PER_MINUTE = 100
+DEFAULT_DAILY_LIMIT = 1000
+DEFAULT_MAX_CONCURRENCY = 5
+
+SECRET_FIELDS = ("zoho_client_secret", "zoho_refresh_token")
+
+CUSTOMERS_TABLE = "customers"
+INVOICES_TABLE = "customer_invoices"
+
+
+class ConfigError(Exception):
+    """Raised when the settings cannot be loaded; the message is meant for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- where things are -------------------------------------------------------------
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/zoho_cdc",
+        description="PostgreSQL holding the source tables, the sync log and the entity map.",
+    )
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
+    topic_prefix: str = Field("billing", description="Debezium topic.prefix; topics are <prefix>.public.<table>.")
+    consumer_group: str = Field("zoho-sync", description="Consumer group of the live sync.")
+    dlq_topic: str = Field("zoho-sync.dlq", description="Dead-letter topic.")
+    state_dir: str = Field(".zoho-cdc", description="Folder for pids, logs and relay offsets of the local stack.")
+
+    # --- Zoho ---------------------------------------------------------------------------
+    zoho_api_base: str = "https://www.zohoapis.com/billing/v1"
+    zoho_accounts_url: str = "https://accounts.zoho.com"
+    zoho_client_id: str = ""
+    zoho_client_secret: SecretStr = SecretStr("")
+    zoho_refresh_token: SecretStr = SecretStr("")
+    zoho_organization_id: str = ""
+    zoho_rate_per_minute: int = Field(DEFAULT_RATE_PER_MINUTE, gt=0)
+    zoho_max_concurrency: int = Field(DEFAULT_MAX_CONCURRENCY, gt=0)
+    zoho_daily_limit: int = Field(DEFAULT_DAILY_LIMIT, gt=0)
+    zoho_connect_timeout: float = Field(5.0, gt=0)
+    zoho_read_timeout: float = Field(30.0, gt=0)
+    zoho_max_attempts: int = Field(8, gt=0, description="Attempts per call for transient and rate-limit errors.")
+    zoho_retry_max_seconds: float = Field(300.0, gt=0, description="Total time budget for one call's retries.")
+    zoho_account_number_field: str = Field(
+        "Account Number", description="Label of the customer custom field holding the source account number."
+    )
+    zoho_default_currency: str = Field("ZAR", min_length=3, max_length=3)
+    zoho_token_refresh_margin: float = Field(120.0, ge=0, description="Refresh this many seconds before expiry.")
+
+    # --- consumer -----------------------------------------------------------------------
+    max_in_flight: int = Field(1000, gt=0, description="Events held in memory before partitions are paused.")
+    commit_interval_seconds: float = Field(1.0, gt=0)
+    shutdown_timeout_seconds: float = Field(30.0, gt=0)
+    reprocess_max_attempts: int = Field(3, gt=0, description="DLQ reprocess attempts before an event is parked.")
+    status_host: str = "127.0.0.1"
+    status_port: int = Field(8088, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- Debezium relay -----------------------------------------------------------------
+    debezium_slot_name: str = "zoho_cdc"
+    debezium_publication_name: str = "zoho_cdc"
+    relay_offset_storage: Literal["kafka", "file"] = Field(
+        "kafka", description="Where the relay keeps Debezium offsets: with the broker (like Kafka Connect) or a file."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname and not parts.path.strip("/"):
+            raise ValueError("must look like postgresql://user@host:5432/dbname")
+        try:
+            parts.port  # noqa: B018 - raises on a non-numeric port
+        except ValueError as exc:
+            raise ValueError("has a port that is not a number") from exc
+        return value
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _bootstrap_is_host_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError("must be host:port[,host:port...], for example 127.0.0.1:9092")
+        return value
+
+    @field_validator("zoho_api_base", "zoho_accounts_url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+    # --- derived ------------------------------------------------------------------------
+    @cached_property
+    def customers_topic(self) -> str:
+        return f"{self.topic_prefix}.public.{CUSTOMERS_TABLE}"
+
+    @cached_property
+    def invoices_topic(self) -> str:
+        return f"{self.topic_prefix}.public.{INVOICES_TABLE}"
+
+    @property
+    def source_topics(self) -> tuple[str, str]:
+        return (self.customers_topic, self.invoices_topic)
+
+    def masked(self) -> dict[str, object]:
+        """Effective settings with every secret replaced, safe to print or serve."""
+        out: dict[str, object] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            out[name] = value
+        out["database_url"] = mask_url_password(self.database_url)
+        return out
+
+
+def mask_url_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":********@", 1)
+    return url
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings or raise ConfigError with one sentence per bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        sentences = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            msg = err["msg"].removeprefix("Value error, ")
+            sentences.append(f"{field.upper()} {msg}.")
+        raise ConfigError(" ".join(sentences)) from None

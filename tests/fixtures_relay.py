@@ -1,0 +1,1 @@
+"""Fixtures for the embedded Debezium relay (filled by the relay work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the Zoho simulator and client (filled by the Zoho connector work)."""

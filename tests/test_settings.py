@@ -1,0 +1,62 @@
+"""Settings: one clear sentence per bad value, secrets never printed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from consumer.settings import ConfigError, load_settings
+
+
+def test_defaults_name_the_debezium_topics() -> None:
+    settings = load_settings(topic_prefix="billing")
+    assert settings.source_topics == ("billing.public.customers", "billing.public.customer_invoices")
+    assert settings.consumer_group == "zoho-sync"
+    assert settings.dlq_topic == "zoho-sync.dlq"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "sentence"),
+    [
+        ("database_url", "mysql://root@db/app", "DATABASE_URL must look like postgresql://"),
+        ("database_url", "postgresql://u@h:notaport/db", "DATABASE_URL has a port that is not a number"),
+        ("kafka_bootstrap_servers", "localhost", "KAFKA_BOOTSTRAP_SERVERS must be host:port"),
+        ("zoho_rate_per_minute", 0, "ZOHO_RATE_PER_MINUTE"),
+        ("zoho_api_base", "ftp://x", "ZOHO_API_BASE must be an http(s) URL"),
+    ],
+)
+def test_bad_value_gives_one_sentence_naming_the_variable(field: str, value: object, sentence: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(**{field: value})
+    assert sentence in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_config_command_masks_secrets() -> None:
+    env = {
+        "ZOHO_CLIENT_SECRET": "very-secret-client",
+        "ZOHO_REFRESH_TOKEN": "1000.refresh.secret",
+        "DATABASE_URL": "postgresql://app:dbpass@127.0.0.1:5432/app",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "consumer", "config"], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "very-secret-client" not in out
+    assert "1000.refresh.secret" not in out
+    assert "dbpass" not in out
+    assert "ZOHO_CLIENT_SECRET" in out and "********" in out
+
+
+def test_config_command_rejects_malformed_database_url_without_traceback() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "config"],
+        env={"DATABASE_URL": "not a url", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "DATABASE_URL" in result.stderr
+    assert "Traceback" not in result.stderr
