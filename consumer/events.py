@@ -1,0 +1,119 @@
+"""The decoded form of one Debezium change event: plain frozen data, no Kafka or JSON types.
+
+`consumer.decode` is the only producer of `ChangeEvent`; everything downstream (routing,
+coalescing, planning Zoho calls) works on these values. A `ChangeEvent.row` never holds the
+TOAST placeholder: unavailable columns are absent from the row and named in `unavailable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from consumer.settings import CUSTOMERS_TABLE, INVOICES_TABLE
+
+
+class Op(StrEnum):
+    """What happened to the row; the values are Debezium's `op` codes (tombstone has none)."""
+
+    CREATE = "c"
+    READ = "r"  # snapshot read (initial or incremental): treated as an upsert
+    UPDATE = "u"
+    DELETE = "d"
+    TOMBSTONE = "tombstone"  # Kafka message with a null value after a delete, for log compaction
+
+
+class EntityType(StrEnum):
+    """The source tables we sync, named by the Zoho entity they become."""
+
+    CUSTOMER = "customer"
+    INVOICE = "invoice"
+
+    @property
+    def table(self) -> str:
+        """The source table name in schema `public`."""
+        return CUSTOMERS_TABLE if self is EntityType.CUSTOMER else INVOICES_TABLE
+
+
+class _Unavailable:
+    """Type of `UNAVAILABLE`: one instance, falsy, never equal to a real value."""
+
+    __slots__ = ()
+    _instance: _Unavailable | None = None
+
+    def __new__(cls) -> _Unavailable:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNAVAILABLE"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "UNAVAILABLE"
+
+
+#: Stands for a column Debezium sent as `__debezium_unavailable_value` (an unchanged TOASTed value
+#: under REPLICA IDENTITY DEFAULT). It is never a value to send anywhere.
+UNAVAILABLE: Final = _Unavailable()
+
+#: Debezium's default `unavailable.value.placeholder`.
+UNAVAILABLE_PLACEHOLDER: Final = "__debezium_unavailable_value"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeEvent:
+    """One row change of a synced table, decoded and typed.
+
+    `row` is the decoded `after` image for c/r/u and None for d and tombstone (under the default
+    replica identity `before` of a delete holds only the key plus placeholder defaults, so
+    nothing but the key is trusted). Row values are str, Decimal (numerics), datetime.date,
+    tz-aware datetime, parsed JSON (dict/list) or None.
+    """
+
+    entity_type: EntityType
+    entity_id: str
+    op: Op
+    row: Mapping[str, Any] | None
+    unavailable: frozenset[str]
+    lsn: int | None
+    tx_id: int | None
+    snapshot: bool
+    source_ts_ms: int | None
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """Ordering key for stale detection of *one row*: `(lsn or 0, 0)`.
+
+        `source.lsn` is not a total order across interleaved transactions, but it is monotonic
+        for a single row: a second transaction changing the same row must wait for the first
+        one's row lock, so its change record is written after the first commits. That is all
+        stale detection needs, because it compares versions of the same entity only.
+        Snapshot reads carry the LSN at which the snapshot started, so a streamed change made
+        after the snapshot always has a higher version; equal versions are redeliveries (or
+        reads of one snapshot) and must not be treated as stale. The second element is a
+        tie-breaker reserved for finer ordering (e.g. `source.sequence`) and is 0 today.
+        Events without an LSN sort lowest; callers should not stale-skip them.
+        """
+        return (self.lsn or 0, 0)
+
+    @property
+    def is_removal(self) -> bool:
+        """True for deletes and tombstones: the row no longer exists in the source."""
+        return self.op in (Op.DELETE, Op.TOMBSTONE)
+
+
+class DecodeError(Exception):
+    """Raised when a Kafka message cannot be decoded into a `ChangeEvent`; it goes to the DLQ at once.
+
+    `reason` is one sentence naming what was wrong (never the message contents, which may be large).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
