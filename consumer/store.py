@@ -1,0 +1,228 @@
+"""The sync log, the entity map and create intents in PostgreSQL.
+
+`record()` writes an event's outcome rows, the entity-map update, the intent removal and the
+write-back to the source row in ONE transaction: when it returns, the outcome is durable and the
+offset may be committed; when it raises, nothing of it happened.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from consumer.events import EntityType
+from consumer.mapping import EntityState
+
+OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered")
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeRow:
+    """One sync-log row: the outcome of one Kafka record."""
+
+    consumer_group: str
+    topic: str
+    partition: int
+    offset: int
+    entity_type: str
+    entity_id: str | None
+    outcome: str
+    operation: str | None = None
+    zoho_id: str | None = None
+    http_status: int | None = None
+    attempts: int = 0
+    error: str | None = None
+    duration_ms: int | None = None
+    source_lsn: int | None = None
+    source_ts_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntityUpdate:
+    """The entity map row after an applied (or confirmed unchanged) event."""
+
+    entity_type: EntityType
+    entity_id: str
+    zoho_id: str | None
+    payload_hash: str | None
+    last_lsn: int | None
+    zoho_status: str | None
+    natural_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WriteBack:
+    """The `zoho_*` columns to set on the source row."""
+
+    entity_type: EntityType
+    entity_id: str
+    zoho_id: str | None
+    sync_status: str  # 'synced' | 'failed'
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    operation: str
+    natural_key: str
+
+
+_WRITE_BACK_SQL = {
+    EntityType.CUSTOMER: (
+        "UPDATE customers SET zoho_billing_customer_id = COALESCE(%(zoho_id)s, zoho_billing_customer_id),"
+        " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
+    ),
+    EntityType.INVOICE: (
+        "UPDATE customer_invoices SET zoho_billing_invoice_id = COALESCE(%(zoho_id)s, zoho_billing_invoice_id),"
+        " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
+    ),
+}
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError):
+        return None
+
+
+class SyncStore:
+    """Async access to zoho-cdc's tables and the two source tables it reads and writes back."""
+
+    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
+        self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True, timeout=15)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> SyncStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def ping(self) -> bool:
+        async with self._pool.connection() as conn:
+            await conn.execute("SELECT 1")
+        return True
+
+    # --- reads --------------------------------------------------------------------------
+    async def entity_state(self, entity_type: EntityType, entity_id: str) -> EntityState | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT zoho_id, payload_hash, last_lsn, zoho_status FROM zoho_entity_map"
+                " WHERE entity_type = %s AND entity_id = %s",
+                (entity_type.value, entity_id),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return EntityState(zoho_id=row[0], payload_hash=row[1], last_lsn=row[2], status=row[3])
+
+    async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT operation, natural_key FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
+                (entity_type.value, entity_id),
+            )
+            row = await cur.fetchone()
+        return Intent(operation=row[0], natural_key=row[1]) if row else None
+
+    async def source_customer(self, customer_id: str) -> dict[str, Any] | None:
+        """The current source row of a customer, shaped like a decoded Debezium `after`."""
+        key = _as_uuid(customer_id)
+        if key is None:
+            return None
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute("SELECT * FROM customers WHERE id = %s", (key,))
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        row["id"] = str(row["id"])
+        return row
+
+    async def customer_currency(self, customer_id: str) -> str | None:
+        """The currency of the customer's invoices in the source (Zoho invoices take the customer's)."""
+        key = _as_uuid(customer_id)
+        if key is None:
+            return None
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT currency FROM customer_invoices WHERE customer_id = %s ORDER BY created_at LIMIT 1", (key,)
+            )
+            row = await cur.fetchone()
+        return row[0].strip() if row and row[0] else None
+
+    # --- writes -------------------------------------------------------------------------
+    async def write_intent(self, entity_type: EntityType, entity_id: str, operation: str, natural_key: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO zoho_sync_intent (entity_type, entity_id, operation, natural_key)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (entity_type, entity_id)"
+                " DO UPDATE SET operation = EXCLUDED.operation, natural_key = EXCLUDED.natural_key",
+                (entity_type.value, entity_id, operation, natural_key),
+            )
+
+    async def record(
+        self,
+        outcomes: Sequence[OutcomeRow],
+        *,
+        entity: EntityUpdate | None = None,
+        write_back: WriteBack | None = None,
+        clear_intent: tuple[EntityType, str] | None = None,
+    ) -> None:
+        async with self._pool.connection() as conn, conn.transaction():
+            if outcomes:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO zoho_sync_log (consumer_group, topic, kafka_partition, kafka_offset,"
+                        " entity_type, entity_id, outcome, operation, zoho_id, http_status, attempts, error,"
+                        " duration_ms, source_lsn, source_ts_ms)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) DO NOTHING",
+                        [
+                            (
+                                o.consumer_group, o.topic, o.partition, o.offset, o.entity_type, o.entity_id,
+                                o.outcome, o.operation, o.zoho_id, o.http_status, o.attempts,
+                                (o.error or None) and o.error[:2000], o.duration_ms, o.source_lsn, o.source_ts_ms,
+                            )
+                            for o in outcomes
+                        ],
+                    )
+            if entity is not None:
+                await conn.execute(
+                    "INSERT INTO zoho_entity_map (entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
+                    " zoho_status, natural_key, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now())"
+                    " ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
+                    " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
+                    " payload_hash = EXCLUDED.payload_hash,"
+                    " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
+                    " zoho_status = COALESCE(EXCLUDED.zoho_status, zoho_entity_map.zoho_status),"
+                    " natural_key = COALESCE(EXCLUDED.natural_key, zoho_entity_map.natural_key),"
+                    " updated_at = now()",
+                    (
+                        entity.entity_type.value, entity.entity_id, entity.zoho_id, entity.payload_hash,
+                        entity.last_lsn, entity.zoho_status, entity.natural_key,
+                    ),
+                )
+            if clear_intent is not None:
+                await conn.execute(
+                    "DELETE FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
+                    (clear_intent[0].value, clear_intent[1]),
+                )
+            if write_back is not None:
+                key = _as_uuid(write_back.entity_id)
+                if key is not None:
+                    await conn.execute(
+                        _WRITE_BACK_SQL[write_back.entity_type],
+                        {"zoho_id": write_back.zoho_id, "status": write_back.sync_status, "id": key},
+                    )

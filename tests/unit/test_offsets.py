@@ -1,0 +1,49 @@
+"""The commit watermark never passes an offset whose outcome is not durable."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.offsets import OffsetWatermark
+
+
+def test_nothing_committable_before_any_record() -> None:
+    assert OffsetWatermark().committable() is None
+
+
+def test_watermark_stops_at_the_lowest_pending_offset() -> None:
+    wm = OffsetWatermark()
+    for offset in (10, 11, 12, 13):
+        wm.received(offset)
+    wm.completed(11)
+    wm.completed(13)
+    assert wm.committable() == 10  # 10 still pending: nothing past it
+    wm.completed(10)
+    assert wm.committable() == 12
+    wm.completed(12)
+    assert wm.committable() == 14
+
+
+def test_already_committed_offset_is_not_offered_again() -> None:
+    wm = OffsetWatermark()
+    wm.received(0)
+    wm.completed(0)
+    assert wm.committable() == 1
+    wm.mark_committed(1)
+    assert wm.committable() is None
+
+
+@given(st.permutations(list(range(40))), st.integers(min_value=0, max_value=40))
+def test_committable_offset_is_never_past_an_incomplete_one(order: list[int], n_done: int) -> None:
+    wm = OffsetWatermark()
+    for offset in range(40):
+        wm.received(offset)
+    done = set(order[:n_done])
+    for offset in order[:n_done]:
+        wm.completed(offset)
+    commit = wm.committable()
+    assert commit is not None
+    # every offset below the commit point is done, and the commit point itself is not (unless all are)
+    assert all(o in done for o in range(commit))
+    assert commit == 40 or commit not in done
