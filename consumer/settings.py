@@ -62,6 +62,25 @@ class Settings(BaseSettings):
     )
     zoho_default_currency: str = Field("ZAR", min_length=3, max_length=3)
     zoho_token_refresh_margin: float = Field(120.0, ge=0, description="Refresh this many seconds before expiry.")
+    zoho_rate_window_seconds: float = Field(
+        60.0, gt=0, description="Length of Zoho's rate window; ZOHO_RATE_PER_MINUTE calls are allowed per window."
+    )
+    zoho_rate_guard_seconds: float = Field(
+        0.5, ge=0, description="Extra spacing per window so network jitter never pushes a call into the last window."
+    )
+    zoho_retry_base_seconds: float = Field(1.0, gt=0, description="First retry backoff (doubles, full jitter).")
+    zoho_token_backoff_seconds: float = Field(
+        120.0, gt=0, description="First wait after the token endpoint answers 'too many requests' (doubles)."
+    )
+    zoho_token_backoff_max_seconds: float = Field(1800.0, gt=0)
+    zoho_budget_poll_seconds: float = Field(
+        30.0, gt=0, description="How often a call waiting for the daily budget re-checks it."
+    )
+    zoho_account_number_filter: str = Field(
+        "", description="List filter for the account-number custom field; empty means cf_<label as snake_case>."
+    )
+    zoho_customer_email_filter: str = Field("email", description="List filter used to find a customer by email.")
+    zoho_invoice_number_filter: str = Field("invoice_number", description="List filter to find an invoice by number.")
 
     # --- consumer -----------------------------------------------------------------------
     max_in_flight: int = Field(1000, gt=0, description="Events held in memory before partitions are paused.")
