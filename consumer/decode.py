@@ -1,0 +1,423 @@
+"""Decode one Kafka message written by Debezium's JSON converter into a `ChangeEvent`.
+
+Pure: bytes in, a `ChangeEvent` or a `DecodeError` (one-sentence reason, for the DLQ) out; no
+other exception escapes `decode_event`. Both converter shapes are accepted (schemas.enable=false:
+bare payload; true: `{"schema":..., "payload":...}`), for key and value, and numerics in every
+`decimal.handling.mode` (string, precise, double). The TOAST placeholder never reaches a row.
+
+When the message carries no schema, the column kinds of the source schema
+(`consumer/sql/source_schema.sql`) say how to read each value: see `COLUMN_KINDS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from typing import Any, Final
+
+from consumer.events import (
+    UNAVAILABLE,
+    UNAVAILABLE_PLACEHOLDER,
+    ChangeEvent,
+    DecodeError,
+    EntityType,
+    Op,
+)
+
+
+class ColumnKind(Enum):
+    """How a source column is represented in a Debezium event."""
+
+    TEXT = "text"  # text, uuid, char(n): a JSON string
+    NUMERIC = "numeric"  # numeric(12,2): string, base64 unscaled int, or JSON number
+    DATE = "date"  # io.debezium.time.Date: days since 1970-01-01
+    TIMESTAMPTZ = "timestamptz"  # io.debezium.time.ZonedTimestamp: ISO-8601 string
+    JSONB = "jsonb"  # io.debezium.data.Json: JSON text
+
+
+_T, _N, _D, _TS, _J = (
+    ColumnKind.TEXT,
+    ColumnKind.NUMERIC,
+    ColumnKind.DATE,
+    ColumnKind.TIMESTAMPTZ,
+    ColumnKind.JSONB,
+)
+
+#: Column kinds of the two source tables (consumer/sql/source_schema.sql). Used when a message has
+#: no schema, and to check types. Columns not listed (added later) pass through as sent.
+COLUMN_KINDS: Final[Mapping[EntityType, Mapping[str, ColumnKind]]] = {
+    EntityType.CUSTOMER: {
+        "id": _T,
+        "account_number": _T,
+        "email": _T,
+        "first_name": _T,
+        "last_name": _T,
+        "company_name": _T,
+        "phone": _T,
+        "account_type": _T,
+        "billing_address": _J,
+        "status": _T,
+        "notes": _T,
+        "created_at": _TS,
+        "updated_at": _TS,
+        "zoho_billing_customer_id": _T,
+        "zoho_sync_status": _T,
+        "zoho_last_synced_at": _TS,
+    },
+    EntityType.INVOICE: {
+        "id": _T,
+        "customer_id": _T,
+        "invoice_number": _T,
+        "invoice_date": _D,
+        "due_date": _D,
+        "currency": _T,
+        "subtotal": _N,
+        "vat_amount": _N,
+        "total_amount": _N,
+        "status": _T,
+        "line_items": _J,
+        "created_at": _TS,
+        "updated_at": _TS,
+        "zoho_billing_invoice_id": _T,
+        "zoho_sync_status": _T,
+        "zoho_last_synced_at": _TS,
+    },
+}
+
+#: Scale of every numeric column in the source schema (numeric(12,2)). Without a schema, a
+#: base64 ("precise") numeric is decoded with this scale: the message itself does not say.
+SOURCE_NUMERIC_SCALE: Final = 2
+
+_DECIMAL = "org.apache.kafka.connect.data.Decimal"
+_VARIABLE_SCALE_DECIMAL = "io.debezium.data.VariableScaleDecimal"
+_DATE_NAMES = frozenset({"io.debezium.time.Date", "org.apache.kafka.connect.data.Date"})
+_ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
+_JSON = "io.debezium.data.Json"
+
+# Binary columns carry the placeholder as base64 of its bytes.
+_PLACEHOLDER_B64 = base64.b64encode(UNAVAILABLE_PLACEHOLDER.encode()).decode()
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_OPS = {"c": Op.CREATE, "r": Op.READ, "u": Op.UPDATE, "d": Op.DELETE}
+
+
+def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
+    """The entity a Debezium topic carries, or DecodeError for any other topic."""
+    for entity in EntityType:
+        if topic == f"{topic_prefix}.public.{entity.table}":
+            return entity
+    raise DecodeError(f"topic {topic!r} is not a synced table topic for prefix {topic_prefix!r}")
+
+
+def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_prefix: str) -> ChangeEvent:
+    """Decode one Kafka message from a Debezium table topic.
+
+    A null value (or JSON `null`) is a tombstone and needs the key. A missing key falls back to
+    the `id` in `after`/`before`. Raises only `DecodeError`.
+    """
+    entity = entity_for_topic(topic, topic_prefix=topic_prefix)
+    key_id = _key_id(key)
+    payload, schema = (None, None) if value is None else _unwrap(_parse_json(value, "value"), "value")
+    if payload is None:
+        if key_id is None:
+            raise DecodeError("tombstone without a key id")
+        return ChangeEvent(entity, key_id, Op.TOMBSTONE, None, frozenset(), None, None, False, None)
+    if not isinstance(payload, dict):
+        raise DecodeError(f"value payload is a JSON {_json_type(payload)}, not an object")
+
+    op = _op(payload)
+    fields = _row_fields(schema)
+    source = payload.get("source")
+    if source is None:
+        source = {}
+    elif not isinstance(source, dict):
+        raise DecodeError(f"source is a JSON {_json_type(source)}, not an object")
+
+    row: dict[str, Any] | None = None
+    unavailable: frozenset[str] = frozenset()
+    if op is Op.DELETE:
+        row_id = _image_id(payload.get("before"), "before")
+    else:
+        after = payload.get("after")
+        if not isinstance(after, dict):
+            raise DecodeError(f"op {op.value!r} has {_json_type(after)} 'after', expected an object")
+        row, unavailable = _decode_row(entity, after, fields)
+        row_id = _image_id(after, "after")
+
+    if key_id is not None and row_id is not None and key_id != row_id:
+        raise DecodeError(f"key id {key_id!r} differs from row id {row_id!r}")
+    entity_id = key_id if key_id is not None else row_id
+    if entity_id is None:
+        raise DecodeError("missing key field id (no key and no id in the row)")
+
+    return ChangeEvent(
+        entity_type=entity,
+        entity_id=entity_id,
+        op=op,
+        row=row,
+        unavailable=unavailable,
+        lsn=_source_int(source, "lsn"),
+        tx_id=_source_int(source, "txId"),
+        snapshot=source.get("snapshot") not in (None, "false", False),
+        source_ts_ms=_source_int(source, "ts_ms"),
+    )
+
+
+# --- envelope -----------------------------------------------------------------------------
+
+
+def _parse_json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError, TypeError):
+        raise DecodeError(f"{what} is not JSON") from None
+
+
+def _unwrap(doc: Any, what: str) -> tuple[Any, Mapping[str, Any] | None]:
+    """Split a `{"schema", "payload"}` converter envelope; a bare payload has no schema."""
+    if isinstance(doc, dict) and doc.keys() == {"schema", "payload"}:
+        schema = doc["schema"]
+        if schema is not None and not isinstance(schema, dict):
+            raise DecodeError(f"{what} schema is a JSON {_json_type(schema)}, not an object")
+        return doc["payload"], schema
+    return doc, None
+
+
+def _key_id(key: bytes | None) -> str | None:
+    if key is None or key == b"":
+        return None
+    payload, _ = _unwrap(_parse_json(key, "key"), "key")
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
+        raise DecodeError(f"key is a JSON {_json_type(payload)}, not an object")
+    if "id" not in payload:
+        raise DecodeError("missing key field id")
+    return _id_value(payload["id"], "key field id")
+
+
+def _image_id(image: Any, which: str) -> str | None:
+    if not isinstance(image, dict) or image.get("id") is None:
+        return None
+    return _id_value(image["id"], f"{which}.id")
+
+
+def _id_value(raw: Any, what: str) -> str:
+    if not isinstance(raw, str) or not raw:
+        raise DecodeError(f"{what} is not a non-empty string")
+    return raw
+
+
+def _op(payload: Mapping[str, Any]) -> Op:
+    if "op" not in payload:
+        raise DecodeError("missing op")
+    raw = payload["op"]
+    if not isinstance(raw, str):
+        raise DecodeError(f"op is a JSON {_json_type(raw)}, not a string")
+    try:
+        return _OPS[raw]
+    except KeyError:
+        raise DecodeError(f"unknown op {raw!r}") from None
+
+
+def _source_int(source: Mapping[str, Any], name: str) -> int | None:
+    raw = source.get(name)
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise DecodeError(f"source.{name} is not an integer")
+    return raw
+
+
+def _row_fields(schema: Mapping[str, Any] | None) -> Mapping[str, Mapping[str, Any]]:
+    """Field schemas of the row struct (from `after`, else `before`), by column name."""
+    if schema is None:
+        return {}
+    envelope_fields = schema.get("fields")
+    if not isinstance(envelope_fields, list):
+        raise DecodeError("value schema has no field list")
+    by_name = _fields_by_name(envelope_fields)
+    for image in ("after", "before"):
+        row_schema = by_name.get(image)
+        if row_schema is not None:
+            columns = row_schema.get("fields")
+            if not isinstance(columns, list):
+                raise DecodeError(f"value schema of {image!r} has no field list")
+            return _fields_by_name(columns)
+    return {}
+
+
+def _fields_by_name(fields: list[Any]) -> dict[str, Mapping[str, Any]]:
+    return {f["field"]: f for f in fields if isinstance(f, dict) and isinstance(f.get("field"), str)}
+
+
+# --- columns ------------------------------------------------------------------------------
+
+
+def _decode_row(
+    entity: EntityType, image: Mapping[str, Any], fields: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[str, Any], frozenset[str]]:
+    kinds = COLUMN_KINDS[entity]
+    row: dict[str, Any] = {}
+    unavailable: set[str] = set()
+    for name, raw in image.items():
+        value = decode_column(name, raw, fields.get(name), kinds.get(name))
+        if value is UNAVAILABLE:
+            unavailable.add(name)
+        else:
+            row[name] = value
+    return row, frozenset(unavailable)
+
+
+def decode_column(
+    name: str, raw: Any, field_schema: Mapping[str, Any] | None, kind: ColumnKind | None
+) -> Any:
+    """One column value: the schema's logical type decides when present, else the column kind.
+
+    Returns `UNAVAILABLE` for the TOAST placeholder; raises DecodeError naming the column.
+    """
+    if raw is None:
+        return None
+    if raw == UNAVAILABLE_PLACEHOLDER:
+        return UNAVAILABLE
+    logical = field_schema.get("name") if field_schema else None
+    if field_schema and field_schema.get("type") == "bytes" and raw == _PLACEHOLDER_B64:
+        return UNAVAILABLE
+    if logical == _DECIMAL:
+        return _decimal_with_scale(name, raw, _schema_scale(name, field_schema))
+    if logical == _VARIABLE_SCALE_DECIMAL:
+        return _variable_scale_decimal(name, raw)
+    if logical in _DATE_NAMES:
+        return _date(name, raw)
+    if logical == _ZONED_TIMESTAMP:
+        return _timestamptz(name, raw)
+    if logical == _JSON:
+        return _jsonb(name, raw)
+    if kind is ColumnKind.NUMERIC:
+        return _decimal_with_scale(name, raw, SOURCE_NUMERIC_SCALE)
+    if kind is ColumnKind.DATE:
+        return _date(name, raw)
+    if kind is ColumnKind.TIMESTAMPTZ:
+        return _timestamptz(name, raw)
+    if kind is ColumnKind.JSONB:
+        return _jsonb(name, raw)
+    if kind is ColumnKind.TEXT and not isinstance(raw, str):
+        raise DecodeError(f"column {name} is a JSON {_json_type(raw)}, expected a string")
+    return raw
+
+
+def _schema_scale(name: str, field_schema: Mapping[str, Any]) -> int:
+    params = field_schema.get("parameters")
+    raw = params.get("scale") if isinstance(params, dict) else None
+    try:
+        return int(raw)  # the JSON converter writes parameters as strings
+    except (TypeError, ValueError):
+        raise DecodeError(f"column {name} has a Decimal schema without a scale") from None
+
+
+def _decimal_with_scale(name: str, raw: Any, scale: int) -> Decimal:
+    """A numeric in any decimal.handling.mode; `scale` applies to base64 unscaled integers only.
+
+    Debezium's string mode writes numeric(p,s) with s > 0 as plain digits with a decimal point
+    ("1000.00"); base64 never contains a '.', so a string with a point is a decimal string and
+    any other string is tried as base64 first (an all-digit base64 value must not be misread).
+    """
+    if isinstance(raw, bool):
+        raise DecodeError(f"column {name} is a boolean, expected a number")
+    if isinstance(raw, int | float):
+        return _finite(name, str(raw))  # double mode / decimal.format=NUMERIC
+    if not isinstance(raw, str):
+        raise DecodeError(f"column {name} is a JSON {_json_type(raw)}, expected a number")
+    if "." not in raw:
+        unscaled = _b64_int(raw)
+        if unscaled is not None:
+            return _scaled(unscaled, scale)
+    return _finite(name, raw)
+
+
+def _b64_int(raw: str) -> int | None:
+    """Big-endian two's-complement integer from base64 (signed: refunds are negative), or None."""
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return int.from_bytes(data, "big", signed=True)
+
+
+def _scaled(unscaled: int, scale: int) -> Decimal:
+    # Built from the digit tuple: exact for any size, unlike scaleb() under the 28-digit context.
+    digits = tuple(int(d) for d in str(abs(unscaled)))
+    return Decimal((1 if unscaled < 0 else 0, digits, -scale))
+
+
+def _finite(name: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError):
+        raise DecodeError(f"column {name} is neither a decimal string nor base64") from None
+    if not value.is_finite():
+        raise DecodeError(f"column {name} is not a finite number")
+    return value
+
+
+def _variable_scale_decimal(name: str, raw: Any) -> Decimal:
+    if not isinstance(raw, dict):
+        raise DecodeError(f"column {name} is not a VariableScaleDecimal struct")
+    scale, value = raw.get("scale"), raw.get("value")
+    if isinstance(scale, bool) or not isinstance(scale, int) or not isinstance(value, str):
+        raise DecodeError(f"column {name} is not a VariableScaleDecimal struct")
+    unscaled = _b64_int(value)
+    if unscaled is None:
+        raise DecodeError(f"column {name} has bad base64 in its VariableScaleDecimal")
+    return _scaled(unscaled, scale)
+
+
+def _date(name: str, raw: Any) -> dt.date:
+    try:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return dt.date.fromordinal(_EPOCH_ORDINAL + raw)
+        if isinstance(raw, str):  # time.precision.mode=isostring: "2025-11-01Z"
+            return dt.date.fromisoformat(raw.removesuffix("Z"))
+    except (ValueError, OverflowError):
+        raise DecodeError(f"column {name} is not a valid date") from None
+    raise DecodeError(f"column {name} is a JSON {_json_type(raw)}, expected days since epoch")
+
+
+def _timestamptz(name: str, raw: Any) -> dt.datetime:
+    if not isinstance(raw, str):
+        raise DecodeError(f"column {name} is a JSON {_json_type(raw)}, expected an ISO-8601 timestamp")
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise DecodeError(f"column {name} is not an ISO-8601 timestamp") from None
+    # ZonedTimestamp is always zoned (GMT); a bare one can only mean UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _jsonb(name: str, raw: Any) -> Any:
+    if isinstance(raw, dict | list):
+        return raw  # already parsed by an upstream transform
+    if not isinstance(raw, str):
+        raise DecodeError(f"column {name} is a JSON {_json_type(raw)}, expected JSON text")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise DecodeError(f"column {name} holds malformed JSON") from None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
