@@ -1,0 +1,426 @@
+"""Mapping rules: source rows to Zoho Billing bodies, and which Zoho call a change event needs.
+
+Pure functions over decoded rows (`consumer.events.ChangeEvent`) and what the entity map knows
+(`EntityState`); no I/O. Payloads hold only fields Zoho shows, so changes to columns we do not
+send (notes, updated_at, our own zoho_* write-back) hash the same and plan a NOOP. Stale-event
+skipping and coalescing belong to the engine, not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any, Final
+
+from consumer.events import ChangeEvent, EntityType, Op
+
+INTERNAL_TEST_ACCOUNT_TYPE: Final = "internal_test"
+
+#: Customer columns that feed the Zoho body or the decision to sync at all.
+CUSTOMER_MAPPED_COLUMNS: Final = frozenset(
+    {
+        "account_number",
+        "email",
+        "first_name",
+        "last_name",
+        "company_name",
+        "phone",
+        "billing_address",
+        "account_type",
+    }
+)
+#: Invoice columns that feed the Zoho body or the plan.
+INVOICE_MAPPED_COLUMNS: Final = frozenset(
+    {
+        "id",
+        "customer_id",
+        "invoice_number",
+        "invoice_date",
+        "due_date",
+        "subtotal",
+        "vat_amount",
+        "total_amount",
+        "status",
+        "line_items",
+    }
+)
+#: Columns an invoice cannot be created without (a TOASTed line_items on an update is possible).
+_INVOICE_CREATE_COLUMNS: Final = frozenset({"invoice_date", "line_items", "subtotal", "total_amount"})
+
+_ADDRESS_KEYS: Final = ("street", "city", "state", "zip", "country")
+#: Zoho statuses in which an invoice may still be edited with PUT.
+EDITABLE_INVOICE_STATUSES: Final = frozenset({"draft", "sent"})
+_CENT = Decimal("0.01")
+
+
+class MappingError(ValueError):
+    """Raised when a row cannot be mapped (e.g. a line item without a usable price); send to the DLQ."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class MappingConfig:
+    account_number_field: str = "Account Number"  # Zoho customer custom-field label
+    default_currency: str = "ZAR"
+
+
+# --- customers ----------------------------------------------------------------------------
+
+
+def is_internal_test(row: Mapping[str, Any]) -> bool:
+    """Internal test accounts are never synced (and are marked inactive if they once were)."""
+    return row.get("account_type") == INTERNAL_TEST_ACCOUNT_TYPE
+
+
+def customer_display_name(row: Mapping[str, Any]) -> str:
+    """Company name, else "first last" (either part may be missing), else the account number."""
+    company = _text(row.get("company_name"))
+    if company:
+        return company
+    person = " ".join(p for p in (_text(row.get("first_name")), _text(row.get("last_name"))) if p)
+    return person or _text(row.get("account_number"))
+
+
+def customer_payload(
+    row: Mapping[str, Any], config: MappingConfig, *, currency_code: str | None = None
+) -> dict[str, Any]:
+    """The Zoho customer create/update body for a customer row.
+
+    Columns absent from `row` (unavailable TOAST values) are left out of the body, so a PUT
+    leaves Zoho's value alone. Name and phone columns that are NULL are sent as "" so a value
+    cleared in the source is cleared in Zoho; email is omitted when NULL/empty (Zoho rejects "").
+    """
+    payload: dict[str, Any] = {
+        "display_name": customer_display_name(row),
+        "currency_code": currency_code or config.default_currency,
+    }
+    for column in ("first_name", "last_name", "company_name", "phone"):
+        if column in row:
+            payload[column] = _text(row[column])
+    email = _text(row.get("email"))
+    if email:
+        payload["email"] = email
+    address = _billing_address(row.get("billing_address"))
+    if address:
+        payload["billing_address"] = address
+    if "account_number" in row:
+        payload["custom_fields"] = [
+            {"label": config.account_number_field, "value": _text(row["account_number"])}
+        ]
+    return payload
+
+
+def _billing_address(raw: Any) -> dict[str, str]:
+    """Zoho's address keys from the jsonb, as strings; other keys and empty values are dropped."""
+    if not isinstance(raw, Mapping):
+        return {}
+    out = {}
+    for key in _ADDRESS_KEYS:
+        value = raw.get(key)
+        if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+            continue
+        text = str(value).strip()
+        if text:
+            out[key] = text
+    return out
+
+
+# --- invoices -----------------------------------------------------------------------------
+
+
+def invoice_currency(row: Mapping[str, Any]) -> str:
+    """The invoice's ISO currency (char(3) is blank-padded in PostgreSQL)."""
+    return _text(row.get("currency")).upper()
+
+
+def invoice_payload(row: Mapping[str, Any], zoho_customer_id: str) -> dict[str, Any]:
+    """The Zoho invoice create/update body for an invoice row.
+
+    Items come from `line_items` (`description`, `quantity`, `unit_price`); each carries both
+    `price` and `rate` because Zoho's spec names the field one way and requires it the other.
+    An invoice without line items gets one item for its subtotal. VAT is sent as Zoho's
+    invoice-level `adjustment` (total_amount - sum of item totals), not as a tax: we have no
+    Zoho tax ids, and this makes Zoho's total equal the source `total_amount` exactly even when
+    the source row's subtotal/vat do not add up. Amounts are JSON numbers rounded to 2 dp.
+    Raises MappingError for line items that cannot be read.
+    """
+    payload: dict[str, Any] = {
+        "customer_id": zoho_customer_id,
+        "reference_number": _text(row.get("id")),
+    }
+    if "invoice_number" in row:
+        payload["invoice_number"] = _text(row["invoice_number"])
+    if isinstance(row.get("invoice_date"), dt.date):
+        payload["date"] = row["invoice_date"].isoformat()
+    if isinstance(row.get("due_date"), dt.date):
+        payload["due_date"] = row["due_date"].isoformat()
+    if "line_items" in row:
+        items = _invoice_items(row)
+        payload["invoice_items"] = [item for item, _ in items]
+        if "total_amount" in row:
+            items_total = sum((total for _, total in items), Decimal(0))
+            adjustment = _amount(row["total_amount"], "total_amount") - items_total
+            if adjustment:
+                vat = _amount(row.get("vat_amount") or 0, "vat_amount")
+                payload["adjustment"] = _money(adjustment)
+                payload["adjustment_description"] = (
+                    "VAT" if adjustment == vat else "VAT and difference to the source total"
+                )
+    return payload
+
+
+def _invoice_items(row: Mapping[str, Any]) -> list[tuple[dict[str, Any], Decimal]]:
+    """(Zoho item, item total rounded to cents) for each line item."""
+    raw_items = row.get("line_items") or []
+    if not isinstance(raw_items, list):
+        raise MappingError("line_items is not a JSON array")
+    if not raw_items:
+        subtotal = _amount(row.get("subtotal") or 0, "subtotal")
+        name = f"Invoice {_text(row.get('invoice_number'))}".strip()
+        return [(_item(name, Decimal(1), subtotal), subtotal.quantize(_CENT, ROUND_HALF_UP))]
+    out = []
+    for index, raw in enumerate(raw_items, start=1):
+        if not isinstance(raw, Mapping):
+            raise MappingError(f"line item {index} is not a JSON object")
+        name = _text(raw.get("description") or raw.get("name")) or f"Item {index}"
+        quantity = _amount(raw.get("quantity", 1), f"line item {index} quantity")
+        price_raw = next((raw[k] for k in ("unit_price", "price", "rate") if raw.get(k) is not None), None)
+        if price_raw is None:
+            raise MappingError(f"line item {index} has no unit_price")
+        price = _amount(price_raw, f"line item {index} unit_price")
+        total = (quantity * price.quantize(_CENT, ROUND_HALF_UP)).quantize(_CENT, ROUND_HALF_UP)
+        out.append((_item(name, quantity, price), total))
+    return out
+
+
+def _item(name: str, quantity: Decimal, price: Decimal) -> dict[str, Any]:
+    money = _money(price)
+    return {
+        "name": name,
+        "description": name,
+        "quantity": int(quantity) if quantity == quantity.to_integral_value() else float(quantity),
+        "price": money,
+        "rate": money,
+    }
+
+
+def _amount(raw: Any, what: str) -> Decimal:
+    if isinstance(raw, Decimal):
+        value = raw
+    elif isinstance(raw, int | float | str) and not isinstance(raw, bool):
+        try:
+            value = Decimal(str(raw))
+        except InvalidOperation:
+            raise MappingError(f"{what} is not a number") from None
+    else:
+        raise MappingError(f"{what} is not a number")
+    if not value.is_finite():
+        raise MappingError(f"{what} is not a finite number")
+    return value
+
+
+def _money(value: Decimal) -> float:
+    return float(value.quantize(_CENT, ROUND_HALF_UP))
+
+
+# --- hashing and checks -------------------------------------------------------------------
+
+
+def payload_hash(payload: Mapping[str, Any]) -> str:
+    """sha256 of canonical JSON (sorted keys, no spaces); stable under key order.
+
+    Decimals hash by numeric value (1.0 == 1.00), dates and datetimes by ISO-8601.
+    """
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_canonical)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value else "0"
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_REQUIRED: Final[Mapping[EntityType, Sequence[str]]] = {
+    EntityType.CUSTOMER: ("display_name",),
+    EntityType.INVOICE: ("customer_id", "date", "invoice_items"),
+}
+
+
+def missing_required(payload: Mapping[str, Any], entity_type: EntityType | None = None) -> tuple[str, ...]:
+    """Fields Zoho requires on create that the payload lacks or has empty.
+
+    The entity is inferred from the payload when not given (invoices have `customer_id`).
+    `email` is documented as required for customers but source rows may have none, so it is
+    not checked here.
+    """
+    if entity_type is None:
+        entity_type = EntityType.INVOICE if "customer_id" in payload else EntityType.CUSTOMER
+    return tuple(f for f in _REQUIRED[entity_type] if payload.get(f) in (None, "", []))
+
+
+# --- planning -----------------------------------------------------------------------------
+
+
+class Action(StrEnum):
+    """The Zoho call (or non-call) a change event needs."""
+
+    CREATE_CUSTOMER = "create_customer"
+    UPDATE_CUSTOMER = "update_customer"
+    MARK_CUSTOMER_INACTIVE = "mark_customer_inactive"
+    # Reactivation: mark active, then PUT `payload` unless its hash equals the stored one.
+    MARK_CUSTOMER_ACTIVE = "mark_customer_active"
+    CREATE_INVOICE = "create_invoice"
+    UPDATE_INVOICE = "update_invoice"
+    VOID_INVOICE = "void_invoice"
+    DELETE_INVOICE = "delete_invoice"
+    SKIP = "skip"  # nothing to do by rule (tombstone, internal test, never synced, not editable)
+    NOOP = "noop"  # Zoho already matches
+
+
+@dataclass(frozen=True)
+class EntityState:
+    """What the entity map knows about one source row's Zoho counterpart."""
+
+    zoho_id: str | None
+    payload_hash: str | None
+    last_lsn: int | None
+    status: str | None  # Zoho status: "active"/"inactive", "draft"/"sent"/"void"/...
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision for one event. `payload_hash` is None when the payload is partial."""
+
+    action: Action
+    payload: dict[str, Any] | None
+    payload_hash: str | None
+    reason: str
+    needs_customer: str | None = None  # invoices: source customer id whose Zoho id is required first
+
+
+def _skip(reason: str) -> Plan:
+    return Plan(Action.SKIP, None, None, reason)
+
+
+def _synced(state: EntityState | None) -> bool:
+    return state is not None and state.zoho_id is not None
+
+
+def plan_customer(
+    event: ChangeEvent,
+    state: EntityState | None,
+    config: MappingConfig,
+    *,
+    currency_code: str | None = None,
+) -> Plan:
+    """Decide the Zoho call for a customer event.
+
+    Deletes never delete in Zoho (history stays); the customer is marked inactive. When a
+    mapped column is unavailable (unchanged TOAST value) the payload leaves it out and
+    `payload_hash` is None, so it is never mistaken for "unchanged".
+    """
+    if event.op is Op.TOMBSTONE:
+        return _skip("tombstone")
+    if event.op is Op.DELETE:
+        if not _synced(state):
+            return _skip("deleted in the source before it was ever synced")
+        assert state is not None
+        if state.status == "inactive":
+            return Plan(Action.NOOP, None, None, "deleted in the source; already inactive in Zoho")
+        return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "deleted in the source")
+
+    row = _row(event)
+    if is_internal_test(row):
+        if _synced(state) and state is not None and state.status != "inactive":
+            return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "became an internal test account")
+        return _skip("internal test account")
+
+    payload = customer_payload(row, config, currency_code=currency_code)
+    partial = sorted(event.unavailable & CUSTOMER_MAPPED_COLUMNS)
+    digest = None if partial else payload_hash(payload)
+    note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
+
+    if not _synced(state):
+        return Plan(Action.CREATE_CUSTOMER, payload, digest, f"not yet in Zoho{note}")
+    assert state is not None
+    if state.status == "inactive":
+        return Plan(Action.MARK_CUSTOMER_ACTIVE, payload, digest, f"reactivated: inactive in Zoho{note}")
+    if digest is not None and digest == state.payload_hash:
+        return Plan(Action.NOOP, None, digest, "unchanged")
+    return Plan(Action.UPDATE_CUSTOMER, payload, digest, f"changed{note}")
+
+
+def plan_invoice(event: ChangeEvent, state: EntityState | None, customer_zoho_id: str | None) -> Plan:
+    """Decide the Zoho call for an invoice event.
+
+    A void source invoice that was never synced is skipped (we do not create invoices just to
+    void them). A Zoho status of None is treated as editable (the API rejects the PUT if not).
+    """
+    if event.op is Op.TOMBSTONE:
+        return _skip("tombstone")
+    synced = _synced(state)
+    zoho_status = state.status if state is not None else None
+    if event.op is Op.DELETE:
+        if not synced:
+            return _skip("deleted in the source before it was ever synced")
+        if zoho_status == "void":
+            return Plan(Action.NOOP, None, None, "deleted in the source; already void in Zoho")
+        if zoho_status == "draft":
+            return Plan(Action.DELETE_INVOICE, None, None, "deleted in the source; draft in Zoho")
+        return Plan(Action.VOID_INVOICE, None, None, "deleted in the source")
+
+    row = _row(event)
+    if row.get("status") == "void":
+        if not synced:
+            return _skip("void in the source and never synced")
+        if zoho_status == "void":
+            return Plan(Action.NOOP, None, None, "void in the source; already void in Zoho")
+        return Plan(Action.VOID_INVOICE, None, None, "void in the source")
+
+    missing_for_create = sorted(event.unavailable & _INVOICE_CREATE_COLUMNS)
+    if not synced and missing_for_create:
+        return _skip(
+            f"cannot create: {', '.join(missing_for_create)} unavailable (unchanged TOAST value); "
+            "backfill the invoice or set REPLICA IDENTITY FULL"
+        )
+    action = Action.UPDATE_INVOICE if synced else Action.CREATE_INVOICE
+    if customer_zoho_id is None:
+        customer_id = _text(row.get("customer_id")) or None
+        return Plan(action, None, None, "customer not yet in Zoho", needs_customer=customer_id)
+
+    payload = invoice_payload(row, customer_zoho_id)
+    partial = sorted(event.unavailable & INVOICE_MAPPED_COLUMNS)
+    digest = None if partial else payload_hash(payload)
+    note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
+
+    if not synced:
+        return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}")
+    assert state is not None
+    if digest is not None and digest == state.payload_hash:
+        return Plan(Action.NOOP, None, digest, "unchanged")
+    if zoho_status is not None and zoho_status not in EDITABLE_INVOICE_STATUSES:
+        return _skip(f"invoice no longer editable in Zoho (status {zoho_status})")
+    return Plan(Action.UPDATE_INVOICE, payload, digest, f"changed{note}")
+
+
+def _row(event: ChangeEvent) -> Mapping[str, Any]:
+    if event.row is None:  # decode guarantees a row for c/r/u
+        raise MappingError(f"{event.op.value} event for {event.entity_id} has no row")
+    return event.row
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ("" if value is None else str(value).strip())
