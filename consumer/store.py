@@ -157,13 +157,16 @@ class SyncStore:
             return None
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT currency FROM customer_invoices WHERE customer_id = %s ORDER BY created_at LIMIT 1", (key,)
+                "SELECT currency FROM customer_invoices WHERE customer_id = %s ORDER BY created_at LIMIT 1",
+                (key,),
             )
             row = await cur.fetchone()
         return row[0].strip() if row and row[0] else None
 
     # --- writes -------------------------------------------------------------------------
-    async def write_intent(self, entity_type: EntityType, entity_id: str, operation: str, natural_key: str) -> None:
+    async def write_intent(
+        self, entity_type: EntityType, entity_id: str, operation: str, natural_key: str
+    ) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
                 "INSERT INTO zoho_sync_intent (entity_type, entity_id, operation, natural_key)"
@@ -191,9 +194,21 @@ class SyncStore:
                         " ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) DO NOTHING",
                         [
                             (
-                                o.consumer_group, o.topic, o.partition, o.offset, o.entity_type, o.entity_id,
-                                o.outcome, o.operation, o.zoho_id, o.http_status, o.attempts,
-                                (o.error or None) and o.error[:2000], o.duration_ms, o.source_lsn, o.source_ts_ms,
+                                o.consumer_group,
+                                o.topic,
+                                o.partition,
+                                o.offset,
+                                o.entity_type,
+                                o.entity_id,
+                                o.outcome,
+                                o.operation,
+                                o.zoho_id,
+                                o.http_status,
+                                o.attempts,
+                                (o.error or None) and o.error[:2000],
+                                o.duration_ms,
+                                o.source_lsn,
+                                o.source_ts_ms,
                             )
                             for o in outcomes
                         ],
@@ -210,8 +225,13 @@ class SyncStore:
                     " natural_key = COALESCE(EXCLUDED.natural_key, zoho_entity_map.natural_key),"
                     " updated_at = now()",
                     (
-                        entity.entity_type.value, entity.entity_id, entity.zoho_id, entity.payload_hash,
-                        entity.last_lsn, entity.zoho_status, entity.natural_key,
+                        entity.entity_type.value,
+                        entity.entity_id,
+                        entity.zoho_id,
+                        entity.payload_hash,
+                        entity.last_lsn,
+                        entity.zoho_status,
+                        entity.natural_key,
                     ),
                 )
             if clear_intent is not None:

@@ -1,0 +1,57 @@
+"""`zoho-cdc run`: the always-on, near-real-time sync."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run_command(
+        status_port: int = typer.Option(
+            None, help="Port of /healthz, /readyz, /metrics and the status page."
+        ),
+        no_status: bool = typer.Option(False, "--no-status", help="Do not serve the status page."),
+    ) -> None:
+        """Consume the Debezium topics and keep Zoho Billing in step, until SIGTERM/SIGINT."""
+        from consumer.cli import fail, settings_or_exit
+        from consumer.engine import FatalSyncError
+        from consumer.logs import configure_logging
+        from consumer.service import ServiceUnavailable
+
+        overrides = {"status_port": status_port} if status_port is not None else {}
+        settings = settings_or_exit(**overrides)
+        configure_logging(settings.log_level)
+        try:
+            asyncio.run(run_live(settings, serve_status=not no_status))
+        except ServiceUnavailable as exc:
+            fail(str(exc))
+        except FatalSyncError as exc:
+            fail(str(exc), code=3)
+
+
+async def run_live(settings, *, serve_status: bool = True) -> None:  # type: ignore[no-untyped-def]
+    import structlog
+
+    from consumer.service import sync_session
+
+    log = structlog.get_logger("zoho_cdc.run")
+    async with sync_session(settings) as session:
+        runner = session.runner(session.run_options(settings.consumer_group))
+        runner.install_signal_handlers()
+        status_task = None
+        if serve_status:
+            from consumer.status_server import serve_status_page
+
+            status_task = asyncio.create_task(serve_status_page(session, runner))
+        log.info("sync started", topics=list(settings.source_topics), group=settings.consumer_group)
+        try:
+            summary = await session.consume(runner)
+        finally:
+            if status_task is not None:
+                status_task.cancel()
+        log.info(
+            "sync stopped", records=summary.records, reason=summary.stopped_by, committed=summary.committed
+        )

@@ -1,0 +1,511 @@
+"""Key-ordered, concurrent processing of change events (the Parallel Consumer model).
+
+Records are decoded on arrival and queued per entity key; one worker per key drains its queue,
+so a key's events are applied in order while different keys run concurrently (bounded by the
+Zoho limiter). A worker takes everything queued for its key at once: only the newest state is
+sent, older events are recorded `superseded`. Every record ends in exactly one sync-log outcome,
+and `on_done` (which advances the offset watermark) is called only after that row is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import psycopg
+import structlog
+
+from connectors.zoho.errors import AuthError, PermanentError, ZohoError
+from consumer.apply import Applied, Applier, natural_key
+from consumer.dead_letters import DeadLetter, DeadLetterPublisher
+from consumer.decode import decode_event
+from consumer.events import ChangeEvent, DecodeError, EntityType, Op
+from consumer.mapping import (
+    Action,
+    EntityState,
+    MappingConfig,
+    MappingError,
+    Plan,
+    plan_customer,
+    plan_invoice,
+)
+from consumer.metrics import Metrics
+from consumer.store import EntityUpdate, OutcomeRow, SyncStore, WriteBack
+
+log = structlog.get_logger("zoho_cdc.engine")
+
+_CALL_ACTIONS = {
+    Action.CREATE_CUSTOMER,
+    Action.UPDATE_CUSTOMER,
+    Action.MARK_CUSTOMER_INACTIVE,
+    Action.MARK_CUSTOMER_ACTIVE,
+    Action.CREATE_INVOICE,
+    Action.UPDATE_INVOICE,
+    Action.VOID_INVOICE,
+    Action.DELETE_INVOICE,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    """One Kafka record as the engine sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _Item:
+    record: InboundRecord
+    event: ChangeEvent | None
+    error: DecodeError | None
+
+
+class FatalSyncError(Exception):
+    """The sync cannot go on (e.g. the Zoho refresh token was revoked); offsets are not advanced."""
+
+
+@dataclass
+class EngineOptions:
+    consumer_group: str
+    topic_prefix: str
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    resync: bool = False  # ignore stored payload hashes and check every entity against Zoho
+    ignore_stale: bool = False
+
+
+class SyncEngine:
+    """Turns inbound records into Zoho calls and durable sync-log outcomes."""
+
+    def __init__(
+        self,
+        *,
+        options: EngineOptions,
+        store: SyncStore,
+        applier: Applier,
+        dead_letters: DeadLetterPublisher,
+        on_done: Callable[[InboundRecord], None],
+        metrics: Metrics | None = None,
+        record_outcomes: bool = True,
+    ) -> None:
+        self.options = options
+        self._store = store
+        self._applier = applier
+        self._dlq = dead_letters
+        self._on_done = on_done
+        self.metrics = metrics or Metrics()
+        self._record_outcomes = record_outcomes
+        self._queues: dict[tuple[str, str], deque[_Item]] = {}
+        self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.fatal: BaseException | None = None
+
+    # --- intake -------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def submit(self, record: InboundRecord) -> None:
+        """Queue one record behind earlier records of the same entity."""
+        try:
+            event: ChangeEvent | None = decode_event(
+                record.topic, record.key, record.value, topic_prefix=self.options.topic_prefix
+            )
+            error = None
+            key = (event.entity_type.value, event.entity_id)
+        except DecodeError as exc:
+            event, error = None, exc
+            key = ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
+        self._in_flight += 1
+        self._idle.clear()
+        self._queues.setdefault(key, deque()).append(_Item(record, event, error))
+        if key not in self._workers:
+            self._workers[key] = asyncio.create_task(self._work(key), name=f"sync:{key[0]}:{key[1]}")
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted record has a durable outcome. False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        for task in list(self._workers.values()):
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+
+    # --- per-key worker -----------------------------------------------------------------
+    async def _work(self, key: tuple[str, str]) -> None:
+        queue = self._queues[key]
+        try:
+            while queue and self.fatal is None:
+                batch = list(queue)
+                queue.clear()
+                async with self._lock(key):
+                    await self._process_batch(batch)
+                self._finish(batch)
+        except FatalSyncError as exc:
+            self.fatal = exc
+            log.error("sync stopped", reason=str(exc))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must stop the process loudly, never silently drop a record
+            self.fatal = exc
+            log.exception("worker crashed", key=key)
+        finally:
+            self._workers.pop(key, None)
+            if not queue:
+                self._queues.pop(key, None)
+            if self.fatal is not None:
+                self._idle.set()
+
+    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def _finish(self, batch: list[_Item]) -> None:
+        for item in batch:
+            self._on_done(item.record)
+        self._in_flight -= len(batch)
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _process_batch(self, batch: list[_Item]) -> None:
+        undecodable = [item for item in batch if item.event is None]
+        for item in undecodable:
+            assert item.error is not None
+            await self._dead_letter(item, item.error.reason, kind="decode", exc_class="DecodeError")
+        decoded = [item for item in batch if item.event is not None]
+        if not decoded:
+            return
+        # Tombstones only exist for log compaction: they get an outcome but never a call.
+        tombstones = [item for item in decoded if item.event.op is Op.TOMBSTONE]  # type: ignore[union-attr]
+        changes = [item for item in decoded if item.event.op is not Op.TOMBSTONE]  # type: ignore[union-attr]
+        rows = [self._row(item, "skipped", operation="none", error="tombstone") for item in tombstones]
+        if changes:
+            winner = changes[-1]
+            rows += [
+                self._row(item, "superseded", error=f"newer event at offset {winner.record.offset}")
+                for item in changes[:-1]
+            ]
+            self.metrics.outcome("superseded", len(changes) - 1)
+            await self._process_winner(winner, rows)
+        elif rows:
+            await self._durably(rows)
+        self.metrics.outcome("skipped", len(tombstones))
+
+    async def _process_winner(self, item: _Item, rows: list[OutcomeRow]) -> None:
+        event = item.event
+        assert event is not None
+        started = time.monotonic()
+        state = await self._retrying_db(self._store.entity_state, event.entity_type, event.entity_id)
+        if self.options.resync and state is not None:
+            state = replace(state, payload_hash=None)
+        if (
+            not self.options.ignore_stale
+            and state is not None
+            and state.last_lsn is not None
+            and event.lsn is not None
+            and event.lsn < state.last_lsn
+        ):
+            rows.append(
+                self._row(item, "stale", error=f"source lsn {event.lsn} older than applied {state.last_lsn}")
+            )
+            self.metrics.outcome("stale")
+            await self._durably(rows)
+            return
+
+        try:
+            plan = await self._plan(event, state)
+        except MappingError as exc:
+            return await self._dead_letter(
+                item,
+                f"cannot map row: {exc.reason}",
+                kind="mapping",
+                exc_class="MappingError",
+                prior=rows,
+                write_back=event.op is not Op.DELETE,
+            )
+        if plan is None:  # the invoice's customer cannot exist in Zoho: recorded by _plan's caller
+            return await self._customer_unavailable(item, rows, event)
+        outcome_rows, entity, write_back, clear_intent = await self._execute(
+            item, event, state, plan, started
+        )
+        rows += outcome_rows
+        await self._durably(rows, entity=entity, write_back=write_back, clear_intent=clear_intent)
+
+    async def _plan(self, event: ChangeEvent, state: EntityState | None) -> Plan | None:
+        if event.entity_type is EntityType.CUSTOMER:
+            currency = None
+            if state is None or state.zoho_id is None:
+                currency = await self._retrying_db(self._store.customer_currency, event.entity_id)
+            return plan_customer(event, state, self.options.mapping, currency_code=currency)
+        customer_zoho_id = None
+        customer_id = (
+            str(event.row.get("customer_id")) if event.row and event.row.get("customer_id") else None
+        )
+        if customer_id:
+            customer_zoho_id = await self._customer_zoho_id(customer_id)
+        plan = plan_invoice(event, state, customer_zoho_id)
+        if plan.needs_customer is not None and plan.action in _CALL_ACTIONS and plan.payload is None:
+            return None
+        return plan
+
+    async def _customer_zoho_id(self, customer_id: str) -> str | None:
+        """The Zoho id of an invoice's customer, syncing the customer first if it is not in Zoho yet."""
+        state = await self._retrying_db(self._store.entity_state, EntityType.CUSTOMER, customer_id)
+        if state is not None and state.zoho_id:
+            return state.zoho_id
+        # Wait for (or do) the customer's sync under the customer's own key lock, so the two never race.
+        async with self._lock((EntityType.CUSTOMER.value, customer_id)):
+            state = await self._retrying_db(self._store.entity_state, EntityType.CUSTOMER, customer_id)
+            if state is not None and state.zoho_id:
+                return state.zoho_id
+            row = await self._retrying_db(self._store.source_customer, customer_id)
+            if row is None:
+                return None
+            event = ChangeEvent(
+                entity_type=EntityType.CUSTOMER,
+                entity_id=customer_id,
+                op=Op.READ,
+                row=row,
+                unavailable=frozenset(),
+                lsn=None,
+                tx_id=None,
+                snapshot=True,
+                source_ts_ms=None,
+            )
+            currency = await self._retrying_db(self._store.customer_currency, customer_id)
+            plan = plan_customer(event, state, self.options.mapping, currency_code=currency)
+            if plan.action is not Action.CREATE_CUSTOMER:
+                return None
+            applied = await self._applier.apply(EntityType.CUSTOMER, customer_id, plan, row, None)
+            self.metrics.zoho_calls(applied.calls)
+            await self._durably(
+                [],
+                entity=EntityUpdate(
+                    EntityType.CUSTOMER,
+                    customer_id,
+                    applied.zoho_id,
+                    plan.payload_hash,
+                    None,
+                    applied.zoho_status,
+                    natural_key(EntityType.CUSTOMER, row),
+                ),
+                write_back=WriteBack(EntityType.CUSTOMER, customer_id, applied.zoho_id, "synced"),
+                clear_intent=(EntityType.CUSTOMER, customer_id),
+            )
+            log.info("customer synced for its invoice", customer_id=customer_id, zoho_id=applied.zoho_id)
+            return applied.zoho_id
+
+    async def _customer_unavailable(self, item: _Item, rows: list[OutcomeRow], event: ChangeEvent) -> None:
+        customer_id = event.row.get("customer_id") if event.row else None
+        row = await self._retrying_db(self._store.source_customer, str(customer_id)) if customer_id else None
+        if row is not None and row.get("account_type") == "internal_test":
+            rows.append(self._row(item, "skipped", error="customer is internal_test and never sent to Zoho"))
+            self.metrics.outcome("skipped")
+            await self._durably(rows)
+            return
+        reason = f"customer {customer_id} of invoice {event.entity_id} does not exist in the source"
+        await self._dead_letter(item, reason, kind="source", exc_class="MissingCustomer", prior=rows)
+
+    async def _execute(
+        self, item: _Item, event: ChangeEvent, state: EntityState | None, plan: Plan, started: float
+    ) -> tuple[list[OutcomeRow], EntityUpdate | None, WriteBack | None, tuple[EntityType, str] | None]:
+        key_value = natural_key(event.entity_type, event.row)
+        if plan.action is Action.SKIP:
+            self.metrics.outcome("skipped")
+            return [self._row(item, "skipped", operation="none", error=plan.reason)], None, None, None
+        if plan.action is Action.NOOP:
+            self.metrics.outcome("unchanged")
+            entity = EntityUpdate(
+                event.entity_type,
+                event.entity_id,
+                state.zoho_id if state else None,
+                plan.payload_hash or (state.payload_hash if state else None),
+                event.lsn,
+                None,
+                key_value,
+            )
+            return (
+                [self._row(item, "unchanged", operation="none", zoho_id=entity.zoho_id)],
+                entity,
+                None,
+                None,
+            )
+        try:
+            applied = await self._applier.apply(
+                event.entity_type, event.entity_id, plan, event.row, state.zoho_id if state else None
+            )
+        except AuthError as exc:
+            raise FatalSyncError(
+                f"Zoho refused our credentials ({exc}); fix ZOHO_REFRESH_TOKEN / ZOHO_CLIENT_ID / "
+                "ZOHO_CLIENT_SECRET and restart: no offsets were advanced."
+            ) from exc
+        except ZohoError as exc:
+            kind = "permanent" if isinstance(exc, PermanentError) else "exhausted"
+            self.metrics.zoho_calls(getattr(exc, "attempts", 0) or 0)
+            await self._dead_letter(
+                item,
+                f"{plan.action.value}: {exc}",
+                kind=kind,
+                exc_class=type(exc).__name__,
+                attempts=getattr(exc, "attempts", 0) or 0,
+                http_status=getattr(exc, "http_status", None),
+                write_back=event.op is not Op.DELETE,
+            )
+            return [], None, None, None
+        self.metrics.zoho_calls(applied.calls)
+        self.metrics.outcome("synced")
+        duration_ms = int((time.monotonic() - started) * 1000)
+        if event.source_ts_ms:
+            self.metrics.latency(time.time() - event.source_ts_ms / 1000)
+        row = self._row(
+            item,
+            "synced",
+            operation=plan.action.value,
+            zoho_id=applied.zoho_id,
+            http_status=applied.http_status,
+            attempts=applied.attempts,
+            duration_ms=duration_ms,
+        )
+        entity = EntityUpdate(
+            event.entity_type,
+            event.entity_id,
+            applied.zoho_id,
+            plan.payload_hash,
+            event.lsn,
+            applied.zoho_status,
+            key_value,
+        )
+        write_back = None
+        if event.op is not Op.DELETE and applied.zoho_id:
+            write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
+        log.info(
+            "synced",
+            entity=event.entity_type.value,
+            entity_id=event.entity_id,
+            op=event.op.value,
+            call=plan.action.value,
+            zoho_id=applied.zoho_id,
+            topic=item.record.topic,
+            partition=item.record.partition,
+            offset=item.record.offset,
+            attempts=applied.attempts,
+            duration_ms=duration_ms,
+        )
+        return [row], entity, write_back, (event.entity_type, event.entity_id)
+
+    async def _dead_letter(
+        self,
+        item: _Item,
+        reason: str,
+        *,
+        kind: str,
+        exc_class: str,
+        attempts: int = 0,
+        http_status: int | None = None,
+        prior: list[OutcomeRow] | None = None,
+        write_back: bool = False,
+    ) -> None:
+        rec = item.record
+        headers = dict((k, v.decode(errors="replace")) for k, v in rec.headers)
+        reprocess_count = int(headers.get("x-sync-reprocess-count", "0") or 0)
+        letter = DeadLetter(
+            topic=headers.get("__connect.errors.topic", rec.topic),
+            partition=int(headers.get("__connect.errors.partition", rec.partition)),
+            offset=int(headers.get("__connect.errors.offset", rec.offset)),
+            key=rec.key,
+            value=rec.value,
+            reason=reason,
+            kind=kind,
+            exception_class=exc_class,
+            attempts=attempts,
+            http_status=http_status,
+            reprocess_count=reprocess_count,
+        )
+        if self._record_outcomes:
+            await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
+        event = item.event
+        rows = list(prior or [])
+        rows.append(
+            self._row(
+                item,
+                "dead_lettered",
+                error=reason,
+                attempts=attempts,
+                http_status=http_status,
+                operation=kind,
+            )
+        )
+        wb = None
+        if write_back and event is not None:
+            wb = WriteBack(event.entity_type, event.entity_id, None, "failed")
+        self.metrics.outcome("dead_lettered")
+        log.warning(
+            "dead-lettered",
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            reason=reason,
+            kind=kind,
+        )
+        await self._durably(rows, write_back=wb)
+
+    # --- durability ---------------------------------------------------------------------
+    def _row(self, item: _Item, outcome: str, **fields: Any) -> OutcomeRow:
+        event = item.event
+        return OutcomeRow(
+            consumer_group=self.options.consumer_group,
+            topic=item.record.topic,
+            partition=item.record.partition,
+            offset=item.record.offset,
+            entity_type=event.entity_type.value if event else "unknown",
+            entity_id=event.entity_id if event else None,
+            outcome=outcome,
+            source_lsn=event.lsn if event else None,
+            source_ts_ms=event.source_ts_ms if event else None,
+            **fields,
+        )
+
+    async def _durably(self, rows: list[OutcomeRow], **kwargs: Any) -> None:
+        """Write outcomes in one transaction, retrying while PostgreSQL is unavailable."""
+        if not self._record_outcomes:
+            return
+        await self._retrying(lambda: self._store.record(rows, **kwargs), what="sync-log write")
+
+    async def _retrying_db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self._retrying(lambda: fn(*args), what="database read")
+
+    async def _retrying(self, make: Callable[[], Any], *, what: str) -> Any:
+        delay = 0.2
+        while True:
+            try:
+                return await make()
+            except (psycopg.OperationalError, OSError, ConnectionError) as exc:
+                log.warning("retrying", what=what, error=str(exc), delay_s=round(delay, 2))
+            except Exception as exc:
+                if type(exc).__module__.startswith(("aiokafka", "psycopg_pool")):
+                    log.warning("retrying", what=what, error=str(exc), delay_s=round(delay, 2))
+                else:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+__all__ = ["SyncEngine", "EngineOptions", "InboundRecord", "FatalSyncError", "Applied"]

@@ -1,0 +1,263 @@
+"""The Kafka side of a sync run: fetch -> process -> record -> commit, in one visible loop.
+
+Offsets are committed per partition only up to the contiguous prefix whose outcomes are durable
+(`OffsetWatermark`), periodically, on rebalance revoke and on shutdown. Partitions are paused
+while too many records are in memory, so memory does not grow with the backlog. The same runner
+serves the live sync (`run`), backfills (own group, stops at the end offsets captured at start)
+and dead-letter reprocessing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from consumer.engine import FatalSyncError, InboundRecord, SyncEngine
+from consumer.offsets import OffsetWatermark
+
+log = structlog.get_logger("zoho_cdc.runner")
+
+
+@dataclass
+class RunOptions:
+    topics: tuple[str, ...]
+    group_id: str
+    bootstrap_servers: str
+    max_in_flight: int = 1000
+    commit_interval: float = 1.0
+    shutdown_timeout: float = 30.0
+    # Bounded runs (backfill, reprocess): assign every partition, start from here, stop at the end
+    # offsets captured when the run starts.
+    bounded: bool = False
+    from_beginning: bool = False
+    since: datetime | None = None
+    max_poll_records: int = 500
+
+
+@dataclass
+class RunSummary:
+    records: int = 0
+    committed: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    stopped_by: str = "end"
+
+
+def kafka_consumer(bootstrap_servers: str, group_id: str, **extra: object) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=600_000,  # a paused partition still polls, but rate-limit waits can be long
+        **extra,
+    )
+
+
+def kafka_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+    # Idempotence stays off: the local Tansu broker does not implement it; acks=all still waits for the log.
+    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=False)
+
+
+class _Revocation(ConsumerRebalanceListener):
+    def __init__(self, runner: SyncRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._runner.drain_and_commit(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        for tp in assigned:
+            self._runner.watermarks.setdefault(tp, OffsetWatermark())
+
+
+class SyncRunner:
+    def __init__(
+        self,
+        options: RunOptions,
+        make_engine: Callable[[Callable[[InboundRecord], None]], SyncEngine],
+        *,
+        on_progress: Callable[[SyncRunner], None] | None = None,
+    ) -> None:
+        self.options = options
+        self.engine = make_engine(self._record_done)
+        self.watermarks: dict[TopicPartition, OffsetWatermark] = {}
+        self.end_offsets: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._stop = asyncio.Event()
+        self._stopped_by = "end"
+        self._paused = False
+        self._on_progress = on_progress
+        self.records = 0
+
+    # --- callbacks ------------------------------------------------------------------------
+    def _record_done(self, record: InboundRecord) -> None:
+        wm = self.watermarks.get(TopicPartition(record.topic, record.partition))
+        if wm is not None:
+            wm.completed(record.offset)
+
+    def stop(self, reason: str = "signal") -> None:
+        self._stopped_by = reason
+        self._stop.set()
+
+    # --- the loop -------------------------------------------------------------------------
+    async def run(self, consumer: AIOKafkaConsumer) -> RunSummary:
+        started = time.monotonic()
+        self._consumer = consumer
+        if self.options.bounded:
+            await self._assign_bounded(consumer)
+        else:
+            consumer.subscribe(list(self.options.topics), listener=_Revocation(self))
+        last_commit = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if self.engine.fatal is not None:
+                    raise FatalSyncError(str(self.engine.fatal)) from self.engine.fatal
+                batch = await consumer.getmany(timeout_ms=200, max_records=self.options.max_poll_records)
+                assigned = consumer.assignment()
+                for tp, messages in batch.items():
+                    if tp not in assigned:
+                        continue  # revoked while we were fetching
+                    wm = self.watermarks.setdefault(tp, OffsetWatermark())
+                    for m in messages:
+                        if self.options.bounded and m.offset >= self.end_offsets.get(tp, 0):
+                            continue
+                        wm.received(m.offset)
+                        self.records += 1
+                        self.engine.submit(
+                            InboundRecord(
+                                m.topic,
+                                m.partition,
+                                m.offset,
+                                m.key,
+                                m.value,
+                                tuple(m.headers or ()),
+                                m.timestamp,
+                            )
+                        )
+                self._apply_backpressure(consumer)
+                if time.monotonic() - last_commit >= self.options.commit_interval:
+                    await self.commit()
+                    last_commit = time.monotonic()
+                if self._on_progress:
+                    self._on_progress(self)
+                if self.options.bounded and await self._reached_end():
+                    await self.engine.wait_idle()
+                    break
+        finally:
+            if self.engine.fatal is None:
+                drained = await self.engine.wait_idle(self.options.shutdown_timeout)
+                if not drained:
+                    log.warning("shutdown timeout: some records had no outcome yet; they will be redelivered")
+            await self.commit()
+            await self.engine.close()
+        return RunSummary(
+            records=self.records,
+            committed={f"{tp.topic}/{tp.partition}": wm.committed or 0 for tp, wm in self.watermarks.items()},
+            elapsed_s=time.monotonic() - started,
+            stopped_by=self._stopped_by,
+        )
+
+    async def _assign_bounded(self, consumer: AIOKafkaConsumer) -> None:
+        partitions: list[TopicPartition] = []
+        for topic in self.options.topics:
+            for p in sorted(await _partitions_for(consumer, topic)):
+                partitions.append(TopicPartition(topic, p))
+        consumer.assign(partitions)
+        if not partitions:
+            return
+        self.end_offsets = await consumer.end_offsets(partitions)
+        if self.options.since is not None:
+            ts = int(self.options.since.timestamp() * 1000)
+            found = await consumer.offsets_for_times({tp: ts for tp in partitions})
+            for tp in partitions:
+                hit = found.get(tp)
+                consumer.seek(tp, hit.offset if hit is not None else self.end_offsets[tp])
+        elif self.options.from_beginning:
+            await consumer.seek_to_beginning(*partitions)
+        for tp in partitions:
+            self.watermarks[tp] = OffsetWatermark()
+
+    async def _reached_end(self) -> bool:
+        if self.engine.in_flight:
+            return False
+        consumer = self._consumer
+        assert consumer is not None
+        for tp, end in self.end_offsets.items():
+            if end == 0:
+                continue
+            if await consumer.position(tp) < end:
+                return False
+        return True
+
+    def _apply_backpressure(self, consumer: AIOKafkaConsumer) -> None:
+        in_flight = self.engine.in_flight
+        self.engine.metrics.in_flight.set(in_flight)
+        if not self._paused and in_flight >= self.options.max_in_flight:
+            consumer.pause(*consumer.assignment())
+            self._paused = True
+        elif self._paused and in_flight <= self.options.max_in_flight // 2:
+            consumer.resume(*consumer.assignment())
+            self._paused = False
+
+    async def commit(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        assigned = consumer.assignment()
+        wanted = set(partitions) if partitions is not None else set(self.watermarks)
+        offsets = {}
+        for tp in wanted:
+            wm = self.watermarks.get(tp)
+            if wm is None or tp not in assigned:
+                continue
+            next_offset = wm.committable()
+            if next_offset is not None:
+                offsets[tp] = next_offset
+        if not offsets:
+            return {}
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The group moved on; these records will be redelivered and are idempotent.
+            log.warning("commit failed", error=str(exc))
+            return {}
+        for tp, off in offsets.items():
+            self.watermarks[tp].mark_committed(off)
+        return offsets
+
+    async def drain_and_commit(self, revoked: list[TopicPartition]) -> None:
+        """On revoke: let in-flight work finish (bounded), commit its durable prefix, forget the partitions."""
+        if not revoked:
+            return
+        await self.engine.wait_idle(self.options.shutdown_timeout)
+        await self.commit(revoked)
+        for tp in revoked:
+            self.watermarks.pop(tp, None)
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig.name)
+
+
+async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    parts = consumer.partitions_for_topic(topic)
+    if parts:
+        return set(parts)
+    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return set(parts)
+        await asyncio.sleep(0.2)
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+    return set()

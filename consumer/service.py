@@ -1,0 +1,150 @@
+"""Wiring: settings -> store, Zoho client, DLQ producer, engine and runner, with a clean lifecycle.
+
+Every command that moves events (run, backfill, dlq reprocess) goes through `sync_session`, so all
+of them share one pipeline: decode, map, coalesce, limiter, sync log, idempotent creates.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+
+from consumer.apply import Applier, ZohoApplier
+from consumer.dead_letters import DeadLetterPublisher
+from consumer.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.mapping import MappingConfig
+from consumer.metrics import Metrics
+from consumer.migrations import migrate
+from consumer.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
+from consumer.settings import Settings
+from consumer.store import SyncStore
+
+
+class ServiceUnavailable(Exception):
+    """A required service cannot be reached; the message names the setting to check."""
+
+
+def check_database(settings: Settings) -> None:
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=5):
+            pass
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceUnavailable(f"Cannot connect to PostgreSQL at DATABASE_URL: {first}") from None
+
+
+def check_broker(settings: Settings) -> None:
+    for server in settings.kafka_bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=3):
+                return
+        except OSError:
+            continue
+    raise ServiceUnavailable(
+        f"Cannot reach the Kafka broker at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}; "
+        "start it (make dev-up) or fix the setting."
+    )
+
+
+def mapping_config(settings: Settings) -> MappingConfig:
+    return MappingConfig(
+        account_number_field=settings.zoho_account_number_field,
+        default_currency=settings.zoho_default_currency,
+    )
+
+
+def zoho_client(settings: Settings) -> Any:
+    from connectors.zoho.client import ZohoClient
+    from connectors.zoho.stores import PgDailyBudgetStore, PgTokenStore
+
+    return ZohoClient.from_settings(
+        settings,
+        token_store=PgTokenStore(settings.database_url),
+        budget_store=PgDailyBudgetStore(settings.database_url),
+    )
+
+
+@dataclass
+class SyncSession:
+    settings: Settings
+    store: SyncStore
+    client: Any
+    metrics: Metrics
+    producer: Any
+
+    def runner(
+        self,
+        run_options: RunOptions,
+        *,
+        resync: bool = False,
+        applier: Applier | None = None,
+        record_outcomes: bool = True,
+        on_progress: Callable[[SyncRunner], None] | None = None,
+    ) -> SyncRunner:
+        def make_engine(on_done: Callable[[InboundRecord], None]) -> SyncEngine:
+            return SyncEngine(
+                options=EngineOptions(
+                    consumer_group=run_options.group_id,
+                    topic_prefix=self.settings.topic_prefix,
+                    mapping=mapping_config(self.settings),
+                    resync=resync,
+                ),
+                store=self.store,
+                applier=applier or ZohoApplier(self.client, self.store),
+                dead_letters=DeadLetterPublisher(self.producer, self.settings.dlq_topic),
+                on_done=on_done,
+                metrics=self.metrics,
+                record_outcomes=record_outcomes,
+            )
+
+        return SyncRunner(run_options, make_engine, on_progress=on_progress)
+
+    def run_options(self, group_id: str, topics: tuple[str, ...] | None = None, **kw: Any) -> RunOptions:
+        s = self.settings
+        return RunOptions(
+            topics=topics or s.source_topics,
+            group_id=group_id,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            max_in_flight=s.max_in_flight,
+            commit_interval=s.commit_interval_seconds,
+            shutdown_timeout=s.shutdown_timeout_seconds,
+            **kw,
+        )
+
+    async def consume(self, runner: SyncRunner) -> Any:
+        consumer = kafka_consumer(runner.options.bootstrap_servers, runner.options.group_id)
+        await consumer.start()
+        try:
+            return await runner.run(consumer)
+        finally:
+            await consumer.stop()
+
+
+@asynccontextmanager
+async def sync_session(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[SyncSession]:
+    """Open everything a sync needs (checked first, with one-sentence errors) and close it after."""
+    check_database(settings)
+    check_broker(settings)
+    migrate(settings.database_url)
+    store = SyncStore(settings.database_url, max_size=max(4, settings.zoho_max_concurrency + 2))
+    await store.open()
+    client = zoho_client(settings)
+    producer = kafka_producer(settings.kafka_bootstrap_servers)
+    try:
+        await producer.start()
+        yield SyncSession(settings, store, client, metrics or Metrics(), producer)
+    finally:
+        await producer.stop()
+        await client.aclose()
+        await store.close()
+
+
+def database_name(settings: Settings) -> str:
+    return urlsplit(settings.database_url).path.lstrip("/")

@@ -1,0 +1,158 @@
+"""The facts an operator checks: outcomes, lag, DLQ depth, last errors, budget, unsynced rows.
+
+`collect_status` is shared by `zoho-cdc status`, the HTML page and `/metrics` cross-checks, so
+the three always agree with the sync log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from consumer.store import OUTCOMES
+
+
+@dataclass
+class PartitionLag:
+    topic: str
+    partition: int
+    committed: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.end - self.committed, 0)
+
+
+@dataclass
+class Status:
+    outcomes_last_hour: dict[str, int] = field(default_factory=dict)
+    outcomes_last_day: dict[str, int] = field(default_factory=dict)
+    outcomes_total: dict[str, int] = field(default_factory=dict)
+    dead_lettered_total: int = 0
+    dlq_depth: int | None = None
+    last_errors: list[dict[str, Any]] = field(default_factory=list)
+    recent: list[dict[str, Any]] = field(default_factory=list)
+    customers_unsynced: int = 0
+    customers_failed: int = 0
+    invoices_unsynced: int = 0
+    invoices_failed: int = 0
+    lag: list[PartitionLag] = field(default_factory=list)
+    budget: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(p.lag for p in self.lag)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["lag"] = [dict(asdict(p), lag=p.lag) for p in self.lag]
+        out["total_lag"] = self.total_lag
+        return out
+
+
+def _counts(conn: psycopg.Connection[Any], where: str, group: str) -> dict[str, int]:
+    rows = conn.execute(
+        f"SELECT outcome, count(*) FROM zoho_sync_log WHERE consumer_group = %s {where} GROUP BY outcome",  # noqa: S608
+        (group,),
+    ).fetchall()
+    counts = {name: 0 for name in OUTCOMES}
+    counts.update({outcome: int(n) for outcome, n in rows})
+    return counts
+
+
+def collect_database_status(database_url: str, group: str, *, recent: int = 20) -> Status:
+    status = Status()
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        status.outcomes_last_hour = _counts(conn, "AND created_at > now() - interval '1 hour'", group)
+        status.outcomes_last_day = _counts(conn, "AND created_at > now() - interval '1 day'", group)
+        status.outcomes_total = _counts(conn, "", group)
+        status.dead_lettered_total = status.outcomes_total.get("dead_lettered", 0)
+        cols = (
+            "created_at",
+            "topic",
+            "kafka_partition",
+            "kafka_offset",
+            "entity_type",
+            "entity_id",
+            "outcome",
+            "operation",
+            "zoho_id",
+            "attempts",
+            "error",
+        )
+        for target, where in (
+            (status.last_errors, "AND outcome IN ('dead_lettered', 'failed')"),
+            (status.recent, ""),
+        ):
+            rows = conn.execute(
+                f"SELECT {', '.join(cols)} FROM zoho_sync_log WHERE consumer_group = %s {where}"  # noqa: S608
+                " ORDER BY id DESC LIMIT %s",
+                (group, recent),
+            ).fetchall()
+            target.extend(
+                {c: (v.isoformat() if hasattr(v, "isoformat") else v) for c, v in zip(cols, r, strict=True)}
+                for r in rows
+            )
+        one = conn.execute(
+            "SELECT"
+            " (SELECT count(*) FROM customers WHERE account_type <> 'internal_test'"
+            "   AND zoho_billing_customer_id IS NULL),"
+            " (SELECT count(*) FROM customers WHERE zoho_sync_status = 'failed'),"
+            " (SELECT count(*) FROM customer_invoices i JOIN customers c ON c.id = i.customer_id"
+            "   WHERE c.account_type <> 'internal_test' AND i.zoho_billing_invoice_id IS NULL),"
+            " (SELECT count(*) FROM customer_invoices WHERE zoho_sync_status = 'failed')"
+        ).fetchone()
+        assert one is not None
+        (
+            status.customers_unsynced,
+            status.customers_failed,
+            status.invoices_unsynced,
+            status.invoices_failed,
+        ) = (int(x) for x in one)
+    return status
+
+
+async def collect_lag(bootstrap_servers: str, group: str, topics: tuple[str, ...]) -> list[PartitionLag]:
+    """Committed offset versus end offset for every partition of the group's topics."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        out = []
+        for tp in partitions:
+            committed = await consumer.committed(tp)
+            out.append(PartitionLag(tp.topic, tp.partition, committed or 0, ends.get(tp, 0)))
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def dlq_depth(bootstrap_servers: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # noqa: SLF001
+        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not parts:
+            return 0
+        begins = await consumer.beginning_offsets(parts)
+        ends = await consumer.end_offsets(parts)
+        return sum(ends[tp] - begins[tp] for tp in parts)
+    finally:
+        await consumer.stop()

@@ -1,0 +1,144 @@
+"""The HTTP face of `zoho-cdc run`: /healthz, /readyz, /metrics and a small HTML status page.
+
+Binds to 127.0.0.1 unless STATUS_HOST says otherwise. Nothing served here ever contains a secret:
+settings are shown through `Settings.masked()` and the page only reads the sync log and counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from typing import Any
+
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from consumer.status import Status, collect_database_status, collect_lag, dlq_depth
+
+log = structlog.get_logger("zoho_cdc.status")
+
+
+async def gather_status(settings: Any, group: str, client: Any = None) -> Status:
+    status = await asyncio.to_thread(collect_database_status, settings.database_url, group)
+    try:
+        status.lag = await collect_lag(settings.kafka_bootstrap_servers, group, settings.source_topics)
+        status.dlq_depth = await dlq_depth(settings.kafka_bootstrap_servers, settings.dlq_topic)
+    except Exception as exc:  # the page must render even when Kafka is down
+        log.warning("status: kafka unavailable", error=str(exc))
+    if client is not None and hasattr(client, "budget_state"):
+        state = client.budget_state()
+        status.budget = state if isinstance(state, dict) else getattr(state, "__dict__", {})
+    return status
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "<p class=empty>none</p>"
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('' if r[c] is None else str(r[c]))}</td>" for c in cols) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_page(status: Status, group: str) -> str:
+    def counts(title: str, data: dict[str, int], ident: str) -> str:
+        cells = "".join(
+            f"<tr><th>{html.escape(k)}</th><td data-outcome='{k}'>{v}</td></tr>" for k, v in data.items()
+        )
+        return f"<section id='{ident}'><h2>{title}</h2><table>{cells}</table></section>"
+
+    budget_rows = [{"name": k, "value": v} for k, v in sorted(status.budget.items())]
+    lag_rows = [
+        {"topic": p.topic, "partition": p.partition, "committed": p.committed, "end": p.end, "lag": p.lag}
+        for p in status.lag
+    ]
+    return f"""<!doctype html><html><head><meta charset=utf-8><title>zoho-cdc status</title>
+<style>body{{font-family:sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;margin:.5em 0}}
+td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left;font-size:13px}}h1{{font-size:1.4em}}
+.kpi{{display:inline-block;margin-right:2em;font-size:1.1em}}.kpi b{{font-size:1.6em;display:block}}</style></head>
+<body><h1>zoho-cdc &mdash; group <code>{html.escape(group)}</code></h1>
+<div class=kpi>total lag<b id=total-lag>{status.total_lag}</b></div>
+<div class=kpi>DLQ depth<b id=dlq-depth>{"" if status.dlq_depth is None else status.dlq_depth}</b></div>
+<div class=kpi>customers not synced<b id=customers-unsynced>{status.customers_unsynced}</b></div>
+<div class=kpi>invoices not synced<b id=invoices-unsynced>{status.invoices_unsynced}</b></div>
+<div class=kpi>customers failed<b id=customers-failed>{status.customers_failed}</b></div>
+<div class=kpi>invoices failed<b id=invoices-failed>{status.invoices_failed}</b></div>
+{counts("Outcomes, last hour", status.outcomes_last_hour, "outcomes-hour")}
+{counts("Outcomes, last day", status.outcomes_last_day, "outcomes-day")}
+<section id=lag><h2>Lag by partition</h2>{_table(lag_rows)}</section>
+<section id=budget><h2>Zoho budget</h2>{_table(budget_rows)}</section>
+<section id=errors><h2>Last errors</h2>{_table(status.last_errors)}</section>
+<section id=recent><h2>Recent sync log</h2>{_table(status.recent)}</section>
+</body></html>"""
+
+
+def build_app(session: Any, runner: Any, group: str | None = None) -> Starlette:
+    settings = session.settings
+    group = group or settings.consumer_group
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(_: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            await session.store.ping()
+            checks["postgres"] = "ok"
+        except Exception as exc:
+            checks["postgres"] = f"down: {type(exc).__name__}"
+        checks["kafka"] = "ok" if runner is None or runner._consumer is not None else "starting"  # noqa: SLF001
+        try:
+            ready = await session.client.token_ready() if hasattr(session.client, "token_ready") else True
+            checks["zoho_token"] = "ok" if ready else "unavailable"
+        except Exception as exc:
+            checks["zoho_token"] = f"down: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(checks, status_code=200 if ok else 503)
+
+    async def metrics(_: Request) -> Response:
+        body = session.metrics.exposition()
+        client_metrics = getattr(session.client, "metrics_exposition", None)
+        if callable(client_metrics):
+            body += client_metrics()
+        return Response(body, media_type="text/plain; version=0.0.4")
+
+    async def page(_: Request) -> Response:
+        status = await gather_status(settings, group, session.client)
+        return HTMLResponse(render_page(status, group))
+
+    async def status_json(_: Request) -> Response:
+        status = await gather_status(settings, group, session.client)
+        return Response(json.dumps(status.as_dict(), default=str), media_type="application/json")
+
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+            Route("/status.json", status_json),
+        ]
+    )
+
+
+async def serve_status_page(session: Any, runner: Any, *, port: int | None = None) -> None:
+    settings = session.settings
+    config = uvicorn.Config(
+        build_app(session, runner),
+        host=settings.status_host,
+        port=settings.status_port if port is None else port,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the runner owns signals
+    log.info("status page", url=f"http://{settings.status_host}:{config.port}/")
+    await server.serve()
