@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     relay_offset_storage: Literal["kafka", "file"] = Field(
         "kafka", description="Where the relay keeps Debezium offsets: with the broker (like Kafka Connect) or a file."
     )
+    relay_offset_flush_interval_ms: int = Field(
+        1000, gt=0, description="How often the relay stores Debezium offsets (bounds re-delivery after a crash)."
+    )
+    relay_heartbeat_interval_ms: int = Field(0, ge=0, description="Debezium heartbeat interval; 0 turns it off.")
+    relay_jvm_max_heap: str = Field("384m", pattern=r"^\d+[kmgKMG]$", description="-Xmx of the relay's JVM.")
+    relay_java_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
+    relay_publish_timeout_ms: int = Field(30000, gt=0, description="How long the relay waits for Kafka acks.")
 
     @field_validator("database_url")
     @classmethod
