@@ -21,7 +21,7 @@ import structlog
 
 from connectors.zoho.errors import AuthError, PermanentError, ZohoError
 from consumer.apply import Applied, Applier, natural_key
-from consumer.dead_letters import DeadLetter, DeadLetterPublisher
+from consumer.dead_letters import H_REPROCESS_COUNT, H_TOPIC, DeadLetter, DeadLetterPublisher
 from consumer.decode import decode_event
 from consumer.events import ChangeEvent, DecodeError, EntityType, Op
 from consumer.mapping import (
@@ -81,6 +81,8 @@ class EngineOptions:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     resync: bool = False  # ignore stored payload hashes and check every entity against Zoho
     ignore_stale: bool = False
+    dlq_topic: str = "zoho-sync.dlq"
+    reprocess_max_attempts: int = 3
 
 
 class SyncEngine:
@@ -119,9 +121,13 @@ class SyncEngine:
 
     def submit(self, record: InboundRecord) -> None:
         """Queue one record behind earlier records of the same entity."""
+        # A record re-driven from the DLQ is decoded as the record of its original topic.
+        source_topic = record.topic
+        if record.topic == self.options.dlq_topic:
+            source_topic = dict(record.headers).get(H_TOPIC, b"").decode(errors="replace") or record.topic
         try:
             event: ChangeEvent | None = decode_event(
-                record.topic, record.key, record.value, topic_prefix=self.options.topic_prefix
+                source_topic, record.key, record.value, topic_prefix=self.options.topic_prefix
             )
             error = None
             key = (event.entity_type.value, event.entity_id)
@@ -425,7 +431,26 @@ class SyncEngine:
     ) -> None:
         rec = item.record
         headers = dict((k, v.decode(errors="replace")) for k, v in rec.headers)
-        reprocess_count = int(headers.get("x-sync-reprocess-count", "0") or 0)
+        reprocess_count = int(headers.get(H_REPROCESS_COUNT, "0") or 0)
+        if rec.topic == self.options.dlq_topic:
+            reprocess_count += 1
+            if reprocess_count >= self.options.reprocess_max_attempts:
+                # Parked: recorded as failed instead of going round the DLQ forever.
+                self.metrics.outcome("failed")
+                log.warning("parked after reprocess attempts", offset=rec.offset, reason=reason)
+                rows = list(prior or [])
+                rows.append(
+                    self._row(
+                        item,
+                        "failed",
+                        error=f"parked after {reprocess_count} reprocess attempts: {reason}",
+                        attempts=attempts,
+                        http_status=http_status,
+                        operation=kind,
+                    )
+                )
+                await self._durably(rows)
+                return
         letter = DeadLetter(
             topic=headers.get("__connect.errors.topic", rec.topic),
             partition=int(headers.get("__connect.errors.partition", rec.partition)),

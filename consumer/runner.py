@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumer.engine import FatalSyncError, InboundRecord, SyncEngine
@@ -40,6 +46,8 @@ class RunOptions:
     from_beginning: bool = False
     since: datetime | None = None
     max_poll_records: int = 500
+    # Records for which this returns False are left untouched: no outcome, and the commit stops before them.
+    accept: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None
 
 
 @dataclass
@@ -130,6 +138,8 @@ class SyncRunner:
                         if self.options.bounded and m.offset >= self.end_offsets.get(tp, 0):
                             continue
                         wm.received(m.offset)
+                        if self.options.accept is not None and not self.options.accept(m):
+                            continue
                         self.records += 1
                         self.engine.submit(
                             InboundRecord(
@@ -234,7 +244,7 @@ class SyncRunner:
         return offsets
 
     async def drain_and_commit(self, revoked: list[TopicPartition]) -> None:
-        """On revoke: let in-flight work finish (bounded), commit its durable prefix, forget the partitions."""
+        """On revoke: finish in-flight work (bounded), commit its durable prefix, forget the partitions."""
         if not revoked:
             return
         await self.engine.wait_idle(self.options.shutdown_timeout)

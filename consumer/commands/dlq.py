@@ -1,0 +1,94 @@
+"""`zoho-cdc dlq list|reprocess`: inspect and re-drive the dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import typer
+
+dlq_app = typer.Typer(help="Inspect and reprocess the dead-letter topic.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dlq_app, name="dlq")
+
+
+@dlq_app.command("list")
+def list_command(
+    limit: int = typer.Option(50, "--limit"), as_json: bool = typer.Option(False, "--json")
+) -> None:
+    """Show dead-lettered events: offset, entity, reason, attempts, age."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from consumer.cli import fail, settings_or_exit
+    from consumer.dlq import list_dead_letters
+    from consumer.service import ServiceUnavailable, check_broker
+
+    settings = settings_or_exit()
+    try:
+        check_broker(settings)
+    except ServiceUnavailable as exc:
+        fail(str(exc))
+    entries = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, settings.dlq_topic, limit))
+    if as_json:
+        typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
+        return
+    table = Table(title=f"{settings.dlq_topic}: {len(entries)} shown")
+    for col in ("offset", "source", "entity", "reason", "attempts", "reprocessed", "age"):
+        table.add_column(col)
+    for e in entries:
+        age = f"{e.age_s / 60:.0f} min" if e.age_s is not None else ""
+        table.add_row(
+            str(e.dlq_offset),
+            e.source,
+            e.entity_id or "",
+            e.reason[:80],
+            str(e.attempts),
+            str(e.reprocess_count),
+            age,
+        )
+    Console().print(table)
+
+
+@dlq_app.command("reprocess")
+def reprocess_command(
+    all_: bool = typer.Option(False, "--all", help="Every dead letter not yet reprocessed (the default)."),
+    offset: list[int] = typer.Option(None, "--offset", help="Only these DLQ offsets (repeatable)."),
+    since: str = typer.Option(None, "--since", help="Only dead letters written since this ISO-8601 time."),
+    dry_run: bool = typer.Option(False, "--dry-run"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Re-drive dead-lettered events through the current pipeline and configuration."""
+    from consumer.cli import fail, settings_or_exit
+    from consumer.commands.backfill import _print_summary
+    from consumer.dlq import reprocess
+    from consumer.engine import FatalSyncError
+    from consumer.logs import configure_logging
+    from consumer.service import ServiceUnavailable, sync_session
+
+    settings = settings_or_exit()
+    configure_logging("warning")
+    since_dt = None
+    if since:
+        try:
+            since_dt = datetime.fromisoformat(since)
+        except ValueError:
+            fail(f"--since {since!r} is not an ISO-8601 time.", code=2)
+        if since_dt.tzinfo is None:
+            since_dt = since_dt.replace(tzinfo=UTC)
+
+    async def go():  # type: ignore[no-untyped-def]
+        async with sync_session(settings) as session:
+            return await reprocess(session, offsets=set(offset or ()), since=since_dt, dry_run=dry_run)
+
+    try:
+        result = asyncio.run(go())
+    except ServiceUnavailable as exc:
+        fail(str(exc))
+    except FatalSyncError as exc:
+        fail(str(exc), code=3)
+    _print_summary(result, as_json)
