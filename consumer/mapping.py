@@ -336,7 +336,7 @@ def plan_customer(
         return _skip("tombstone")
     if event.op is Op.DELETE:
         if not _synced(state):
-            return _skip("deleted in the source before it was ever synced")
+            return _skip("deleted in the source and never synced")
         assert state is not None
         if state.status == "inactive":
             return Plan(Action.NOOP, None, None, "deleted in the source; already inactive in Zoho")
@@ -375,7 +375,7 @@ def plan_invoice(event: ChangeEvent, state: EntityState | None, customer_zoho_id
     zoho_status = state.status if state is not None else None
     if event.op is Op.DELETE:
         if not synced:
-            return _skip("deleted in the source before it was ever synced")
+            return _skip("deleted in the source and never synced")
         if zoho_status == "void":
             return Plan(Action.NOOP, None, None, "deleted in the source; already void in Zoho")
         if zoho_status == "draft":
