@@ -285,6 +285,8 @@ def decode_column(
     if raw == UNAVAILABLE_PLACEHOLDER:
         return UNAVAILABLE
     logical = field_schema.get("name") if field_schema else None
+    if not isinstance(logical, str):
+        logical = None
     if field_schema and field_schema.get("type") == "bytes" and raw == _PLACEHOLDER_B64:
         return UNAVAILABLE
     if logical == _DECIMAL:

@@ -448,6 +448,36 @@ def test_random_json_shapes_never_raise_anything_but_decode_error(
         pass
 
 
+_schema_names = st.sampled_from(
+    [
+        "org.apache.kafka.connect.data.Decimal",
+        "io.debezium.data.VariableScaleDecimal",
+        "io.debezium.time.Date",
+        "io.debezium.time.ZonedTimestamp",
+        "io.debezium.data.Json",
+    ]
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    column=st.sampled_from(["id", "subtotal", "invoice_date", "line_items", "created_at", "other"]),
+    name=_schema_names | _json,
+    type_=st.sampled_from(["bytes", "string", "double", "struct"]) | _json,
+    parameters=_json,
+    raw=_json | st.sampled_from(["AYag", "/w==", "1.5", UNAVAILABLE_PLACEHOLDER]),
+)
+def test_random_column_schemas_never_raise_anything_but_decode_error(
+    column: str, name: Any, type_: Any, parameters: Any, raw: Any
+) -> None:
+    field = {"field": column, "name": name, "type": type_, "parameters": parameters}
+    value = _invoice_schema_value({"id": INVOICE_ID, column: raw}, [field])
+    try:
+        decode_event(INVOICES, None, _enc(value), topic_prefix=PREFIX)
+    except DecodeError:
+        pass
+
+
 # Round trip: one generated invoice row, written as Debezium would in string mode without schemas
 # and in precise mode with schemas, decodes to the same ChangeEvent.
 _INVOICE_SCHEMA = FILES["events-schemas"][3]["value"]["schema"]
