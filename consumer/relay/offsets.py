@@ -64,7 +64,7 @@ async def _tombstone_all_keys(bootstrap: str, topic: str) -> int:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        while any(await consumer.position(tp) < end[tp] for tp in tps):
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
             batch = await consumer.getmany(timeout_ms=1000)
             for messages in batch.values():
                 keys.update(m.key for m in messages if m.key is not None)
