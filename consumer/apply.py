@@ -68,7 +68,7 @@ class ZohoApplier:
             zoho_status=status,
             http_status=tracker.http_status,
             attempts=tracker.attempts,
-            calls=tracker.calls,
+            calls=tracker.attempts,
         )
 
     async def _call(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import inspect
 import json
 from typing import Any
 
@@ -32,7 +33,9 @@ async def gather_status(settings: Any, group: str, client: Any = None) -> Status
         log.warning("status: kafka unavailable", error=str(exc))
     if client is not None and hasattr(client, "budget_state"):
         state = client.budget_state()
-        status.budget = state if isinstance(state, dict) else getattr(state, "__dict__", {})
+        if inspect.isawaitable(state):
+            state = await state
+        status.budget = dict(state)
     return status
 
 

@@ -84,9 +84,10 @@ async def _backfill(settings, entity, since, dry_run, resync, quiet):  # type: i
                 total = sum(runner.end_offsets.values()) or None
                 done = sum(wm.committed or 0 for wm in runner.watermarks.values())
                 tally = session.metrics.tally
-                rate = getattr(session.client, "current_rate_per_minute", None)
+                rate = getattr(session.client, "current_rate_per_window", None)
                 left = max((total or 0) - done, 0)
-                eta = f" eta≈{left / max(rate, 1):.0f} min at {rate:.0f}/min" if rate else ""
+                window_min = settings.zoho_rate_window_seconds / 60
+                eta = f" eta≈{left / max(rate, 1) * window_min:.0f} min (budget {rate}/window)" if rate else ""
                 stats = " ".join(f"{k}={v}" for k, v in sorted(tally.items()) if v)
                 progress.update(
                     task,
