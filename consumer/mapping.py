@@ -246,10 +246,8 @@ def payload_hash(payload: Mapping[str, Any]) -> str:
 def _canonical(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f") if value else "0"
-    if isinstance(value, dt.date | dt.datetime):
+    if isinstance(value, dt.date):  # datetime too
         return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return sorted(value) if isinstance(value, set | frozenset) else list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
