@@ -1,0 +1,267 @@
+"""The simulator's HTTP face: Zoho's accounts and Billing API routes plus `/__sim__/` admin routes.
+
+Every API request passes `Simulator.admit` (auth, org header, limits, fault dice) before the resource
+operation runs. A *lost response* applies the change, sends the status line and headers, then drops
+the connection before the body, so an HTTP client sees a protocol error, never a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.zoho.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
+from connectors.zoho_sim.config import update_dataclass
+from connectors.zoho_sim.core import Simulator
+from connectors.zoho_sim.resources import Reply
+
+
+class DropConnection(Exception):
+    """Raised on purpose after the headers are sent, so the server closes the connection mid-reply."""
+
+
+class _QuietDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DropConnection))
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
+class DroppedResponse(Response):
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"512")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise DropConnection()
+
+
+async def _json_body(request: Request) -> dict[str, Any] | None:
+    raw = await request.body()
+    if not raw:
+        return {}
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        raw = dict(parse_qsl(raw.decode())).get("JSONString", "").encode()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+Operation = Callable[[Simulator, Request, dict[str, Any]], Reply]
+
+
+def api_route(method: str, template: str, operation: Operation) -> Route:
+    endpoint = f"{method} {template.replace('{customer_id}', '{id}').replace('{invoice_id}', '{id}')}"
+
+    async def handler(request: Request) -> Response:
+        sim: Simulator = request.app.state.sim
+        admission = sim.admit(request.headers.get("authorization"), request.headers.get(ORG_HEADER))
+        if admission.refusal is not None:
+            (status, body), headers = admission.refusal
+            sim.count(endpoint, status)
+            return JSONResponse(body, status, headers=headers)
+        try:
+            faults = sim.config.faults
+            if faults.latency:
+                await asyncio.sleep(faults.latency)
+            if admission.fault == "error_500":
+                sim.count(endpoint, 500)
+                return JSONResponse({"code": 1000, "message": "Internal error"}, 500)
+            if admission.fault == "error_503":
+                sim.count(endpoint, 503)
+                return Response("<html><body>503 Service Temporarily Unavailable</body></html>", 503)
+            if admission.fault == "drop_request":
+                sim.count(endpoint, "dropped")
+                return DroppedResponse()
+            body = await _json_body(request) if method in ("POST", "PUT") else {}
+            if body is None:
+                status, reply = (
+                    400,
+                    {"code": CODE_INVALID_INPUT, "message": "Invalid value passed for JSONString"},
+                )
+            else:
+                status, reply = operation(sim, request, body)
+            if admission.fault == "lost_response":
+                sim.count(endpoint, f"lost-{status}")
+                return DroppedResponse()
+            if admission.fault == "timeout":
+                await asyncio.sleep(faults.timeout_hold)
+            sim.count(endpoint, status)
+            return JSONResponse(reply, status)
+        finally:
+            sim.release()
+
+    return Route(API_PATH + template, handler, methods=[method])
+
+
+def _q(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+def _id(request: Request, name: str) -> str:
+    return str(request.path_params[name])
+
+
+API_ROUTES = [
+    api_route("POST", "/customers", lambda s, r, b: s.resources.create_customer(b)),
+    api_route("GET", "/customers", lambda s, r, b: s.resources.list_customers(_q(r))),
+    api_route(
+        "GET", "/customers/{customer_id}", lambda s, r, b: s.resources.get_customer(_id(r, "customer_id"))
+    ),
+    api_route(
+        "PUT",
+        "/customers/{customer_id}",
+        lambda s, r, b: s.resources.update_customer(_id(r, "customer_id"), b),
+    ),
+    api_route(
+        "DELETE",
+        "/customers/{customer_id}",
+        lambda s, r, b: s.resources.delete_customer(_id(r, "customer_id")),
+    ),
+    api_route(
+        "POST",
+        "/customers/{customer_id}/markasactive",
+        lambda s, r, b: s.resources.set_customer_status(_id(r, "customer_id"), "active"),
+    ),
+    api_route(
+        "POST",
+        "/customers/{customer_id}/markasinactive",
+        lambda s, r, b: s.resources.set_customer_status(_id(r, "customer_id"), "inactive"),
+    ),
+    api_route("POST", "/invoices", lambda s, r, b: s.resources.create_invoice(b, _q(r))),
+    api_route("GET", "/invoices", lambda s, r, b: s.resources.list_invoices(_q(r))),
+    api_route("GET", "/invoices/{invoice_id}", lambda s, r, b: s.resources.get_invoice(_id(r, "invoice_id"))),
+    api_route(
+        "PUT",
+        "/invoices/{invoice_id}",
+        lambda s, r, b: s.resources.update_invoice(_id(r, "invoice_id"), b, _q(r)),
+    ),
+    api_route(
+        "DELETE", "/invoices/{invoice_id}", lambda s, r, b: s.resources.delete_invoice(_id(r, "invoice_id"))
+    ),
+    api_route(
+        "POST", "/invoices/{invoice_id}/void", lambda s, r, b: s.resources.void_invoice(_id(r, "invoice_id"))
+    ),
+]
+
+
+async def token_endpoint(request: Request) -> Response:
+    sim: Simulator = request.app.state.sim
+    params = dict(request.query_params)
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        # parsed by hand: starlette's form parser needs python-multipart, which we do not ship
+        params.update(parse_qsl((await request.body()).decode()))
+    elif request.headers.get("content-type", "").startswith("application/json"):
+        return JSONResponse({"error": "This request does not support sending params as a JSON object"}, 400)
+    status, body = sim.token_request(params, str(request.base_url).rstrip("/"))
+    return JSONResponse(body, status)
+
+
+async def revoke_endpoint(request: Request) -> Response:
+    status, body = request.app.state.sim.revoke(request.query_params.get("token", ""))
+    return JSONResponse(body, status)
+
+
+async def unknown_api_url(request: Request) -> Response:
+    return JSONResponse({"code": 5, "message": "Invalid URL Passed"}, 404)
+
+
+# --- admin ----------------------------------------------------------------------------------
+
+
+async def _admin_json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    return json.loads(raw) if raw else {}
+
+
+async def admin_stats(request: Request) -> Response:
+    return JSONResponse(request.app.state.sim.stats())
+
+
+async def admin_state(request: Request) -> Response:
+    return JSONResponse(request.app.state.sim.state())
+
+
+async def admin_duplicates(request: Request) -> Response:
+    return JSONResponse(request.app.state.sim.duplicates())
+
+
+async def admin_reset(request: Request) -> Response:
+    request.app.state.sim.reset()
+    return JSONResponse({"status": "reset"})
+
+
+def _setter(attribute: str) -> Callable[[Request], Any]:
+    async def endpoint(request: Request) -> Response:
+        sim: Simulator = request.app.state.sim
+        target = sim.config if attribute == "config" else getattr(sim.config, attribute)
+        if request.method == "POST":
+            values = await _admin_json(request)
+            if attribute == "config":
+                values = {k: v for k, v in values.items() if k not in ("limits", "faults")}
+                if "refresh_tokens" in values:
+                    values["refresh_tokens"] = tuple(values["refresh_tokens"])
+            try:
+                update_dataclass(target, values)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+            if attribute == "faults" and "token_refusal_seconds" in values:
+                sim.refusal_until = time.monotonic() + float(values["token_refusal_seconds"])
+        if attribute == "config":
+            return JSONResponse(sim.config.public())
+        from dataclasses import asdict
+
+        return JSONResponse(asdict(target))
+
+    return endpoint
+
+
+async def admin_revoke(request: Request) -> Response:
+    sim: Simulator = request.app.state.sim
+    values = await _admin_json(request)
+    status, body = sim.revoke(values.get("token") or sim.config.refresh_tokens[0])
+    return JSONResponse(body, status)
+
+
+async def admin_expire_tokens(request: Request) -> Response:
+    request.app.state.sim.expire_access_tokens()
+    return JSONResponse({"status": "expired"})
+
+
+ADMIN_ROUTES = [
+    Route("/__sim__/stats", admin_stats),
+    Route("/__sim__/state", admin_state),
+    Route("/__sim__/duplicates", admin_duplicates),
+    Route("/__sim__/reset", admin_reset, methods=["POST"]),
+    Route("/__sim__/faults", _setter("faults"), methods=["GET", "POST"]),
+    Route("/__sim__/limits", _setter("limits"), methods=["GET", "POST"]),
+    Route("/__sim__/config", _setter("config"), methods=["GET", "POST"]),
+    Route("/__sim__/revoke", admin_revoke, methods=["POST"]),
+    Route("/__sim__/expire-tokens", admin_expire_tokens, methods=["POST"]),
+]
+
+
+def build_app(sim: Simulator) -> Starlette:
+    routes = [
+        Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
+        Route(TOKEN_PATH + "/revoke", revoke_endpoint, methods=["POST"]),
+        *API_ROUTES,
+        Route(API_PATH + "/{rest:path}", unknown_api_url, methods=["GET", "POST", "PUT", "DELETE"]),
+        *ADMIN_ROUTES,
+    ]
+    app = Starlette(routes=routes)
+    app.state.sim = sim
+    if sim.config.faults.token_refusal_seconds:
+        sim.refusal_until = time.monotonic() + sim.config.faults.token_refusal_seconds
+    return app

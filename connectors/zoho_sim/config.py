@@ -1,0 +1,77 @@
+"""Everything a test or the CLI can set on the simulator: credentials, limits, behaviour, faults.
+
+Defaults follow /work/shared/reference/zoho-billing-api.md (the guesses where it says UNCONFIRMED):
+100 calls per 60 s window, 1,000 per UTC day, 5 in flight, 10 token refreshes per 10 minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass
+class SimLimits:
+    per_window: int = 100
+    window_seconds: float = 60.0
+    daily: int = 1000
+    concurrency: int = 5
+    retry_after: float | None = (
+        None  # seconds to send in Retry-After on 429s; None: no header (Zoho's default)
+    )
+
+
+@dataclass
+class SimFaults:
+    """Injected failures; probabilities are per accepted API request."""
+
+    error_500: float = 0.0
+    error_503: float = 0.0
+    latency: float = 0.0  # seconds added to every API request
+    timeout: float = 0.0  # apply, then hold the reply `timeout_hold` seconds (past the client's timeout)
+    timeout_hold: float = 35.0
+    lost_response: float = 0.0  # apply, then drop the connection without a complete reply
+    drop_request: float = 0.0  # drop the connection without applying
+    burst_429: int = 0  # the next N API requests answer 429 (code 44)
+    token_refusal_seconds: float = (
+        0.0  # the token endpoint answers Access Denied for this long (from set time)
+    )
+
+
+@dataclass
+class SimConfig:
+    client_id: str = "1000.SIMCLIENTID"
+    client_secret: str = field(default="sim-client-secret", repr=False)
+    refresh_tokens: tuple[str, ...] = field(default=("1000.simrefresh.0000000000000000",), repr=False)
+    organization_id: str = "10234695"
+    token_lifetime: float = 3600.0
+    token_refresh_limit: int = 10  # token requests per refresh token per window (denied ones count too)
+    token_refresh_window: float = 600.0
+    max_active_tokens: int = 10  # per refresh token; the oldest stops working
+    token_throttle_status: int = 400
+    api_domain: str | None = None  # None: this server's own URL
+    require_email: bool = False  # UNCONFIRMED whether Billing requires it
+    unique_display_names: bool = True  # Books behaviour (3062), UNCONFIRMED for Billing
+    not_found_status: int = 404
+    currency_code: str = "ZAR"
+    account_number_label: str = "Account Number"
+    seed: int | None = None
+    db_path: str | None = None
+    limits: SimLimits = field(default_factory=SimLimits)
+    faults: SimFaults = field(default_factory=SimFaults)
+
+    def public(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["client_secret"] = "********"
+        out["refresh_tokens"] = [f"…{t[-4:]}" for t in self.refresh_tokens]
+        return out
+
+
+def update_dataclass(target: Any, values: dict[str, Any]) -> None:
+    """Set known fields from a JSON object; unknown names raise ValueError (one sentence)."""
+    known = {f.name for f in fields(target)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}; known: {sorted(known)}")
+    for key, value in values.items():
+        setattr(target, key, value)
