@@ -123,15 +123,15 @@ def stack_env(settings: Settings, sim_port: int | None) -> dict[str, str]:
         "STATE_DIR": str(state_dir(settings)),
     }
     if sim_port is not None:
-        # The simulator accepts any credentials; real ones are never written here.
+        # The simulator's own default (fake) credentials; real ones are never written here.
         env.update(
             {
                 "ZOHO_API_BASE": f"http://127.0.0.1:{sim_port}/billing/v1",
                 "ZOHO_ACCOUNTS_URL": f"http://127.0.0.1:{sim_port}",
-                "ZOHO_CLIENT_ID": "simulator",
-                "ZOHO_CLIENT_SECRET": "simulator",
-                "ZOHO_REFRESH_TOKEN": "simulator",
-                "ZOHO_ORGANIZATION_ID": "simulator",
+                "ZOHO_CLIENT_ID": "1000.SIMCLIENTID",
+                "ZOHO_CLIENT_SECRET": "sim-client-secret",
+                "ZOHO_REFRESH_TOKEN": "1000.simrefresh.0000000000000000",
+                "ZOHO_ORGANIZATION_ID": "10234695",
             }
         )
     return env
