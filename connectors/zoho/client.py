@@ -309,9 +309,11 @@ class ZohoClient:
             )
             return reply["customer"]
 
-        return await self._with_unique_name(payload, create)
+        return await self._with_unique_name(payload, create, creating=True)
 
-    async def _with_unique_name(self, payload: dict[str, Any], send: Any) -> dict[str, Any]:
+    async def _with_unique_name(
+        self, payload: dict[str, Any], send: Any, *, creating: bool = False
+    ) -> dict[str, Any]:
         try:
             return await send(payload)
         except errors.Duplicate as clash:
@@ -319,6 +321,12 @@ class ZohoClient:
             name = payload.get("display_name")
             if clash.code != CODE_DUPLICATE_NAME or not account_number or not name:
                 raise
+            if creating:
+                # The name may be taken by this very customer, created by an earlier attempt whose
+                # reply was lost: adopting it beats creating a renamed twin.
+                mine = await self.find_customer(account_number)
+                if mine is not None:
+                    return mine
             renamed = disambiguated_name(str(name), account_number)
             if renamed == name:
                 raise
