@@ -1,11 +1,13 @@
 """Spending the organisation's API budget: per-window pacing (AIMD on 429), concurrency and the daily cap.
 
-`CallPacer` guarantees that no `window_seconds + guard_seconds` interval ever holds more than `rate`
-calls (sends are spaced evenly by an `aiolimiter.AsyncLimiter(1, interval)` and gated by a sliding log),
-so a server counting any sliding window of `window_seconds` (the strictest reading of "per minute",
-and the simulator's) never sees more than `rate`; the guard absorbs network jitter between our send
-time and Zoho's arrival time. On a 429 the whole pacer pauses, the rate drops multiplicatively and is
-capped just under what the server just refused; it then recovers additively (+1 call per clean window).
+`CallPacer` spaces sends evenly (`aiolimiter.AsyncLimiter(1, window / rate)`) and gates them with a
+sliding log so that no `window_seconds + guard_seconds` interval ever holds more than `rate` sends. A
+server counting any sliding window of `window_seconds` (the strictest reading of "per minute", and the
+simulator's; a fixed-window counter never counts more) therefore sees at most `rate` calls, and at a
+steady load exactly `rate`: the budget is used to the last call. The guard absorbs network jitter
+between our send time and Zoho's arrival time. On a 429 the whole pacer pauses, the rate is capped
+just under what the server refused and drops multiplicatively on repeated 429s; it then recovers
+additively (+1 call per clean window).
 
 `DailyBudget` reserves each call in the `DailyBudgetStore` (per UTC day) before it is sent; when the
 day is spent, callers wait for the next UTC day instead of failing.
@@ -58,7 +60,9 @@ class CallPacer:
         self.rate_limited_count = 0
 
     def _interval(self) -> float:
-        return (self.window + self.guard) / self._slots
+        # Even spacing at the full rate; the sliding log adds the guard once per window, so Zoho's
+        # window sees exactly `rate` calls, never one more.
+        return self.window / self._slots
 
     @staticmethod
     def _now() -> float:
