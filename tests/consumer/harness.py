@@ -118,3 +118,29 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
         return out
     finally:
         await consumer.stop()
+
+
+class SimView:
+    """Read-only questions about the simulator's state, in the words the sync tests ask them."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def customers(self) -> list[dict[str, Any]]:
+        return list(self.handle.state()["customers"])
+
+    def invoices(self) -> list[dict[str, Any]]:
+        return list(self.handle.state()["invoices"])
+
+    def customer(self, zoho_id: str) -> dict[str, Any]:
+        return next(c for c in self.customers() if c["customer_id"] == zoho_id)
+
+    def invoice(self, zoho_id: str) -> dict[str, Any]:
+        return next(i for i in self.invoices() if i["invoice_id"] == zoho_id)
+
+    def api_calls(self) -> int:
+        return int(self.handle.stats()["requests"])
+
+    def duplicates(self) -> dict[str, Any]:
+        d = self.handle.duplicates()
+        return {k: v for k, v in d.items() if k != "field" and v}
