@@ -26,7 +26,10 @@ from consumer.settings import Settings
 DEMO_DATABASE = "zoho_cdc_demo"
 
 # The user's verification queries: what is still missing from Zoho.
-UNSYNCED_CUSTOMERS = "SELECT count(*) FROM customers WHERE account_type <> 'internal_test' AND zoho_billing_customer_id IS NULL"
+UNSYNCED_CUSTOMERS = (
+    "SELECT count(*) FROM customers"
+    " WHERE account_type <> 'internal_test' AND zoho_billing_customer_id IS NULL"
+)
 UNSYNCED_INVOICES = (
     "SELECT count(*) FROM customer_invoices i JOIN customers c ON c.id = i.customer_id"
     " WHERE c.account_type <> 'internal_test' AND i.zoho_billing_invoice_id IS NULL"
