@@ -113,6 +113,7 @@ class SyncEngine:
         self._idle = asyncio.Event()
         self._idle.set()
         self.fatal: BaseException | None = None
+        self._verified: set[str] = set()  # customers checked against Zoho in this (resync) run
 
     # --- intake -------------------------------------------------------------------------
     @property
@@ -162,6 +163,8 @@ class SyncEngine:
                 queue.clear()
                 async with self._lock(key):
                     await self._process_batch(batch)
+                if key[0] == EntityType.CUSTOMER.value:
+                    self._verified.add(key[1])
                 self._finish(batch)
         except FatalSyncError as exc:
             self.fatal = exc
@@ -273,18 +276,24 @@ class SyncEngine:
         return plan
 
     async def _customer_zoho_id(self, customer_id: str) -> str | None:
-        """The Zoho id of an invoice's customer, syncing the customer first if it is not in Zoho yet."""
+        """The Zoho id of an invoice's customer, syncing the customer first if it is not in Zoho yet.
+
+        In a resync the stored id may point at a record that no longer exists, so the customer is
+        checked against Zoho once per run before any of its invoices uses the id.
+        """
         state = await self._retrying_db(self._store.entity_state, EntityType.CUSTOMER, customer_id)
-        if state is not None and state.zoho_id:
-            return state.zoho_id
+        if self._usable(customer_id, state):
+            return state.zoho_id  # type: ignore[union-attr]
         # Wait for (or do) the customer's sync under the customer's own key lock, so the two never race.
         async with self._lock((EntityType.CUSTOMER.value, customer_id)):
             state = await self._retrying_db(self._store.entity_state, EntityType.CUSTOMER, customer_id)
-            if state is not None and state.zoho_id:
-                return state.zoho_id
+            if self._usable(customer_id, state):
+                return state.zoho_id  # type: ignore[union-attr]
             row = await self._retrying_db(self._store.source_customer, customer_id)
             if row is None:
                 return None
+            if self.options.resync and state is not None:
+                state = replace(state, payload_hash=None)
             event = ChangeEvent(
                 entity_type=EntityType.CUSTOMER,
                 entity_id=customer_id,
@@ -298,9 +307,18 @@ class SyncEngine:
             )
             currency = await self._retrying_db(self._store.customer_currency, customer_id)
             plan = plan_customer(event, state, self.options.mapping, currency_code=currency)
-            if plan.action is not Action.CREATE_CUSTOMER:
+            if plan.action is Action.NOOP and state is not None:
+                self._verified.add(customer_id)
+                return state.zoho_id
+            if plan.action not in (
+                Action.CREATE_CUSTOMER,
+                Action.UPDATE_CUSTOMER,
+                Action.MARK_CUSTOMER_ACTIVE,
+            ):
                 return None
-            applied = await self._applier.apply(EntityType.CUSTOMER, customer_id, plan, row, None)
+            applied = await self._applier.apply(
+                EntityType.CUSTOMER, customer_id, plan, row, state.zoho_id if state else None
+            )
             self.metrics.zoho_calls(applied.calls)
             await self._durably(
                 [],
@@ -316,8 +334,14 @@ class SyncEngine:
                 write_back=WriteBack(EntityType.CUSTOMER, customer_id, applied.zoho_id, "synced"),
                 clear_intent=(EntityType.CUSTOMER, customer_id),
             )
+            self._verified.add(customer_id)
             log.info("customer synced for its invoice", customer_id=customer_id, zoho_id=applied.zoho_id)
             return applied.zoho_id
+
+    def _usable(self, customer_id: str, state: EntityState | None) -> bool:
+        if state is None or not state.zoho_id:
+            return False
+        return not self.options.resync or customer_id in self._verified
 
     async def _customer_unavailable(self, item: _Item, rows: list[OutcomeRow], event: ChangeEvent) -> None:
         customer_id = event.row.get("customer_id") if event.row else None

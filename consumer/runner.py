@@ -189,7 +189,11 @@ class SyncRunner:
             found = await consumer.offsets_for_times({tp: ts for tp in partitions})
             for tp in partitions:
                 hit = found.get(tp)
-                consumer.seek(tp, hit.offset if hit is not None else self.end_offsets[tp])
+                # No record at or after the time: Kafka answers None; Tansu answers timestamp -1.
+                if hit is None or hit.timestamp < 0:
+                    consumer.seek(tp, self.end_offsets[tp])
+                else:
+                    consumer.seek(tp, hit.offset)
         elif self.options.from_beginning:
             await consumer.seek_to_beginning(*partitions)
         for tp in partitions:

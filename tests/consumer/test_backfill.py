@@ -1,0 +1,236 @@
+"""Backfill by replay and dead-letter reprocessing: the same pipeline, bounded, under their own groups."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from connectors.zoho_sim import SimLimits
+from consumer.backfill import run_backfill
+from consumer.dlq import list_dead_letters, reprocess
+from consumer.seed import seed
+from consumer.service import sync_session
+from tests.consumer.harness import SimView, committed_offsets, settings_for
+from tests.fixtures_zoho import settings_for as zoho_settings_for
+from tests.support import Source
+
+CUSTOMER_COLUMNS_OK = (
+    "SELECT count(*) FROM customers WHERE account_type <> 'internal_test'"
+    " AND zoho_billing_customer_id IS NOT NULL AND zoho_sync_status = 'synced' AND zoho_last_synced_at IS NOT NULL"
+)
+
+
+def emit_all(source: Source) -> None:
+    """The events a Debezium snapshot of both tables would produce, customers first."""
+    for table in ("customers", "customer_invoices"):
+        for (row_id,) in source.query(f"SELECT id FROM {table} ORDER BY created_at, id"):  # noqa: S608
+            source.emit(table, "r", str(row_id))
+
+
+@pytest.fixture
+def source(database_url, kafka_bootstrap, topic_prefix):  # type: ignore[no-untyped-def]
+    return Source(database_url, kafka_bootstrap, topic_prefix)
+
+
+async def backfill(settings, **kw):  # type: ignore[no-untyped-def]
+    async with sync_session(settings) as session:
+        return await run_backfill(session, **kw)
+
+
+async def test_users_13_customer_backfill_under_a_tight_rate_limit_syncs_12_skips_1_and_duplicates_none(
+    zoho_sim_factory, database_url, kafka_bootstrap, topic_prefix, source
+):
+    # 4 calls per 1-second window and 2 in flight: far tighter than the calls the backfill needs at once.
+    handle = zoho_sim_factory(
+        limits=SimLimits(per_window=4, window_seconds=1.0, daily=100_000, concurrency=2)
+    )
+    settings = settings_for(zoho_settings_for(handle, database_url), kafka_bootstrap, topic_prefix)
+    seed(database_url)
+    for (row_id,) in source.query("SELECT id FROM customers ORDER BY account_number"):
+        source.emit("customers", "r", str(row_id))
+    await source.flush()
+
+    result = await backfill(settings)
+
+    assert result.outcomes == {"synced": 12, "skipped": 1}
+    zoho = SimView(handle)
+    assert len(zoho.customers()) == 12
+    assert zoho.duplicates() == {}
+    assert source.query(CUSTOMER_COLUMNS_OK)[0][0] == 12
+    test_row = source.query(
+        "SELECT zoho_billing_customer_id, zoho_sync_status FROM customers WHERE account_type = 'internal_test'"
+    )
+    assert test_row == [(None, None)]
+    no_email = source.query("SELECT zoho_billing_customer_id FROM customers WHERE email IS NULL")[0][0]
+    assert no_email is not None  # synced without an email (Zoho's requirement is unconfirmed)
+    assert handle.stats()["token_requests"] == 1
+
+
+async def test_replay_of_a_fully_synced_topic_makes_zero_zoho_calls(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    seed(source.database_url)
+    emit_all(source)
+    await source.flush()
+    first = await backfill(settings)
+    assert first.outcomes.get("synced", 0) >= 12
+    calls = zoho_sim.stats()["requests"]
+    live_before = await committed_offsets(kafka_bootstrap, settings.consumer_group, settings.source_topics)
+
+    second = await backfill(settings)
+
+    assert zoho_sim.stats()["requests"] == calls  # zero calls
+    assert second.records == first.records
+    assert second.outcomes.get("synced", 0) == 0
+    assert set(second.outcomes) <= {"unchanged", "skipped"}
+    # the live group's offsets are untouched by backfills
+    assert (
+        await committed_offsets(kafka_bootstrap, settings.consumer_group, settings.source_topics)
+        == live_before
+    )
+
+
+async def test_coalescing_makes_about_one_call_per_customer_for_many_updates(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    ids = [source.insert_customer(n) for n in range(1, 6)]
+    for round_ in range(10):
+        for customer in ids:
+            source.update("customers", customer, phone=f"+27 21 000 {round_:04d}")
+    await source.flush()
+    result = await backfill(settings)
+    assert result.records == 55
+    calls = zoho_sim.stats()["requests"]
+    assert calls <= 2 * len(ids)  # a create plus at most one update each, not 11 calls each
+    zoho = SimView(zoho_sim)
+    assert sorted(c["phone"] for c in zoho.customers()) == ["+27 21 000 0009"] * 5
+
+
+async def test_resync_after_zoho_was_wiped_recreates_everything_once_and_twice_changes_nothing(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    seed(source.database_url)
+    emit_all(source)
+    await source.flush()
+    await backfill(settings)
+    zoho = SimView(zoho_sim)
+    counts = (len(zoho.customers()), len(zoho.invoices()))
+    assert counts == (12, 20)
+
+    zoho_sim.reset()  # the Zoho organisation was wiped
+    assert (len(zoho.customers()), len(zoho.invoices())) == (0, 0)
+    await backfill(settings, resync=True)
+    assert (len(zoho.customers()), len(zoho.invoices())) == counts
+    assert zoho.duplicates() == {}
+
+    calls = zoho_sim.stats()["requests"]
+    await backfill(settings, resync=True)
+    assert (len(zoho.customers()), len(zoho.invoices())) == counts
+    assert zoho.duplicates() == {}
+    creates = {k: v for k, v in zoho_sim.stats()["by_endpoint"].items() if k.startswith("POST /")}
+    assert zoho_sim.stats()["requests"] >= calls  # resync checks; it creates nothing new
+    assert sum(creates.get(k, {}).get("201", 0) for k in ("POST /customers", "POST /invoices")) == 32
+
+
+async def test_backfill_since_starts_at_the_offsets_for_that_time(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    old = [source.insert_customer(n) for n in range(1, 4)]
+    await source.flush()
+    await asyncio.sleep(1.2)
+    cut = dt.datetime.now(dt.UTC)
+    await asyncio.sleep(0.2)
+    new = [source.insert_customer(n) for n in range(10, 12)]
+    await source.flush()
+
+    result = await backfill(settings, since=cut)
+
+    assert result.records == len(new)
+    synced = {
+        r[0]
+        for r in source.query("SELECT id::text FROM customers WHERE zoho_billing_customer_id IS NOT NULL")
+    }
+    assert synced == set(new)
+    assert not synced & set(old)
+
+
+async def test_dry_run_makes_no_calls_writes_no_rows_and_plans_what_the_real_run_does(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    seed(source.database_url)
+    emit_all(source)
+    customer = source.query("SELECT id::text FROM customers WHERE account_number = 'CT-2025-00001'")[0][0]
+    source.update("customers", customer, phone="+27 11 222 3333")
+    await source.flush()
+
+    dry = await backfill(settings, dry_run=True)
+    assert zoho_sim.stats()["requests"] == 0
+    assert zoho_sim.stats()["token_requests"] == 0
+    assert source.query("SELECT count(*) FROM zoho_sync_log")[0][0] == 0
+    assert source.query("SELECT count(*) FROM zoho_entity_map")[0][0] == 0
+
+    real = await backfill(settings)
+    by_endpoint = zoho_sim.stats()["by_endpoint"]
+    assert dry.planned is not None
+    assert dry.planned.calls["create_customer"] == by_endpoint["POST /customers"]["201"]
+    assert dry.planned.calls["create_invoice"] == by_endpoint["POST /invoices"]["201"]
+    assert dry.outcomes == real.outcomes
+
+
+async def test_dlq_reprocess_syncs_a_fixed_event_once_and_a_second_run_sends_nothing(
+    zoho_sim_factory, database_url, kafka_bootstrap, topic_prefix, source
+):
+    handle = zoho_sim_factory(require_email=True)  # Zoho rejects the customer without an email
+    settings = settings_for(zoho_settings_for(handle, database_url), kafka_bootstrap, topic_prefix)
+    ok = source.insert_customer(1)
+    no_email = source.insert_customer(2, email=None)
+    await source.flush()
+    first = await backfill(settings)
+    assert first.outcomes == {"synced": 1, "dead_lettered": 1}
+    assert source.query("SELECT zoho_sync_status FROM customers WHERE id = %s", no_email)[0][0] == "failed"
+    letters = await list_dead_letters(kafka_bootstrap, settings.dlq_topic)
+    assert [e.entity_id for e in letters] == [no_email]
+    assert "email" in letters[0].reason.lower()
+
+    handle.set_config(require_email=False)  # the cause is fixed
+    async with sync_session(settings) as session:
+        again = await reprocess(session)
+    assert again.outcomes == {"synced": 1}
+    zoho = SimView(handle)
+    assert len(zoho.customers()) == 2
+    assert source.query("SELECT zoho_sync_status FROM customers WHERE id = %s", no_email)[0][0] == "synced"
+
+    calls = handle.stats()["requests"]
+    async with sync_session(settings) as session:
+        twice = await reprocess(session)
+    assert twice.records == 0
+    assert handle.stats()["requests"] == calls
+    assert ok
+
+
+async def test_a_still_failing_dead_letter_is_parked_after_the_configured_attempts_instead_of_looping(
+    zoho_sim_factory, database_url, kafka_bootstrap, topic_prefix, source
+):
+    handle = zoho_sim_factory(require_email=True)
+    settings = settings_for(
+        zoho_settings_for(handle, database_url), kafka_bootstrap, topic_prefix, reprocess_max_attempts=2
+    )
+    source.insert_customer(3, email=None)
+    await source.flush()
+    await backfill(settings)
+    outcomes = []
+    for _ in range(3):
+        async with sync_session(settings) as session:
+            outcomes.append((await reprocess(session)).outcomes)
+    # attempt 1 fails and goes back to the DLQ, attempt 2 parks it, then there is nothing left to do
+    assert outcomes == [{"dead_lettered": 1}, {"failed": 1}, {}]
+    letters = await list_dead_letters(kafka_bootstrap, settings.dlq_topic)
+    assert len(letters) == 2  # the original and one re-queued copy; the parked one is not re-queued
+    assert letters[-1].reprocess_count == 1
