@@ -1,0 +1,183 @@
+"""`zoho-cdc reconcile` against real PostgreSQL, the real broker and the Zoho simulator.
+
+The source is first synced by the live pipeline; then Zoho is edited by hand through the client
+(a duplicate, a deleted customer and invoice, a changed phone) and reconcile must see exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from connectors.zoho.client import ZohoClient
+from consumer.reconcile import reconcile
+from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
+from tests.ops import run_cli
+from tests.support import Source
+
+
+@pytest.fixture
+def settings(zoho_settings, kafka_bootstrap, topic_prefix):  # type: ignore[no-untyped-def]
+    return settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+
+
+@pytest.fixture
+def source(database_url, kafka_bootstrap, topic_prefix):  # type: ignore[no-untyped-def]
+    return Source(database_url, kafka_bootstrap, topic_prefix)
+
+
+def zoho_id_of(source: Source, table: str, row_id: str) -> str | None:
+    column = "zoho_billing_customer_id" if table == "customers" else "zoho_billing_invoice_id"
+    return source.query(f"SELECT {column} FROM {table} WHERE id = %s", row_id)[0][0]  # noqa: S608
+
+
+async def synced_world(settings, source):  # type: ignore[no-untyped-def]
+    """Three customers and two invoices, synced by the live pipeline; returns their source ids."""
+    ids = {
+        "c1": source.insert_customer(1),
+        "c2": source.insert_customer(2),
+        "c3": source.insert_customer(3),
+        "internal": source.insert_customer(4, account_type="internal_test"),
+    }
+    # VAT-free invoices: the simulator's invoice total leaves out the `adjustment` that carries VAT
+    # (real Zoho adds it), which reconcile rightly reports as total drift (reported to the lead).
+    no_vat = {"vat_amount": 0, "total_amount": 100}
+    ids["i1"] = source.insert_invoice(ids["c1"], "INV-0001", **no_vat)
+    ids["i2"] = source.insert_invoice(ids["c2"], "INV-0002", **no_vat)
+    await source.flush()
+    async with LiveSync(settings):
+        for name in ("c1", "c2", "c3"):
+            await wait_for(lambda n=name: zoho_id_of(source, "customers", ids[n]))
+        for name in ("i1", "i2"):
+            await wait_for(lambda n=name: zoho_id_of(source, "customer_invoices", ids[n]))
+    return ids
+
+
+async def delete_customer_by_hand(client: ZohoClient, zoho_id: str) -> None:
+    """What someone clicking "delete" in Zoho does (the sync itself never deletes customers)."""
+    token = await client.auth.token()
+    async with httpx.AsyncClient() as http:
+        reply = await http.delete(
+            f"{client.config.api_base}/customers/{zoho_id}",
+            headers={
+                "Authorization": f"Zoho-oauthtoken {token.access_token}",
+                "X-com-zoho-subscriptions-organizationid": client.config.organization_id,
+            },
+        )
+    assert reply.json()["code"] == 0
+
+
+async def test_reconcile_finds_duplicate_missing_and_drift_and_fix_repairs_all_but_the_duplicate(
+    settings, source, zoho_sim
+):
+    ids = await synced_world(settings, source)
+    zoho = SimView(zoho_sim)
+    c1_zoho, c2_zoho, c3_zoho = (zoho_id_of(source, "customers", ids[n]) for n in ("c1", "c2", "c3"))
+    i2_zoho = zoho_id_of(source, "customer_invoices", ids["i2"])
+
+    async with ZohoClient.from_settings(settings) as client:
+        dup = await client.create_customer(
+            {
+                "display_name": "Someone else entirely",
+                "custom_fields": [{"label": "Account Number", "value": "CT-2025-00001"}],
+            }
+        )
+        await client.update_customer(c2_zoho, {"phone": "+27 11 000 0000"})
+        await delete_customer_by_hand(client, c3_zoho)
+        await client.delete_invoice(i2_zoho)
+
+    report = await reconcile(settings)
+
+    assert [(d.entity_type, d.natural_key, set(d.zoho_ids)) for d in report.duplicates] == [
+        ("customer", "CT-2025-00001", {c1_zoho, dup["customer_id"]})
+    ]
+    assert report.duplicates[0].mapped_zoho_id == c1_zoho
+    assert {(m.entity_type, m.entity_id, m.mapped_zoho_id) for m in report.missing} == {
+        ("customer", ids["c3"], c3_zoho),
+        ("invoice", ids["i2"], i2_zoho),
+    }
+    assert [(d.entity_type, d.entity_id, d.fields) for d in report.drift] == [
+        ("customer", ids["c2"], {"phone": ("+27 21 555 0002", "+27 11 000 0000")})
+    ]
+    assert report.orphans == []  # the duplicate carries a source key: it is a duplicate, not an orphan
+    assert not report.in_sync
+    assert report.repair is None
+    assert source.query(
+        "SELECT count(*) FROM zoho_sync_log WHERE consumer_group LIKE %s", "%.reconcile.%"
+    ) == [(0,)]
+
+    fixed = await reconcile(settings, fix=True)
+
+    assert fixed.repair is not None
+    assert fixed.repair.outcomes == {"synced": 3}
+    assert {(r["entity_id"], r["outcome"]) for r in fixed.repair.rows} == {
+        (ids["c3"], "synced"),
+        (ids["c2"], "synced"),
+        (ids["i2"], "synced"),
+    }
+    assert zoho.customer(c2_zoho)["phone"] == "+27 21 555 0002"
+    new_c3 = zoho_id_of(source, "customers", ids["c3"])
+    assert new_c3 and new_c3 != c3_zoho
+    assert source.query(
+        "SELECT zoho_id FROM zoho_entity_map WHERE entity_type = 'customer' AND entity_id = %s", ids["c3"]
+    ) == [(new_c3,)]
+    new_i2 = zoho_id_of(source, "customer_invoices", ids["i2"])
+    assert zoho.invoice(new_i2)["invoice_number"] == "INV-0002"
+    assert zoho.invoice(new_i2)["customer_id"] == c2_zoho
+    # The duplicate is left for a human: still both records in Zoho.
+    assert zoho.duplicates() == {
+        "customers_by_account_number": {"CT-2025-00001": [c1_zoho, dup["customer_id"]]}
+    }
+
+    again = run_cli(settings, "reconcile", "--json")
+    assert again.returncode == 0, again.stderr
+    after = json.loads(again.stdout)
+    assert after["missing"] == [] and after["drift"] == []
+    assert [d["natural_key"] for d in after["duplicates"]] == ["CT-2025-00001"]
+    assert after["in_sync"] is False  # a duplicate remains until someone resolves it
+
+
+async def test_reconcile_reports_a_zoho_record_with_no_source_row_and_never_writes(
+    settings, source, zoho_sim
+):
+    await synced_world(settings, source)
+    async with ZohoClient.from_settings(settings) as client:
+        stray = await client.create_customer(
+            {"display_name": "Made in Zoho", "custom_fields": [{"label": "Account Number", "value": "ZZ-1"}]}
+        )
+    calls_before = zoho_sim.stats()["calls"]
+
+    report = await reconcile(settings)
+
+    assert [(o.entity_type, o.zoho_id, o.natural_key) for o in report.orphans] == [
+        ("customer", stray["customer_id"], "ZZ-1")
+    ]
+    assert report.missing == [] and report.drift == [] and report.duplicates == []
+    calls = zoho_sim.stats()["calls"]
+    writes = {k: n - calls_before.get(k, 0) for k, n in calls.items() if not k.startswith("GET")}
+    assert not any(writes.values())  # a report makes no write call
+    assert report.zoho_calls > 0
+
+
+def test_reconcile_with_postgres_down_ends_in_one_sentence(settings):  # type: ignore[no-untyped-def]
+    broken = settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:1/nowhere"})
+    result = run_cli(broken, "reconcile")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: Cannot connect to PostgreSQL at DATABASE_URL")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_reconcile_with_zoho_unreachable_ends_in_one_sentence(settings):  # type: ignore[no-untyped-def]
+    from consumer.local.broker import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    broken = settings.model_copy(
+        update={"zoho_api_base": dead + "/billing/v1", "zoho_accounts_url": dead, "zoho_max_attempts": 1}
+    )
+    result = run_cli(broken, "reconcile")
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.startswith("error: Cannot read Zoho at ZOHO_API_BASE=")
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert settings.zoho_client_secret.get_secret_value() not in result.stderr
