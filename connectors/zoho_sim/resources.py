@@ -266,8 +266,9 @@ class Resources:
             "custom_fields": self._merge_custom_fields([], body.get("custom_fields") or []),
             "sub_total": total,
             "tax_total": 0.0,
-            "total": total,
-            "balance": total,
+            # Zoho's total is the items plus the invoice-level adjustment (where zoho-cdc puts VAT).
+            "total": round(total + _adjustment(body), 2),
+            "balance": round(total + _adjustment(body), 2),
             "payment_made": 0.0,
             "credits_applied": 0.0,
             "write_off_amount": 0.0,
@@ -304,9 +305,10 @@ class Resources:
             items = self._items(body["invoice_items"])
             if isinstance(items, tuple):
                 return items
-            total = round(sum(i["item_total"] for i in items), 2)
+            sub_total = round(sum(i["item_total"] for i in items), 2)
+            total = round(sub_total + _adjustment(updated), 2)
             paid = record["payment_made"] + record["credits_applied"]
-            updated.update(invoice_items=items, sub_total=total, total=total, balance=round(total - paid, 2))
+            updated.update(invoice_items=items, sub_total=sub_total, total=total, balance=round(total - paid, 2))
         keep_number = query.get("ignore_auto_number_generation", "false").lower() == "true"
         number = body.get("invoice_number")
         if keep_number and isinstance(number, str) and number != record["invoice_number"]:
@@ -381,3 +383,10 @@ class Resources:
 
 
 FIRST_ITEM_ID = 903000000500001
+
+
+def _adjustment(body: dict[str, Any]) -> float:
+    try:
+        return float(body.get("adjustment") or 0)
+    except (TypeError, ValueError):
+        return 0.0

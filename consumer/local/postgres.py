@@ -101,8 +101,17 @@ def drop_database(database_url: str) -> None:
     name = urlsplit(database_url).path.lstrip("/")
     with psycopg.connect(admin_url(database_url), autocommit=True) as conn:
         # Replication slots pin a database; drop the ones on it before the database itself.
-        for (slot,) in conn.execute(
-            "SELECT slot_name FROM pg_replication_slots WHERE database = %s AND NOT active", (name,)
+        # An active slot's walsender is ended first (a relay killed moments ago may still hold it).
+        for (slot, pid) in conn.execute(
+            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)
         ).fetchall():
+            if pid is not None:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                for _ in range(50):
+                    if not conn.execute(
+                        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+                    ).fetchone()[0]:
+                        break
+                    time.sleep(0.1)
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
