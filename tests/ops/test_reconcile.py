@@ -142,7 +142,7 @@ async def test_reconcile_finds_duplicate_missing_and_drift_and_fix_repairs_all_b
 async def test_reconcile_reports_a_zoho_record_with_no_source_row_and_never_writes(
     settings, source, zoho_sim
 ):
-    await synced_world(settings, source)
+    unsynced = source.insert_customer(5)  # in the source only: missing in Zoho
     async with ZohoClient.from_settings(settings) as client:
         stray = await client.create_customer(
             {"display_name": "Made in Zoho", "custom_fields": [{"label": "Account Number", "value": "ZZ-1"}]}
@@ -154,7 +154,8 @@ async def test_reconcile_reports_a_zoho_record_with_no_source_row_and_never_writ
     assert [(o.entity_type, o.zoho_id, o.natural_key) for o in report.orphans] == [
         ("customer", stray["customer_id"], "ZZ-1")
     ]
-    assert report.missing == [] and report.drift == [] and report.duplicates == []
+    assert [(m.entity_type, m.entity_id) for m in report.missing] == [("customer", unsynced)]
+    assert report.drift == [] and report.duplicates == []
     calls = zoho_sim.stats()["calls"]
     writes = {k: n - calls_before.get(k, 0) for k, n in calls.items() if not k.startswith("GET")}
     assert not any(writes.values())  # a report makes no write call
