@@ -7,8 +7,12 @@ Counters mirror the sync log (outcomes) and the Zoho client (calls, 429s, token 
 from __future__ import annotations
 
 from collections import Counter as _Tally
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
@@ -37,6 +41,17 @@ class Metrics:
         self.in_flight = Gauge("zoho_cdc_in_flight_records", "Records held in memory", registry=self.registry)
         self.tally: _Tally[str] = _Tally()
         self.attempts = 0
+        self._watched: set[int] = set()
+
+    def watch_client(self, client: Any) -> None:
+        """Expose the Zoho client's own counters (calls by status, 429s, tokens, limiter wait) here.
+
+        Idempotent per client; clients without `metrics` (test doubles, dry runs) are ignored.
+        """
+        if getattr(client, "metrics", None) is None or id(client) in self._watched:
+            return
+        self._watched.add(id(client))
+        self.registry.register(ZohoClientCollector(client))
 
     def outcome(self, name: str, count: int = 1) -> None:
         if count:
@@ -53,3 +68,39 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class ZohoClientCollector(Collector):
+    """Reads `ZohoClient.metrics` (connectors.zoho.tracking.ClientMetrics) at scrape time."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def collect(self) -> Iterator[Metric]:
+        m = self._client.metrics
+        calls = CounterMetricFamily(
+            "zoho_cdc_zoho_calls",
+            "Zoho API attempts by endpoint and HTTP status",
+            labels=["endpoint", "status"],
+        )
+        for (endpoint, status), n in sorted(m.calls.items(), key=str):
+            calls.add_metric([endpoint, str(status)], n)
+        yield calls
+        for name, doc, value in (
+            ("zoho_cdc_zoho_http_429", "Zoho replies with HTTP 429 (rate limited)", m.http_429),
+            ("zoho_cdc_zoho_token_requests", "Access-token requests sent to Zoho accounts", m.token_requests),
+            ("zoho_cdc_zoho_token_refreshes", "Access tokens obtained (refreshes)", m.token_refreshes),
+            ("zoho_cdc_zoho_token_refusals", "Token requests refused as too many", m.token_refusals),
+            ("zoho_cdc_zoho_retries", "Zoho calls retried", m.retries),
+            (
+                "zoho_cdc_zoho_limiter_wait_seconds",
+                "Time spent waiting for the rate limiter",
+                m.limiter_wait_seconds,
+            ),
+            (
+                "zoho_cdc_zoho_daily_budget_wait_seconds",
+                "Time spent waiting for the daily budget",
+                m.daily_wait_seconds,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)

@@ -36,6 +36,7 @@ class Status:
     dlq_depth: int | None = None
     last_errors: list[dict[str, Any]] = field(default_factory=list)
     recent: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)  # newest DLQ entries
     customers_unsynced: int = 0
     customers_failed: int = 0
     invoices_unsynced: int = 0

@@ -10,6 +10,7 @@ import asyncio
 import html
 import inspect
 import json
+from dataclasses import asdict
 from typing import Any
 
 import structlog
@@ -23,12 +24,23 @@ from consumer.status import Status, collect_database_status, collect_lag, dlq_de
 
 log = structlog.get_logger("zoho_cdc.status")
 
+READY_TIMEOUT_SECONDS = 5.0
+DLQ_SHOWN = 20
+
 
 async def gather_status(settings: Any, group: str, client: Any = None) -> Status:
     status = await asyncio.to_thread(collect_database_status, settings.database_url, group)
     try:
         status.lag = await collect_lag(settings.kafka_bootstrap_servers, group, settings.source_topics)
         status.dlq_depth = await dlq_depth(settings.kafka_bootstrap_servers, settings.dlq_topic)
+        if status.dlq_depth:
+            from consumer.dlq import list_dead_letters
+
+            entries = await asyncio.wait_for(
+                list_dead_letters(settings.kafka_bootstrap_servers, settings.dlq_topic, limit=DLQ_SHOWN),
+                READY_TIMEOUT_SECONDS,
+            )
+            status.dead_letters = [asdict(e) for e in reversed(entries)]
     except Exception as exc:  # the page must render even when Kafka is down
         log.warning("status: kafka unavailable", error=str(exc))
     if client is not None and hasattr(client, "budget_state"):
@@ -66,7 +78,8 @@ def render_page(status: Status, group: str) -> str:
     return f"""<!doctype html><html><head><meta charset=utf-8><title>zoho-cdc status</title>
 <style>body{{font-family:sans-serif;margin:1.5em;color:#222}}table{{border-collapse:collapse;margin:.5em 0}}
 td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left;font-size:13px}}h1{{font-size:1.4em}}
-.kpi{{display:inline-block;margin-right:2em;font-size:1.1em}}.kpi b{{font-size:1.6em;display:block}}</style></head>
+.kpi{{display:inline-block;margin-right:2em;font-size:1.1em}}
+.kpi b{{font-size:1.6em;display:block}}</style></head>
 <body><h1>zoho-cdc &mdash; group <code>{html.escape(group)}</code></h1>
 <div class=kpi>total lag<b id=total-lag>{status.total_lag}</b></div>
 <div class=kpi>DLQ depth<b id=dlq-depth>{"" if status.dlq_depth is None else status.dlq_depth}</b></div>
@@ -79,6 +92,7 @@ td,th{{border:1px solid #ccc;padding:.2em .6em;text-align:left;font-size:13px}}h
 <section id=lag><h2>Lag by partition</h2>{_table(lag_rows)}</section>
 <section id=budget><h2>Zoho budget</h2>{_table(budget_rows)}</section>
 <section id=errors><h2>Last errors</h2>{_table(status.last_errors)}</section>
+<section id=dlq><h2>Dead-letter topic (newest {DLQ_SHOWN})</h2>{_table(status.dead_letters)}</section>
 <section id=recent><h2>Recent sync log</h2>{_table(status.recent)}</section>
 </body></html>"""
 
@@ -99,19 +113,32 @@ def build_app(session: Any, runner: Any, group: str | None = None) -> Starlette:
             checks["postgres"] = f"down: {type(exc).__name__}"
         checks["kafka"] = "ok" if runner is None or runner._consumer is not None else "starting"  # noqa: SLF001
         try:
-            ready = await session.client.token_ready() if hasattr(session.client, "token_ready") else True
-            checks["zoho_token"] = "ok" if ready else "unavailable"
+            auth = getattr(session.client, "auth", None)
+            if auth is not None:  # a valid access token (refreshed if needed), else not ready
+                await asyncio.wait_for(auth.token(), READY_TIMEOUT_SECONDS)
+            checks["zoho_token"] = "ok"
+        except TimeoutError:
+            checks["zoho_token"] = "unavailable"
         except Exception as exc:
             checks["zoho_token"] = f"down: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
         return JSONResponse(checks, status_code=200 if ok else 503)
 
+    watch = getattr(session.metrics, "watch_client", None)
+    if watch is not None:
+        watch(session.client)  # Zoho calls by status, 429s, token refreshes, limiter wait
+
     async def metrics(_: Request) -> Response:
-        body = session.metrics.exposition()
-        client_metrics = getattr(session.client, "metrics_exposition", None)
-        if callable(client_metrics):
-            body += client_metrics()
-        return Response(body, media_type="text/plain; version=0.0.4")
+        try:  # lag is read from the broker at scrape time; a scrape never fails because Kafka is down
+            lag = await asyncio.wait_for(
+                collect_lag(settings.kafka_bootstrap_servers, group, settings.source_topics),
+                READY_TIMEOUT_SECONDS,
+            )
+            for p in lag:
+                session.metrics.lag.labels(topic=p.topic, partition=str(p.partition)).set(p.lag)
+        except Exception as exc:
+            log.warning("metrics: lag unavailable", error=str(exc))
+        return Response(session.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     async def page(_: Request) -> Response:
         status = await gather_status(settings, group, session.client)
