@@ -40,7 +40,10 @@ async def gather_status(settings: Any, group: str, client: Any = None) -> Status
                 list_dead_letters(settings.kafka_bootstrap_servers, settings.dlq_topic, limit=DLQ_SHOWN),
                 READY_TIMEOUT_SECONDS,
             )
-            status.dead_letters = [asdict(e) for e in reversed(entries)]
+            status.dead_letters = [
+                {**asdict(e), "age_s": None if e.age_s is None else round(e.age_s, 1)}
+                for e in reversed(entries)
+            ]
     except Exception as exc:  # the page must render even when Kafka is down
         log.warning("status: kafka unavailable", error=str(exc))
     if client is not None and hasattr(client, "budget_state"):
