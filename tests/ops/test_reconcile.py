@@ -6,6 +6,7 @@ The source is first synced by the live pipeline; then Zoho is edited by hand thr
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -160,6 +161,13 @@ async def test_reconcile_reports_a_zoho_record_with_no_source_row_and_never_writ
     writes = {k: n - calls_before.get(k, 0) for k, n in calls.items() if not k.startswith("GET")}
     assert not any(writes.values())  # a report makes no write call
     assert report.zoho_calls > 0
+
+    fixed = await asyncio.to_thread(run_cli, settings, "reconcile", "--fix")
+    assert fixed.returncode == 0, fixed.stderr
+    assert "Zoho records with no source row" in fixed.stdout and "ZZ-1" in fixed.stdout
+    assert "create_customer" in fixed.stdout  # the repair table
+    assert zoho_id_of(source, "customers", unsynced)
+    assert stray["customer_id"] in {c["customer_id"] for c in zoho_sim.state()["customers"]}  # never deleted
 
 
 def test_reconcile_with_postgres_down_ends_in_one_sentence(settings):  # type: ignore[no-untyped-def]
