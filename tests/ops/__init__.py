@@ -72,9 +72,9 @@ async def populate_world(source: Any) -> dict[str, str]:
         "internal": source.insert_customer(23, account_type="internal_test"),
         "no_email": source.insert_customer(24, email=None),
     }
-    ids["inv_a"] = source.insert_invoice(ids["a"], "INV-2101", vat_amount=0, total_amount=100)
-    ids["inv_b"] = source.insert_invoice(ids["b"], "INV-2201", vat_amount=0, total_amount=100)
-    ids["inv_internal"] = source.insert_invoice(ids["internal"], "INV-2301", vat_amount=0, total_amount=100)
+    ids["inv_a"] = source.insert_invoice(ids["a"], "INV-2101")
+    ids["inv_b"] = source.insert_invoice(ids["b"], "INV-2201")
+    ids["inv_internal"] = source.insert_invoice(ids["internal"], "INV-2301")
     source.emit_raw("customers", b'{"id":"broken"}', b"\x00 not json")
     await source.flush()
     ids["never_sent"] = source.insert_customer(25)

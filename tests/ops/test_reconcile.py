@@ -42,11 +42,8 @@ async def synced_world(settings, source):  # type: ignore[no-untyped-def]
         "c3": source.insert_customer(3),
         "internal": source.insert_customer(4, account_type="internal_test"),
     }
-    # VAT-free invoices: the simulator's invoice total leaves out the `adjustment` that carries VAT
-    # (real Zoho adds it), which reconcile rightly reports as total drift (reported to the lead).
-    no_vat = {"vat_amount": 0, "total_amount": 100}
-    ids["i1"] = source.insert_invoice(ids["c1"], "INV-0001", **no_vat)
-    ids["i2"] = source.insert_invoice(ids["c2"], "INV-0002", **no_vat)
+    ids["i1"] = source.insert_invoice(ids["c1"], "INV-0001")  # 100.00 + 15 % VAT
+    ids["i2"] = source.insert_invoice(ids["c2"], "INV-0002")
     await source.flush()
     async with LiveSync(settings):
         for name in ("c1", "c2", "c3"):
