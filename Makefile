@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 ZCDC := $(VENV)/bin/zoho-cdc
 PYTEST_ARGS ?=
 
-.PHONY: install java prereqs test test-fast demo bench chaos lint fmt clean dev-up dev-down dev-status
+.PHONY: install java chromium prereqs test test-fast demo bench chaos lint fmt clean dev-up dev-down dev-status
 
 install: $(VENV)/.installed
 
@@ -22,11 +22,17 @@ java:
 	  echo "installing openjdk-17-jre-headless"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
 
+# Headless Chromium drives the status-page test; Debian's package, installed only when missing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 # PostgreSQL running with wal_level=logical (restarts the local cluster once if needed).
 prereqs: install java
 	$(PY) -m consumer.local.prepare
 
-test: prereqs
+test: prereqs chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Pure-logic tests only: no services needed.

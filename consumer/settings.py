@@ -146,6 +146,11 @@ class Settings(BaseSettings):
     def source_topics(self) -> tuple[str, str]:
         return (self.customers_topic, self.invoices_topic)
 
+    def __repr_args__(self):  # type: ignore[no-untyped-def]
+        # Reprs end up in tracebacks and test output: never show the database password there.
+        for name, value in super().__repr_args__():
+            yield name, (mask_url_password(value) if name == "database_url" and isinstance(value, str) else value)
+
     def masked(self) -> dict[str, object]:
         """Effective settings with every secret replaced, safe to print or serve."""
         out: dict[str, object] = {}

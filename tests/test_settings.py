@@ -60,3 +60,14 @@ def test_config_command_rejects_malformed_database_url_without_traceback() -> No
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_repr_of_settings_never_shows_a_password_or_secret() -> None:
+    settings = load_settings(
+        database_url="postgresql://app:db-pass-123@127.0.0.1:5432/app",
+        zoho_client_secret="client-secret-xyz",
+        zoho_refresh_token="1000.refresh.abc",
+    )
+    shown = repr(settings) + str(settings)
+    for secret in ("db-pass-123", "client-secret-xyz", "1000.refresh.abc"):
+        assert secret not in shown
