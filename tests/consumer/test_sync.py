@@ -226,3 +226,26 @@ async def test_two_consumers_in_one_group_share_partitions_without_duplicates(se
         )
     assert len(zoho.customers()) == len(ids)
     assert zoho.duplicates() == {}
+
+
+async def test_revoked_refresh_token_stops_the_sync_with_one_sentence_and_advances_no_offset(
+    settings, source, zoho
+):
+    from consumer.engine import FatalSyncError
+    from consumer.service import sync_session
+
+    zoho.handle.revoke_refresh_token()
+    source.insert_customer(30)
+    await source.flush()
+    async with sync_session(settings) as session:
+        runner = session.runner(session.run_options(settings.consumer_group))
+        with pytest.raises(FatalSyncError) as info:
+            await asyncio.wait_for(session.consume(runner), 60)
+    message = str(info.value)
+    assert "ZOHO_REFRESH_TOKEN" in message
+    assert settings.zoho_refresh_token.get_secret_value() not in message
+    committed = await committed_offsets(
+        settings.kafka_bootstrap_servers, settings.consumer_group, settings.source_topics
+    )
+    assert sum(committed.values()) == 0
+    assert log_rows(source) == 0  # no outcome was invented for the event: it will be redelivered
