@@ -1,0 +1,41 @@
+"""`make demo` runs to its end: the whole main job on the embedded default, as a newcomer would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from consumer.local.broker import free_port
+
+pytestmark = pytest.mark.relay
+
+
+def test_demo_runs_to_its_end_and_the_verification_query_finds_nothing_missing(
+    tmp_path, postgres_server
+) -> None:
+    env = {
+        **os.environ,
+        # Its own broker port and state folder, so a developer's running stack is never touched.
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "STATE_DIR": str(tmp_path / "state"),
+        "TOPIC_PREFIX": "billing",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "demo", "--timeout", "240"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        cwd=tmp_path,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "customers not in Zoho = 0, invoices not in Zoho = 0" in out
+    assert "│ skipped   │      1 │" in out  # the internal_test customer
+    assert "│ customers          │    12 │" in out
+    assert "│ HTTP 429 responses │     0 │" in out
+    assert "│ token requests     │     1 │" in out
+    assert "Traceback" not in out
