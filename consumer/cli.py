@@ -6,14 +6,20 @@ small file and every command lives next to the concern it drives.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import typer
 
 from consumer import commands
 from consumer.settings import ConfigError, Settings, load_settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="zoho-cdc",
@@ -42,6 +48,32 @@ def fail(message: str, code: int = 1) -> None:
     """Print an operator-facing error (never a traceback) and exit."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """An ISO-8601 `--since` value (UTC when no offset is given), or exit 2 with one sentence."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        fail(f"--since {value!r} is not an ISO-8601 time such as 2026-11-01T00:00:00+00:00.", code=2)
+        raise  # unreachable
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; services that are down and fatal sync errors end in one sentence."""
+    from consumer.engine import FatalSyncError
+    from consumer.service import ServiceUnavailable
+
+    try:
+        return asyncio.run(coroutine)
+    except ServiceUnavailable as exc:
+        fail(str(exc))
+    except FatalSyncError as exc:
+        fail(str(exc), code=3)
+    raise AssertionError("unreachable")
 
 
 def _register_commands() -> None:

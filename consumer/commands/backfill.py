@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from datetime import datetime
 from enum import StrEnum
 
 import typer
@@ -35,29 +33,13 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Replay the Debezium topics into Zoho (a new organisation, a lost week, a changed mapping)."""
-        from consumer.cli import fail, settings_or_exit
-        from consumer.engine import FatalSyncError
+        from consumer.cli import parse_since, run_sync, settings_or_exit
         from consumer.logs import configure_logging
-        from consumer.service import ServiceUnavailable
 
         settings = settings_or_exit()
         configure_logging("warning")
-        since_dt = None
-        if since:
-            try:
-                since_dt = datetime.fromisoformat(since)
-            except ValueError:
-                fail(f"--since {since!r} is not an ISO-8601 time such as 2026-11-01T00:00:00+00:00.", code=2)
-            if since_dt.tzinfo is None:
-                from datetime import UTC
-
-                since_dt = since_dt.replace(tzinfo=UTC)
-        try:
-            result = asyncio.run(_backfill(settings, entity.value, since_dt, dry_run, resync, as_json))
-        except ServiceUnavailable as exc:
-            fail(str(exc))
-        except FatalSyncError as exc:
-            fail(str(exc), code=3)
+        since_dt = parse_since(since)
+        result = run_sync(_backfill(settings, entity.value, since_dt, dry_run, resync, as_json))
         _print_summary(result, as_json)
 
 
@@ -87,7 +69,9 @@ async def _backfill(settings, entity, since, dry_run, resync, quiet):  # type: i
                 rate = getattr(session.client, "current_rate_per_window", None)
                 left = max((total or 0) - done, 0)
                 window_min = settings.zoho_rate_window_seconds / 60
-                eta = f" eta≈{left / max(rate, 1) * window_min:.0f} min (budget {rate}/window)" if rate else ""
+                eta = (
+                    f" eta≈{left / max(rate, 1) * window_min:.0f} min (budget {rate}/window)" if rate else ""
+                )
                 stats = " ".join(f"{k}={v}" for k, v in sorted(tally.items()) if v)
                 progress.update(
                     task,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import asdict
-from datetime import UTC, datetime
 
 import typer
 
@@ -63,32 +62,19 @@ def reprocess_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-drive dead-lettered events through the current pipeline and configuration."""
-    from consumer.cli import fail, settings_or_exit
+    from consumer.cli import parse_since, run_sync, settings_or_exit
     from consumer.commands.backfill import _print_summary
     from consumer.dlq import reprocess
-    from consumer.engine import FatalSyncError
     from consumer.logs import configure_logging
-    from consumer.service import ServiceUnavailable, sync_session
+    from consumer.service import sync_session
 
     settings = settings_or_exit()
     configure_logging("warning")
-    since_dt = None
-    if since:
-        try:
-            since_dt = datetime.fromisoformat(since)
-        except ValueError:
-            fail(f"--since {since!r} is not an ISO-8601 time.", code=2)
-        if since_dt.tzinfo is None:
-            since_dt = since_dt.replace(tzinfo=UTC)
+    since_dt = parse_since(since)
 
     async def go():  # type: ignore[no-untyped-def]
         async with sync_session(settings) as session:
             return await reprocess(session, offsets=set(offset or ()), since=since_dt, dry_run=dry_run)
 
-    try:
-        result = asyncio.run(go())
-    except ServiceUnavailable as exc:
-        fail(str(exc))
-    except FatalSyncError as exc:
-        fail(str(exc), code=3)
+    result = run_sync(go())
     _print_summary(result, as_json)

@@ -16,20 +16,13 @@ def register(app: typer.Typer) -> None:
         no_status: bool = typer.Option(False, "--no-status", help="Do not serve the status page."),
     ) -> None:
         """Consume the Debezium topics and keep Zoho Billing in step, until SIGTERM/SIGINT."""
-        from consumer.cli import fail, settings_or_exit
-        from consumer.engine import FatalSyncError
+        from consumer.cli import run_sync, settings_or_exit
         from consumer.logs import configure_logging
-        from consumer.service import ServiceUnavailable
 
         overrides = {"status_port": status_port} if status_port is not None else {}
         settings = settings_or_exit(**overrides)
         configure_logging(settings.log_level)
-        try:
-            asyncio.run(run_live(settings, serve_status=not no_status))
-        except ServiceUnavailable as exc:
-            fail(str(exc))
-        except FatalSyncError as exc:
-            fail(str(exc), code=3)
+        run_sync(run_live(settings, serve_status=not no_status))
 
 
 async def run_live(settings, *, serve_status: bool = True) -> None:  # type: ignore[no-untyped-def]
