@@ -235,6 +235,9 @@ async def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, byt
     reports a partition's end offset as (base offset of its last batch) + 1, so a multi-record last
     batch would hide its other records from every reader that stops at the end offset (backfills).
     """
+    records = list(records)
+    # one partition per topic, as Debezium's topics usually have (the broker's auto-create makes several)
+    await create_topics(bootstrap, {topic for topic, _, _ in records})
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -246,7 +249,6 @@ async def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, byt
     await producer.start()
     sent = 0
     try:
-        records = list(records)
         last_index: dict[str, int] = {topic: i for i, (topic, _, _) in enumerate(records)}
         held = set(last_index.values())
         pending = []

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -187,7 +187,7 @@ async def bench_budget(window: float, customers: int, workdir: Path) -> dict[str
     with infra.broker(workdir) as bootstrap, infra.fresh_database("budget") as db:
         history = History(prefix)
         for n in range(customers):
-            history.create(CUSTOMERS, customer_row(n, __import__("random").Random(n)))
+            history.create(CUSTOMERS, customer_row(n, random.Random(n)))
         history.load(db)
         await infra.produce(bootstrap, history.events)
         handle = run_in_thread(
@@ -348,26 +348,46 @@ def instrument_arrivals(handle: Any) -> dict[str, float]:
     return arrivals
 
 
-def write_changes(
-    db: str, rate: float, seconds: float, existing: list[str], stop: threading.Event
-) -> list[str]:
-    """Commit `rate` changes per second (alternating new customers and phone updates); their phones."""
+def create_customers(db: str, count: int) -> tuple[list[str], list[str]]:
+    """Insert `count` customers in one transaction; their ids and phones."""
+    ids, phones = [], []
+    with psycopg.connect(db) as conn:
+        for n in range(count):
+            row = customer_row(800_000 + n, random.Random(n), phone=f"+27 61 {n:07d}")
+            conn.execute(
+                "INSERT INTO customers (id, account_number, email, first_name, last_name, phone)"
+                " VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    row["id"],
+                    row["account_number"],
+                    row["email"],
+                    row["first_name"],
+                    row["last_name"],
+                    row["phone"],
+                ),
+            )
+            ids.append(row["id"])
+            phones.append(row["phone"])
+    return ids, phones
+
+
+def write_changes(db: str, rate: float, seconds: float, existing: list[str]) -> list[str]:
+    """Commit `rate` changes per second, alternating a new customer and a phone update of an existing
+    one (each existing customer is updated at most once, so no two changes can be coalesced)."""
     phones: list[str] = []
     interval = 1.0 / rate
     started = time.monotonic()
     n = 0
     with psycopg.connect(db, autocommit=True) as conn:
-        while not stop.is_set() and time.monotonic() - started < seconds:
-            due = started + n * interval
-            if (delay := due - time.monotonic()) > 0:
+        while n * interval < seconds:
+            if (delay := started + n * interval - time.monotonic()) > 0:
                 time.sleep(delay)
             phone = f"+27 60 {n:07d}"
-            if n % 2 == 0 or not existing:
-                row = customer_row(900_000 + n, __import__("random").Random(n), phone=phone)
+            if n % 2 == 0:
+                row = customer_row(900_000 + n, random.Random(n), phone=phone)
                 conn.execute(
-                    "INSERT INTO customers"
-                    " (id, account_number, email, first_name, last_name, phone, account_type)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, 'personal')",
+                    "INSERT INTO customers (id, account_number, email, first_name, last_name, phone)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
                     (
                         row["id"],
                         row["account_number"],
@@ -377,12 +397,8 @@ def write_changes(
                         phone,
                     ),
                 )
-                existing.append(row["id"])
             else:
-                conn.execute(
-                    "UPDATE customers SET phone = %s WHERE id = %s",
-                    (phone, existing[(n // 2) % len(existing)]),
-                )
+                conn.execute("UPDATE customers SET phone = %s WHERE id = %s", (phone, existing[n // 2]))
             phones.append(phone)
             n += 1
     return phones
@@ -408,12 +424,12 @@ async def bench_latency(seconds: float, workdir: Path) -> dict[str, Any]:
         try:
             relay.start(wait=True, timeout=180)
             consumer.start()
-            # warm-up: one change that must reach Zoho before the measured minute starts
-            warm = write_changes(db, 5, 0.2, [], threading.Event())
-            infra.wait_until(lambda: all(p in arrivals for p in warm), 120, what="warm-up change in Zoho")
+            # warm-up: customers that the measured minute updates, synced before it starts
+            existing, warm = create_customers(db, int(seconds * 5) // 2 + 5)
+            infra.wait_until(lambda: all(p in arrivals for p in warm), 180, what="warm-up customers in Zoho")
             arrivals.clear()
             log(f"latency: relay and consumer up; writing 5 changes/s for {seconds:g} s")
-            phones = write_changes(db, 5, seconds, [], threading.Event())
+            phones = write_changes(db, 5, seconds, existing)
             infra.wait_until(lambda: all(p in arrivals for p in phones), 120, what="every change in Zoho")
         finally:
             consumer.terminate()
@@ -448,8 +464,6 @@ async def memory_run(events: int, seconds: float, workdir: Path) -> dict[str, An
     prefix = new_prefix("m")
     with infra.broker(workdir) as bootstrap, infra.fresh_database("memory") as db:
         history = History(prefix)
-        import random
-
         rng = random.Random(events)
         for n in range(events):
             history.create(CUSTOMERS, customer_row(n, rng))

@@ -46,6 +46,8 @@ def wire(column: str, value: Any) -> Any:
         return f"{value:.2f}"
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, uuid.UUID):
+        return str(value)
     return value
 
 
