@@ -308,7 +308,9 @@ class Resources:
             sub_total = round(sum(i["item_total"] for i in items), 2)
             total = round(sub_total + _adjustment(updated), 2)
             paid = record["payment_made"] + record["credits_applied"]
-            updated.update(invoice_items=items, sub_total=sub_total, total=total, balance=round(total - paid, 2))
+            updated.update(
+                invoice_items=items, sub_total=sub_total, total=total, balance=round(total - paid, 2)
+            )
         keep_number = query.get("ignore_auto_number_generation", "false").lower() == "true"
         number = body.get("invoice_number")
         if keep_number and isinstance(number, str) and number != record["invoice_number"]:
