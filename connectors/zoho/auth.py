@@ -72,10 +72,12 @@ class TokenManager:
         return f"<TokenManager client_id={self._oauth.client_id!r} has_token={self._token is not None}>"
 
     def _usable(self, token: StoredToken | None, now: float) -> bool:
-        if token is None or now >= token.expires_at:
+        if token is None:
             return False
-        # fresh enough, or a refresh was just refused and the current token is still valid
-        return now < token.expires_at - self.refresh_margin or now < self._refresh_not_before
+        if now < token.expires_at - self.refresh_margin:
+            return True
+        # a refresh was just refused: keep using the current token while it is surely still valid
+        return now < self._refresh_not_before and now < token.expires_at - min(1.0, self.refresh_margin / 2)
 
     async def token(self) -> StoredToken:
         """A valid access token, refreshing it first if it is within the margin of expiry."""
@@ -109,7 +111,7 @@ class TokenManager:
             wait = self._rng.uniform(cap / 2, cap)
             now = self._clock()
             self._refresh_not_before = now + wait
-            if self._token is not None and now < self._token.expires_at:
+            if self._usable(self._token, now):
                 return  # keep using the current token; the next refresh waits for the backoff
             await asyncio.sleep(wait)
             return
@@ -121,6 +123,7 @@ class TokenManager:
 
     async def _request_token(self) -> StoredToken:
         self.metrics.token_requests += 1
+        asked_at = self._clock()  # expiry counted from before the request, never later than Zoho's
         form = {
             "refresh_token": self._oauth.refresh_token,
             "client_id": self._oauth.client_id,
@@ -140,7 +143,7 @@ class TokenManager:
             return StoredToken(
                 access_token=str(body["access_token"]),
                 api_domain=str(body.get("api_domain") or ""),
-                expires_at=self._clock() + expires_in,
+                expires_at=asked_at + expires_in,
             )
         error = str(body.get("error", "")) if isinstance(body, dict) else ""
         description = str(body.get("error_description", "")) if isinstance(body, dict) else ""
