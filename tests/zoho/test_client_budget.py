@@ -27,7 +27,7 @@ async def _calls(client: ZohoClient, count: int, tasks: int = 8) -> int:
             await client.get_customer(customer_id)
             done += 1
 
-    await asyncio.gather(*(worker() for _ in range(tasks)))
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(tasks))), 120)
     return done
 
 

@@ -57,7 +57,7 @@ def test_idempotent_creates_yield_exactly_one_record_per_logical_create(
                     invoice_payload(customer["customer_id"], ""), f"CI-{n}"
                 )
 
-            await asyncio.gather(*(one(n) for n in range(count)))
+            await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(count))), 120)
 
     asyncio.run(run())
     zoho_sim.set_faults(lost_response=0, drop_request=0, error_500=0, error_503=0)
