@@ -76,6 +76,9 @@ class DryRunStore:
     async def customer_currency(self, customer_id: str) -> str | None:
         return await self._real.customer_currency(customer_id)
 
+    async def has_outcome(self, *args: Any) -> bool:
+        return False
+
     async def write_intent(self, *args: Any) -> None:
         return None
 

@@ -454,6 +454,10 @@ class SyncEngine:
         write_back: bool = False,
     ) -> None:
         rec = item.record
+        group = self.options.consumer_group
+        if await self._retrying_db(self._store.has_outcome, group, rec.topic, rec.partition, rec.offset):
+            # Redelivered after a crash: it was dead-lettered (publish, then row) before; publish nothing twice.
+            return
         headers = dict((k, v.decode(errors="replace")) for k, v in rec.headers)
         reprocess_count = int(headers.get(H_REPROCESS_COUNT, "0") or 0)
         if rec.topic == self.options.dlq_topic:

@@ -163,6 +163,16 @@ class SyncStore:
             row = await cur.fetchone()
         return row[0].strip() if row and row[0] else None
 
+    async def has_outcome(self, consumer_group: str, topic: str, partition: int, offset: int) -> bool:
+        """True if this record already has its sync-log row (it is a redelivery after a crash)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM zoho_sync_log WHERE consumer_group = %s AND topic = %s AND kafka_partition = %s"
+                " AND kafka_offset = %s",
+                (consumer_group, topic, partition, offset),
+            )
+            return await cur.fetchone() is not None
+
     # --- writes -------------------------------------------------------------------------
     async def write_intent(
         self, entity_type: EntityType, entity_id: str, operation: str, natural_key: str

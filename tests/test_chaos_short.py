@@ -59,10 +59,5 @@ def test_dead_letter_topic_holds_the_poison_events_and_nothing_else(outcome: dic
     assert outcome["dlq_distinct_exact"], outcome["found"]
 
 
-@pytest.mark.xfail(
-    reason="known issue: a poison record redelivered after a SIGKILL (its offset not yet committed) is "
-    "published to the DLQ again, so the DLQ can hold several copies of one poison event",
-    strict=False,
-)
 def test_dead_letter_topic_holds_each_poison_event_exactly_once(outcome: dict[str, Any]) -> None:
     assert outcome["dlq_exact"], outcome["found"]
