@@ -426,19 +426,6 @@ class SyncEngine:
         write_back = None
         if event.op is not Op.DELETE and applied.zoho_id:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
-        log.info(
-            "synced",
-            entity=event.entity_type.value,
-            entity_id=event.entity_id,
-            op=event.op.value,
-            call=plan.action.value,
-            zoho_id=applied.zoho_id,
-            topic=item.record.topic,
-            partition=item.record.partition,
-            offset=item.record.offset,
-            attempts=applied.attempts,
-            duration_ms=duration_ms,
-        )
         return [row], entity, write_back, (event.entity_type, event.entity_id)
 
     async def _dead_letter(
@@ -456,7 +443,7 @@ class SyncEngine:
         rec = item.record
         group = self.options.consumer_group
         if await self._retrying_db(self._store.has_outcome, group, rec.topic, rec.partition, rec.offset):
-            # Redelivered after a crash: it was dead-lettered (publish, then row) before; publish nothing twice.
+            # Redelivered after a crash: dead-lettered before (publish, then row); never publish it twice.
             return
         headers = dict((k, v.decode(errors="replace")) for k, v in rec.headers)
         reprocess_count = int(headers.get(H_REPROCESS_COUNT, "0") or 0)
@@ -510,14 +497,6 @@ class SyncEngine:
         if write_back and event is not None:
             wb = WriteBack(event.entity_type, event.entity_id, None, "failed")
         self.metrics.outcome("dead_lettered")
-        log.warning(
-            "dead-lettered",
-            topic=rec.topic,
-            partition=rec.partition,
-            offset=rec.offset,
-            reason=reason,
-            kind=kind,
-        )
         await self._durably(rows, write_back=wb)
 
     # --- durability ---------------------------------------------------------------------
@@ -541,6 +520,20 @@ class SyncEngine:
         if not self._record_outcomes:
             return
         await self._retrying(lambda: self._store.record(rows, **kwargs), what="sync-log write")
+        for row in rows:  # one log line per durable outcome
+            (log.warning if row.outcome in ("dead_lettered", "failed") else log.info)(
+                row.outcome,
+                entity=row.entity_type,
+                entity_id=row.entity_id,
+                topic=row.topic,
+                partition=row.partition,
+                offset=row.offset,
+                call=row.operation,
+                zoho_id=row.zoho_id,
+                attempts=row.attempts,
+                duration_ms=row.duration_ms,
+                error=row.error,
+            )
 
     async def _retrying_db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self._retrying(lambda: fn(*args), what="database read")

@@ -1,0 +1,93 @@
+"""The sync log always records: versioned migrations, correct check constraints, idempotent rows."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from consumer.events import EntityType
+from consumer.migrations import migrate
+from consumer.store import OUTCOMES, EntityUpdate, OutcomeRow, SyncStore, WriteBack
+
+
+def row(offset: int, outcome: str = "synced", **kw: object) -> OutcomeRow:
+    return OutcomeRow(
+        consumer_group="g",
+        topic="billing.public.customers",
+        partition=0,
+        offset=offset,
+        entity_type="customer",
+        entity_id="c1",
+        outcome=outcome,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_migrations_apply_once_and_are_recorded(database_url: str) -> None:
+    first = migrate(database_url)
+    assert first[0].startswith("0001_")
+    assert migrate(database_url) == []
+    with psycopg.connect(database_url) as conn:
+        versions = [
+            r[0] for r in conn.execute("SELECT version FROM zoho_cdc_schema_version ORDER BY version")
+        ]
+    assert versions == sorted(versions) and versions[0] == 1
+
+
+async def test_every_outcome_the_engine_writes_is_accepted_by_the_check_constraint(database_url: str) -> None:
+    migrate(database_url)
+    async with SyncStore(database_url) as store:
+        await store.record([row(i, outcome) for i, outcome in enumerate(OUTCOMES)])
+    with psycopg.connect(database_url) as conn:
+        stored = {r[0] for r in conn.execute("SELECT outcome FROM zoho_sync_log")}
+    assert stored == set(OUTCOMES)
+
+
+async def test_an_outcome_outside_the_vocabulary_is_rejected_not_silently_stored(database_url: str) -> None:
+    migrate(database_url)
+    async with SyncStore(database_url) as store:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await store.record([row(1, "success")])  # the value that broke the user's hand-written log
+
+
+async def test_a_redelivered_record_never_adds_a_second_row(database_url: str) -> None:
+    migrate(database_url)
+    async with SyncStore(database_url) as store:
+        await store.record([row(7)])
+        await store.record([row(7, "unchanged")])
+        assert await store.has_outcome("g", "billing.public.customers", 0, 7)
+        assert not await store.has_outcome("g", "billing.public.customers", 0, 8)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT outcome FROM zoho_sync_log").fetchall() == [("synced",)]
+
+
+async def test_outcome_entity_map_intent_and_write_back_commit_together(database_url: str) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        customer = str(
+            conn.execute("INSERT INTO customers (account_number) VALUES ('CT-1') RETURNING id").fetchone()[0]
+        )  # type: ignore[index]
+    async with SyncStore(database_url) as store:
+        await store.write_intent(EntityType.CUSTOMER, customer, "create", "CT-1")
+        assert await store.intent(EntityType.CUSTOMER, customer) is not None
+        await store.record(
+            [row(1)],
+            entity=EntityUpdate(EntityType.CUSTOMER, customer, "903001", "hash", 100, "active", "CT-1"),
+            write_back=WriteBack(EntityType.CUSTOMER, customer, "903001", "synced"),
+            clear_intent=(EntityType.CUSTOMER, customer),
+        )
+        assert await store.intent(EntityType.CUSTOMER, customer) is None
+        state = await store.entity_state(EntityType.CUSTOMER, customer)
+        assert state is not None and state.zoho_id == "903001" and state.last_lsn == 100
+        # A failing write leaves nothing behind: the outcome row and the entity map move together.
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await store.record(
+                [row(2, "bogus")],
+                entity=EntityUpdate(EntityType.CUSTOMER, customer, "903999", "other", 200, "active", "CT-1"),
+            )
+        state = await store.entity_state(EntityType.CUSTOMER, customer)
+        assert state is not None and state.zoho_id == "903001" and state.last_lsn == 100
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute(
+            "SELECT zoho_billing_customer_id, zoho_sync_status FROM customers WHERE id = %s", (customer,)
+        ).fetchone() == ("903001", "synced")
