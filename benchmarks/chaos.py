@@ -575,6 +575,8 @@ def render(result: dict[str, Any], short: bool, seed: int) -> str:
         f"{result['offsets_without_outcome']}; consumer exits not caused by the script: "
         f"{len(result['unexpected_exits'])}; sync-log outcomes {result['outcomes']}.",
         "",
+        f"Zoho calls accepted per 10 s over the run: {result['calls_per_10s']}.",
+        "",
         injected,
         "",
         found,
@@ -612,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
                 "chaos_injected": result["injected"],
                 "chaos_found": result["found"],
                 "chaos_unexpected_exits": len(result["unexpected_exits"]),
+                "chaos_calls_per_10s": result["calls_per_10s"],
                 "machine": infra.machine(),
             }
         )
