@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.backfill import BackfillResult
+from consumer.kafka_offsets import end_offsets as true_end_offsets
 from consumer.dead_letters import (
     H_ATTEMPTS,
     H_FIRST_FAILED_AT,
@@ -56,7 +57,7 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
             return []
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        ends = await consumer.end_offsets(parts)
+        ends = await true_end_offsets(bootstrap, parts)
         out: list[DeadLetterEntry] = []
         now_ms = time.time() * 1000
         while any([await consumer.position(tp) < ends[tp] for tp in parts]):

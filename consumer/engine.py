@@ -316,7 +316,7 @@ class SyncEngine:
                 Action.MARK_CUSTOMER_ACTIVE,
             ):
                 return None
-            applied = await self._applier.apply(
+            applied = await self._apply(
                 EntityType.CUSTOMER, customer_id, plan, row, state.zoho_id if state else None
             )
             self.metrics.zoho_calls(applied.calls)
@@ -379,7 +379,7 @@ class SyncEngine:
                 None,
             )
         try:
-            applied = await self._applier.apply(
+            applied = await self._apply(
                 event.entity_type, event.entity_id, plan, event.row, state.zoho_id if state else None
             )
         except AuthError as exc:
@@ -427,6 +427,14 @@ class SyncEngine:
         if event.op is not Op.DELETE and applied.zoho_id:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
         return [row], entity, write_back, (event.entity_type, event.entity_id)
+
+    async def _apply(self, *args: Any) -> Applied:
+        """One planned call. The client keeps its token and daily budget in PostgreSQL: if the database is
+        briefly gone (a restart), the call is retried, which is safe because creates are guarded by the
+        intent and the natural-key lookup."""
+        return await self._retrying(
+            lambda: self._applier.apply(*args), what="zoho call (database unavailable)"
+        )
 
     async def _dead_letter(
         self,

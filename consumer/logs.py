@@ -46,6 +46,7 @@ def configure_logging(level: str = "info", *, json: bool = True) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # a crash's traceback goes into the JSON line
             _scrub_secrets,
             renderer,
         ],

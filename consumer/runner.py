@@ -27,6 +27,7 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumer.engine import FatalSyncError, InboundRecord, SyncEngine
+from consumer.kafka_offsets import end_offsets as true_end_offsets
 from consumer.offsets import OffsetWatermark
 
 log = structlog.get_logger("zoho_cdc.runner")
@@ -183,7 +184,7 @@ class SyncRunner:
         consumer.assign(partitions)
         if not partitions:
             return
-        self.end_offsets = await consumer.end_offsets(partitions)
+        self.end_offsets = await true_end_offsets(self.options.bootstrap_servers, partitions)
         if self.options.since is not None:
             ts = int(self.options.since.timestamp() * 1000)
             found = await consumer.offsets_for_times({tp: ts for tp in partitions})

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consumer.kafka_offsets import end_offsets as true_end_offsets
 from consumer.store import OUTCOMES
 
 
@@ -134,7 +135,7 @@ async def collect_lag(bootstrap_servers: str, group: str, topics: tuple[str, ...
                 for topic in topics
                 for p in sorted(consumer.partitions_for_topic(topic) or ())
             ]
-        ends = await consumer.end_offsets(partitions) if partitions else {}
+        ends = await true_end_offsets(bootstrap_servers, partitions)
         out = []
         for tp in partitions:
             committed = await consumer.committed(tp)
@@ -153,7 +154,7 @@ async def dlq_depth(bootstrap_servers: str, topic: str) -> int:
         if not parts:
             return 0
         begins = await consumer.beginning_offsets(parts)
-        ends = await consumer.end_offsets(parts)
+        ends = await true_end_offsets(bootstrap_servers, parts)
         return sum(ends[tp] - begins[tp] for tp in parts)
     finally:
         await consumer.stop()

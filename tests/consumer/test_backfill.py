@@ -234,3 +234,25 @@ async def test_a_still_failing_dead_letter_is_parked_after_the_configured_attemp
     letters = await list_dead_letters(kafka_bootstrap, settings.dlq_topic)
     assert len(letters) == 2  # the original and one re-queued copy; the parked one is not re-queued
     assert letters[-1].reprocess_count == 1
+
+
+async def test_backfill_reads_to_the_true_end_of_a_partition_written_in_one_batch(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    from aiokafka import AIOKafkaProducer
+
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    ids = [source.insert_customer(n) for n in range(1, 11)]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=200, enable_idempotence=False)
+    await producer.start()
+    try:  # one record batch: the local broker's ListOffsets would say the partition ends at 1
+        sent = [await producer.send(t, v, key=k, partition=0) for t, k, v in source.pending]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    source.pending.clear()
+
+    result = await backfill(settings)
+
+    assert result.records == len(ids)
+    assert result.outcomes == {"synced": len(ids)}

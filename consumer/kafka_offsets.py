@@ -1,0 +1,44 @@
+"""End offsets that hold on every Kafka-protocol broker.
+
+Tansu (the local broker) answers ListOffsets(latest) with the start of a partition's last record
+batch + 1, so a batch of ten records reports an end offset of 1; the high watermark in a fetch
+response is right on every broker. Bounded runs (backfill, DLQ reprocess, `dlq list`) and lag
+figures use this, so they never stop short of records that were already in the topic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+async def end_offsets(
+    bootstrap_servers: str, partitions: Iterable[TopicPartition]
+) -> dict[TopicPartition, int]:
+    tps = list(partitions)
+    if not tps:
+        return {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        result = dict(listed)
+        pending = {tp for tp in tps if listed[tp] > 0}
+        if not pending:
+            return result
+        consumer.assign(list(pending))
+        for tp in pending:
+            consumer.seek(tp, listed[tp] - 1)  # fetch the last batch: its response carries the high watermark
+        deadline = time.monotonic() + 10
+        while pending and time.monotonic() < deadline:
+            await consumer.getmany(timeout_ms=200, max_records=1)
+            for tp in list(pending):
+                high = consumer.highwater(tp)
+                if high is not None:
+                    result[tp] = max(result[tp], high)
+                    pending.discard(tp)
+        return result
+    finally:
+        await consumer.stop()
