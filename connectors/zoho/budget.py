@@ -28,7 +28,12 @@ from connectors.zoho.stores import DailyBudgetStore
 
 MIN_RATE = 1.0
 DECREASE_FACTOR = 0.5
-CEILING_PROBE_WINDOWS = 50  # the ceiling creeps up one call per this many clean windows
+# After a burst of 429s the rate climbs back by this share of the configured rate per window of
+# clean calls: back to full within about ten windows (minutes, not hours). The learned ceiling --
+# what the server really allows when the budget is shared with other apps -- is probed far more
+# cautiously, one call per CEILING_PROBE_WINDOWS clean windows.
+RATE_RECOVERY_PER_WINDOW = 0.10
+CEILING_PROBE_WINDOWS = 50
 
 
 class CallPacer:
@@ -102,12 +107,13 @@ class CallPacer:
                 self._not_before = self._sent[-1] + self._interval()
 
     def on_success(self, sent_at: float) -> None:
-        """Additive increase: about +1 call per window of clean calls, up to the ceiling."""
+        """Additive increase: a fixed share of the configured rate per window of clean calls."""
         if sent_at <= self._last_decrease:
             return
         self._episodes = 0
+        # `rate` successes make one window, so each adds 1/rate of the per-window step.
         self.ceiling = min(self.max_rate, self.ceiling + 1.0 / (self.rate * CEILING_PROBE_WINDOWS))
-        self._set_rate(min(self.ceiling, self.rate + 1.0 / self.rate))
+        self._set_rate(min(self.ceiling, self.rate + self.max_rate * RATE_RECOVERY_PER_WINDOW / self.rate))
 
     def on_rate_limited(self, sent_at: float, retry_after: float | None = None) -> None:
         """Pause everyone and slow down, once per episode (replies to calls sent before it are ignored)."""
