@@ -55,6 +55,7 @@ async def run_backfill(
         bounded=True,
         from_beginning=since is None,
         since=since,
+        max_in_flight=session.settings.backfill_read_ahead,
     )
     planned = PlannedCalls() if dry_run else None
     http_429_before = _client_429(session.client)

@@ -112,6 +112,9 @@ class SyncEngine:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Closed while a bounded run reads ahead, so events of one entity gather and coalesce into one call.
+        self._gate = asyncio.Event()
+        self._gate.set()
         self.fatal: BaseException | None = None
         self._verified: set[str] = set()  # customers checked against Zoho in this (resync) run
 
@@ -141,6 +144,13 @@ class SyncEngine:
         if key not in self._workers:
             self._workers[key] = asyncio.create_task(self._work(key), name=f"sync:{key[0]}:{key[1]}")
 
+    def hold(self) -> None:
+        """Let records gather without starting their work (read-ahead for coalescing)."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every submitted record has a durable outcome. False on timeout."""
         try:
@@ -159,6 +169,7 @@ class SyncEngine:
         queue = self._queues[key]
         try:
             while queue and self.fatal is None:
+                await self._gate.wait()
                 batch = list(queue)
                 queue.clear()
                 async with self._lock(key):

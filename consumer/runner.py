@@ -154,6 +154,13 @@ class SyncRunner:
                             )
                         )
                 self._apply_backpressure(consumer)
+                if self.options.bounded:
+                    # Read ahead up to the in-flight bound before working, so a replay folds many events of
+                    # one entity into one call; work whenever intake is full or has reached the end.
+                    if self._paused or await self._intake_done():
+                        self.engine.release()
+                    else:
+                        self.engine.hold()
                 if time.monotonic() - last_commit >= self.options.commit_interval:
                     await self.commit()
                     last_commit = time.monotonic()
@@ -163,6 +170,7 @@ class SyncRunner:
                     await self.engine.wait_idle()
                     break
         finally:
+            self.engine.release()
             if self.engine.fatal is None:
                 drained = await self.engine.wait_idle(self.options.shutdown_timeout)
                 if not drained:
@@ -203,6 +211,9 @@ class SyncRunner:
     async def _reached_end(self) -> bool:
         if self.engine.in_flight:
             return False
+        return await self._intake_done()
+
+    async def _intake_done(self) -> bool:
         consumer = self._consumer
         assert consumer is not None
         for tp, end in self.end_offsets.items():

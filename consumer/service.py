@@ -116,7 +116,7 @@ class SyncSession:
             topics=topics or s.source_topics,
             group_id=group_id,
             bootstrap_servers=s.kafka_bootstrap_servers,
-            max_in_flight=s.max_in_flight,
+            max_in_flight=kw.pop("max_in_flight", None) or s.max_in_flight,
             commit_interval=s.commit_interval_seconds,
             shutdown_timeout=s.shutdown_timeout_seconds,
             **kw,

@@ -37,11 +37,17 @@ class Settings(BaseSettings):
         "postgresql://postgres@127.0.0.1:5432/zoho_cdc",
         description="PostgreSQL holding the source tables, the sync log and the entity map.",
     )
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma separated.")
-    topic_prefix: str = Field("billing", description="Debezium topic.prefix; topics are <prefix>.public.<table>.")
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma separated."
+    )
+    topic_prefix: str = Field(
+        "billing", description="Debezium topic.prefix; topics are <prefix>.public.<table>."
+    )
     consumer_group: str = Field("zoho-sync", description="Consumer group of the live sync.")
     dlq_topic: str = Field("zoho-sync.dlq", description="Dead-letter topic.")
-    state_dir: str = Field(".zoho-cdc", description="Folder for pids, logs and relay offsets of the local stack.")
+    state_dir: str = Field(
+        ".zoho-cdc", description="Folder for pids, logs and relay offsets of the local stack."
+    )
 
     # --- Zoho ---------------------------------------------------------------------------
     zoho_api_base: str = "https://www.zohoapis.com/billing/v1"
@@ -55,20 +61,32 @@ class Settings(BaseSettings):
     zoho_daily_limit: int = Field(DEFAULT_DAILY_LIMIT, gt=0)
     zoho_connect_timeout: float = Field(5.0, gt=0)
     zoho_read_timeout: float = Field(30.0, gt=0)
-    zoho_max_attempts: int = Field(8, gt=0, description="Attempts per call for transient and rate-limit errors.")
-    zoho_retry_max_seconds: float = Field(300.0, gt=0, description="Total time budget for one call's retries.")
+    zoho_max_attempts: int = Field(
+        8, gt=0, description="Attempts per call for transient and rate-limit errors."
+    )
+    zoho_retry_max_seconds: float = Field(
+        300.0, gt=0, description="Total time budget for one call's retries."
+    )
     zoho_account_number_field: str = Field(
         "Account Number", description="Label of the customer custom field holding the source account number."
     )
     zoho_default_currency: str = Field("ZAR", min_length=3, max_length=3)
-    zoho_token_refresh_margin: float = Field(120.0, ge=0, description="Refresh this many seconds before expiry.")
+    zoho_token_refresh_margin: float = Field(
+        120.0, ge=0, description="Refresh this many seconds before expiry."
+    )
     zoho_rate_window_seconds: float = Field(
-        60.0, gt=0, description="Length of Zoho's rate window; ZOHO_RATE_PER_MINUTE calls are allowed per window."
+        60.0,
+        gt=0,
+        description="Length of Zoho's rate window; ZOHO_RATE_PER_MINUTE calls are allowed per window.",
     )
     zoho_rate_guard_seconds: float = Field(
-        0.5, ge=0, description="Extra spacing per window so network jitter never pushes a call into the last window."
+        0.5,
+        ge=0,
+        description="Extra spacing per window so network jitter never pushes a call into the last window.",
     )
-    zoho_retry_base_seconds: float = Field(1.0, gt=0, description="First retry backoff (doubles, full jitter).")
+    zoho_retry_base_seconds: float = Field(
+        1.0, gt=0, description="First retry backoff (doubles, full jitter)."
+    )
     zoho_token_backoff_seconds: float = Field(
         120.0, gt=0, description="First wait after the token endpoint answers 'too many requests' (doubles)."
     )
@@ -77,16 +95,26 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How often a call waiting for the daily budget re-checks it."
     )
     zoho_account_number_filter: str = Field(
-        "", description="List filter for the account-number custom field; empty means cf_<label as snake_case>."
+        "",
+        description="List filter for the account-number custom field; empty means cf_<label as snake_case>.",
     )
-    zoho_customer_email_filter: str = Field("email", description="List filter used to find a customer by email.")
-    zoho_invoice_number_filter: str = Field("invoice_number", description="List filter to find an invoice by number.")
+    zoho_customer_email_filter: str = Field(
+        "email", description="List filter used to find a customer by email."
+    )
+    zoho_invoice_number_filter: str = Field(
+        "invoice_number", description="List filter to find an invoice by number."
+    )
 
     # --- consumer -----------------------------------------------------------------------
     max_in_flight: int = Field(1000, gt=0, description="Events held in memory before partitions are paused.")
+    backfill_read_ahead: int = Field(
+        20000, gt=0, description="Events a backfill holds before working, so updates of one entity coalesce."
+    )
     commit_interval_seconds: float = Field(1.0, gt=0)
     shutdown_timeout_seconds: float = Field(30.0, gt=0)
-    reprocess_max_attempts: int = Field(3, gt=0, description="DLQ reprocess attempts before an event is parked.")
+    reprocess_max_attempts: int = Field(
+        3, gt=0, description="DLQ reprocess attempts before an event is parked."
+    )
     status_host: str = "127.0.0.1"
     status_port: int = Field(8088, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -95,12 +123,17 @@ class Settings(BaseSettings):
     debezium_slot_name: str = "zoho_cdc"
     debezium_publication_name: str = "zoho_cdc"
     relay_offset_storage: Literal["kafka", "file"] = Field(
-        "kafka", description="Where the relay keeps Debezium offsets: with the broker (like Kafka Connect) or a file."
+        "kafka",
+        description="Where the relay keeps Debezium offsets: with the broker (like Kafka Connect) or a file.",
     )
     relay_offset_flush_interval_ms: int = Field(
-        1000, gt=0, description="How often the relay stores Debezium offsets (bounds re-delivery after a crash)."
+        1000,
+        gt=0,
+        description="How often the relay stores Debezium offsets (bounds re-delivery after a crash).",
     )
-    relay_heartbeat_interval_ms: int = Field(0, ge=0, description="Debezium heartbeat interval; 0 turns it off.")
+    relay_heartbeat_interval_ms: int = Field(
+        0, ge=0, description="Debezium heartbeat interval; 0 turns it off."
+    )
     relay_jvm_max_heap: str = Field("384m", pattern=r"^\d+[kmgKMG]$", description="-Xmx of the relay's JVM.")
     relay_java_log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = "WARN"
     relay_publish_timeout_ms: int = Field(30000, gt=0, description="How long the relay waits for Kafka acks.")
@@ -149,7 +182,10 @@ class Settings(BaseSettings):
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         # Reprs end up in tracebacks and test output: never show the database password there.
         for name, value in super().__repr_args__():
-            yield name, (mask_url_password(value) if name == "database_url" and isinstance(value, str) else value)
+            yield (
+                name,
+                (mask_url_password(value) if name == "database_url" and isinstance(value, str) else value),
+            )
 
     def masked(self) -> dict[str, object]:
         """Effective settings with every secret replaced, safe to print or serve."""

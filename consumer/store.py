@@ -7,11 +7,13 @@ offset may be committed; when it raises, nothing of it happened.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -77,7 +79,8 @@ _WRITE_BACK_SQL = {
         " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
     ),
     EntityType.INVOICE: (
-        "UPDATE customer_invoices SET zoho_billing_invoice_id = COALESCE(%(zoho_id)s, zoho_billing_invoice_id),"
+        "UPDATE customer_invoices"
+        " SET zoho_billing_invoice_id = COALESCE(%(zoho_id)s, zoho_billing_invoice_id),"
         " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
     ),
 }
@@ -94,6 +97,10 @@ class SyncStore:
     """Async access to zoho-cdc's tables and the two source tables it reads and writes back."""
 
     def __init__(self, database_url: str, *, max_size: int = 10) -> None:
+        self._writes: list[_Write] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._state_requests: dict[tuple[str, str], asyncio.Future[EntityState | None]] = {}
+        self._state_loader: asyncio.Task[None] | None = None
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
 
     async def open(self) -> None:
@@ -116,21 +123,48 @@ class SyncStore:
 
     # --- reads --------------------------------------------------------------------------
     async def entity_state(self, entity_type: EntityType, entity_id: str) -> EntityState | None:
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT zoho_id, payload_hash, last_lsn, zoho_status FROM zoho_entity_map"
-                " WHERE entity_type = %s AND entity_id = %s",
-                (entity_type.value, entity_id),
-            )
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        return EntityState(zoho_id=row[0], payload_hash=row[1], last_lsn=row[2], status=row[3])
+        """The entity map row of one entity. Requests made in the same event-loop tick by many workers
+        are answered by one query, so a backlog costs one round trip per batch, not per event."""
+        key = (entity_type.value, entity_id)
+        future = self._state_requests.get(key)
+        if future is None:
+            future = self._state_requests[key] = asyncio.get_running_loop().create_future()
+        if self._state_loader is None or self._state_loader.done():
+            self._state_loader = asyncio.create_task(self._load_states())
+        return await asyncio.shield(future)
+
+    async def _load_states(self) -> None:
+        while self._state_requests:
+            await asyncio.sleep(0)  # let the other workers of this tick ask too
+            requests, self._state_requests = self._state_requests, {}
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT m.entity_type, m.entity_id, m.zoho_id, m.payload_hash, m.last_lsn,"
+                        " m.zoho_status"
+                        " FROM zoho_entity_map m"
+                        " JOIN unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
+                        " USING (entity_type, entity_id)",
+                        ([k[0] for k in requests], [k[1] for k in requests]),
+                    )
+                    found = {
+                        (r[0], r[1]): EntityState(zoho_id=r[2], payload_hash=r[3], last_lsn=r[4], status=r[5])
+                        for r in await cur.fetchall()
+                    }
+            except Exception as exc:
+                for future in requests.values():
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for key, future in requests.items():
+                if not future.done():
+                    future.set_result(found.get(key))
 
     async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT operation, natural_key FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
+                "SELECT operation, natural_key FROM zoho_sync_intent"
+                " WHERE entity_type = %s AND entity_id = %s",
                 (entity_type.value, entity_id),
             )
             row = await cur.fetchone()
@@ -167,7 +201,8 @@ class SyncStore:
         """True if this record already has its sync-log row (it is a redelivery after a crash)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT 1 FROM zoho_sync_log WHERE consumer_group = %s AND topic = %s AND kafka_partition = %s"
+                "SELECT 1 FROM zoho_sync_log"
+                " WHERE consumer_group = %s AND topic = %s AND kafka_partition = %s"
                 " AND kafka_offset = %s",
                 (consumer_group, topic, partition, offset),
             )
@@ -193,38 +228,74 @@ class SyncStore:
         write_back: WriteBack | None = None,
         clear_intent: tuple[EntityType, str] | None = None,
     ) -> None:
-        async with self._pool.connection() as conn, conn.transaction():
+        """Write one event's outcome rows and its entity changes atomically; returns once durable.
+
+        Writes of concurrent workers are group-committed: the ones waiting together go into one
+        transaction. If that transaction fails on a bad item, each item is retried alone, so one
+        bad write never fails the others; a lost database fails them all (the caller retries).
+        """
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writes.append(_Write(tuple(outcomes), entity, write_back, clear_intent, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_groups())
+        await asyncio.shield(future)
+
+    async def _write_groups(self) -> None:
+        while self._writes:
+            await asyncio.sleep(0)  # let the other workers of this tick join the group
+            group, self._writes = self._writes, []
+            try:
+                await self._write(group)
+            except psycopg.OperationalError as exc:
+                _fail(group, exc)
+                continue
+            except Exception:
+                for item in group:  # isolate the bad item
+                    try:
+                        await self._write([item])
+                    except Exception as exc:
+                        _fail([item], exc)
+                    else:
+                        _done([item])
+                continue
+            _done(group)
+
+    async def _write(self, group: Sequence[_Write]) -> None:
+        outcomes = [o for item in group for o in item.outcomes]
+        entities = [item.entity for item in group if item.entity is not None]
+        intents = [item.clear_intent for item in group if item.clear_intent is not None]
+        write_backs = [item.write_back for item in group if item.write_back is not None]
+        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             if outcomes:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO zoho_sync_log (consumer_group, topic, kafka_partition, kafka_offset,"
-                        " entity_type, entity_id, outcome, operation, zoho_id, http_status, attempts, error,"
-                        " duration_ms, source_lsn, source_ts_ms)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) DO NOTHING",
-                        [
-                            (
-                                o.consumer_group,
-                                o.topic,
-                                o.partition,
-                                o.offset,
-                                o.entity_type,
-                                o.entity_id,
-                                o.outcome,
-                                o.operation,
-                                o.zoho_id,
-                                o.http_status,
-                                o.attempts,
-                                (o.error or None) and o.error[:2000],
-                                o.duration_ms,
-                                o.source_lsn,
-                                o.source_ts_ms,
-                            )
-                            for o in outcomes
-                        ],
-                    )
-            if entity is not None:
-                await conn.execute(
+                await cur.executemany(
+                    "INSERT INTO zoho_sync_log (consumer_group, topic, kafka_partition, kafka_offset,"
+                    " entity_type, entity_id, outcome, operation, zoho_id, http_status, attempts, error,"
+                    " duration_ms, source_lsn, source_ts_ms)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (consumer_group, topic, kafka_partition, kafka_offset) DO NOTHING",
+                    [
+                        (
+                            o.consumer_group,
+                            o.topic,
+                            o.partition,
+                            o.offset,
+                            o.entity_type,
+                            o.entity_id,
+                            o.outcome,
+                            o.operation,
+                            o.zoho_id,
+                            o.http_status,
+                            o.attempts,
+                            (o.error or None) and o.error[:2000],
+                            o.duration_ms,
+                            o.source_lsn,
+                            o.source_ts_ms,
+                        )
+                        for o in outcomes
+                    ],
+                )
+            if entities:
+                await cur.executemany(
                     "INSERT INTO zoho_entity_map (entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
                     " zoho_status, natural_key, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now())"
                     " ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
@@ -234,25 +305,50 @@ class SyncStore:
                     " zoho_status = COALESCE(EXCLUDED.zoho_status, zoho_entity_map.zoho_status),"
                     " natural_key = COALESCE(EXCLUDED.natural_key, zoho_entity_map.natural_key),"
                     " updated_at = now()",
-                    (
-                        entity.entity_type.value,
-                        entity.entity_id,
-                        entity.zoho_id,
-                        entity.payload_hash,
-                        entity.last_lsn,
-                        entity.zoho_status,
-                        entity.natural_key,
-                    ),
+                    [
+                        (
+                            e.entity_type.value,
+                            e.entity_id,
+                            e.zoho_id,
+                            e.payload_hash,
+                            e.last_lsn,
+                            e.zoho_status,
+                            e.natural_key,
+                        )
+                        for e in entities
+                    ],
                 )
-            if clear_intent is not None:
-                await conn.execute(
+            if intents:
+                await cur.executemany(
                     "DELETE FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
-                    (clear_intent[0].value, clear_intent[1]),
+                    [(t.value, i) for t, i in intents],
                 )
-            if write_back is not None:
-                key = _as_uuid(write_back.entity_id)
-                if key is not None:
-                    await conn.execute(
-                        _WRITE_BACK_SQL[write_back.entity_type],
-                        {"zoho_id": write_back.zoho_id, "status": write_back.sync_status, "id": key},
-                    )
+            for entity_type, sql in _WRITE_BACK_SQL.items():
+                rows = [
+                    {"zoho_id": w.zoho_id, "status": w.sync_status, "id": key}
+                    for w in write_backs
+                    if w.entity_type is entity_type and (key := _as_uuid(w.entity_id)) is not None
+                ]
+                if rows:
+                    await cur.executemany(sql, rows)
+
+
+@dataclass(frozen=True, slots=True)
+class _Write:
+    outcomes: tuple[OutcomeRow, ...]
+    entity: EntityUpdate | None
+    write_back: WriteBack | None
+    clear_intent: tuple[EntityType, str] | None
+    future: asyncio.Future[None]
+
+
+def _done(group: Sequence[_Write]) -> None:
+    for item in group:
+        if not item.future.done():
+            item.future.set_result(None)
+
+
+def _fail(group: Sequence[_Write], exc: BaseException) -> None:
+    for item in group:
+        if not item.future.done():
+            item.future.set_exception(exc)
