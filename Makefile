@@ -58,8 +58,8 @@ dev-status:
 	$(ZCDC) dev status
 
 lint: install
-	$(VENV)/bin/ruff check consumer connectors tests
-	$(VENV)/bin/ruff format --check consumer connectors tests
+	$(VENV)/bin/ruff check consumer connectors tests benchmarks
+	$(VENV)/bin/ruff format --check consumer connectors tests benchmarks
 
 fmt: install
 	$(VENV)/bin/ruff format consumer connectors tests

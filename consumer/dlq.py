@@ -17,7 +17,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.backfill import BackfillResult
-from consumer.kafka_offsets import end_offsets as true_end_offsets
 from consumer.dead_letters import (
     H_ATTEMPTS,
     H_FIRST_FAILED_AT,
@@ -28,6 +27,7 @@ from consumer.dead_letters import (
     parse_headers,
 )
 from consumer.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
+from consumer.kafka_offsets import end_offsets as true_end_offsets
 from consumer.service import SyncSession
 
 

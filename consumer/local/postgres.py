@@ -102,7 +102,7 @@ def drop_database(database_url: str) -> None:
     with psycopg.connect(admin_url(database_url), autocommit=True) as conn:
         # Replication slots pin a database; drop the ones on it before the database itself.
         # An active slot's walsender is ended first (a relay killed moments ago may still hold it).
-        for (slot, pid) in conn.execute(
+        for slot, pid in conn.execute(
             "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)
         ).fetchall():
             if pid is not None:

@@ -18,7 +18,8 @@ from tests.support import Source
 
 CUSTOMER_COLUMNS_OK = (
     "SELECT count(*) FROM customers WHERE account_type <> 'internal_test'"
-    " AND zoho_billing_customer_id IS NOT NULL AND zoho_sync_status = 'synced' AND zoho_last_synced_at IS NOT NULL"
+    " AND zoho_billing_customer_id IS NOT NULL AND zoho_sync_status = 'synced'"
+    " AND zoho_last_synced_at IS NOT NULL"
 )
 
 
@@ -60,7 +61,8 @@ async def test_users_13_customer_backfill_under_a_tight_rate_limit_syncs_12_skip
     assert zoho.duplicates() == {}
     assert source.query(CUSTOMER_COLUMNS_OK)[0][0] == 12
     test_row = source.query(
-        "SELECT zoho_billing_customer_id, zoho_sync_status FROM customers WHERE account_type = 'internal_test'"
+        "SELECT zoho_billing_customer_id, zoho_sync_status FROM customers"
+        " WHERE account_type = 'internal_test'"
     )
     assert test_row == [(None, None)]
     no_email = source.query("SELECT zoho_billing_customer_id FROM customers WHERE email IS NULL")[0][0]

@@ -54,7 +54,8 @@ async def test_customer_insert_update_delete_reach_zoho_with_sync_log_and_write_
     async with LiveSync(settings):
         await wait_for(lambda: log_rows(source) >= 1)
         (zoho_id, status, synced_at) = source.query(
-            "SELECT zoho_billing_customer_id, zoho_sync_status, zoho_last_synced_at FROM customers WHERE id = %s",
+            "SELECT zoho_billing_customer_id, zoho_sync_status, zoho_last_synced_at FROM customers"
+            " WHERE id = %s",
             customer,
         )[0]
         assert zoho_id and status == "synced" and synced_at is not None

@@ -48,7 +48,8 @@ async def test_rows_changed_in_postgres_reach_zoho_through_the_real_relay_and_wr
         _exec(
             database_url,
             "INSERT INTO customer_invoices (customer_id, invoice_number, invoice_date, due_date, subtotal,"
-            " vat_amount, total_amount, status, line_items) VALUES (%s, 'INV-42-1', %s, %s, 200, 30, 230, 'sent', %s)",
+            " vat_amount, total_amount, status, line_items)"
+            " VALUES (%s, 'INV-42-1', %s, %s, 200, 30, 230, 'sent', %s)",
             customer_id,
             dt.date(2026, 11, 1),
             dt.date(2026, 11, 30),
@@ -76,7 +77,7 @@ async def test_rows_changed_in_postgres_reach_zoho_through_the_real_relay_and_wr
     # Every record the relay produced has exactly one outcome.
     with psycopg.connect(database_url) as conn:
         dupes = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM zoho_sync_log GROUP BY consumer_group, topic, kafka_partition,"
-            " kafka_offset HAVING count(*) > 1) d"
+            "SELECT count(*) FROM (SELECT 1 FROM zoho_sync_log"
+            " GROUP BY consumer_group, topic, kafka_partition, kafka_offset HAVING count(*) > 1) d"
         ).fetchone()[0]  # type: ignore[index]
     assert dupes == 0
