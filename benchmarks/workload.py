@@ -18,9 +18,11 @@ from typing import Any
 
 import psycopg
 
+from consumer.encode import encode_event, topic_for
+from consumer.events import EntityType
+
 CUSTOMERS = "customers"
 INVOICES = "customer_invoices"
-_DATE_COLUMNS = {"invoice_date", "due_date"}
 _JSON_COLUMNS = {"billing_address", "line_items"}
 CUSTOMER_COLUMNS = (
     "id account_number email first_name last_name company_name phone account_type billing_address status "
@@ -30,53 +32,16 @@ INVOICE_COLUMNS = (
     "id customer_id invoice_number invoice_date due_date currency subtotal vat_amount total_amount status "
     "line_items created_at updated_at"
 ).split()
-_EPOCH = dt.date(1970, 1, 1)
 CITIES = ("Cape Town", "Johannesburg", "Durban", "Pretoria", "Gqeberha", "Bloemfontein")
-
-
-def wire(column: str, value: Any) -> Any:
-    """A column value as Debezium's JSON converter writes it."""
-    if value is None:
-        return None
-    if column in _DATE_COLUMNS:
-        return (value - _EPOCH).days
-    if column in _JSON_COLUMNS:
-        return json.dumps(value)
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    return value
 
 
 def envelope(
     prefix: str, table: str, op: str, row: dict[str, Any] | None, key_id: str, lsn: int, ts_ms: int
 ) -> tuple[str, bytes, bytes]:
-    after = {c: wire(c, v) for c, v in row.items()} if row is not None and op != "d" else None
-    value = {
-        "before": {"id": key_id} if op == "d" else None,
-        "after": after,
-        "source": {
-            "version": "3.6.3.Final",
-            "connector": "postgresql",
-            "name": prefix,
-            "ts_ms": ts_ms,
-            "snapshot": "false",
-            "db": "bench",
-            "sequence": json.dumps([None, str(lsn)]),
-            "schema": "public",
-            "table": table,
-            "txId": lsn // 100,
-            "lsn": lsn,
-            "xmin": None,
-        },
-        "transaction": None,
-        "op": op,
-        "ts_ms": ts_ms,
-    }
-    return f"{prefix}.public.{table}", json.dumps({"id": key_id}).encode(), json.dumps(value).encode()
+    """One change event as the relay would publish it (the project's one encoder, `consumer.encode`)."""
+    entity_type = EntityType.CUSTOMER if table == "customers" else EntityType.INVOICE
+    key, value = encode_event(entity_type, op, row, key_id=key_id, topic_prefix=prefix, lsn=lsn, ts_ms=ts_ms)
+    return topic_for(prefix, entity_type), key, value
 
 
 def customer_row(n: int, rng: random.Random, **fields: Any) -> dict[str, Any]:

@@ -19,7 +19,6 @@ What this module guarantees:
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 import uuid
 from collections import defaultdict
@@ -34,7 +33,7 @@ from psycopg.rows import dict_row
 from connectors.zoho.client import account_number_of, disambiguated_name
 from consumer.apply import ZohoApplier
 from consumer.dead_letters import DeadLetterPublisher
-from consumer.decode import COLUMN_KINDS, ColumnKind
+from consumer.encode import encode_event
 from consumer.engine import EngineOptions, InboundRecord, SyncEngine
 from consumer.events import EntityType
 from consumer.mapping import MappingConfig, customer_payload, is_internal_test
@@ -410,40 +409,8 @@ def _cents(value: Any) -> Decimal | None:
 
 
 def snapshot_event(entity_type: EntityType, row: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    """(key, value) of the Debezium snapshot read (`op: r`) the connector would write for `row`:
-    JsonConverter without schemas, decimal.handling.mode=string."""
-    kinds = COLUMN_KINDS[entity_type]
-    after = {column: _wire(kinds.get(column), value) for column, value in row.items()}
-    now_ms = int(time.time() * 1000)
-    value = {
-        "before": None,
-        "after": after,
-        "source": {
-            "connector": "zoho-cdc-reconcile",
-            "snapshot": "true",
-            "table": entity_type.table,
-            "ts_ms": now_ms,
-        },
-        "op": "r",
-        "ts_ms": now_ms,
-    }
-    return json.dumps({"id": str(row["id"])}).encode(), json.dumps(value, default=str).encode()
-
-
-def _wire(kind: ColumnKind | None, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind is ColumnKind.DATE and isinstance(value, dt.date):
-        return (value - dt.date(1970, 1, 1)).days
-    if kind is ColumnKind.JSONB:
-        return json.dumps(value)
-    if kind is ColumnKind.NUMERIC:
-        return format(Decimal(str(value)), "f")
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID | Decimal):
-        return str(value)
-    return value
+    """(key, value) of the Debezium snapshot read (`op: r`) the connector would write for `row`."""
+    return encode_event(entity_type, "r", row, key_id=str(row["id"]), snapshot="true")
 
 
 async def _current_rows(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -18,59 +17,27 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from psycopg.rows import dict_row
 
+from consumer.encode import encode_event, topic_for
+from consumer.events import EntityType
+
 _LSN = itertools.count(40_000_000, 1000)
 
-_DATE_COLUMNS = {"invoice_date", "due_date"}
-_JSON_COLUMNS = {"billing_address", "line_items"}
-
-
-def _wire(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in _DATE_COLUMNS:
-        return (value - dt.date(1970, 1, 1)).days
-    if column in _JSON_COLUMNS:
-        return json.dumps(value)
-    if isinstance(value, Decimal):
-        return f"{value:.2f}"
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str) and column == "currency":
-        return value
-    return value
+_ENTITY = {"customers": EntityType.CUSTOMER, "customer_invoices": EntityType.INVOICE}
 
 
 def envelope(
     topic_prefix: str, table: str, op: str, row: dict[str, Any] | None, key_id: str, lsn: int | None = None
 ) -> tuple[str, bytes, bytes]:
-    lsn = lsn if lsn is not None else next(_LSN)
-    after = {c: _wire(c, v) for c, v in row.items()} if row is not None and op != "d" else None
-    before = {"id": key_id} if op == "d" else None
-    value = {
-        "before": before,
-        "after": after,
-        "source": {
-            "version": "3.6.3.Final",
-            "connector": "postgresql",
-            "name": topic_prefix,
-            "ts_ms": int(dt.datetime.now(dt.UTC).timestamp() * 1000),
-            "snapshot": "false",
-            "db": "test",
-            "sequence": json.dumps([None, str(lsn)]),
-            "schema": "public",
-            "table": table,
-            "txId": 900,
-            "lsn": lsn,
-            "xmin": None,
-        },
-        "transaction": None,
-        "op": op,
-        "ts_ms": int(dt.datetime.now(dt.UTC).timestamp() * 1000),
-    }
-    topic = f"{topic_prefix}.public.{table}"
-    return topic, json.dumps({"id": key_id}).encode(), json.dumps(value).encode()
+    entity_type = _ENTITY[table]
+    key, value = encode_event(
+        entity_type,
+        op,
+        row,
+        key_id=key_id,
+        topic_prefix=topic_prefix,
+        lsn=lsn if lsn is not None else next(_LSN),
+    )
+    return topic_for(topic_prefix, entity_type), key, value
 
 
 class Source:
