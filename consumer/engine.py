@@ -261,6 +261,20 @@ class SyncEngine:
                 prior=rows,
                 write_back=event.op is not Op.DELETE,
             )
+        except AuthError as exc:
+            raise _credentials_refused(exc) from exc
+        except ZohoError as exc:
+            # Only reached for an invoice whose customer had to be synced first and Zoho refused it.
+            return await self._dead_letter(
+                item,
+                f"its customer could not be synced to Zoho: {exc}",
+                kind="permanent" if isinstance(exc, PermanentError) else "exhausted",
+                exc_class=type(exc).__name__,
+                attempts=exc.attempts,
+                http_status=exc.http_status,
+                prior=rows,
+                write_back=event.op is not Op.DELETE,
+            )
         if plan is None:  # the invoice's customer cannot exist in Zoho: recorded by _plan's caller
             return await self._customer_unavailable(item, rows, event)
         outcome_rows, entity, write_back, clear_intent = await self._execute(
@@ -394,10 +408,7 @@ class SyncEngine:
                 event.entity_type, event.entity_id, plan, event.row, state.zoho_id if state else None
             )
         except AuthError as exc:
-            raise FatalSyncError(
-                f"Zoho refused our credentials ({exc}); fix ZOHO_REFRESH_TOKEN / ZOHO_CLIENT_ID / "
-                "ZOHO_CLIENT_SECRET and restart: no offsets were advanced."
-            ) from exc
+            raise _credentials_refused(exc) from exc
         except ZohoError as exc:
             kind = "permanent" if isinstance(exc, PermanentError) else "exhausted"
             self.metrics.zoho_calls(getattr(exc, "attempts", 0) or 0)
@@ -571,6 +582,13 @@ class SyncEngine:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def _credentials_refused(exc: AuthError) -> FatalSyncError:
+    return FatalSyncError(
+        f"Zoho refused our credentials ({exc}); fix ZOHO_REFRESH_TOKEN / ZOHO_CLIENT_ID / "
+        "ZOHO_CLIENT_SECRET and restart: no offsets were advanced."
+    )
 
 
 __all__ = ["SyncEngine", "EngineOptions", "InboundRecord", "FatalSyncError", "Applied"]

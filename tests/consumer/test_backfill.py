@@ -258,3 +258,25 @@ async def test_backfill_reads_to_the_true_end_of_a_partition_written_in_one_batc
 
     assert result.records == len(ids)
     assert result.outcomes == {"synced": len(ids)}
+
+
+async def test_an_invoice_whose_customer_zoho_rejects_is_dead_lettered_and_the_rest_still_sync(
+    zoho_sim_factory, database_url, kafka_bootstrap, topic_prefix, source
+):
+    handle = zoho_sim_factory(require_email=True)  # Zoho rejects the customer without an email
+    settings = settings_for(zoho_settings_for(handle, database_url), kafka_bootstrap, topic_prefix)
+    rejected = source.insert_customer(1, email=None)
+    source.pending.clear()  # only the invoice's event: its customer must be synced on demand
+    invoice = source.insert_invoice(rejected, "INV-1")
+    fine = source.insert_customer(2)
+    source.insert_invoice(fine, "INV-2")
+    await source.flush()
+
+    result = await backfill(settings)
+
+    assert result.outcomes == {"synced": 2, "dead_lettered": 1}
+    letters = await list_dead_letters(kafka_bootstrap, settings.dlq_topic)
+    assert [e.entity_id for e in letters] == [invoice]
+    assert "customer could not be synced" in letters[0].reason
+    zoho = SimView(handle)
+    assert [i["invoice_number"] for i in zoho.invoices()] == ["INV-2"]
