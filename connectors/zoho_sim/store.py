@@ -62,7 +62,8 @@ class RecordStore:
     def wipe(self) -> None:
         self.customers.clear()
         self.invoices.clear()
-        self.next_id = FIRST_ID
+        # Ids keep counting: Zoho never hands out an id twice, and a client holding an id from
+        # before the wipe must get "does not exist", never somebody else's record.
         self.next_invoice_number = 1
         if self._db is not None:
             self._db.execute("DELETE FROM records")
