@@ -68,6 +68,7 @@ async def test_users_13_customer_backfill_under_a_tight_rate_limit_syncs_12_skip
     no_email = source.query("SELECT zoho_billing_customer_id FROM customers WHERE email IS NULL")[0][0]
     assert no_email is not None  # synced without an email (Zoho's requirement is unconfirmed)
     assert handle.stats()["token_requests"] == 1
+    assert result.http_429 == handle.stats()["http_429"]  # the summary's "429s seen" is the real count
 
 
 async def test_replay_of_a_fully_synced_topic_makes_zero_zoho_calls(
