@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
 from connectors.zoho_sim import SimHandle
+from consumer.kafka_offsets import topic_partitions
 from consumer.local import broker as local_broker
 from consumer.local import postgres as local_pg
 from consumer.migrations import migrate
@@ -289,8 +290,7 @@ async def partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartiti
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-        return [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return await topic_partitions(consumer, topics)
     finally:
         await consumer.stop()
 

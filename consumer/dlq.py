@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from consumer.backfill import BackfillResult
 from consumer.dead_letters import (
@@ -28,6 +28,7 @@ from consumer.dead_letters import (
 )
 from consumer.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
 from consumer.kafka_offsets import end_offsets as true_end_offsets
+from consumer.kafka_offsets import topic_partitions
 from consumer.service import SyncSession
 
 
@@ -51,8 +52,7 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        parts = await topic_partitions(consumer, [topic])
         if not parts:
             return []
         consumer.assign(parts)

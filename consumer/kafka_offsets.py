@@ -1,4 +1,4 @@
-"""End offsets that hold on every Kafka-protocol broker.
+"""Partitions and end offsets that hold on every Kafka-protocol broker.
 
 Tansu (the local broker) answers ListOffsets(latest) with the start of a partition's last record
 batch + 1, so a batch of ten records reports an end offset of 1; the high watermark in a fetch
@@ -8,10 +8,26 @@ figures use this, so they never stop short of records that were already in the t
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topics: Iterable[str], *, wait_seconds: float = 0.0
+) -> list[TopicPartition]:
+    """Every partition of `topics` from refreshed metadata, waiting up to `wait_seconds` for topics
+    that do not exist yet (a broker that auto-creates them may need a moment)."""
+    wanted = list(topics)
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
+        known = {t: sorted(consumer.partitions_for_topic(t) or ()) for t in wanted}
+        if all(known.values()) or time.monotonic() >= deadline:
+            return [TopicPartition(t, p) for t in wanted for p in known[t]]
+        await asyncio.sleep(0.2)
 
 
 async def end_offsets(

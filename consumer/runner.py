@@ -28,6 +28,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumer.engine import FatalSyncError, InboundRecord, SyncEngine
 from consumer.kafka_offsets import end_offsets as true_end_offsets
+from consumer.kafka_offsets import topic_partitions
 from consumer.offsets import OffsetWatermark
 
 log = structlog.get_logger("zoho_cdc.runner")
@@ -185,10 +186,7 @@ class SyncRunner:
         )
 
     async def _assign_bounded(self, consumer: AIOKafkaConsumer) -> None:
-        partitions: list[TopicPartition] = []
-        for topic in self.options.topics:
-            for p in sorted(await _partitions_for(consumer, topic)):
-                partitions.append(TopicPartition(topic, p))
+        partitions = await topic_partitions(consumer, self.options.topics, wait_seconds=5)
         consumer.assign(partitions)
         if not partitions:
             return
@@ -272,18 +270,3 @@ class SyncRunner:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop, sig.name)
-
-
-async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    parts = consumer.partitions_for_topic(topic)
-    if parts:
-        return set(parts)
-    await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return set(parts)
-        await asyncio.sleep(0.2)
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-    return set()

@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from consumer.kafka_offsets import end_offsets as true_end_offsets
+from consumer.kafka_offsets import topic_partitions
 from consumer.store import OUTCOMES
 
 
@@ -123,18 +124,7 @@ async def collect_lag(bootstrap_servers: str, group: str, topics: tuple[str, ...
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in topics
-                for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
+        partitions = await topic_partitions(consumer, topics)
         ends = await true_end_offsets(bootstrap_servers, partitions)
         out = []
         for tp in partitions:
@@ -149,8 +139,7 @@ async def dlq_depth(bootstrap_servers: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        parts = await topic_partitions(consumer, [topic])
         if not parts:
             return 0
         begins = await consumer.beginning_offsets(parts)

@@ -69,15 +69,7 @@ class Source:
                 {"street": f"{n} Main Rd", "city": "Cape Town", "zip": "8001", "country": "South Africa"}
             ),
         } | fields
-        cols = ", ".join(values)
-        marks = ", ".join(["%s"] * len(values))
-        with psycopg.connect(self.database_url) as conn:
-            row_id = conn.execute(
-                f"INSERT INTO customers ({cols}) VALUES ({marks}) RETURNING id",  # noqa: S608
-                list(values.values()),
-            ).fetchone()[0]  # type: ignore[index]
-        self.emit("customers", "c", str(row_id))
-        return str(row_id)
+        return self._insert("customers", values)
 
     def insert_invoice(self, customer_id: str, number: str, **fields: Any) -> str:
         values = {
@@ -94,14 +86,18 @@ class Source:
                 [{"description": "Monthly plan", "quantity": 1, "unit_price": "100.00"}]
             ),
         } | fields
+        return self._insert("customer_invoices", values)
+
+    def _insert(self, table: str, values: dict[str, Any]) -> str:
+        """Insert a row, queue the create event Debezium would emit for it, and return its id."""
         cols = ", ".join(values)
         marks = ", ".join(["%s"] * len(values))
         with psycopg.connect(self.database_url) as conn:
             row_id = conn.execute(
-                f"INSERT INTO customer_invoices ({cols}) VALUES ({marks}) RETURNING id",  # noqa: S608
+                f"INSERT INTO {table} ({cols}) VALUES ({marks}) RETURNING id",  # noqa: S608 - test tables only
                 list(values.values()),
             ).fetchone()[0]  # type: ignore[index]
-        self.emit("customer_invoices", "c", str(row_id))
+        self.emit(table, "c", str(row_id))
         return str(row_id)
 
     def update(self, table: str, row_id: str, **fields: Any) -> None:

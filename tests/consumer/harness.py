@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from consumer.kafka_offsets import topic_partitions
 from consumer.service import SyncSession, sync_session
 from consumer.settings import Settings
 
@@ -78,13 +79,7 @@ async def committed_offsets(bootstrap: str, group: str, topics: tuple[str, ...])
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-        out = {}
-        for topic in topics:
-            for p in consumer.partitions_for_topic(topic) or ():
-                tp = TopicPartition(topic, p)
-                out[tp] = (await consumer.committed(tp)) or 0
-        return out
+        return {tp: (await consumer.committed(tp)) or 0 for tp in await topic_partitions(consumer, topics)}
     finally:
         await consumer.stop()
 
@@ -93,8 +88,7 @@ async def end_offsets(bootstrap: str, topics: tuple[str, ...]) -> dict[TopicPart
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=f"probe-{uuid.uuid4().hex[:6]}")
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        tps = await topic_partitions(consumer, topics)
         return await consumer.end_offsets(tps) if tps else {}
     finally:
         await consumer.stop()
@@ -104,8 +98,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        tps = await topic_partitions(consumer, [topic])
         if not tps:
             return []
         consumer.assign(tps)
