@@ -97,7 +97,6 @@ class SyncEngine:
         dead_letters: DeadLetterPublisher,
         on_done: Callable[[InboundRecord], None],
         metrics: Metrics | None = None,
-        record_outcomes: bool = True,
     ) -> None:
         self.options = options
         self._store = store
@@ -105,7 +104,6 @@ class SyncEngine:
         self._dlq = dead_letters
         self._on_done = on_done
         self.metrics = metrics or Metrics()
-        self._record_outcomes = record_outcomes
         self._queues: dict[tuple[str, str], deque[_Item]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -509,8 +507,7 @@ class SyncEngine:
             http_status=http_status,
             reprocess_count=reprocess_count,
         )
-        if self._record_outcomes:
-            await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
+        await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
         event = item.event
         rows = list(prior or [])
         rows.append(
@@ -547,8 +544,6 @@ class SyncEngine:
 
     async def _durably(self, rows: list[OutcomeRow], **kwargs: Any) -> None:
         """Write outcomes in one transaction, retrying while PostgreSQL is unavailable."""
-        if not self._record_outcomes:
-            return
         await self._retrying(lambda: self._store.record(rows, **kwargs), what="sync-log write")
         for row in rows:  # one log line per durable outcome
             (log.warning if row.outcome in ("dead_lettered", "failed") else log.info)(

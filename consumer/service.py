@@ -87,7 +87,6 @@ class SyncSession:
         applier: Applier | None = None,
         store: Any = None,
         dead_letters: Any = None,
-        record_outcomes: bool = True,
         on_progress: Callable[[SyncRunner], None] | None = None,
     ) -> SyncRunner:
         def make_engine(on_done: Callable[[InboundRecord], None]) -> SyncEngine:
@@ -105,7 +104,6 @@ class SyncSession:
                 dead_letters=dead_letters or DeadLetterPublisher(self.producer, self.settings.dlq_topic),
                 on_done=on_done,
                 metrics=self.metrics,
-                record_outcomes=record_outcomes,
             )
 
         return SyncRunner(run_options, make_engine, on_progress=on_progress)
