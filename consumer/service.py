@@ -62,12 +62,13 @@ def mapping_config(settings: Settings) -> MappingConfig:
 
 def zoho_client(settings: Settings) -> Any:
     from connectors.zoho.client import ZohoClient
-    from connectors.zoho.stores import PgDailyBudgetStore, PgTokenStore
+    from connectors.zoho.stores import PgDailyBudgetStore, PgRateWindowStore, PgTokenStore
 
     return ZohoClient.from_settings(
         settings,
         token_store=PgTokenStore(settings.database_url),
         budget_store=PgDailyBudgetStore(settings.database_url),
+        window_store=PgRateWindowStore(settings.database_url),
     )
 
 
@@ -121,7 +122,15 @@ class SyncSession:
         )
 
     async def consume(self, runner: SyncRunner) -> Any:
-        consumer = kafka_consumer(runner.options.bootstrap_servers, runner.options.group_id)
+        s = self.settings
+        membership: dict[str, Any] = {
+            "session_timeout_ms": s.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": s.kafka_heartbeat_interval_ms,
+        }
+        if s.kafka_group_instance_id and not runner.options.bounded:
+            # static membership: a restart within the session timeout gets its partitions straight back
+            membership["group_instance_id"] = s.kafka_group_instance_id
+        consumer = kafka_consumer(runner.options.bootstrap_servers, runner.options.group_id, **membership)
         await consumer.start()
         try:
             return await runner.run(consumer)

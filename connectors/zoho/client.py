@@ -1,8 +1,9 @@
 """The async Zoho Billing client used by the consumer: customers and invoices, budget-aware.
 
 Every HTTP attempt goes through the same gate, in this order: reserve one call of the daily budget
-(waiting for the next UTC day when spent), take a concurrency slot, get the shared access token,
-wait for the pacer's send slot, send. Replies map to the `errors` hierarchy (success is `code == 0`),
+(waiting for the next UTC day when spent), get the shared access token, take a send slot and an
+in-flight permit of the organisation's shared window (`SharedWindow`, shared by every process through
+its `RateWindowStore`), send. Replies map to the `errors` hierarchy (success is `code == 0`),
 and `RetryPolicy` decides retries by error family. Creates are never retried blindly once the
 request may have reached Zoho: they raise `ResponseLost`, and the `*_idempotent` helpers resolve
 the doubt by looking the record up by its natural key before creating again.
@@ -21,7 +22,7 @@ import httpx
 
 from connectors.zoho import errors, tracking
 from connectors.zoho.auth import OAuthClient, TokenManager
-from connectors.zoho.budget import CallPacer, DailyBudget
+from connectors.zoho.budget import DailyBudget
 from connectors.zoho.config import ZohoConfig
 from connectors.zoho.protocol import (
     API_PATH,
@@ -34,10 +35,13 @@ from connectors.zoho.protocol import (
     error_from_reply,
 )
 from connectors.zoho.retry import RetryPolicy
+from connectors.zoho.window import SharedWindow
 from connectors.zoho.stores import (
     DailyBudgetStore,
     MemoryDailyBudgetStore,
+    MemoryRateWindowStore,
     MemoryTokenStore,
+    RateWindowStore,
     StoredToken,
     TokenStore,
     token_key,
@@ -80,6 +84,7 @@ class ZohoClient:
         *,
         token_store: TokenStore | None = None,
         budget_store: DailyBudgetStore | None = None,
+        window_store: RateWindowStore | None = None,
         rng: random.Random | None = None,
         budget_clock: Any = None,
     ) -> None:
@@ -93,6 +98,7 @@ class ZohoClient:
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
         self.token_store = token_store or MemoryTokenStore()
         self.budget_store = budget_store or MemoryDailyBudgetStore()
+        self.window_store = window_store or MemoryRateWindowStore()
         oauth = OAuthClient(config.accounts_url, config.client_id, config.client_secret, config.refresh_token)
         self.auth = TokenManager(
             self._http,
@@ -105,8 +111,18 @@ class ZohoClient:
             metrics=self.metrics,
             rng=self._rng,
         )
-        self.pacer = CallPacer(
-            config.rate_per_window, config.rate_window_seconds, config.rate_guard_seconds, rng=self._rng
+        self.window = SharedWindow(
+            self.window_store,
+            config.organization_id,
+            rate_per_window=config.rate_per_window,
+            window_seconds=config.rate_window_seconds,
+            guard_seconds=config.rate_guard_seconds,
+            concurrency=config.max_concurrency,
+            mode=config.rate_pacing,
+            block_size=config.rate_block_size,
+            block_seconds=config.rate_block_seconds,
+            label=config.instance_label,
+            rng=self._rng,
         )
         budget_kwargs = {"clock": budget_clock} if budget_clock is not None else {}
         self.daily = DailyBudget(
@@ -116,7 +132,6 @@ class ZohoClient:
             poll_seconds=config.budget_poll_seconds,
             **budget_kwargs,
         )
-        self._slots = asyncio.Semaphore(config.max_concurrency)
         self.retry_policy = RetryPolicy(
             max_attempts=config.max_attempts,
             max_seconds=config.retry_max_seconds,
@@ -134,6 +149,7 @@ class ZohoClient:
         settings: Any,
         token_store: TokenStore | None = None,
         budget_store: DailyBudgetStore | None = None,
+        window_store: RateWindowStore | None = None,
         **overrides: Any,
     ) -> ZohoClient:
         """Build from `Settings`; `overrides` replace single `ZohoConfig` fields (tests)."""
@@ -141,6 +157,7 @@ class ZohoClient:
             ZohoConfig.from_settings(settings, **overrides),
             token_store=token_store,
             budget_store=budget_store,
+            window_store=window_store,
         )
 
     async def __aenter__(self) -> ZohoClient:
@@ -150,9 +167,11 @@ class ZohoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.window.aclose()
         await self._http.aclose()
         await self.token_store.aclose()
         await self.budget_store.aclose()
+        await self.window_store.aclose()
 
     # --- accounting -------------------------------------------------------------------------
 
@@ -163,16 +182,18 @@ class ZohoClient:
             yield tracker
 
     async def budget_state(self) -> dict[str, object]:
-        """Calls this window and today, the limits, the current adaptive rate and any pause."""
+        """Calls this window (the organisation's, all processes) and today, the limits, the current
+        adaptive rate, any pause and the processes sharing the window."""
         return {
-            **self.pacer.state(),
+            **self.window.state(),
+            **await self.window.shared_state(),
             **await self.daily.state(),
             "max_concurrency": self.config.max_concurrency,
         }
 
     @property
     def current_rate_per_window(self) -> int:
-        return int(self.pacer.state()["rate_per_window"])  # type: ignore[call-overload]
+        return int(self.window.rate)
 
     # --- the one request path ---------------------------------------------------------------
 
@@ -188,11 +209,11 @@ class ZohoClient:
         if waited:
             self.metrics.daily_wait_seconds += waited
             tracking.record_budget_wait(waited)
-        async with self._slots:
-            token = await self.auth.token()
-            before = self.pacer.wait_seconds
-            sent_at = await self.pacer.acquire()
-            self.metrics.limiter_wait_seconds += self.pacer.wait_seconds - before
+        await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
+        before = self.window.metrics.wait_seconds
+        async with self.window.send() as sent_at:
+            self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
+            token = await self.auth.token()  # cached, unless it expired while we waited for the slot
             headers = {
                 "Authorization": f"{AUTH_SCHEME} {token.access_token}",
                 ORG_HEADER: self.config.organization_id,
@@ -218,12 +239,12 @@ class ZohoClient:
         code = payload.get("code") if isinstance(payload, dict) else None
         self._record(endpoint, reply.status_code, code, elapsed, type(error).__name__ if error else None)
         if error is None:
-            self.pacer.on_success(sent_at)
+            self.window.on_success(sent_at)
             return payload  # type: ignore[return-value]
         if reply.status_code == 401:
             await self.auth.invalidate(token)
         elif isinstance(error, errors.RateLimited) and error.code in (CODE_RATE_PER_MINUTE, None):
-            self.pacer.on_rate_limited(sent_at, error.retry_after)
+            await self.window.on_rate_limited(sent_at, error.retry_after)
         elif isinstance(error, errors.DailyBudgetExhausted) or code == CODE_RATE_PER_DAY:
             await self.daily.mark_exhausted()
         raise error
