@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     consumer_group: str = Field("zoho-sync", description="Consumer group of the live sync.")
     kafka_group_instance_id: str = Field(
         "",
-        description="Static group membership (group.instance.id), one per instance; empty for dynamic membership.",
+        description="Static membership (group.instance.id), unique per instance; empty: dynamic membership.",
     )
     kafka_session_timeout_ms: int = Field(
         10_000, gt=0, description="Consumer session timeout: how long a silent member keeps its partitions."
@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     )
     zoho_rate_pacing: Literal["burst", "even"] = Field(
         "burst",
-        description="burst: waiting calls spend the window's remaining budget at once; even: sends spaced evenly.",
+        description="burst: waiting calls spend the rest of the window at once; even: evenly spaced sends.",
     )
     zoho_rate_block_size: int = Field(
         5, gt=0, description="Send slots a process reserves from the shared window per database round trip."

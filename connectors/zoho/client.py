@@ -35,7 +35,6 @@ from connectors.zoho.protocol import (
     error_from_reply,
 )
 from connectors.zoho.retry import RetryPolicy
-from connectors.zoho.window import SharedWindow
 from connectors.zoho.stores import (
     DailyBudgetStore,
     MemoryDailyBudgetStore,
@@ -46,6 +45,7 @@ from connectors.zoho.stores import (
     TokenStore,
     token_key,
 )
+from connectors.zoho.window import SharedWindow
 
 PER_PAGE = 200
 

@@ -211,7 +211,9 @@ class RateWindowStore(Protocol):
     ) -> RateLimitedState: ...
 
     async def snapshot(self, organization_id: str, window: float, guard: float, max_rate: int) -> dict: ...
-    async def leave(self, organization_id: str, member: str, returned: tuple[int, int, float] | None) -> None: ...
+    async def leave(
+        self, organization_id: str, member: str, returned: tuple[int, int, float] | None
+    ) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -225,7 +227,13 @@ def _snapshot(
         "org_rate_per_window": math.floor(min(org.rate, max_rate)),
         "org_paused_for_seconds": round(max(0.0, org.paused_until - now), 3),
         "org_members": [
-            {"member": m.member, "label": m.label, "permits": m.permits, "in_flight": m.in_flight, "demand": m.demand}
+            {
+                "member": m.member,
+                "label": m.label,
+                "permits": m.permits,
+                "in_flight": m.in_flight,
+                "demand": m.demand,
+            }
             for m in live
         ],
     }
@@ -380,7 +388,9 @@ class PgRateWindowStore(_PgStore):
             " WHERE organization_id = %s",
             (organization_id,),
         )
-        members = [Member(m, int(p), int(d), int(f), float(lu), lb) for m, p, d, f, lu, lb in await cur.fetchall()]
+        members = [
+            Member(m, int(p), int(d), int(f), float(lu), lb) for m, p, d, f, lu, lb in await cur.fetchall()
+        ]
         return now, org, blocks, members
 
     @staticmethod
@@ -388,11 +398,21 @@ class PgRateWindowStore(_PgStore):
         await conn.execute(
             "UPDATE zoho_rate_org SET rate = %s, ceiling = %s, paused_until = %s, last_decrease = %s,"
             " episodes = %s, next_send_at = %s, updated_at = now() WHERE organization_id = %s",
-            (org.rate, org.ceiling, org.paused_until, org.last_decrease, org.episodes, org.next_send_at, organization_id),
+            (
+                org.rate,
+                org.ceiling,
+                org.paused_until,
+                org.last_decrease,
+                org.episodes,
+                org.next_send_at,
+                organization_id,
+            ),
         )
 
     @staticmethod
-    async def _return(conn: psycopg.AsyncConnection, blocks: list[Block], returned: tuple[int, int, float], now: float) -> None:
+    async def _return(
+        conn: psycopg.AsyncConnection, blocks: list[Block], returned: tuple[int, int, float], now: float
+    ) -> None:
         block_id, used, idle = returned
         for b in blocks:
             if b.id == block_id:
@@ -418,7 +438,8 @@ class PgRateWindowStore(_PgStore):
                 "INSERT INTO zoho_rate_member AS t (organization_id, member, permits, demand, in_flight,"
                 " lease_until, label) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (organization_id, member) DO UPDATE SET permits = EXCLUDED.permits,"
-                " demand = EXCLUDED.demand, in_flight = EXCLUDED.in_flight, lease_until = EXCLUDED.lease_until,"
+                " demand = EXCLUDED.demand, in_flight = EXCLUDED.in_flight,"
+                " lease_until = EXCLUDED.lease_until,"
                 " label = EXCLUDED.label",
                 (req.organization_id, m.member, m.permits, m.demand, m.in_flight, m.lease_until, m.label),
             )
@@ -485,17 +506,21 @@ class PgRateWindowStore(_PgStore):
                 now = float(row[0])
                 org = OrgRate(*(float(v) for v in row[1:5]), int(row[5]), float(row[6]))
             cur = await conn.execute(
-                "SELECT id, member, reserved_at, last_at, slots FROM zoho_rate_block WHERE organization_id = %s",
+                "SELECT id, member, reserved_at, last_at, slots FROM zoho_rate_block"
+                " WHERE organization_id = %s",
                 (organization_id,),
             )
-            blocks = [Block(int(i), m, float(r), float(la), int(s)) for i, m, r, la, s in await cur.fetchall()]
+            blocks = [
+                Block(int(i), m, float(r), float(la), int(s)) for i, m, r, la, s in await cur.fetchall()
+            ]
             cur = await conn.execute(
                 "SELECT member, permits, demand, in_flight, lease_until, label FROM zoho_rate_member"
                 " WHERE organization_id = %s",
                 (organization_id,),
             )
             members = [
-                Member(m, int(p), int(d), int(f), float(lu), lb) for m, p, d, f, lu, lb in await cur.fetchall()
+                Member(m, int(p), int(d), int(f), float(lu), lb)
+                for m, p, d, f, lu, lb in await cur.fetchall()
             ]
             return _snapshot(org, blocks, members, now, window + guard, max_rate)
 
@@ -504,7 +529,8 @@ class PgRateWindowStore(_PgStore):
     async def leave(self, organization_id: str, member: str, returned: tuple[int, int, float] | None) -> None:
         async def work(conn: psycopg.AsyncConnection) -> None:
             await conn.execute(
-                "DELETE FROM zoho_rate_member WHERE organization_id = %s AND member = %s", (organization_id, member)
+                "DELETE FROM zoho_rate_member WHERE organization_id = %s AND member = %s",
+                (organization_id, member),
             )
             if returned is not None:
                 block_id, used, idle = returned

@@ -114,6 +114,7 @@ class Grant:
     valid_for: float
     retry_in: float
     permits: int
+    fair_permits: int  # this member's share of the cap; more is pointless to ask for
     rate: float
     paused_for: float
     since_decrease: float
@@ -162,7 +163,9 @@ def recovered(org: OrgRate, max_rate: int, clean: int) -> OrgRate:
     return replace(org, rate=rate, ceiling=ceiling, episodes=0 if clean else org.episodes)
 
 
-def decide(org: OrgRate, blocks: list[Block], members: list[Member], req: Reservation, now: float) -> Decision:
+def decide(
+    org: OrgRate, blocks: list[Block], members: list[Member], req: Reservation, now: float
+) -> Decision:
     """Grant send slots and in-flight permits without breaking the window or the concurrency cap.
 
     Why one check suffices: take any window and, of the blocks with sends in it, the one reserved last
@@ -209,6 +212,7 @@ def decide(org: OrgRate, blocks: list[Block], members: list[Member], req: Reserv
         valid_for=(block.last_at - now) if block else 0.0,
         retry_in=max(0.01, retry_in) if retry_in else 0.0,
         permits=permits,
+        fair_permits=shares[req.member],
         rate=org.rate,
         paused_for=paused_for,
         since_decrease=now - org.last_decrease if org.last_decrease else math.inf,
@@ -220,7 +224,11 @@ def decide(org: OrgRate, blocks: list[Block], members: list[Member], req: Reserv
 
 def returned_block(block: Block, used: int, idle_for: float, now: float) -> Block:
     """The block after its owner hands back unused slots; its last send was `idle_for` seconds ago."""
-    return replace(block, slots=min(block.slots, used), last_at=min(block.last_at, max(block.reserved_at, now - idle_for)))
+    return replace(
+        block,
+        slots=min(block.slots, used),
+        last_at=min(block.last_at, max(block.reserved_at, now - idle_for)),
+    )
 
 
 def rate_limited(
@@ -298,6 +306,7 @@ class SharedWindow:
 
     PERMIT_POLL_SECONDS = 0.2
     MAX_SLEEP_SECONDS = 1.0
+    IDLE_REPORT_SECONDS = 0.2
 
     def __init__(
         self,
@@ -334,6 +343,7 @@ class SharedWindow:
         self._block: _LocalBlock | None = None
         self._returned: tuple[int, int, float] | None = None
         self._permits = 0
+        self._fair_permits = concurrency
         self._in_flight = 0
         self._waiting = 0
         self._clean = 0
@@ -344,6 +354,7 @@ class SharedWindow:
         self._renew_at = 0.0
         self._lease_until = 0.0
         self._refreshing = False
+        self._idle_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._sent: deque[float] = deque(maxlen=rate_per_window + 1)
 
@@ -366,6 +377,19 @@ class SharedWindow:
         finally:
             self._in_flight -= 1
             self._notify()
+            if self._in_flight == 0 and self._waiting == 0 and self._idle_task is None:
+                self._idle_task = asyncio.create_task(self._report_idle())
+
+    async def _report_idle(self) -> None:
+        """Out of work: hand back our permits and slots soon, so the other processes can use them."""
+        try:
+            await asyncio.sleep(self.IDLE_REPORT_SECONDS)
+            if self._in_flight == 0 and self._waiting == 0 and not self._refreshing and self._permits:
+                await self._refresh()
+        except Exception:  # noqa: BLE001, S110 - the lease runs out on its own
+            pass
+        finally:
+            self._idle_task = None
 
     def _usable(self, now: float) -> bool:
         b = self._block
@@ -393,12 +417,18 @@ class SharedWindow:
             return False
         if not self._usable(now) and now >= self._slot_refresh_at:
             return True
-        if now >= self._permit_refresh_at and self._permits < min(self.concurrency, self._waiting + self._in_flight):
+        wanted = min(self._fair_permits, self._waiting + self._in_flight)
+        if now >= self._permit_refresh_at and self._permits < wanted:
             return True
         return self._waiting > 0 and now >= self._renew_at
 
     def _next_check(self, now: float) -> float:
-        times = [now + self.MAX_SLEEP_SECONDS, self._paused_until, self._slot_refresh_at, self._permit_refresh_at]
+        times = [
+            now + self.MAX_SLEEP_SECONDS,
+            self._paused_until,
+            self._slot_refresh_at,
+            self._permit_refresh_at,
+        ]
         if self._block is not None and self._usable(now):
             times.append(self._block.next_at)
         later = [t for t in times if t > now]
@@ -431,7 +461,10 @@ class SharedWindow:
             now = self._now()
             b = self._block
             want = 0
-            if not self._usable(now):
+            if self._waiting == 0 and b is not None and b.id is not None:
+                self._returned = (b.id, b.used, now - b.last_send if b.used else now)
+                self._block = None
+            elif not self._usable(now):
                 want = min(self.block_size, max(self._waiting, 0))
                 if b is not None and b.id is not None:
                     idle = now - b.last_send if b.used else now
@@ -464,12 +497,17 @@ class SharedWindow:
             self.metrics.last = grant
             self.rate = grant.rate
             self._permits = grant.permits
+            self._fair_permits = grant.fair_permits
             self._paused_until = replied + grant.paused_for if grant.paused_for else 0.0
             if math.isfinite(grant.since_decrease):
                 self._last_decrease = max(self._last_decrease, replied - grant.since_decrease)
             if grant.slots:
                 self._block = _LocalBlock(
-                    grant.block_id, grant.slots, replied + grant.start_in, grant.spacing, asked + grant.valid_for
+                    grant.block_id,
+                    grant.slots,
+                    replied + grant.start_in,
+                    grant.spacing,
+                    asked + grant.valid_for,
                 )
             self._slot_refresh_at = replied + grant.retry_in if want and not grant.slots else replied
             self._permit_refresh_at = replied + self.PERMIT_POLL_SECONDS
@@ -526,6 +564,8 @@ class SharedWindow:
         return await self.store.snapshot(self.organization_id, self.window, self.guard, self.max_rate)
 
     async def aclose(self) -> None:
+        if self._idle_task is not None:
+            self._idle_task.cancel()
         b = self._block
         returned = None
         if b is not None and b.id is not None:

@@ -36,3 +36,16 @@ CREATE TABLE zoho_rate_member (
   lease_until     double precision NOT NULL,
   PRIMARY KEY (organization_id, member)
 );
+
+-- The live members of each consumer group and the partitions each holds, as reported by every
+-- `zoho-cdc run` every few seconds (the broker's DescribeGroups does not show assignments on Tansu).
+CREATE TABLE zoho_cdc_group_member (
+  consumer_group text        NOT NULL,
+  instance       text        NOT NULL,  -- KAFKA_GROUP_INSTANCE_ID, else host:pid
+  host           text        NOT NULL,
+  pid            integer     NOT NULL,
+  partitions     text[]      NOT NULL DEFAULT '{}',  -- topic/partition
+  started_at     timestamptz NOT NULL DEFAULT now(),
+  seen_at        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (consumer_group, instance)
+);
