@@ -118,6 +118,7 @@ class SyncSession:
             max_in_flight=kw.pop("max_in_flight", None) or s.max_in_flight,
             commit_interval=s.commit_interval_seconds,
             shutdown_timeout=s.shutdown_timeout_seconds,
+            revoke_drain_timeout=min(s.shutdown_timeout_seconds, s.kafka_session_timeout_ms / 4000),
             **kw,
         )
 
