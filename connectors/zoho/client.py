@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -48,6 +48,25 @@ from connectors.zoho.stores import (
 from connectors.zoho.window import SharedWindow
 
 PER_PAGE = 200
+
+BeforeSend = Callable[[], Awaitable[None]]
+
+
+def _once(step: BeforeSend | None) -> BeforeSend | None:
+    """`step` made idempotent: the first call runs it, later calls return at once."""
+    if step is None or getattr(step, "_runs_once", False):
+        return step
+    done = False
+
+    async def run() -> None:
+        nonlocal done
+        if not done:
+            await step()
+            done = True
+
+    run._runs_once = True  # type: ignore[attr-defined]
+    return run
+
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -203,7 +222,13 @@ class ZohoClient:
         return self.config.api_base
 
     async def _attempt(
-        self, method: str, path: str, endpoint: str, params: dict[str, Any] | None, body: Any
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
         waited = await self.daily.spend()
         if waited:
@@ -214,6 +239,8 @@ class ZohoClient:
         async with self.window.send() as sent_at:
             self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
             token = await self.auth.token()  # cached, unless it expired while we waited for the slot
+            if before_send is not None:
+                await before_send()  # e.g. a durable create intent, written only once the call can go out
             headers = {
                 "Authorization": f"{AUTH_SCHEME} {token.access_token}",
                 ORG_HEADER: self.config.organization_id,
@@ -265,7 +292,9 @@ class ZohoClient:
         params: dict[str, Any] | None = None,
         body: Any = None,
         retry_in_doubt: bool = True,
+        before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
+        before_send = _once(before_send)
         attempts = 0
         token_retried = False
         started = time.monotonic()
@@ -273,7 +302,7 @@ class ZohoClient:
         while True:
             attempts += 1
             try:
-                return await self._attempt(method, path, endpoint, params, body)
+                return await self._attempt(method, path, endpoint, params, body, before_send)
             except errors.ZohoError as error:
                 error.attempts = attempts
                 if type(error) is errors.AuthError and error.http_status == 401 and not token_retried:
@@ -318,15 +347,24 @@ class ZohoClient:
             payload, self.config.account_number_field, self.config.account_number_list_filter
         )
 
-    async def create_customer(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def create_customer(
+        self, payload: dict[str, Any], before_send: BeforeSend | None = None
+    ) -> dict[str, Any]:
         """POST /customers. On a display-name clash (3062) retries once as "Name (<account number>)".
+        `before_send` runs once, when the first request holds its send slot, before it is sent.
 
         Raises ResponseLost when the reply was lost (the customer may exist): resolve with find_customer.
         """
+        before_send = _once(before_send)
 
         async def create(body: dict[str, Any]) -> dict[str, Any]:
             reply = await self._request(
-                "POST", "/customers", "POST /customers", body=body, retry_in_doubt=False
+                "POST",
+                "/customers",
+                "POST /customers",
+                body=body,
+                retry_in_doubt=False,
+                before_send=before_send,
             )
             return reply["customer"]
 
@@ -404,26 +442,40 @@ class ZohoClient:
         return shown == account_number
 
     async def create_customer_idempotent(
-        self, payload: dict[str, Any], account_number: str, email: str | None = None
+        self,
+        payload: dict[str, Any],
+        account_number: str,
+        email: str | None = None,
+        before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
-        """Create a customer exactly once: after a lost reply or failure, look it up before creating again."""
+        """Create a customer exactly once: after a lost reply or failure, look it up before creating again.
+        `before_send` (a durable create intent) runs once, right before the first POST is sent."""
         payload = with_account_number(payload, self.config.account_number_field, account_number)
+        before_send = _once(before_send)
 
         async def lookup() -> dict[str, Any] | None:
             return await self.find_customer(account_number, email)
 
-        return await self._create_once(lambda: self.create_customer(payload), lookup)
+        return await self._create_once(lambda: self.create_customer(payload, before_send), lookup)
 
     # --- invoices ----------------------------------------------------------------------------
 
-    async def create_invoice(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def create_invoice(
+        self, payload: dict[str, Any], before_send: BeforeSend | None = None
+    ) -> dict[str, Any]:
         """POST /invoices keeping our invoice number (ignore_auto_number_generation=true, send=false).
 
         Raises Duplicate (1001) when the number exists, ResponseLost when the reply was lost.
         """
         params = {"ignore_auto_number_generation": "true", "send": "false"}
         reply = await self._request(
-            "POST", "/invoices", "POST /invoices", params=params, body=payload, retry_in_doubt=False
+            "POST",
+            "/invoices",
+            "POST /invoices",
+            params=params,
+            body=payload,
+            retry_in_doubt=False,
+            before_send=before_send,
         )
         return reply["invoice"]
 
@@ -462,11 +514,16 @@ class ZohoClient:
                 return {**item, "invoice_number": listed}
         return None
 
-    async def create_invoice_idempotent(self, payload: dict[str, Any], invoice_number: str) -> dict[str, Any]:
-        """Create an invoice exactly once: after a lost reply, failure or duplicate, look it up first."""
+    async def create_invoice_idempotent(
+        self, payload: dict[str, Any], invoice_number: str, before_send: BeforeSend | None = None
+    ) -> dict[str, Any]:
+        """Create an invoice exactly once: after a lost reply, failure or duplicate, look it up first.
+        `before_send` (a durable create intent) runs once, right before the first POST is sent."""
         payload = {**payload, "invoice_number": invoice_number}
+        before_send = _once(before_send)
         return await self._create_once(
-            lambda: self.create_invoice(payload), lambda: self.find_invoice_by_number(invoice_number)
+            lambda: self.create_invoice(payload, before_send),
+            lambda: self.find_invoice_by_number(invoice_number),
         )
 
     async def _create_once(self, create: Any, lookup: Any) -> dict[str, Any]:

@@ -293,7 +293,8 @@ class _LocalBlock:
 
 @dataclass
 class WindowMetrics:
-    reservations: int = 0
+    reservations: int = 0  # store round trips, refused ones included
+    grants: int = 0  # round trips that granted slots
     reserved_slots: int = 0
     wait_seconds: float = 0.0
     rate_limited: int = 0
@@ -494,6 +495,7 @@ class SharedWindow:
             replied = self._now()
             self.metrics.reservations += 1
             self.metrics.reserved_slots += grant.slots
+            self.metrics.grants += 1 if grant.slots else 0
             self.metrics.last = grant
             self.rate = grant.rate
             self._permits = grant.permits

@@ -73,8 +73,9 @@ async def test_three_processes_share_one_window_and_one_concurrency_cap(zoho_sim
     assert stats["max_in_flight"] <= 5
     # 120 calls at 20 per 1.1 s (window + guard): a perfect client needs 5 windows after its first burst
     assert max(r["seconds"] for r in results) < 5 * 1.1 + 2.5
-    # slots come in blocks: far fewer database round trips than calls
-    assert sum(r["reservations"] for r in results) < 120, results
+    # slots come in blocks: the round trips that hand out slots are far fewer than the calls (refused
+    # round trips while the window is full are waits, not on a call's path)
+    assert sum(r["grants"] for r in results) <= 120 / 2, results
 
 
 async def test_rate_set_too_high_in_every_process_settles_for_all_after_one_429_episode(

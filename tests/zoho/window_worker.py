@@ -38,6 +38,7 @@ async def main(cfg: dict) -> dict:
             "http_429": client.metrics.http_429,
             "rate": client.window.rate,
             "reservations": client.window.metrics.reservations,
+            "grants": client.window.metrics.grants,
         }
 
 
