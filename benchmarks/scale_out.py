@@ -58,6 +58,20 @@ def record_arrivals(handle: Any) -> list[float]:
     return accepted
 
 
+def record_creates(handle: Any) -> list[float]:
+    """Time (monotonic) of every customer create the in-thread simulator carries out."""
+    resources = handle.simulator.resources
+    created: list[float] = []
+    original = resources.create_customer
+
+    def create_customer(*args: Any) -> Any:
+        created.append(time.monotonic())
+        return original(*args)
+
+    resources.create_customer = create_customer
+    return created
+
+
 def perfect_seconds(calls: int, rate: int, window: float) -> float:
     return ((calls - 1) // rate) * window
 
@@ -110,6 +124,7 @@ async def _scenario(
             SimConfig(seed=12, limits=SimLimits(per_window=RATE, window_seconds=WINDOW, daily=UNLIMITED))
         )
         accepted = record_arrivals(handle)
+        creates = record_creates(handle)
         settings = infra.settings_for(
             handle, db, bootstrap, prefix, rate_per_window=RATE, window_seconds=WINDOW
         )
@@ -173,6 +188,8 @@ async def _scenario(
         measured_s=round(measured, 2),
         perfect_s=perfect,
         budget_use=round(perfect / measured, 4) if measured else None,
+        # the same for the creates alone: crash-recovery lookups and other extra calls count against it
+        creates_budget_use=round(perfect_seconds(len(creates), RATE, WINDOW) / (creates[-1] - creates[0]), 4),
         # how long the window's R calls took to go out, first window and last (a perfect client: 0)
         first_burst_s=round(accepted[min(RATE, n) - 1] - accepted[0], 2),
         last_burst_s=round(accepted[-1] - accepted[max(0, n - RATE)], 2),
@@ -185,6 +202,25 @@ async def _scenario(
             if killed_at - WINDOW <= s <= killed_at + 3 * WINDOW
         ]
         result["longest_stall_around_kill_s"] = round(max((g for _, g in around), default=0.0), 2)
+        after = [t for t in accepted if t > killed_at]
+        result["kill_to_next_call_s"] = round(after[0] - killed_at, 2) if after else None
+        # each window's first call, late by how much against (previous window's first call + window + guard)?
+        starts = [accepted[i] for i in range(0, n, RATE)]
+        guard = settings.zoho_rate_guard_seconds
+        result["window_start_delay_max_s"] = round(
+            max((b - a - WINDOW - guard for a, b in zip(starts, starts[1:], strict=False)), default=0.0), 2
+        )
+        result["longest_gap_around_kill_s"] = round(
+            max(
+                (
+                    b - a
+                    for a, b in zip(accepted, accepted[1:], strict=False)
+                    if killed_at - WINDOW <= a <= killed_at + 2 * WINDOW
+                ),
+                default=0.0,
+            ),
+            2,
+        )
         # the restarted process (a new pid under the same instance id) holds partitions again
         back = [
             t

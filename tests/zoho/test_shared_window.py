@@ -160,3 +160,19 @@ def test_even_pacing_spaces_the_organisations_sends():
     assert first.grant.spacing == 1.0 and first.grant.slots == 2  # only what fits the block's 2 s
     second = decide(first.org, [dataclasses.replace(first.block, id=1)], [], req, now=0.1)
     assert second.grant.start_in == 1.9  # after the first block's sends, org-wide
+
+
+async def test_even_pacing_setting_spaces_calls_instead_of_spending_the_window_at_once(
+    zoho_sim_factory, database_url
+):
+    import asyncio
+
+    sim = zoho_sim_factory(limits=LIMITS)
+    settings = settings_for(sim, database_url, zoho_rate_guard_seconds=0.1, zoho_rate_pacing="even")
+    async with ZohoClient.from_settings(settings) as client:
+        customer_id = (await client.create_customer(customer_payload("even")))["customer_id"]
+        started = time.monotonic()
+        await asyncio.gather(*(client.get_customer(customer_id) for _ in range(19)))
+        elapsed = time.monotonic() - started
+    assert sim.stats()["http_429"] == 0
+    assert elapsed >= 18 * 1.1 / 20 * 0.9  # one call per (window + guard) / rate, not 19 at once
