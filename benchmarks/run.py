@@ -571,8 +571,16 @@ def render(r: dict[str, Any]) -> str:
         ("6 multi: 3 instances, 1 killed: HTTP 429", g("multi_http_429"), "0",
          ok("multi_http_429", lambda v: v == 0)),
         ("6 multi: duplicates", g("multi_duplicates"), "0", ok("multi_duplicates", lambda v: v == 0)),
-        ("6 multi: budget use (perfect / measured)", g("multi_budget_use"), ">= 0.95",
+        ("6 multi: budget use, all calls (perfect / measured)", g("multi_budget_use"), ">= 0.95",
          ok("multi_budget_use", lambda v: v >= 0.95)),
+        ("6 multi: budget use, creates alone", g("multi_creates_budget_use"), ">= 0.95",
+         ok("multi_creates_budget_use", lambda v: v >= 0.95)),
+        ("6 multi: calls / creates", f"{g('multi_calls')} / {g('multi_customers')}", "", ""),
+        ("6 multi: kill -> next accepted call", f"{g('multi_kill_to_next_call_s')} s", "", ""),
+        ("6 multi: latest window start after the kill (vs window + guard)",
+         f"{g('multi_window_start_delay_max_s')} s", "", ""),
+        ("6 multi: longest gap between calls around the kill (bursts are a window apart)",
+         f"{g('multi_longest_gap_around_kill_s')} s", "", ""),
         ("6 multi: longest stall around the kill", f"{g('multi_longest_stall_around_kill_s')} s", "<= 10 s",
          ok("multi_longest_stall_around_kill_s", lambda v: v <= 10)),
         ("6 multi: kill -> restarted instance holds partitions (restart at +2 s)",
@@ -589,7 +597,7 @@ def render(r: dict[str, Any]) -> str:
         f"Command: `{r.get('bench_command')}`; date {r.get('bench_date')}; machine {r.get('machine')}; "
         f"total {r.get('bench_total_s')} s.\n\n"
     )
-    reruns = [f"`{v}`" for k, v in sorted(r.items()) if k.startswith("bench_rerun_")]
+    reruns = [f"`{v}`" for v in sorted({v for k, v in r.items() if k.startswith("bench_rerun_")})]
     if reruns:
         head += "Figures re-measured since: " + "; ".join(reruns) + ".\n\n"
     details = (
