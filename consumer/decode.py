@@ -146,6 +146,8 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
         if not isinstance(after, dict):
             raise DecodeError(f"op {op.value!r} has {_json_type(after)} 'after', expected an object")
         row, unavailable = _decode_row(entity, after, fields)
+        if unavailable:
+            row, unavailable = _fill_from_before(entity, row, unavailable, payload.get("before"), fields)
         row_id = _image_id(after, "after")
 
     if key_id is not None and row_id is not None and key_id != row_id:
@@ -271,6 +273,21 @@ def _decode_row(
         else:
             row[name] = value
     return row, frozenset(unavailable)
+
+
+def _fill_from_before(
+    entity: EntityType,
+    row: dict[str, Any],
+    unavailable: frozenset[str],
+    before: Any,
+    fields: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """Under REPLICA IDENTITY FULL `before` holds every old value: an unchanged TOASTed column is
+    the same before and after the update, so its `before` value fills the placeholder."""
+    if not isinstance(before, dict):
+        return row, unavailable
+    old, _ = _decode_row(entity, {c: before[c] for c in unavailable if c in before}, fields)
+    return {**row, **old}, unavailable - old.keys()
 
 
 def decode_column(

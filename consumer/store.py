@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.events import EntityType
 from consumer.mapping import EntityState
+from consumer.row_images import recalled
 
 OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered")
 
@@ -55,16 +57,25 @@ class EntityUpdate:
     last_lsn: int | None
     zoho_status: str | None
     natural_key: str | None
+    source_row: Mapping[str, Any] | None = None  # `row_images.remembered` form; None keeps the stored one
+    rejected_digest: str | None = None  # None clears it: the entity's last outcome was not a refusal
+    currency_code: str | None = None  # None keeps the stored one
 
 
 @dataclass(frozen=True, slots=True)
 class WriteBack:
-    """The `zoho_*` columns to set on the source row."""
+    """The `zoho_*` columns to set on the source row.
+
+    A write-back is itself streamed back by Debezium, so it writes only when a value changes:
+    `zoho_last_synced_at` moves only when Zoho was called (`called`), and the status and id are
+    written only when they differ from what the row holds.
+    """
 
     entity_type: EntityType
     entity_id: str
     zoho_id: str | None
     sync_status: str  # 'synced' | 'failed'
+    called: bool = True  # Zoho accepted a call for this entity just now
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,17 +84,22 @@ class Intent:
     natural_key: str
 
 
-_WRITE_BACK_SQL = {
-    EntityType.CUSTOMER: (
-        "UPDATE customers SET zoho_billing_customer_id = COALESCE(%(zoho_id)s, zoho_billing_customer_id),"
-        " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
-    ),
-    EntityType.INVOICE: (
-        "UPDATE customer_invoices"
-        " SET zoho_billing_invoice_id = COALESCE(%(zoho_id)s, zoho_billing_invoice_id),"
-        " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
-    ),
+def _write_back_sql(table: str, id_column: str) -> str:
+    return (
+        f"UPDATE {table} SET {id_column} = COALESCE(%(zoho_id)s::text, {id_column}),"
+        " zoho_sync_status = %(status)s,"
+        " zoho_last_synced_at = CASE WHEN %(called)s THEN now() ELSE zoho_last_synced_at END"
+        " WHERE id = %(id)s AND (%(called)s OR zoho_sync_status IS DISTINCT FROM %(status)s"
+        f" OR (%(zoho_id)s::text IS NOT NULL AND {id_column} IS DISTINCT FROM %(zoho_id)s::text))"
+    )
+
+
+#: The source column holding the Zoho id, per entity.
+WRITE_BACK_ID_COLUMN = {
+    EntityType.CUSTOMER: "zoho_billing_customer_id",
+    EntityType.INVOICE: "zoho_billing_invoice_id",
 }
+_WRITE_BACK_SQL = {t: _write_back_sql(t.table, column) for t, column in WRITE_BACK_ID_COLUMN.items()}
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:
@@ -139,18 +155,8 @@ class SyncStore:
             requests, self._state_requests = self._state_requests, {}
             try:
                 async with self._pool.connection() as conn:
-                    cur = await conn.execute(
-                        "SELECT m.entity_type, m.entity_id, m.zoho_id, m.payload_hash, m.last_lsn,"
-                        " m.zoho_status"
-                        " FROM zoho_entity_map m"
-                        " JOIN unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
-                        " USING (entity_type, entity_id)",
-                        ([k[0] for k in requests], [k[1] for k in requests]),
-                    )
-                    found = {
-                        (r[0], r[1]): EntityState(zoho_id=r[2], payload_hash=r[3], last_lsn=r[4], status=r[5])
-                        for r in await cur.fetchall()
-                    }
+                    cur = await conn.execute(_STATE_SQL, ([k[0] for k in requests], [k[1] for k in requests]))
+                    found = {(r[0], r[1]): _entity_state(r) for r in await cur.fetchall()}
             except Exception as exc:
                 for future in requests.values():
                     if not future.done():
@@ -172,16 +178,22 @@ class SyncStore:
 
     async def source_customer(self, customer_id: str) -> dict[str, Any] | None:
         """The current source row of a customer, shaped like a decoded Debezium `after`."""
-        key = _as_uuid(customer_id)
+        return await self.source_row(EntityType.CUSTOMER, customer_id)
+
+    async def source_row(self, entity_type: EntityType, entity_id: str) -> dict[str, Any] | None:
+        """The current source row of an entity, shaped like a decoded Debezium `after`; None if gone."""
+        key = _as_uuid(entity_id)
         if key is None:
             return None
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM customers WHERE id = %s", (key,))
+            await cur.execute(f"SELECT * FROM {entity_type.table} WHERE id = %s", (key,))  # noqa: S608
             row = await cur.fetchone()
         if row is None:
             return None
-        row["id"] = str(row["id"])
+        for column, value in row.items():
+            if isinstance(value, uuid.UUID):  # Debezium sends uuid columns as strings
+                row[column] = str(value)
         return row
 
     async def customer_currency(self, customer_id: str) -> str | None:
@@ -297,13 +309,17 @@ class SyncStore:
             if entities:
                 await cur.executemany(
                     "INSERT INTO zoho_entity_map (entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
-                    " zoho_status, natural_key, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now())"
+                    " zoho_status, natural_key, source_row, rejected_digest, currency_code, updated_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
                     " ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
                     " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
                     " payload_hash = EXCLUDED.payload_hash,"
                     " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
                     " zoho_status = COALESCE(EXCLUDED.zoho_status, zoho_entity_map.zoho_status),"
                     " natural_key = COALESCE(EXCLUDED.natural_key, zoho_entity_map.natural_key),"
+                    " source_row = COALESCE(EXCLUDED.source_row, zoho_entity_map.source_row),"
+                    " rejected_digest = EXCLUDED.rejected_digest,"
+                    " currency_code = COALESCE(EXCLUDED.currency_code, zoho_entity_map.currency_code),"
                     " updated_at = now()",
                     [
                         (
@@ -314,6 +330,9 @@ class SyncStore:
                             e.last_lsn,
                             e.zoho_status,
                             e.natural_key,
+                            None if e.source_row is None else Jsonb(e.source_row),
+                            e.rejected_digest,
+                            e.currency_code,
                         )
                         for e in entities
                     ],
@@ -325,12 +344,36 @@ class SyncStore:
                 )
             for entity_type, sql in _WRITE_BACK_SQL.items():
                 rows = [
-                    {"zoho_id": w.zoho_id, "status": w.sync_status, "id": key}
+                    {"zoho_id": w.zoho_id, "status": w.sync_status, "called": w.called, "id": key}
                     for w in write_backs
                     if w.entity_type is entity_type and (key := _as_uuid(w.entity_id)) is not None
                 ]
                 if rows:
                     await cur.executemany(sql, rows)
+
+
+# One query answers many workers' entity-state requests; an intent without a map row still counts.
+_STATE_SQL = (
+    "SELECT k.entity_type, k.entity_id, m.zoho_id, m.payload_hash, m.last_lsn, m.zoho_status,"
+    " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL"
+    " FROM unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
+    " LEFT JOIN zoho_entity_map m USING (entity_type, entity_id)"
+    " LEFT JOIN zoho_sync_intent i USING (entity_type, entity_id)"
+    " WHERE m.entity_id IS NOT NULL OR i.entity_id IS NOT NULL"
+)
+
+
+def _entity_state(r: Sequence[Any]) -> EntityState:
+    return EntityState(
+        zoho_id=r[2],
+        payload_hash=r[3],
+        last_lsn=r[4],
+        status=r[5],
+        source_row=recalled(r[6]),
+        rejected=r[7],
+        currency_code=r[8],
+        pending_create=bool(r[9]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
