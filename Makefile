@@ -47,6 +47,7 @@ bench: prereqs
 
 chaos: prereqs
 	$(PY) -m benchmarks.chaos
+	$(PY) -m benchmarks.chaos_relay
 
 dev-up: prereqs
 	$(ZCDC) dev up
