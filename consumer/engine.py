@@ -23,6 +23,7 @@ from connectors.zoho.errors import AuthError, PermanentError, ZohoError
 from consumer.apply import Applied, Applier, natural_key
 from consumer.dead_letters import H_REPROCESS_COUNT, H_TOPIC, DeadLetter, DeadLetterPublisher
 from consumer.decode import decode_event
+from consumer.encode import encode_event, topic_for
 from consumer.events import ChangeEvent, DecodeError, EntityType, Op
 from consumer.mapping import (
     Action,
@@ -400,12 +401,8 @@ class SyncEngine:
                     EntityType.CUSTOMER, customer_id, plan, row, state.zoho_id if state else None
                 )
             except ZohoError as exc:
-                if not isinstance(exc, AuthError):  # remember the refusal: the customer's echo must not retry
-                    await self._durably(
-                        [],
-                        entity=self._rejection(event, state, digest),
-                        write_back=WriteBack(EntityType.CUSTOMER, customer_id, None, "failed", called=False),
-                    )
+                if not isinstance(exc, AuthError):
+                    await self._customer_refused(event, state, digest, exc)
                 raise
             self.metrics.zoho_calls(applied.calls)
             created_in = _created_currency(plan)
@@ -429,6 +426,39 @@ class SyncEngine:
             log.info("customer synced for its invoice", customer_id=customer_id, zoho_id=applied.zoho_id)
             currency_code = created_in or (state.currency_code if state else None)
             return _ZohoCustomer(applied.zoho_id, currency_code) if applied.zoho_id else None
+
+    async def _customer_refused(
+        self, event: ChangeEvent, state: EntityState | None, digest: str, exc: ZohoError
+    ) -> None:
+        """Zoho refused a customer an invoice needed: dead-letter the customer's state once, as its own
+        record (a snapshot-shaped event, so `dlq reprocess` can re-drive it), and remember the refusal
+        so neither the customer's own event nor its write-back echo sends it again."""
+        assert event.row is not None
+        key, value = encode_event(
+            EntityType.CUSTOMER,
+            "r",
+            event.row,
+            key_id=event.entity_id,
+            topic_prefix=self.options.topic_prefix,
+        )
+        letter = DeadLetter(
+            topic=topic_for(self.options.topic_prefix, EntityType.CUSTOMER),
+            partition=-1,
+            offset=-1,
+            key=key,
+            value=value,
+            reason=f"customer synced for its invoice: {exc}",
+            kind="permanent" if isinstance(exc, PermanentError) else "exhausted",
+            exception_class=type(exc).__name__,
+            attempts=exc.attempts,
+            http_status=exc.http_status,
+        )
+        await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
+        await self._durably(
+            [],
+            entity=self._rejection(event, state, digest),
+            write_back=WriteBack(EntityType.CUSTOMER, event.entity_id, None, "failed", called=False),
+        )
 
     def _usable(self, customer_id: str, state: EntityState | None) -> bool:
         if state is None or not state.zoho_id:
