@@ -61,9 +61,6 @@ class Metrics:
             "1 while Debezium's replication slot is streaming, 0 when inactive or missing",
             registry=self.registry,
         )
-        self.health = Gauge(
-            "zoho_cdc_health_level", "Status page verdict: 0 green, 1 amber, 2 red", registry=self.registry
-        )
         self.tally: _Tally[str] = _Tally()
         self.attempts = 0
         self._watched: set[int] = set()

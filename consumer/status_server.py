@@ -302,7 +302,6 @@ def build_app(
 
     async def page(_: Request) -> Response:
         status = await gather_status(settings, group, session.client, history)
-        session.metrics.health.set({"green": 0, "amber": 1, "red": 2}[status.health["level"]])
         return HTMLResponse(render_page(status, group, render_charts(history, settings, time.time())))
 
     async def status_json(_: Request) -> Response:
