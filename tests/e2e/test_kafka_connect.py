@@ -128,7 +128,10 @@ async def test_changes_reach_zoho_through_kafka_connect_and_zoho_cdc_run_across_
     database_url, kafka_bootstrap, topic_prefix, zoho_sim, connect_worker, tmp_path
 ):
     database = urlsplit(database_url).path.lstrip("/")
-    settings = settings_for(sim_settings(zoho_sim, database_url), kafka_bootstrap, topic_prefix)
+    slot = f"zcdc_{topic_prefix}"
+    settings = settings_for(
+        sim_settings(zoho_sim, database_url), kafka_bootstrap, topic_prefix, debezium_slot_name=slot
+    )
     topics = list(settings.source_topics)
     zoho = SimView(zoho_sim)
 
@@ -147,7 +150,7 @@ async def test_changes_reach_zoho_through_kafka_connect_and_zoho_cdc_run_across_
     connector = json.loads(CONNECT_FILE.read_text())
     config = connector | {
         "database.hostname": "127.0.0.1",
-        "slot.name": f"zcdc_{topic_prefix}",
+        "slot.name": slot,
         "publication.name": f"zcdc_{topic_prefix}",
         "topic.prefix": topic_prefix,
     }
@@ -242,3 +245,5 @@ async def test_changes_reach_zoho_through_kafka_connect_and_zoho_cdc_run_across_
     )
     assert zoho.invoice(first_zoho)["status"] != "void"
     assert health["total_lag"] == 0
+    assert health["replication_slot"] == {"name": slot, "active": True}
+    assert health["health"]["level"] == "green", health["health"]
