@@ -45,6 +45,8 @@ class Status:
     invoices_failed: int = 0
     lag: list[PartitionLag] = field(default_factory=list)
     budget: dict[str, Any] = field(default_factory=dict)
+    replication_slot: dict[str, Any] = field(default_factory=dict)  # name, active (None: missing)
+    health: dict[str, Any] = field(default_factory=dict)  # level, reasons, summary (status page)
 
     @property
     def total_lag(self) -> int:
@@ -67,9 +69,22 @@ def _counts(conn: psycopg.Connection[Any], where: str, group: str) -> dict[str, 
     return counts
 
 
-def collect_database_status(database_url: str, group: str, *, recent: int = 20) -> Status:
+def replication_slot_active(conn: psycopg.Connection[Any], slot_name: str) -> bool | None:
+    """Whether Debezium's slot in this database is streaming now; None when there is no such slot."""
+    row = conn.execute(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+        (slot_name,),
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def collect_database_status(
+    database_url: str, group: str, *, recent: int = 20, slot_name: str | None = None
+) -> Status:
     status = Status()
     with psycopg.connect(database_url, connect_timeout=5) as conn:
+        if slot_name is not None:
+            status.replication_slot = {"name": slot_name, "active": replication_slot_active(conn, slot_name)}
         status.outcomes_last_hour = _counts(conn, "AND created_at > now() - interval '1 hour'", group)
         status.outcomes_last_day = _counts(conn, "AND created_at > now() - interval '1 day'", group)
         status.outcomes_total = _counts(conn, "", group)
