@@ -113,6 +113,10 @@ def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
     raise DecodeError(f"topic {topic!r} is not a synced table topic for prefix {topic_prefix!r}")
 
 
+#: Longer ids are not row keys (uuid is 36); the limit keeps them well inside a btree index entry.
+MAX_ID_CHARS: Final = 512
+
+
 def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_prefix: str) -> ChangeEvent:
     """Decode one Kafka message from a Debezium table topic.
 
@@ -174,9 +178,23 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
 
 def _parse_json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data)
+        doc = json.loads(data)
     except (ValueError, RecursionError, TypeError):
         raise DecodeError(f"{what} is not JSON") from None
+    # PostgreSQL text and jsonb cannot hold NUL, so no real row has one; one here would fail every write.
+    if b"\\u0000" in data and _holds_nul(doc):
+        raise DecodeError(f"{what} holds a NUL character, which no PostgreSQL row can hold")
+    return doc
+
+
+def _holds_nul(doc: Any) -> bool:
+    if isinstance(doc, str):
+        return "\x00" in doc
+    if isinstance(doc, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in doc.items())
+    if isinstance(doc, list):
+        return any(_holds_nul(v) for v in doc)
+    return False
 
 
 def _unwrap(doc: Any, what: str) -> tuple[Any, Mapping[str, Any] | None]:
@@ -211,6 +229,10 @@ def _image_id(image: Any, which: str) -> str | None:
 def _id_value(raw: Any, what: str) -> str:
     if not isinstance(raw, str) or not raw:
         raise DecodeError(f"{what} is not a non-empty string")
+    if len(raw) > MAX_ID_CHARS:
+        raise DecodeError(f"{what} is {len(raw)} characters long (at most {MAX_ID_CHARS})")
+    if not raw.isprintable():
+        raise DecodeError(f"{what} holds a control character")
     return raw
 
 

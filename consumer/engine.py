@@ -21,7 +21,16 @@ import structlog
 
 from connectors.zoho.errors import AuthError, PermanentError, ZohoError
 from consumer.apply import Applied, Applier, natural_key
-from consumer.dead_letters import H_REPROCESS_COUNT, H_TOPIC, DeadLetter, DeadLetterPublisher
+from consumer.dead_letters import (
+    H_OFFSET,
+    H_PARTITION,
+    H_REPROCESS_COUNT,
+    H_TOPIC,
+    DeadLetter,
+    DeadLetterPublisher,
+    header_int,
+    parse_headers,
+)
 from consumer.decode import decode_event
 from consumer.encode import encode_event, topic_for
 from consumer.events import ChangeEvent, DecodeError, EntityType, Op
@@ -128,7 +137,7 @@ class SyncEngine:
         # A record re-driven from the DLQ is decoded as the record of its original topic.
         source_topic = record.topic
         if record.topic == self.options.dlq_topic:
-            source_topic = dict(record.headers).get(H_TOPIC, b"").decode(errors="replace") or record.topic
+            source_topic = parse_headers(record.headers).get(H_TOPIC) or record.topic
         try:
             event: ChangeEvent | None = decode_event(
                 source_topic, record.key, record.value, topic_prefix=self.options.topic_prefix
@@ -173,7 +182,7 @@ class SyncEngine:
                 batch = list(queue)
                 queue.clear()
                 async with self._lock(key):
-                    await self._process_batch(batch)
+                    await self._process_safely(batch)
                 if key[0] == EntityType.CUSTOMER.value:
                     self._verified.add(key[1])
                 self._finish(batch)
@@ -204,6 +213,21 @@ class SyncEngine:
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()
+
+    async def _process_safely(self, batch: list[_Item]) -> None:
+        """Process a key's batch; an unexpected error dead-letters its records instead of stopping the sync.
+
+        Record content must never stop the process (the next records of the partition would wait
+        forever); the error is logged with its traceback and each record keeps exactly one outcome."""
+        try:
+            await self._process_batch(batch)
+        except (FatalSyncError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("unexpected error processing a record; dead-lettering it", key=_key_of(batch[0]))
+            reason = f"unexpected error while processing this record: {type(exc).__name__}: {exc}"
+            for item in batch:
+                await self._dead_letter(item, reason, kind="internal", exc_class=type(exc).__name__)
 
     async def _process_batch(self, batch: list[_Item]) -> None:
         undecodable = [item for item in batch if item.event is None]
@@ -590,8 +614,8 @@ class SyncEngine:
         if await self._retrying_db(self._store.has_outcome, group, rec.topic, rec.partition, rec.offset):
             # Redelivered after a crash: dead-lettered before (publish, then row); never publish it twice.
             return
-        headers = dict((k, v.decode(errors="replace")) for k, v in rec.headers)
-        reprocess_count = int(headers.get(H_REPROCESS_COUNT, "0") or 0)
+        headers = parse_headers(rec.headers)
+        reprocess_count = header_int(headers, H_REPROCESS_COUNT, 0)
         if rec.topic == self.options.dlq_topic:
             reprocess_count += 1
             if reprocess_count >= self.options.reprocess_max_attempts:
@@ -612,9 +636,9 @@ class SyncEngine:
                 await self._durably(rows, entity=entity)
                 return
         letter = DeadLetter(
-            topic=headers.get("__connect.errors.topic", rec.topic),
-            partition=int(headers.get("__connect.errors.partition", rec.partition)),
-            offset=int(headers.get("__connect.errors.offset", rec.offset)),
+            topic=headers.get(H_TOPIC) or rec.topic,
+            partition=header_int(headers, H_PARTITION, rec.partition),
+            offset=header_int(headers, H_OFFSET, rec.offset),
             key=rec.key,
             value=rec.value,
             reason=reason,
@@ -660,8 +684,21 @@ class SyncEngine:
         )
 
     async def _durably(self, rows: list[OutcomeRow], **kwargs: Any) -> None:
-        """Write outcomes in one transaction, retrying while PostgreSQL is unavailable."""
-        await self._retrying(lambda: self._store.record(rows, **kwargs), what="sync-log write")
+        """Write outcomes in one transaction, retrying while PostgreSQL is unavailable.
+
+        If PostgreSQL refuses the content itself (a value it cannot store or index), the outcome is
+        still recorded, without the entity-map and write-back parts and with the reason, so the
+        offset can advance: nothing is lost and the partition is not blocked."""
+        try:
+            await self._retrying(lambda: self._store.record(rows, **kwargs), what="sync-log write")
+        except _NOT_TRANSIENT as exc:
+            log.error(
+                "outcome content refused by PostgreSQL; recording it without its entity state", error=str(exc)
+            )
+            rows = [
+                _bare(row, f"PostgreSQL refused this outcome's content: {type(exc).__name__}") for row in rows
+            ]
+            await self._retrying(lambda: self._store.record(rows), what="sync-log write")
         for row in rows:  # one log line per durable outcome
             (log.warning if row.outcome in ("dead_lettered", "failed") else log.info)(
                 row.outcome,
@@ -685,6 +722,8 @@ class SyncEngine:
         while True:
             try:
                 return await make()
+            except _NOT_TRANSIENT:
+                raise  # the same write fails the same way every time: retrying would block the partition
             except (psycopg.OperationalError, OSError, ConnectionError) as exc:
                 log.warning("retrying", what=what, error=str(exc), delay_s=round(delay, 2))
             except Exception as exc:
@@ -742,6 +781,22 @@ def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | 
     if event.row.get("zoho_sync_status") == "synced" and event.row.get(id_column) == zoho_id:
         return None
     return WriteBack(event.entity_type, event.entity_id, zoho_id, "synced", called=False)
+
+
+#: PostgreSQL errors caused by the content written, never by the database's state.
+_NOT_TRANSIENT = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
+
+
+def _key_of(item: _Item) -> str:
+    event = item.event
+    return f"{event.entity_type.value}:{event.entity_id}" if event else f"offset {item.record.offset}"
+
+
+def _bare(row: OutcomeRow, note: str) -> OutcomeRow:
+    """An outcome row that PostgreSQL can always store: bounded ids, no NULs, the reason kept."""
+    error = f"{note}; {row.error or ''}".replace("\x00", "")[:2000]
+    entity_id = row.entity_id.replace("\x00", "")[:200] if row.entity_id else None
+    return replace(row, entity_id=entity_id, error=error, zoho_id=None)
 
 
 def _credentials_refused(exc: AuthError) -> FatalSyncError:

@@ -368,6 +368,7 @@ def plan_customer(
     note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
 
     if not _synced(state):
+        _require_natural_key(row, "account_number", "customer")
         return Plan(Action.CREATE_CUSTOMER, payload, digest, f"not yet in Zoho{note}")
     assert state is not None
     payload = _without_create_only(payload)
@@ -439,6 +440,7 @@ def plan_invoice(
     note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
 
     if not synced:
+        _require_natural_key(row, "invoice_number", "invoice")
         return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}")
     assert state is not None
     if digest is not None and digest == state.payload_hash:
@@ -446,6 +448,14 @@ def plan_invoice(
     if zoho_status is not None and zoho_status not in EDITABLE_INVOICE_STATUSES:
         return _skip(f"invoice no longer editable in Zoho (status {zoho_status})")
     return Plan(Action.UPDATE_INVOICE, payload, digest, f"changed{note}")
+
+
+def _require_natural_key(row: Mapping[str, Any], column: str, what: str) -> None:
+    """A create needs the key that finds the record in Zoho again after a lost reply (no duplicates)."""
+    if not _text(row.get(column)):
+        raise MappingError(
+            f"the {what} has no {column}, the key that finds it in Zoho again; it is not created"
+        )
 
 
 def _without_create_only(payload: dict[str, Any]) -> dict[str, Any]:

@@ -259,18 +259,25 @@ class SyncStore:
             try:
                 await self._write(group)
             except psycopg.OperationalError as exc:
-                _fail(group, exc)
+                if not isinstance(exc, psycopg.errors.ProgramLimitExceeded):  # the database, not one item
+                    _fail(group, exc)
+                    continue
+                await self._write_alone(group)
                 continue
             except Exception:
-                for item in group:  # isolate the bad item
-                    try:
-                        await self._write([item])
-                    except Exception as exc:
-                        _fail([item], exc)
-                    else:
-                        _done([item])
+                await self._write_alone(group)
                 continue
             _done(group)
+
+    async def _write_alone(self, group: Sequence[_Write]) -> None:
+        """One item's content failed the group's transaction: write each apart, so only it fails."""
+        for item in group:
+            try:
+                await self._write([item])
+            except Exception as exc:
+                _fail([item], exc)
+            else:
+                _done([item])
 
     async def _write(self, group: Sequence[_Write]) -> None:
         outcomes = [o for item in group for o in item.outcomes]
