@@ -45,7 +45,8 @@ from consumer.mapping import (
 )
 from consumer.metrics import Metrics
 from consumer.row_images import coalesce, fill_unavailable, is_partial, remembered, state_digest
-from consumer.store import WRITE_BACK_ID_COLUMN, EntityUpdate, OutcomeRow, SyncStore, WriteBack
+from consumer.store import EntityUpdate, OutcomeRow, SyncStore
+from consumer.write_back import WRITE_BACK_ID_COLUMN, WriteBack
 
 log = structlog.get_logger("zoho_cdc.engine")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
@@ -21,6 +22,9 @@ from psycopg_pool import AsyncConnectionPool
 from consumer.events import EntityType
 from consumer.mapping import EntityState
 from consumer.row_images import recalled
+from consumer.write_back import QUEUE_SQL, WriteBack, WriteBackQueue, queue_rows
+
+log = structlog.get_logger("zoho_cdc.store")
 
 OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered")
 
@@ -63,43 +67,9 @@ class EntityUpdate:
 
 
 @dataclass(frozen=True, slots=True)
-class WriteBack:
-    """The `zoho_*` columns to set on the source row.
-
-    A write-back is itself streamed back by Debezium, so it writes only when a value changes:
-    `zoho_last_synced_at` moves only when Zoho was called (`called`), and the status and id are
-    written only when they differ from what the row holds.
-    """
-
-    entity_type: EntityType
-    entity_id: str
-    zoho_id: str | None
-    sync_status: str  # 'synced' | 'failed'
-    called: bool = True  # Zoho accepted a call for this entity just now
-
-
-@dataclass(frozen=True, slots=True)
 class Intent:
     operation: str
     natural_key: str
-
-
-def _write_back_sql(table: str, id_column: str) -> str:
-    return (
-        f"UPDATE {table} SET {id_column} = COALESCE(%(zoho_id)s::text, {id_column}),"
-        " zoho_sync_status = %(status)s,"
-        " zoho_last_synced_at = CASE WHEN %(called)s THEN now() ELSE zoho_last_synced_at END"
-        " WHERE id = %(id)s AND (%(called)s OR zoho_sync_status IS DISTINCT FROM %(status)s"
-        f" OR (%(zoho_id)s::text IS NOT NULL AND {id_column} IS DISTINCT FROM %(zoho_id)s::text))"
-    )
-
-
-#: The source column holding the Zoho id, per entity.
-WRITE_BACK_ID_COLUMN = {
-    EntityType.CUSTOMER: "zoho_billing_customer_id",
-    EntityType.INVOICE: "zoho_billing_invoice_id",
-}
-_WRITE_BACK_SQL = {t: _write_back_sql(t.table, column) for t, column in WRITE_BACK_ID_COLUMN.items()}
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:
@@ -118,11 +88,17 @@ class SyncStore:
         self._state_requests: dict[tuple[str, str], asyncio.Future[EntityState | None]] = {}
         self._state_loader: asyncio.Task[None] | None = None
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
+        self.write_backs = WriteBackQueue(self._pool)
 
     async def open(self) -> None:
         await self._pool.open(wait=True, timeout=15)
 
     async def close(self) -> None:
+        await self.write_backs.close()
+        try:
+            await self.write_backs.apply_pending()  # what is left stays queued for the next start
+        except Exception as exc:  # noqa: BLE001 - closing must not fail on it
+            log.warning("write-backs left queued at close", error=str(exc))
         await self._pool.close()
 
     async def __aenter__(self) -> SyncStore:
@@ -349,14 +325,10 @@ class SyncStore:
                     "DELETE FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
                     [(t.value, i) for t, i in intents],
                 )
-            for entity_type, sql in _WRITE_BACK_SQL.items():
-                rows = [
-                    {"zoho_id": w.zoho_id, "status": w.sync_status, "called": w.called, "id": key}
-                    for w in write_backs
-                    if w.entity_type is entity_type and (key := _as_uuid(w.entity_id)) is not None
-                ]
-                if rows:
-                    await cur.executemany(sql, rows)
+            if write_backs:
+                await cur.executemany(QUEUE_SQL, queue_rows(write_backs))
+        if write_backs:
+            self.write_backs.poke()
 
 
 # One query answers many workers' entity-state requests; an intent without a map row still counts.
