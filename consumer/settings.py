@@ -6,6 +6,7 @@ with a half-valid configuration and never prints a traceback for a typo.
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
@@ -199,11 +200,22 @@ class Settings(BaseSettings):
         return out
 
 
+_MASK = "********"
+# libpq key/value DSNs (`host=db password=secret`) and URL query parameters (`?password=secret`).
+_KEYWORD_SECRET = re.compile(r"((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
 def mask_url_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":********@", 1)
-    return url
+    """The connection string with every form of password masked: in the user info, as a query
+    parameter (`?password=`, `sslpassword=`) or as a key/value DSN entry."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL (e.g. a key/value DSN)
+        password = None
+    if password:
+        url = url.replace(f":{password}@", f":{_MASK}@", 1)
+    return _KEYWORD_SECRET.sub(lambda m: m.group(1) + _MASK, url)
 
 
 def load_settings(**overrides: object) -> Settings:
