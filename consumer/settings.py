@@ -6,12 +6,13 @@ with a half-valid configuration and never prints a traceback for a typo.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Zoho's documented defaults (see README "Zoho facts"): 100 calls/minute/organisation,
@@ -118,6 +119,11 @@ class Settings(BaseSettings):
     )
     status_host: str = "127.0.0.1"
     status_port: int = Field(8088, ge=0, le=65535)
+    status_token: SecretStr = Field(
+        SecretStr(""),
+        validate_default=True,
+        description="Bearer token for the status page, /status.json and /metrics; required off loopback.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # --- Debezium relay -----------------------------------------------------------------
@@ -149,6 +155,17 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError as exc:
             raise ValueError("has a port that is not a number") from exc
+        return value
+
+    @field_validator("status_token")
+    @classmethod
+    def _status_page_never_open_to_the_network(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        host = info.data.get("status_host", "127.0.0.1")
+        if not value.get_secret_value() and not is_loopback(host):
+            raise ValueError(
+                f"must be set when STATUS_HOST ({host}) is not a loopback address, so the status page"
+                " and /metrics are not open to the network"
+            )
         return value
 
     @field_validator("kafka_bootstrap_servers")
@@ -198,6 +215,16 @@ class Settings(BaseSettings):
             out[name] = value
         out["database_url"] = mask_url_password(self.database_url)
         return out
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 _MASK = "********"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import html
 import inspect
 import json
@@ -20,6 +21,8 @@ from typing import Any
 import structlog
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -308,6 +311,7 @@ def build_app(
         status = await gather_status(settings, group, session.client, history)
         return Response(json.dumps(status.as_dict(), default=str), media_type="application/json")
 
+    token = settings.status_token.get_secret_value() if hasattr(settings, "status_token") else ""
     return Starlette(
         routes=[
             Route("/", page),
@@ -315,8 +319,34 @@ def build_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics),
             Route("/status.json", status_json),
-        ]
+        ],
+        middleware=[Middleware(BearerToken, token=token)] if token else [],
     )
+
+
+class BearerToken(BaseHTTPMiddleware):
+    """With STATUS_TOKEN set, everything but the probes asks for `Authorization: Bearer <token>`.
+
+    /healthz and /readyz stay open: they say only ok / not ready, and orchestrators probe them
+    without credentials."""
+
+    OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app: Any, token: str) -> None:
+        super().__init__(app)
+        self._expected = f"Bearer {token}".encode()
+
+    async def dispatch(self, request: Request, call_next: Any) -> Response:
+        if request.url.path in self.OPEN_PATHS:
+            return await call_next(request)
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, self._expected):
+            return PlainTextResponse(
+                "a bearer token (STATUS_TOKEN) is required",
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return await call_next(request)
 
 
 def slot_active(database_url: str, slot_name: str) -> bool:
