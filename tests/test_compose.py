@@ -185,5 +185,18 @@ def test_consumer_health_check_asks_readyz_on_the_status_port(compose):
     test = " ".join(consumer["healthcheck"]["test"])
     port = consumer["environment"]["STATUS_PORT"]
     assert f"127.0.0.1:{port}/readyz" in test
-    assert f"{port}:{port}" in consumer["ports"]
+    assert f"${{BIND_ADDRESS:-127.0.0.1}}:{port}:{port}" in consumer["ports"]
     assert "curl" not in test  # python:3.11-slim has no curl
+
+
+def test_every_published_port_binds_loopback_unless_bind_address_says_otherwise(compose):
+    published = [(name, p) for name, svc in compose["services"].items() for p in svc.get("ports", [])]
+    assert published, "compose publishes no port at all"
+    for name, mapping in published:
+        assert str(mapping).startswith("${BIND_ADDRESS:-127.0.0.1}:"), (name, mapping)
+
+
+def test_the_consumer_status_page_needs_a_token_because_it_listens_beyond_loopback(compose):
+    env = compose["services"]["consumer"]["environment"]
+    assert env["STATUS_HOST"] == "0.0.0.0"
+    assert str(env["STATUS_TOKEN"]).startswith("${STATUS_TOKEN:?")
