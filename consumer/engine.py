@@ -10,9 +10,10 @@ and `on_done` (which advances the offset watermark) is called only after that ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -34,6 +35,7 @@ from consumer.dead_letters import (
 from consumer.decode import decode_event
 from consumer.encode import encode_event, topic_for
 from consumer.events import ChangeEvent, DecodeError, EntityType, Op
+from consumer.health import MOVED_BACK_MIN_STALE
 from consumer.mapping import (
     Action,
     EntityState,
@@ -73,6 +75,12 @@ class InboundRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 @dataclass(slots=True)
@@ -118,7 +126,7 @@ class SyncEngine:
         self.metrics = metrics or Metrics()
         self._queues: dict[tuple[str, str], deque[_Item]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str], _KeyLock] = {}
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -126,7 +134,8 @@ class SyncEngine:
         self._gate = asyncio.Event()
         self._gate.set()
         self.fatal: BaseException | None = None
-        self._verified: set[str] = set()  # customers checked against Zoho in this (resync) run
+        self._verified: set[str] = set()
+        self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
 
     # --- intake -------------------------------------------------------------------------
     @property
@@ -182,10 +191,10 @@ class SyncEngine:
                 await self._gate.wait()
                 batch = list(queue)
                 queue.clear()
-                async with self._lock(key):
+                async with self._locked(key):
                     await self._process_safely(batch)
                 if key[0] == EntityType.CUSTOMER.value:
-                    self._verified.add(key[1])
+                    self._mark_verified(key[1])
                 self._finish(batch)
         except FatalSyncError as exc:
             self.fatal = exc
@@ -202,11 +211,21 @@ class SyncEngine:
             if self.fatal is not None:
                 self._idle.set()
 
-    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """Hold the entity's lock; the lock lives only while someone holds or waits for it, so idle
+        keys keep nothing in memory however many entities a run sees."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[key]
 
     def _finish(self, batch: list[_Item]) -> None:
         for item in batch:
@@ -243,6 +262,7 @@ class SyncEngine:
         changes = [item for item in decoded if item.event.op is not Op.TOMBSTONE]  # type: ignore[union-attr]
         rows = [self._row(item, "skipped", operation="none", error="tombstone") for item in tombstones]
         if changes:
+            changes = _in_source_order(changes)
             winner = changes[-1]
             rows += [
                 self._row(item, "superseded", error=f"newer event at offset {winner.record.offset}")
@@ -272,6 +292,13 @@ class SyncEngine:
                 self._row(item, "stale", error=f"source lsn {event.lsn} older than applied {state.last_lsn}")
             )
             self.metrics.outcome("stale")
+            self._stale_streak += 1
+            if self._stale_streak in (MOVED_BACK_MIN_STALE, 1000 * MOVED_BACK_MIN_STALE):
+                log.error(
+                    "source positions moved backwards for every entity: was the database restored into a new"
+                    " cluster? Changes are being skipped as stale; run `zoho-cdc backfill --resync`",
+                    stale_in_a_row=self._stale_streak,
+                )
             await self._durably(rows)
             return
 
@@ -387,7 +414,7 @@ class SyncEngine:
         if self._usable(customer_id, state):
             return _ZohoCustomer.of(state)
         # Wait for (or do) the customer's sync under the customer's own key lock, so the two never race.
-        async with self._lock((EntityType.CUSTOMER.value, customer_id)):
+        async with self._locked((EntityType.CUSTOMER.value, customer_id)):
             state = await self._retrying_db(self._store.entity_state, EntityType.CUSTOMER, customer_id)
             if self._usable(customer_id, state):
                 return _ZohoCustomer.of(state)
@@ -413,7 +440,7 @@ class SyncEngine:
             currency = await self._retrying_db(self._store.customer_currency, customer_id)
             plan = plan_customer(event, state, self.options.mapping, currency_code=currency)
             if plan.action is Action.NOOP and state is not None:
-                self._verified.add(customer_id)
+                self._mark_verified(customer_id)
                 return _ZohoCustomer.of(state)
             if plan.action not in (
                 Action.CREATE_CUSTOMER,
@@ -447,7 +474,7 @@ class SyncEngine:
                 write_back=WriteBack(EntityType.CUSTOMER, customer_id, applied.zoho_id, "synced"),
                 clear_intent=(EntityType.CUSTOMER, customer_id),
             )
-            self._verified.add(customer_id)
+            self._mark_verified(customer_id)
             log.info("customer synced for its invoice", customer_id=customer_id, zoho_id=applied.zoho_id)
             currency_code = created_in or (state.currency_code if state else None)
             return _ZohoCustomer(applied.zoho_id, currency_code) if applied.zoho_id else None
@@ -485,6 +512,10 @@ class SyncEngine:
             write_back=WriteBack(EntityType.CUSTOMER, event.entity_id, None, "failed", called=False),
         )
 
+    def _mark_verified(self, customer_id: str) -> None:
+        if self.options.resync:  # only a resync run asks; a live run must not remember every customer
+            self._verified.add(customer_id)
+
     def _usable(self, customer_id: str, state: EntityState | None) -> bool:
         if state is None or not state.zoho_id:
             return False
@@ -517,6 +548,7 @@ class SyncEngine:
             return [self._row(item, "skipped", operation="none", error=plan.reason)], None, None, None
         if plan.action is Action.NOOP:
             self.metrics.outcome("unchanged")
+            self._stale_streak = 0
             zoho_id = state.zoho_id if state else None
             entity = EntityUpdate(
                 event.entity_type,
@@ -555,6 +587,7 @@ class SyncEngine:
             )
             return [], None, None, None
         self.metrics.zoho_calls(applied.calls)
+        self._stale_streak = 0
         if applied.zoho_id is None:  # a delete whose unresolved create never reached Zoho
             self.metrics.outcome("skipped")
             row = self._row(item, "skipped", operation="none", error="deleted; its create never reached Zoho")
@@ -786,6 +819,15 @@ def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | 
 
 #: PostgreSQL errors caused by the content written, never by the database's state.
 _NOT_TRANSIENT = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
+
+
+def _in_source_order(changes: list[_Item]) -> list[_Item]:
+    """A key's queued changes ordered by source position (LSN), so the newest change wins even when the
+    entity's events came through two partitions (a partition-count change, a primary-key update).
+    Arrival order breaks ties and stands when a change carries no LSN."""
+    if any(item.event is None or item.event.lsn is None for item in changes):
+        return changes
+    return sorted(changes, key=lambda item: item.event.version)  # type: ignore[union-attr]
 
 
 def _key_of(item: _Item) -> str:

@@ -77,6 +77,9 @@ class HealthFacts:
     token_throttled: bool = False  # token requests refused as too many; backing off
     daily_paused_until: str | None = None
     limiter_paused_seconds: float = 0.0
+    slot_retained_bytes: int | None = None  # WAL PostgreSQL keeps for the slot
+    slot_warn_bytes: int = 1 << 30
+    outcomes_last_hour: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,17 @@ class Health:
 
     def as_dict(self) -> dict[str, object]:
         return {"level": self.level, "reasons": list(self.reasons), "summary": self.summary}
+
+
+#: Stale outcomes in an hour, with nothing applied, that mean a restore rather than a few replays.
+MOVED_BACK_MIN_STALE = 10
+
+
+def moved_back(outcomes: dict[str, int]) -> bool:
+    """Every recent event older (by LSN) than what was applied, and none applied: after a restore into a
+    new cluster LSNs restart lower, so every change would be skipped as stale, silently."""
+    applied = outcomes.get("synced", 0) + outcomes.get("unchanged", 0)
+    return outcomes.get("stale", 0) >= MOVED_BACK_MIN_STALE and applied == 0
 
 
 def _growing(values: list[int]) -> bool:
@@ -111,6 +125,19 @@ def assess(samples: list[Sample], facts: HealthFacts, now: float) -> Health:
         )
     elif not facts.slot_active:
         found.append(("red", f"replication slot {facts.slot_name!r} is inactive: relay or connector stopped"))
+    retained = facts.slot_retained_bytes
+    if retained is not None and retained > facts.slot_warn_bytes:
+        mib = retained / 2**20
+        reason = (
+            f"replication slot {facts.slot_name!r} retains {mib:.0f} MiB of WAL (over SLOT_WAL_WARN_BYTES)"
+        )
+        found.append(("amber", reason + ": PostgreSQL cannot free it until Debezium reads on"))
+    if moved_back(facts.outcomes_last_hour):
+        stale = facts.outcomes_last_hour["stale"]
+        reason = f"source positions moved backwards for every entity ({stale} stale in the last hour, none"
+        found.append(
+            ("red", reason + " applied): was the database restored? run `zoho-cdc backfill --resync`")
+        )
     if not facts.kafka_reachable:
         found.append(("red", "Kafka does not answer: lag and DLQ unknown"))
     if facts.daily_paused_until:

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
 
     # --- Debezium relay -----------------------------------------------------------------
     debezium_slot_name: str = "zoho_cdc"
+    slot_wal_warn_bytes: int = Field(
+        1 << 30, gt=0, description="WAL retained by the replication slot above which status warns."
+    )
     debezium_publication_name: str = "zoho_cdc"
     relay_offset_storage: Literal["kafka", "file"] = Field(
         "kafka",

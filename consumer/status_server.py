@@ -137,6 +137,9 @@ async def gather_status(
         token_throttled=throttled,
         daily_paused_until=status.budget.get("paused_until"),
         limiter_paused_seconds=float(status.budget.get("paused_for_seconds") or 0.0),
+        slot_retained_bytes=status.replication_slot.get("retained_wal_bytes"),
+        slot_warn_bytes=settings.slot_wal_warn_bytes,
+        outcomes_last_hour=dict(status.outcomes_last_hour),
     )
     samples = list(history.samples) if history is not None else []
     status.health = assess(samples, facts, now).as_dict()

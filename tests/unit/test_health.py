@@ -86,3 +86,23 @@ def test_charts_are_svg_with_one_mark_per_point_and_the_limit_line():
     line = charts.line_chart("l", "Lag", [(NOW - 200, 3), (NOW - 100, 9), (NOW, 0)], NOW - 3600, NOW)
     assert 'data-points="3"' in line and 'data-max="9"' in line
     assert "no data yet" in charts.line_chart("e", "DLQ", [], NOW - 3600, NOW)
+
+
+def test_a_slot_holding_more_wal_than_the_threshold_is_amber() -> None:
+    facts = HealthFacts(
+        slot_name="zoho_cdc", slot_active=True, slot_retained_bytes=3 << 30, slot_warn_bytes=1 << 30
+    )
+    health = assess([], facts, 1_000_000.0)
+    assert health.level == "amber" and "retains 3072 MiB of WAL" in health.summary
+    calm = HealthFacts(
+        slot_name="zoho_cdc", slot_active=True, slot_retained_bytes=1 << 20, slot_warn_bytes=1 << 30
+    )
+    assert assess([], calm, 1_000_000.0).level == "green"
+
+
+def test_every_event_stale_and_none_applied_is_reported_as_a_restored_database() -> None:
+    restored = HealthFacts(slot_name="s", slot_active=True, outcomes_last_hour={"stale": 40})
+    health = assess([], restored, 1_000_000.0)
+    assert health.level == "red" and "moved backwards" in health.summary and "--resync" in health.summary
+    replays = HealthFacts(slot_name="s", slot_active=True, outcomes_last_hour={"stale": 40, "synced": 3})
+    assert assess([], replays, 1_000_000.0).level == "green"
