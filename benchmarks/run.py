@@ -481,6 +481,8 @@ async def memory_run(
         for n in range(events):
             history.create(CUSTOMERS, customer_row(n, rng))
         history.load(db)
+        # Four partitions, so the mid-way rebalance really splits the backlog between two members.
+        await infra.create_topics(bootstrap, {topic for topic, _, _ in history.events}, partitions=4)
         await infra.produce(bootstrap, history.events)
         history = None  # type: ignore[assignment]  # free the copy before measuring
         handle = run_in_thread(SimConfig(seed=8, limits=SimLimits(per_window=100, daily=UNLIMITED)))
