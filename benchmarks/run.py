@@ -469,7 +469,11 @@ async def bench_latency(seconds: float, workdir: Path) -> dict[str, Any]:
 # --- 5. memory ------------------------------------------------------------------------------------
 
 
-async def memory_run(events: int, seconds: float, workdir: Path) -> dict[str, Any]:
+async def memory_run(
+    events: int, seconds: float, workdir: Path, *, rebalance: bool = False
+) -> dict[str, Any]:
+    """Peak RSS of one consumer working through a backlog; with `rebalance`, a second consumer joins the
+    group a third of the way in and leaves at two thirds, so partitions move away and back mid-backlog."""
     prefix = new_prefix("m")
     with infra.broker(workdir) as bootstrap, infra.fresh_database("memory") as db:
         history = History(prefix)
@@ -477,21 +481,33 @@ async def memory_run(events: int, seconds: float, workdir: Path) -> dict[str, An
         for n in range(events):
             history.create(CUSTOMERS, customer_row(n, rng))
         history.load(db)
+        # Four partitions, so the mid-way rebalance really splits the backlog between two members.
+        await infra.create_topics(bootstrap, {topic for topic, _, _ in history.events}, partitions=4)
         await infra.produce(bootstrap, history.events)
         history = None  # type: ignore[assignment]  # free the copy before measuring
         handle = run_in_thread(SimConfig(seed=8, limits=SimLimits(per_window=100, daily=UNLIMITED)))
         settings = infra.settings_for(handle, db, bootstrap, prefix, rate_per_window=100)
         consumer = infra.ConsumerProcess(settings, workdir / f"consumer-{prefix}.log")
+        visitor = infra.ConsumerProcess(settings, workdir / f"consumer-{prefix}-2.log")
         samples: list[int] = []
+        rebalances = 0
         try:
             consumer.start()
             started = time.monotonic()
             while time.monotonic() - started < seconds and consumer.running:
                 samples.append(infra.rss_kb(consumer.pid)[0])
+                elapsed = time.monotonic() - started
+                if rebalance and rebalances == 0 and elapsed > seconds / 3:
+                    visitor.start()  # joins the group: partitions are revoked and reassigned
+                    rebalances += 1
+                elif rebalance and rebalances == 1 and elapsed > 2 * seconds / 3:
+                    visitor.terminate()  # leaves: its partitions come back to the first consumer
+                    rebalances += 1
                 await asyncio.sleep(0.25)
             _, hwm = infra.rss_kb(consumer.pid)
             alive = consumer.running
         finally:
+            visitor.terminate()
             consumer.terminate()
             stats = handle.stats()
             handle.stop()
@@ -506,6 +522,7 @@ async def memory_run(events: int, seconds: float, workdir: Path) -> dict[str, An
         "rss_second_half_spread_mb": round((max(tail) - min(tail)) / 1024, 1) if tail else None,
         "zoho_calls": stats["requests"],
         "outcomes_logged": logged,
+        "rebalances": rebalances,
     }
 
 
@@ -514,7 +531,7 @@ async def bench_memory(seconds: float, workdir: Path, scale: float) -> dict[str,
     out: dict[str, Any] = {}
     for n, key in ((small, "50k"), (large, "200k")):
         log(f"memory: {n} events backlog, consumer sampled for {seconds:g} s")
-        r = await memory_run(n, seconds, workdir)
+        r = await memory_run(n, seconds, workdir, rebalance=key == "200k")
         log(f"memory: {n} events -> peak {r['peak_rss_mb']} MB")
         out[f"peak_rss_mb_{key}"] = r["peak_rss_mb"]
         out[f"memory_{key}"] = r
@@ -566,7 +583,7 @@ def render(r: dict[str, Any]) -> str:
         ("4 latency p99", f"{g('latency_p99_s')} s", "<= 2 s", ok("latency_p99_s", lambda v: v <= 2.0)),
         ("5 peak RSS, 50k backlog", f"{g('peak_rss_mb_50k')} MB", "< 250 MB",
          ok("peak_rss_mb_50k", lambda v: v < 250)),
-        ("5 peak RSS, 200k backlog", f"{g('peak_rss_mb_200k')} MB", "< 250 MB, flat",
+        ("5 peak RSS, 200k backlog, a rebalance mid-way", f"{g('peak_rss_mb_200k')} MB", "< 250 MB, flat",
          ok("peak_rss_mb_200k", lambda v: v < 250 and v <= 1.15 * (rss_50k or v))),
         ("6 multi: 3 instances, 1 killed: HTTP 429", g("multi_http_429"), "0",
          ok("multi_http_429", lambda v: v == 0)),

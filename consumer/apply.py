@@ -100,7 +100,9 @@ class ZohoApplier:
                     await c.update_customer(zoho_id, payload)
                 return zoho_id, "active"
             case Action.MARK_CUSTOMER_INACTIVE:
-                assert zoho_id is not None
+                zoho_id = zoho_id or await self._created_before(entity_type, entity_id)
+                if zoho_id is None:
+                    return None, None
                 await c.mark_customer_inactive(zoho_id)
                 return zoho_id, "inactive"
             case Action.UPDATE_INVOICE:
@@ -111,7 +113,9 @@ class ZohoApplier:
                     return await self._create(entity_type, entity_id, payload, row)
                 return zoho_id, body.get("status")
             case Action.VOID_INVOICE:
-                assert zoho_id is not None
+                zoho_id = zoho_id or await self._created_before(entity_type, entity_id)
+                if zoho_id is None:
+                    return None, None
                 await c.void_invoice(zoho_id)
                 return zoho_id, "void"
             case Action.DELETE_INVOICE:
@@ -122,6 +126,21 @@ class ZohoApplier:
                     pass
                 return zoho_id, "deleted"
         raise ValueError(f"plan {plan.action} makes no Zoho call")
+
+    async def _created_before(self, entity_type: EntityType, entity_id: str) -> str | None:
+        """The Zoho id of a record an unresolved create intent may have made, found by its natural key.
+
+        A delete that arrives while a create is unresolved (the call was sent, the outcome never
+        recorded) must reach that record, or it would stay active in Zoho.
+        """
+        intent = await self._store.intent(entity_type, entity_id)
+        if intent is None:
+            return None
+        if entity_type is EntityType.CUSTOMER:
+            found = await self._client.find_customer(intent.natural_key)
+        else:
+            found = await self._client.find_invoice_by_number(intent.natural_key, reference=entity_id)
+        return _zoho_id(entity_type, found) if found else None
 
     async def _create(
         self, entity_type: EntityType, entity_id: str, payload: dict[str, Any], row: Mapping[str, Any] | None
@@ -137,7 +156,7 @@ class ZohoApplier:
             if entity_type is EntityType.CUSTOMER:
                 existing = await c.find_customer(key, email)
             else:
-                existing = await c.find_invoice_by_number(key)
+                existing = await c.find_invoice_by_number(key, reference=entity_id)
         if existing is None:
             # written once the create holds its Zoho send slot, so waiting for the rate window leaves
             # no intent behind (a crash then costs no natural-key lookups for calls never sent)

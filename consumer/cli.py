@@ -33,6 +33,11 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Keep Zoho Billing in step with PostgreSQL through Debezium change events."""
+    from consumer.logs import configure_logging
+
+    # Every command logs through the scrubbing configuration (commands may raise the level later);
+    # unconfigured structlog would print rich tracebacks with local variables, tokens included.
+    configure_logging("warning", json=False)
 
 
 def settings_or_exit(**overrides: object) -> Settings:

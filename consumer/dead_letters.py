@@ -24,6 +24,13 @@ H_ATTEMPTS = "x-sync-attempts"
 H_HTTP_STATUS = "x-sync-http-status"
 H_FIRST_FAILED_AT = "x-first-failed-at"
 H_REPROCESS_COUNT = "x-sync-reprocess-count"
+H_TRUNCATED = "x-sync-truncated"  # "value": the record's value was cut to fit the broker's size limit
+H_ORIGINAL_SIZE = "x-sync-original-size"  # bytes of key + value before truncation
+
+#: A dead letter's key + value + headers stay below this, under the producer's default 1 MiB request.
+MAX_DEAD_LETTER_BYTES = 900_000
+#: Reasons are one sentence; a longer one (e.g. quoting a huge field) is cut here.
+MAX_REASON_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +51,14 @@ class DeadLetter:
     reprocess_count: int = 0
 
     def headers(self) -> list[tuple[str, bytes]]:
+        reason = _short(self.reason)
         pairs: list[tuple[str, str]] = [
             (H_TOPIC, self.topic),
             (H_PARTITION, str(self.partition)),
             (H_OFFSET, str(self.offset)),
             (H_EXC_CLASS, self.exception_class),
-            (H_EXC_MESSAGE, self.reason),
-            (H_REASON, self.reason),
+            (H_EXC_MESSAGE, reason),
+            (H_REASON, reason),
             (H_KIND, self.kind),
             (H_ATTEMPTS, str(self.attempts)),
             (H_FIRST_FAILED_AT, str(self.first_failed_at_ms or int(time.time() * 1000))),
@@ -60,9 +68,36 @@ class DeadLetter:
             pairs.append((H_HTTP_STATUS, str(self.http_status)))
         return [(name, value.encode()) for name, value in pairs]
 
+    def fitted(self, limit: int = MAX_DEAD_LETTER_BYTES) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        """(value, headers) to produce: a value that would make the record too large for the broker is
+        cut, and headers say so and give the original size, so the letter is still kept."""
+        headers = self.headers()
+        size = len(self.key or b"") + len(self.value or b"") + sum(len(k) + len(v) for k, v in headers)
+        if size <= limit:
+            return self.value, headers
+        room = max(0, limit - (size - len(self.value or b"")) - 200)
+        value = (self.value or b"")[:room]
+        original = len(self.key or b"") + len(self.value or b"")
+        headers += [(H_TRUNCATED, b"value"), (H_ORIGINAL_SIZE, str(original).encode())]
+        return value, headers
 
-def parse_headers(headers: Sequence[tuple[str, bytes]] | None) -> Mapping[str, str]:
+
+def _short(text: str) -> str:
+    text = text.replace("\x00", "")
+    return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
+
+
+def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> Mapping[str, str]:
+    """Header values as text; a null value (allowed by Kafka) reads as ""."""
     return {name: (value or b"").decode(errors="replace") for name, value in (headers or ())}
+
+
+def header_int(headers: Mapping[str, str], name: str, default: int) -> int:
+    """An integer header written by us, an older version or another tool: anything unreadable is `default`."""
+    try:
+        return int(headers.get(name, "") or default)
+    except ValueError:
+        return default
 
 
 class DeadLetterPublisher:
@@ -73,4 +108,5 @@ class DeadLetterPublisher:
         self.topic = topic
 
     async def publish(self, letter: DeadLetter) -> None:
-        await self._producer.send_and_wait(self.topic, letter.value, key=letter.key, headers=letter.headers())
+        value, headers = letter.fitted()
+        await self._producer.send_and_wait(self.topic, value, key=letter.key, headers=headers)

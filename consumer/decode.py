@@ -113,6 +113,10 @@ def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
     raise DecodeError(f"topic {topic!r} is not a synced table topic for prefix {topic_prefix!r}")
 
 
+#: Longer ids are not row keys (uuid is 36); the limit keeps them well inside a btree index entry.
+MAX_ID_CHARS: Final = 512
+
+
 def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_prefix: str) -> ChangeEvent:
     """Decode one Kafka message from a Debezium table topic.
 
@@ -146,6 +150,8 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
         if not isinstance(after, dict):
             raise DecodeError(f"op {op.value!r} has {_json_type(after)} 'after', expected an object")
         row, unavailable = _decode_row(entity, after, fields)
+        if unavailable:
+            row, unavailable = _fill_from_before(entity, row, unavailable, payload.get("before"), fields)
         row_id = _image_id(after, "after")
 
     if key_id is not None and row_id is not None and key_id != row_id:
@@ -172,9 +178,23 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
 
 def _parse_json(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data)
+        doc = json.loads(data)
     except (ValueError, RecursionError, TypeError):
         raise DecodeError(f"{what} is not JSON") from None
+    # PostgreSQL text and jsonb cannot hold NUL, so no real row has one; one here would fail every write.
+    if b"\\u0000" in data and _holds_nul(doc):
+        raise DecodeError(f"{what} holds a NUL character, which no PostgreSQL row can hold")
+    return doc
+
+
+def _holds_nul(doc: Any) -> bool:
+    if isinstance(doc, str):
+        return "\x00" in doc
+    if isinstance(doc, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in doc.items())
+    if isinstance(doc, list):
+        return any(_holds_nul(v) for v in doc)
+    return False
 
 
 def _unwrap(doc: Any, what: str) -> tuple[Any, Mapping[str, Any] | None]:
@@ -209,6 +229,10 @@ def _image_id(image: Any, which: str) -> str | None:
 def _id_value(raw: Any, what: str) -> str:
     if not isinstance(raw, str) or not raw:
         raise DecodeError(f"{what} is not a non-empty string")
+    if len(raw) > MAX_ID_CHARS:
+        raise DecodeError(f"{what} is {len(raw)} characters long (at most {MAX_ID_CHARS})")
+    if not raw.isprintable():
+        raise DecodeError(f"{what} holds a control character")
     return raw
 
 
@@ -271,6 +295,21 @@ def _decode_row(
         else:
             row[name] = value
     return row, frozenset(unavailable)
+
+
+def _fill_from_before(
+    entity: EntityType,
+    row: dict[str, Any],
+    unavailable: frozenset[str],
+    before: Any,
+    fields: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """Under REPLICA IDENTITY FULL `before` holds every old value: an unchanged TOASTed column is
+    the same before and after the update, so its `before` value fills the placeholder."""
+    if not isinstance(before, dict):
+        return row, unavailable
+    old, _ = _decode_row(entity, {c: before[c] for c in unavailable if c in before}, fields)
+    return {**row, **old}, unavailable - old.keys()
 
 
 def decode_column(

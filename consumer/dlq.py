@@ -24,6 +24,7 @@ from consumer.dead_letters import (
     H_REASON,
     H_REPROCESS_COUNT,
     H_TOPIC,
+    header_int,
     parse_headers,
 )
 from consumer.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
@@ -82,8 +83,8 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
                             source=f"{h.get(H_TOPIC, '?')}@{h.get(H_OFFSET, '?')}",
                             entity_id=entity_id,
                             reason=h.get(H_REASON, ""),
-                            attempts=int(h.get(H_ATTEMPTS, "0") or 0),
-                            reprocess_count=int(h.get(H_REPROCESS_COUNT, "0") or 0),
+                            attempts=header_int(h, H_ATTEMPTS, 0),
+                            reprocess_count=header_int(h, H_REPROCESS_COUNT, 0),
                             age_s=(now_ms - int(first)) / 1000 if first and first.isdigit() else None,
                         )
                     )

@@ -10,20 +10,32 @@ and `on_done` (which advances the offset watermark) is called only after that ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 import structlog
 
 from connectors.zoho.errors import AuthError, PermanentError, ZohoError
 from consumer.apply import Applied, Applier, natural_key
-from consumer.dead_letters import H_REPROCESS_COUNT, H_TOPIC, DeadLetter, DeadLetterPublisher
+from consumer.dead_letters import (
+    H_OFFSET,
+    H_PARTITION,
+    H_REPROCESS_COUNT,
+    H_TOPIC,
+    DeadLetter,
+    DeadLetterPublisher,
+    header_int,
+    parse_headers,
+)
 from consumer.decode import decode_event
+from consumer.encode import encode_event, topic_for
 from consumer.events import ChangeEvent, DecodeError, EntityType, Op
+from consumer.health import MOVED_BACK_MIN_STALE
 from consumer.mapping import (
     Action,
     EntityState,
@@ -34,7 +46,9 @@ from consumer.mapping import (
     plan_invoice,
 )
 from consumer.metrics import Metrics
-from consumer.store import EntityUpdate, OutcomeRow, SyncStore, WriteBack
+from consumer.row_images import coalesce, fill_unavailable, is_partial, remembered, state_digest
+from consumer.store import EntityUpdate, OutcomeRow, SyncStore
+from consumer.write_back import WRITE_BACK_ID_COLUMN, WriteBack
 
 log = structlog.get_logger("zoho_cdc.engine")
 
@@ -61,6 +75,12 @@ class InboundRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 @dataclass(slots=True)
@@ -106,7 +126,7 @@ class SyncEngine:
         self.metrics = metrics or Metrics()
         self._queues: dict[tuple[str, str], deque[_Item]] = {}
         self._workers: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str], _KeyLock] = {}
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -114,7 +134,8 @@ class SyncEngine:
         self._gate = asyncio.Event()
         self._gate.set()
         self.fatal: BaseException | None = None
-        self._verified: set[str] = set()  # customers checked against Zoho in this (resync) run
+        self._verified: set[str] = set()
+        self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
 
     # --- intake -------------------------------------------------------------------------
     @property
@@ -126,7 +147,7 @@ class SyncEngine:
         # A record re-driven from the DLQ is decoded as the record of its original topic.
         source_topic = record.topic
         if record.topic == self.options.dlq_topic:
-            source_topic = dict(record.headers).get(H_TOPIC, b"").decode(errors="replace") or record.topic
+            source_topic = parse_headers(record.headers).get(H_TOPIC) or record.topic
         try:
             event: ChangeEvent | None = decode_event(
                 source_topic, record.key, record.value, topic_prefix=self.options.topic_prefix
@@ -170,10 +191,10 @@ class SyncEngine:
                 await self._gate.wait()
                 batch = list(queue)
                 queue.clear()
-                async with self._lock(key):
-                    await self._process_batch(batch)
+                async with self._locked(key):
+                    await self._process_safely(batch)
                 if key[0] == EntityType.CUSTOMER.value:
-                    self._verified.add(key[1])
+                    self._mark_verified(key[1])
                 self._finish(batch)
         except FatalSyncError as exc:
             self.fatal = exc
@@ -190,11 +211,21 @@ class SyncEngine:
             if self.fatal is not None:
                 self._idle.set()
 
-    def _lock(self, key: tuple[str, str]) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _locked(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        """Hold the entity's lock; the lock lives only while someone holds or waits for it, so idle
+        keys keep nothing in memory however many entities a run sees."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._locks[key]
 
     def _finish(self, batch: list[_Item]) -> None:
         for item in batch:
@@ -202,6 +233,21 @@ class SyncEngine:
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()
+
+    async def _process_safely(self, batch: list[_Item]) -> None:
+        """Process a key's batch; an unexpected error dead-letters its records instead of stopping the sync.
+
+        Record content must never stop the process (the next records of the partition would wait
+        forever); the error is logged with its traceback and each record keeps exactly one outcome."""
+        try:
+            await self._process_batch(batch)
+        except (FatalSyncError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            log.exception("unexpected error processing a record; dead-lettering it", key=_key_of(batch[0]))
+            reason = f"unexpected error while processing this record: {type(exc).__name__}: {exc}"
+            for item in batch:
+                await self._dead_letter(item, reason, kind="internal", exc_class=type(exc).__name__)
 
     async def _process_batch(self, batch: list[_Item]) -> None:
         undecodable = [item for item in batch if item.event is None]
@@ -216,20 +262,21 @@ class SyncEngine:
         changes = [item for item in decoded if item.event.op is not Op.TOMBSTONE]  # type: ignore[union-attr]
         rows = [self._row(item, "skipped", operation="none", error="tombstone") for item in tombstones]
         if changes:
+            changes = _in_source_order(changes)
             winner = changes[-1]
             rows += [
                 self._row(item, "superseded", error=f"newer event at offset {winner.record.offset}")
                 for item in changes[:-1]
             ]
             self.metrics.outcome("superseded", len(changes) - 1)
-            await self._process_winner(winner, rows)
+            # The newest state wins, made whole from the older images (a partial one never wins as it is).
+            merged = coalesce([item.event for item in changes])  # type: ignore[misc]
+            await self._process_winner(winner, merged, rows)
         elif rows:
             await self._durably(rows)
         self.metrics.outcome("skipped", len(tombstones))
 
-    async def _process_winner(self, item: _Item, rows: list[OutcomeRow]) -> None:
-        event = item.event
-        assert event is not None
+    async def _process_winner(self, item: _Item, event: ChangeEvent, rows: list[OutcomeRow]) -> None:
         started = time.monotonic()
         state = await self._retrying_db(self._store.entity_state, event.entity_type, event.entity_id)
         if self.options.resync and state is not None:
@@ -245,11 +292,30 @@ class SyncEngine:
                 self._row(item, "stale", error=f"source lsn {event.lsn} older than applied {state.last_lsn}")
             )
             self.metrics.outcome("stale")
+            self._stale_streak += 1
+            if self._stale_streak in (MOVED_BACK_MIN_STALE, 1000 * MOVED_BACK_MIN_STALE):
+                log.error(
+                    "source positions moved backwards for every entity: was the database restored into a new"
+                    " cluster? Changes are being skipped as stale; run `zoho-cdc backfill --resync`",
+                    stale_in_a_row=self._stale_streak,
+                )
             await self._durably(rows)
             return
 
+        event = await self._made_whole(event, state)
+        digest = (
+            None if event.row is None or is_partial(event) else state_digest(event.entity_type, event.row)
+        )
+        explicit = self._explicit(item)
+        if digest is not None and state is not None and state.rejected == digest and not explicit:
+            # An echo (or replay) of a state Zoho refused: sending it again would be refused again.
+            rows.append(self._row(item, "skipped", operation="none", error=_REFUSED_BEFORE))
+            self.metrics.outcome("skipped")
+            await self._durably(rows, entity=self._rejection(event, state, digest))
+            return
+        refused = self._rejection(event, state, digest)
         try:
-            plan = await self._plan(event, state)
+            plan = await self._plan(event, state, explicit=explicit)
         except MappingError as exc:
             return await self._dead_letter(
                 item,
@@ -258,63 +324,106 @@ class SyncEngine:
                 exc_class="MappingError",
                 prior=rows,
                 write_back=event.op is not Op.DELETE,
+                entity=refused,
             )
         except AuthError as exc:
             raise _credentials_refused(exc) from exc
-        except ZohoError as exc:
+        except (ZohoError, _CustomerRefused) as exc:
             # Only reached for an invoice whose customer had to be synced first and Zoho refused it.
             return await self._dead_letter(
                 item,
                 f"its customer could not be synced to Zoho: {exc}",
-                kind="permanent" if isinstance(exc, PermanentError) else "exhausted",
+                kind="permanent" if isinstance(exc, PermanentError | _CustomerRefused) else "exhausted",
                 exc_class=type(exc).__name__,
-                attempts=exc.attempts,
-                http_status=exc.http_status,
+                attempts=getattr(exc, "attempts", 0),
+                http_status=getattr(exc, "http_status", None),
                 prior=rows,
                 write_back=event.op is not Op.DELETE,
+                entity=refused,
             )
         if plan is None:  # the invoice's customer cannot exist in Zoho: recorded by _plan's caller
             return await self._customer_unavailable(item, rows, event)
         outcome_rows, entity, write_back, clear_intent = await self._execute(
-            item, event, state, plan, started
+            item, event, state, plan, started, refused
         )
         rows += outcome_rows
         await self._durably(rows, entity=entity, write_back=write_back, clear_intent=clear_intent)
 
-    async def _plan(self, event: ChangeEvent, state: EntityState | None) -> Plan | None:
+    def _explicit(self, item: _Item) -> bool:
+        """A resync or a dead letter re-driven on purpose may send a state Zoho refused before."""
+        return self.options.resync or item.record.topic == self.options.dlq_topic
+
+    async def _made_whole(self, event: ChangeEvent, state: EntityState | None) -> ChangeEvent:
+        """Fill a partial image from the last full image we remember, else from the current source row."""
+        if event.row is None or not is_partial(event):
+            return event
+        event = fill_unavailable(event, state.source_row if state else None)
+        if is_partial(event):
+            current = await self._retrying_db(self._store.source_row, event.entity_type, event.entity_id)
+            event = fill_unavailable(event, current)
+        return event
+
+    def _rejection(
+        self, event: ChangeEvent, state: EntityState | None, digest: str | None
+    ) -> EntityUpdate | None:
+        """The entity-map row that remembers a refused state (None when the state is not whole)."""
+        if digest is None or event.row is None:
+            return None
+        return EntityUpdate(
+            event.entity_type,
+            event.entity_id,
+            None,
+            state.payload_hash if state else None,
+            event.lsn,
+            None,
+            natural_key(event.entity_type, event.row),
+            source_row=remembered(event.entity_type, event.row),
+            rejected_digest=digest,
+        )
+
+    async def _plan(self, event: ChangeEvent, state: EntityState | None, *, explicit: bool) -> Plan | None:
         if event.entity_type is EntityType.CUSTOMER:
             currency = None
             if state is None or state.zoho_id is None:
                 currency = await self._retrying_db(self._store.customer_currency, event.entity_id)
             return plan_customer(event, state, self.options.mapping, currency_code=currency)
-        customer_zoho_id = None
+        customer: _ZohoCustomer | None = None
         customer_id = (
             str(event.row.get("customer_id")) if event.row and event.row.get("customer_id") else None
         )
         if customer_id:
-            customer_zoho_id = await self._customer_zoho_id(customer_id)
-        plan = plan_invoice(event, state, customer_zoho_id)
+            customer = await self._zoho_customer(customer_id, explicit=explicit)
+        plan = plan_invoice(
+            event,
+            state,
+            customer.zoho_id if customer else None,
+            customer_currency=customer.currency_code if customer else None,
+        )
         if plan.needs_customer is not None and plan.action in _CALL_ACTIONS and plan.payload is None:
             return None
         return plan
 
-    async def _customer_zoho_id(self, customer_id: str) -> str | None:
-        """The Zoho id of an invoice's customer, syncing the customer first if it is not in Zoho yet.
+    async def _zoho_customer(self, customer_id: str, *, explicit: bool) -> _ZohoCustomer | None:
+        """An invoice's customer as Zoho has it, syncing the customer first if it is not in Zoho yet.
 
         In a resync the stored id may point at a record that no longer exists, so the customer is
-        checked against Zoho once per run before any of its invoices uses the id.
+        checked against Zoho once per run before any of its invoices uses the id. A customer whose
+        current state Zoho refused before is not sent again (unless `explicit`): `_CustomerRefused`.
         """
         state = await self._retrying_db(self._store.entity_state, EntityType.CUSTOMER, customer_id)
         if self._usable(customer_id, state):
-            return state.zoho_id  # type: ignore[union-attr]
+            return _ZohoCustomer.of(state)
         # Wait for (or do) the customer's sync under the customer's own key lock, so the two never race.
-        async with self._lock((EntityType.CUSTOMER.value, customer_id)):
+        async with self._locked((EntityType.CUSTOMER.value, customer_id)):
             state = await self._retrying_db(self._store.entity_state, EntityType.CUSTOMER, customer_id)
             if self._usable(customer_id, state):
-                return state.zoho_id  # type: ignore[union-attr]
+                return _ZohoCustomer.of(state)
             row = await self._retrying_db(self._store.source_customer, customer_id)
             if row is None:
                 return None
+            digest = state_digest(EntityType.CUSTOMER, row)
+            if state is not None and state.rejected == digest and not explicit:
+                raise _CustomerRefused(f"customer {customer_id}: {_REFUSED_BEFORE}")
             if self.options.resync and state is not None:
                 state = replace(state, payload_hash=None)
             event = ChangeEvent(
@@ -331,18 +440,24 @@ class SyncEngine:
             currency = await self._retrying_db(self._store.customer_currency, customer_id)
             plan = plan_customer(event, state, self.options.mapping, currency_code=currency)
             if plan.action is Action.NOOP and state is not None:
-                self._verified.add(customer_id)
-                return state.zoho_id
+                self._mark_verified(customer_id)
+                return _ZohoCustomer.of(state)
             if plan.action not in (
                 Action.CREATE_CUSTOMER,
                 Action.UPDATE_CUSTOMER,
                 Action.MARK_CUSTOMER_ACTIVE,
             ):
                 return None
-            applied = await self._apply(
-                EntityType.CUSTOMER, customer_id, plan, row, state.zoho_id if state else None
-            )
+            try:
+                applied = await self._apply(
+                    EntityType.CUSTOMER, customer_id, plan, row, state.zoho_id if state else None
+                )
+            except ZohoError as exc:
+                if not isinstance(exc, AuthError):
+                    await self._customer_refused(event, state, digest, exc)
+                raise
             self.metrics.zoho_calls(applied.calls)
+            created_in = _created_currency(plan)
             await self._durably(
                 [],
                 entity=EntityUpdate(
@@ -353,13 +468,53 @@ class SyncEngine:
                     None,
                     applied.zoho_status,
                     natural_key(EntityType.CUSTOMER, row),
+                    source_row=remembered(EntityType.CUSTOMER, row),
+                    currency_code=created_in,
                 ),
                 write_back=WriteBack(EntityType.CUSTOMER, customer_id, applied.zoho_id, "synced"),
                 clear_intent=(EntityType.CUSTOMER, customer_id),
             )
-            self._verified.add(customer_id)
+            self._mark_verified(customer_id)
             log.info("customer synced for its invoice", customer_id=customer_id, zoho_id=applied.zoho_id)
-            return applied.zoho_id
+            currency_code = created_in or (state.currency_code if state else None)
+            return _ZohoCustomer(applied.zoho_id, currency_code) if applied.zoho_id else None
+
+    async def _customer_refused(
+        self, event: ChangeEvent, state: EntityState | None, digest: str, exc: ZohoError
+    ) -> None:
+        """Zoho refused a customer an invoice needed: dead-letter the customer's state once, as its own
+        record (a snapshot-shaped event, so `dlq reprocess` can re-drive it), and remember the refusal
+        so neither the customer's own event nor its write-back echo sends it again."""
+        assert event.row is not None
+        key, value = encode_event(
+            EntityType.CUSTOMER,
+            "r",
+            event.row,
+            key_id=event.entity_id,
+            topic_prefix=self.options.topic_prefix,
+        )
+        letter = DeadLetter(
+            topic=topic_for(self.options.topic_prefix, EntityType.CUSTOMER),
+            partition=-1,
+            offset=-1,
+            key=key,
+            value=value,
+            reason=f"customer synced for its invoice: {exc}",
+            kind="permanent" if isinstance(exc, PermanentError) else "exhausted",
+            exception_class=type(exc).__name__,
+            attempts=exc.attempts,
+            http_status=exc.http_status,
+        )
+        await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
+        await self._durably(
+            [],
+            entity=self._rejection(event, state, digest),
+            write_back=WriteBack(EntityType.CUSTOMER, event.entity_id, None, "failed", called=False),
+        )
+
+    def _mark_verified(self, customer_id: str) -> None:
+        if self.options.resync:  # only a resync run asks; a live run must not remember every customer
+            self._verified.add(customer_id)
 
     def _usable(self, customer_id: str, state: EntityState | None) -> bool:
         if state is None or not state.zoho_id:
@@ -378,27 +533,37 @@ class SyncEngine:
         await self._dead_letter(item, reason, kind="source", exc_class="MissingCustomer", prior=rows)
 
     async def _execute(
-        self, item: _Item, event: ChangeEvent, state: EntityState | None, plan: Plan, started: float
+        self,
+        item: _Item,
+        event: ChangeEvent,
+        state: EntityState | None,
+        plan: Plan,
+        started: float,
+        refused: EntityUpdate | None,
     ) -> tuple[list[OutcomeRow], EntityUpdate | None, WriteBack | None, tuple[EntityType, str] | None]:
         key_value = natural_key(event.entity_type, event.row)
+        whole = None if event.row is None or is_partial(event) else remembered(event.entity_type, event.row)
         if plan.action is Action.SKIP:
             self.metrics.outcome("skipped")
             return [self._row(item, "skipped", operation="none", error=plan.reason)], None, None, None
         if plan.action is Action.NOOP:
             self.metrics.outcome("unchanged")
+            self._stale_streak = 0
+            zoho_id = state.zoho_id if state else None
             entity = EntityUpdate(
                 event.entity_type,
                 event.entity_id,
-                state.zoho_id if state else None,
+                zoho_id,
                 plan.payload_hash or (state.payload_hash if state else None),
                 event.lsn,
                 None,
                 key_value,
+                source_row=whole,
             )
             return (
-                [self._row(item, "unchanged", operation="none", zoho_id=entity.zoho_id)],
+                [self._row(item, "unchanged", operation="none", zoho_id=zoho_id)],
                 entity,
-                None,
+                _settled_write_back(event, zoho_id),
                 None,
             )
         try:
@@ -418,9 +583,15 @@ class SyncEngine:
                 attempts=getattr(exc, "attempts", 0) or 0,
                 http_status=getattr(exc, "http_status", None),
                 write_back=event.op is not Op.DELETE,
+                entity=refused,
             )
             return [], None, None, None
         self.metrics.zoho_calls(applied.calls)
+        self._stale_streak = 0
+        if applied.zoho_id is None:  # a delete whose unresolved create never reached Zoho
+            self.metrics.outcome("skipped")
+            row = self._row(item, "skipped", operation="none", error="deleted; its create never reached Zoho")
+            return [row], None, None, (event.entity_type, event.entity_id)
         self.metrics.outcome("synced")
         duration_ms = int((time.monotonic() - started) * 1000)
         if event.source_ts_ms:
@@ -442,9 +613,11 @@ class SyncEngine:
             event.lsn,
             applied.zoho_status,
             key_value,
+            source_row=whole,
+            currency_code=_created_currency(plan),
         )
         write_back = None
-        if event.op is not Op.DELETE and applied.zoho_id:
+        if event.op is not Op.DELETE:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
         return [row], entity, write_back, (event.entity_type, event.entity_id)
 
@@ -467,14 +640,16 @@ class SyncEngine:
         http_status: int | None = None,
         prior: list[OutcomeRow] | None = None,
         write_back: bool = False,
+        entity: EntityUpdate | None = None,
     ) -> None:
+        """Publish the record to the DLQ and record it; `entity` remembers the refused state."""
         rec = item.record
         group = self.options.consumer_group
         if await self._retrying_db(self._store.has_outcome, group, rec.topic, rec.partition, rec.offset):
             # Redelivered after a crash: dead-lettered before (publish, then row); never publish it twice.
             return
-        headers = dict((k, v.decode(errors="replace")) for k, v in rec.headers)
-        reprocess_count = int(headers.get(H_REPROCESS_COUNT, "0") or 0)
+        headers = parse_headers(rec.headers)
+        reprocess_count = header_int(headers, H_REPROCESS_COUNT, 0)
         if rec.topic == self.options.dlq_topic:
             reprocess_count += 1
             if reprocess_count >= self.options.reprocess_max_attempts:
@@ -492,12 +667,12 @@ class SyncEngine:
                         operation=kind,
                     )
                 )
-                await self._durably(rows)
+                await self._durably(rows, entity=entity)
                 return
         letter = DeadLetter(
-            topic=headers.get("__connect.errors.topic", rec.topic),
-            partition=int(headers.get("__connect.errors.partition", rec.partition)),
-            offset=int(headers.get("__connect.errors.offset", rec.offset)),
+            topic=headers.get(H_TOPIC) or rec.topic,
+            partition=header_int(headers, H_PARTITION, rec.partition),
+            offset=header_int(headers, H_OFFSET, rec.offset),
             key=rec.key,
             value=rec.value,
             reason=reason,
@@ -522,9 +697,9 @@ class SyncEngine:
         )
         wb = None
         if write_back and event is not None:
-            wb = WriteBack(event.entity_type, event.entity_id, None, "failed")
+            wb = WriteBack(event.entity_type, event.entity_id, None, "failed", called=False)
         self.metrics.outcome("dead_lettered")
-        await self._durably(rows, write_back=wb)
+        await self._durably(rows, write_back=wb, entity=entity)
 
     # --- durability ---------------------------------------------------------------------
     def _row(self, item: _Item, outcome: str, **fields: Any) -> OutcomeRow:
@@ -543,8 +718,21 @@ class SyncEngine:
         )
 
     async def _durably(self, rows: list[OutcomeRow], **kwargs: Any) -> None:
-        """Write outcomes in one transaction, retrying while PostgreSQL is unavailable."""
-        await self._retrying(lambda: self._store.record(rows, **kwargs), what="sync-log write")
+        """Write outcomes in one transaction, retrying while PostgreSQL is unavailable.
+
+        If PostgreSQL refuses the content itself (a value it cannot store or index), the outcome is
+        still recorded, without the entity-map and write-back parts and with the reason, so the
+        offset can advance: nothing is lost and the partition is not blocked."""
+        try:
+            await self._retrying(lambda: self._store.record(rows, **kwargs), what="sync-log write")
+        except _NOT_TRANSIENT as exc:
+            log.error(
+                "outcome content refused by PostgreSQL; recording it without its entity state", error=str(exc)
+            )
+            rows = [
+                _bare(row, f"PostgreSQL refused this outcome's content: {type(exc).__name__}") for row in rows
+            ]
+            await self._retrying(lambda: self._store.record(rows), what="sync-log write")
         for row in rows:  # one log line per durable outcome
             (log.warning if row.outcome in ("dead_lettered", "failed") else log.info)(
                 row.outcome,
@@ -568,6 +756,8 @@ class SyncEngine:
         while True:
             try:
                 return await make()
+            except _NOT_TRANSIENT:
+                raise  # the same write fails the same way every time: retrying would block the partition
             except (psycopg.OperationalError, OSError, ConnectionError) as exc:
                 log.warning("retrying", what=what, error=str(exc), delay_s=round(delay, 2))
             except Exception as exc:
@@ -577,6 +767,79 @@ class SyncEngine:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+_REFUSED_BEFORE: Final = (
+    "Zoho refused this same mapped state before (see the dead-letter topic); it is sent again only when"
+    " the row changes, or by `dlq reprocess` or `backfill --resync`"
+)
+
+
+class _CustomerRefused(Exception):
+    """Raised when an invoice needs its customer synced and Zoho refused that customer's current state."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ZohoCustomer:
+    """What an invoice needs of its customer's Zoho record."""
+
+    zoho_id: str
+    currency_code: str | None
+
+    @classmethod
+    def of(cls, state: EntityState | None) -> _ZohoCustomer | None:
+        if state is None or not state.zoho_id:
+            return None
+        return cls(state.zoho_id, state.currency_code)
+
+
+def _created_currency(plan: Plan) -> str | None:
+    """The currency a customer create gives the Zoho record (None for every other call)."""
+    if plan.action is not Action.CREATE_CUSTOMER or not plan.payload:
+        return None
+    currency = plan.payload.get("currency_code")
+    return str(currency) if currency else None
+
+
+def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | None:
+    """The write-back of an entity Zoho already matches: only when the row says otherwise.
+
+    Checked against the event's own row, so the echo of a write-back (which already says
+    'synced' and the id) writes nothing and therefore streams nothing back.
+    """
+    if event.row is None or zoho_id is None:
+        return None
+    id_column = WRITE_BACK_ID_COLUMN[event.entity_type]
+    if "zoho_sync_status" not in event.row:  # an image without the write-back columns
+        return None
+    if event.row.get("zoho_sync_status") == "synced" and event.row.get(id_column) == zoho_id:
+        return None
+    return WriteBack(event.entity_type, event.entity_id, zoho_id, "synced", called=False)
+
+
+#: PostgreSQL errors caused by the content written, never by the database's state.
+_NOT_TRANSIENT = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
+
+
+def _in_source_order(changes: list[_Item]) -> list[_Item]:
+    """A key's queued changes ordered by source position (LSN), so the newest change wins even when the
+    entity's events came through two partitions (a partition-count change, a primary-key update).
+    Arrival order breaks ties and stands when a change carries no LSN."""
+    if any(item.event is None or item.event.lsn is None for item in changes):
+        return changes
+    return sorted(changes, key=lambda item: item.event.version)  # type: ignore[union-attr]
+
+
+def _key_of(item: _Item) -> str:
+    event = item.event
+    return f"{event.entity_type.value}:{event.entity_id}" if event else f"offset {item.record.offset}"
+
+
+def _bare(row: OutcomeRow, note: str) -> OutcomeRow:
+    """An outcome row that PostgreSQL can always store: bounded ids, no NULs, the reason kept."""
+    error = f"{note}; {row.error or ''}".replace("\x00", "")[:2000]
+    entity_id = row.entity_id.replace("\x00", "")[:200] if row.entity_id else None
+    return replace(row, entity_id=entity_id, error=error, zoho_id=None)
 
 
 def _credentials_refused(exc: AuthError) -> FatalSyncError:

@@ -115,5 +115,10 @@ class DecodeError(Exception):
     """
 
     def __init__(self, reason: str) -> None:
+        if len(reason) > _MAX_REASON:  # e.g. quoting a huge unknown op: the reason stays one short sentence
+            reason = reason[: _MAX_REASON - 1] + "…"
         super().__init__(reason)
         self.reason = reason
+
+
+_MAX_REASON: Final = 300

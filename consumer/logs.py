@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from consumer.settings import mask_url_password
+
 _SECRET_KEYS = re.compile(r"(secret|token|password|authorization)", re.IGNORECASE)
 _TOKEN_VALUE = re.compile(r"1000\.[0-9a-f]{8,}\.[0-9a-f]{8,}", re.IGNORECASE)
 _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
@@ -20,7 +22,8 @@ _URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 def scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(r"\1********@", _TOKEN_VALUE.sub("1000.********", value))
+        value = _URL_PASSWORD.sub(r"\1********@", _TOKEN_VALUE.sub("1000.********", value))
+        return mask_url_password(value) if "password" in value.lower() else value
     return value
 
 
@@ -35,11 +38,14 @@ def _scrub_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any
 
 def configure_logging(level: str = "info", *, json: bool = True) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s", force=True)
     for noisy in ("aiokafka", "kafka", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    # Plain tracebacks only: a rich traceback shows local variables, which can hold tokens.
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[

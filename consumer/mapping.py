@@ -234,12 +234,19 @@ def _money(value: Decimal) -> float:
 # --- hashing and checks -------------------------------------------------------------------
 
 
+#: Fields Zoho takes on create only. An update never sends them (a customer keeps the currency it
+#: was created with), so they are not part of what an update compares either.
+CREATE_ONLY_FIELDS: Final = frozenset({"currency_code"})
+
+
 def payload_hash(payload: Mapping[str, Any]) -> str:
     """sha256 of canonical JSON (sorted keys, no spaces); stable under key order.
 
-    Decimals hash by numeric value (1.0 == 1.00), dates and datetimes by ISO-8601.
+    Decimals hash by numeric value (1.0 == 1.00), dates and datetimes by ISO-8601. Create-only
+    fields are left out, so a create and the updates after it hash alike.
     """
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_canonical)
+    compared = {k: v for k, v in payload.items() if k not in CREATE_ONLY_FIELDS}
+    text = json.dumps(compared, sort_keys=True, separators=(",", ":"), default=_canonical)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -296,6 +303,10 @@ class EntityState:
     payload_hash: str | None
     last_lsn: int | None
     status: str | None  # Zoho status: "active"/"inactive", "draft"/"sent"/"void"/...
+    source_row: Mapping[str, Any] | None = None  # last full image of the mapped columns (decoded values)
+    rejected: str | None = None  # digest of the mapped state Zoho (or the mapping) last refused
+    currency_code: str | None = None  # customers: the currency the Zoho record was created with
+    pending_create: bool = False  # a create intent is left: the create may have reached Zoho
 
 
 @dataclass(frozen=True)
@@ -307,6 +318,9 @@ class Plan:
     payload_hash: str | None
     reason: str
     needs_customer: str | None = None  # invoices: source customer id whose Zoho id is required first
+
+
+_DELETED_WHILE_CREATING: Final = "deleted in the source while its create was unresolved (may be in Zoho)"
 
 
 def _skip(reason: str) -> Plan:
@@ -334,6 +348,8 @@ def plan_customer(
         return _skip("tombstone")
     if event.op is Op.DELETE:
         if not _synced(state):
+            if state is not None and state.pending_create:
+                return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, _DELETED_WHILE_CREATING)
             return _skip("deleted in the source and never synced")
         assert state is not None
         if state.status == "inactive":
@@ -352,8 +368,10 @@ def plan_customer(
     note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
 
     if not _synced(state):
+        _require_natural_key(row, "account_number", "customer")
         return Plan(Action.CREATE_CUSTOMER, payload, digest, f"not yet in Zoho{note}")
     assert state is not None
+    payload = _without_create_only(payload)
     if state.status == "inactive":
         return Plan(Action.MARK_CUSTOMER_ACTIVE, payload, digest, f"reactivated: inactive in Zoho{note}")
     if digest is not None and digest == state.payload_hash:
@@ -361,11 +379,19 @@ def plan_customer(
     return Plan(Action.UPDATE_CUSTOMER, payload, digest, f"changed{note}")
 
 
-def plan_invoice(event: ChangeEvent, state: EntityState | None, customer_zoho_id: str | None) -> Plan:
+def plan_invoice(
+    event: ChangeEvent,
+    state: EntityState | None,
+    customer_zoho_id: str | None,
+    *,
+    customer_currency: str | None = None,
+) -> Plan:
     """Decide the Zoho call for an invoice event.
 
     A void source invoice that was never synced is skipped (we do not create invoices just to
     void them). A Zoho status of None is treated as editable (the API rejects the PUT if not).
+    Zoho invoices take their customer's currency, so an invoice in another currency than the
+    one its Zoho customer was created with (`customer_currency`, when known) is a MappingError.
     """
     if event.op is Op.TOMBSTONE:
         return _skip("tombstone")
@@ -373,6 +399,8 @@ def plan_invoice(event: ChangeEvent, state: EntityState | None, customer_zoho_id
     zoho_status = state.status if state is not None else None
     if event.op is Op.DELETE:
         if not synced:
+            if state is not None and state.pending_create:
+                return Plan(Action.VOID_INVOICE, None, None, _DELETED_WHILE_CREATING)
             return _skip("deleted in the source and never synced")
         if zoho_status == "void":
             return Plan(Action.NOOP, None, None, "deleted in the source; already void in Zoho")
@@ -399,12 +427,20 @@ def plan_invoice(event: ChangeEvent, state: EntityState | None, customer_zoho_id
         customer_id = _text(row.get("customer_id")) or None
         return Plan(action, None, None, "customer not yet in Zoho", needs_customer=customer_id)
 
+    currency = invoice_currency(row)
+    if customer_currency and currency and currency != customer_currency.upper():
+        raise MappingError(
+            f"invoice {_text(row.get('invoice_number')) or event.entity_id} is in {currency} but its customer"
+            f" was created in Zoho in {customer_currency.upper()}; Zoho bills an invoice in its customer's"
+            " currency, so it is not sent"
+        )
     payload = invoice_payload(row, customer_zoho_id)
     partial = sorted(event.unavailable & INVOICE_MAPPED_COLUMNS)
     digest = None if partial else payload_hash(payload)
     note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
 
     if not synced:
+        _require_natural_key(row, "invoice_number", "invoice")
         return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}")
     assert state is not None
     if digest is not None and digest == state.payload_hash:
@@ -412,6 +448,18 @@ def plan_invoice(event: ChangeEvent, state: EntityState | None, customer_zoho_id
     if zoho_status is not None and zoho_status not in EDITABLE_INVOICE_STATUSES:
         return _skip(f"invoice no longer editable in Zoho (status {zoho_status})")
     return Plan(Action.UPDATE_INVOICE, payload, digest, f"changed{note}")
+
+
+def _require_natural_key(row: Mapping[str, Any], column: str, what: str) -> None:
+    """A create needs the key that finds the record in Zoho again after a lost reply (no duplicates)."""
+    if not _text(row.get(column)):
+        raise MappingError(
+            f"the {what} has no {column}, the key that finds it in Zoho again; it is not created"
+        )
+
+
+def _without_create_only(payload: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in payload.items() if k not in CREATE_ONLY_FIELDS}
 
 
 def _row(event: ChangeEvent) -> Mapping[str, Any]:

@@ -63,6 +63,28 @@ class Metrics:
             "Processes holding a lease on the organisation's window",
             registry=self.registry,
         )
+        # Set at scrape time by the status server (read from Kafka, PostgreSQL and the Zoho client).
+        self.dlq_depth = Gauge(
+            "zoho_cdc_dlq_depth", "Records in the dead-letter topic", registry=self.registry
+        )
+        self.daily_calls = Gauge(
+            "zoho_cdc_zoho_daily_calls", "Zoho calls spent this UTC day", registry=self.registry
+        )
+        self.daily_limit = Gauge(
+            "zoho_cdc_zoho_daily_limit",
+            "Zoho calls allowed per UTC day (ZOHO_DAILY_LIMIT)",
+            registry=self.registry,
+        )
+        self.rate_limit = Gauge(
+            "zoho_cdc_zoho_rate_limit_per_minute",
+            "Zoho calls allowed per minute (ZOHO_RATE_PER_MINUTE over ZOHO_RATE_WINDOW_SECONDS)",
+            registry=self.registry,
+        )
+        self.slot_active = Gauge(
+            "zoho_cdc_replication_slot_active",
+            "1 while Debezium's replication slot is streaming, 0 when inactive or missing",
+            registry=self.registry,
+        )
         self.tally: _Tally[str] = _Tally()
         self.attempts = 0
         self._watched: set[int] = set()

@@ -30,6 +30,10 @@ class OffsetWatermark:
 
     def completed(self, offset: int) -> None:
         self._pending.discard(offset)
+        # Completed offsets behind a slow one stay in the heap until it completes; rebuild it from the
+        # pending set when they dominate, so memory follows what is in flight, not the backlog.
+        if len(self._heap) > 2 * len(self._pending) + 1024:
+            self._heap = sorted(self._pending)  # a sorted list is a valid heap
 
     @property
     def in_flight(self) -> int:

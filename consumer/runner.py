@@ -234,6 +234,9 @@ class SyncRunner:
         elif self._paused and in_flight <= self.options.max_in_flight // 2:
             consumer.resume(*consumer.assignment())
             self._paused = False
+        elif self._paused:
+            # A rebalance hands over partitions unpaused: pause them too, or a backlog streams into memory.
+            consumer.pause(*consumer.assignment())
 
     async def commit(self, partitions: Iterable[TopicPartition] | None = None) -> dict[TopicPartition, int]:
         consumer = self._consumer

@@ -6,11 +6,13 @@ with a half-valid configuration and never prints a traceback for a typo.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Zoho's documented defaults (see README "Zoho facts"): 100 calls/minute/organisation,
@@ -137,10 +139,18 @@ class Settings(BaseSettings):
     )
     status_host: str = "127.0.0.1"
     status_port: int = Field(8088, ge=0, le=65535)
+    status_token: SecretStr = Field(
+        SecretStr(""),
+        validate_default=True,
+        description="Bearer token for the status page, /status.json and /metrics; required off loopback.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     # --- Debezium relay -----------------------------------------------------------------
     debezium_slot_name: str = "zoho_cdc"
+    slot_wal_warn_bytes: int = Field(
+        1 << 30, gt=0, description="WAL retained by the replication slot above which status warns."
+    )
     debezium_publication_name: str = "zoho_cdc"
     relay_offset_storage: Literal["kafka", "file"] = Field(
         "kafka",
@@ -168,6 +178,17 @@ class Settings(BaseSettings):
             parts.port  # noqa: B018 - raises on a non-numeric port
         except ValueError as exc:
             raise ValueError("has a port that is not a number") from exc
+        return value
+
+    @field_validator("status_token")
+    @classmethod
+    def _status_page_never_open_to_the_network(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        host = info.data.get("status_host", "127.0.0.1")
+        if not value.get_secret_value() and not is_loopback(host):
+            raise ValueError(
+                f"must be set when STATUS_HOST ({host}) is not a loopback address, so the status page"
+                " and /metrics are not open to the network"
+            )
         return value
 
     @field_validator("kafka_bootstrap_servers")
@@ -219,11 +240,32 @@ class Settings(BaseSettings):
         return out
 
 
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+_MASK = "********"
+# libpq key/value DSNs (`host=db password=secret`) and URL query parameters (`?password=secret`).
+_KEYWORD_SECRET = re.compile(r"((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
 def mask_url_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":********@", 1)
-    return url
+    """The connection string with every form of password masked: in the user info, as a query
+    parameter (`?password=`, `sslpassword=`) or as a key/value DSN entry."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # not a URL (e.g. a key/value DSN)
+        password = None
+    if password:
+        url = url.replace(f":{password}@", f":{_MASK}@", 1)
+    return _KEYWORD_SECRET.sub(lambda m: m.group(1) + _MASK, url)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -47,6 +47,8 @@ class Status:
     lag: list[PartitionLag] = field(default_factory=list)
     budget: dict[str, Any] = field(default_factory=dict)
     members: list[dict[str, Any]] = field(default_factory=list)  # the group's live instances
+    replication_slot: dict[str, Any] = field(default_factory=dict)  # name, active (None: missing)
+    health: dict[str, Any] = field(default_factory=dict)  # level, reasons, summary (status page)
 
     @property
     def total_lag(self) -> int:
@@ -69,9 +71,35 @@ def _counts(conn: psycopg.Connection[Any], where: str, group: str) -> dict[str, 
     return counts
 
 
-def collect_database_status(database_url: str, group: str, *, recent: int = 20) -> Status:
+def replication_slot_active(conn: psycopg.Connection[Any], slot_name: str) -> bool | None:
+    """Whether Debezium's slot in this database is streaming now; None when there is no such slot."""
+    row = conn.execute(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = %s AND database = current_database()",
+        (slot_name,),
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def replication_slot_facts(conn: psycopg.Connection[Any], slot_name: str) -> dict[str, Any]:
+    """Debezium's slot: whether it streams now, and how much WAL PostgreSQL keeps for it (bytes it
+    cannot free while the slot lags or nothing reads it); `active` is None when there is no such slot."""
+    row = conn.execute(
+        "SELECT active, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint FROM pg_replication_slots"
+        " WHERE slot_name = %s AND database = current_database()",
+        (slot_name,),
+    ).fetchone()
+    if row is None:
+        return {"name": slot_name, "active": None, "retained_wal_bytes": None}
+    return {"name": slot_name, "active": bool(row[0]), "retained_wal_bytes": row[1]}
+
+
+def collect_database_status(
+    database_url: str, group: str, *, recent: int = 20, slot_name: str | None = None
+) -> Status:
     status = Status()
     with psycopg.connect(database_url, connect_timeout=5) as conn:
+        if slot_name is not None:
+            status.replication_slot = replication_slot_facts(conn, slot_name)
         status.outcomes_last_hour = _counts(conn, "AND created_at > now() - interval '1 hour'", group)
         status.outcomes_last_day = _counts(conn, "AND created_at > now() - interval '1 day'", group)
         status.outcomes_total = _counts(conn, "", group)

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import structlog
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.events import EntityType
 from consumer.mapping import EntityState
+from consumer.row_images import recalled
+from consumer.write_back import QUEUE_SQL, WriteBack, WriteBackQueue, queue_rows
+
+log = structlog.get_logger("zoho_cdc.store")
 
 OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered")
 
@@ -55,35 +61,15 @@ class EntityUpdate:
     last_lsn: int | None
     zoho_status: str | None
     natural_key: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class WriteBack:
-    """The `zoho_*` columns to set on the source row."""
-
-    entity_type: EntityType
-    entity_id: str
-    zoho_id: str | None
-    sync_status: str  # 'synced' | 'failed'
+    source_row: Mapping[str, Any] | None = None  # `row_images.remembered` form; None keeps the stored one
+    rejected_digest: str | None = None  # None clears it: the entity's last outcome was not a refusal
+    currency_code: str | None = None  # None keeps the stored one
 
 
 @dataclass(frozen=True, slots=True)
 class Intent:
     operation: str
     natural_key: str
-
-
-_WRITE_BACK_SQL = {
-    EntityType.CUSTOMER: (
-        "UPDATE customers SET zoho_billing_customer_id = COALESCE(%(zoho_id)s, zoho_billing_customer_id),"
-        " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
-    ),
-    EntityType.INVOICE: (
-        "UPDATE customer_invoices"
-        " SET zoho_billing_invoice_id = COALESCE(%(zoho_id)s, zoho_billing_invoice_id),"
-        " zoho_sync_status = %(status)s, zoho_last_synced_at = now() WHERE id = %(id)s"
-    ),
-}
 
 
 def _as_uuid(value: str) -> uuid.UUID | None:
@@ -102,11 +88,17 @@ class SyncStore:
         self._state_requests: dict[tuple[str, str], asyncio.Future[EntityState | None]] = {}
         self._state_loader: asyncio.Task[None] | None = None
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
+        self.write_backs = WriteBackQueue(self._pool)
 
     async def open(self) -> None:
         await self._pool.open(wait=True, timeout=15)
 
     async def close(self) -> None:
+        await self.write_backs.close()
+        try:
+            await self.write_backs.apply_pending()  # what is left stays queued for the next start
+        except Exception as exc:  # noqa: BLE001 - closing must not fail on it
+            log.warning("write-backs left queued at close", error=str(exc))
         await self._pool.close()
 
     async def __aenter__(self) -> SyncStore:
@@ -139,18 +131,8 @@ class SyncStore:
             requests, self._state_requests = self._state_requests, {}
             try:
                 async with self._pool.connection() as conn:
-                    cur = await conn.execute(
-                        "SELECT m.entity_type, m.entity_id, m.zoho_id, m.payload_hash, m.last_lsn,"
-                        " m.zoho_status"
-                        " FROM zoho_entity_map m"
-                        " JOIN unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
-                        " USING (entity_type, entity_id)",
-                        ([k[0] for k in requests], [k[1] for k in requests]),
-                    )
-                    found = {
-                        (r[0], r[1]): EntityState(zoho_id=r[2], payload_hash=r[3], last_lsn=r[4], status=r[5])
-                        for r in await cur.fetchall()
-                    }
+                    cur = await conn.execute(_STATE_SQL, ([k[0] for k in requests], [k[1] for k in requests]))
+                    found = {(r[0], r[1]): _entity_state(r) for r in await cur.fetchall()}
             except Exception as exc:
                 for future in requests.values():
                     if not future.done():
@@ -172,16 +154,22 @@ class SyncStore:
 
     async def source_customer(self, customer_id: str) -> dict[str, Any] | None:
         """The current source row of a customer, shaped like a decoded Debezium `after`."""
-        key = _as_uuid(customer_id)
+        return await self.source_row(EntityType.CUSTOMER, customer_id)
+
+    async def source_row(self, entity_type: EntityType, entity_id: str) -> dict[str, Any] | None:
+        """The current source row of an entity, shaped like a decoded Debezium `after`; None if gone."""
+        key = _as_uuid(entity_id)
         if key is None:
             return None
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM customers WHERE id = %s", (key,))
+            await cur.execute(f"SELECT * FROM {entity_type.table} WHERE id = %s", (key,))  # noqa: S608
             row = await cur.fetchone()
         if row is None:
             return None
-        row["id"] = str(row["id"])
+        for column, value in row.items():
+            if isinstance(value, uuid.UUID):  # Debezium sends uuid columns as strings
+                row[column] = str(value)
         return row
 
     async def customer_currency(self, customer_id: str) -> str | None:
@@ -247,18 +235,25 @@ class SyncStore:
             try:
                 await self._write(group)
             except psycopg.OperationalError as exc:
-                _fail(group, exc)
+                if not isinstance(exc, psycopg.errors.ProgramLimitExceeded):  # the database, not one item
+                    _fail(group, exc)
+                    continue
+                await self._write_alone(group)
                 continue
             except Exception:
-                for item in group:  # isolate the bad item
-                    try:
-                        await self._write([item])
-                    except Exception as exc:
-                        _fail([item], exc)
-                    else:
-                        _done([item])
+                await self._write_alone(group)
                 continue
             _done(group)
+
+    async def _write_alone(self, group: Sequence[_Write]) -> None:
+        """One item's content failed the group's transaction: write each apart, so only it fails."""
+        for item in group:
+            try:
+                await self._write([item])
+            except Exception as exc:
+                _fail([item], exc)
+            else:
+                _done([item])
 
     async def _write(self, group: Sequence[_Write]) -> None:
         outcomes = [o for item in group for o in item.outcomes]
@@ -297,13 +292,17 @@ class SyncStore:
             if entities:
                 await cur.executemany(
                     "INSERT INTO zoho_entity_map (entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
-                    " zoho_status, natural_key, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now())"
+                    " zoho_status, natural_key, source_row, rejected_digest, currency_code, updated_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
                     " ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
                     " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
                     " payload_hash = EXCLUDED.payload_hash,"
                     " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
                     " zoho_status = COALESCE(EXCLUDED.zoho_status, zoho_entity_map.zoho_status),"
                     " natural_key = COALESCE(EXCLUDED.natural_key, zoho_entity_map.natural_key),"
+                    " source_row = COALESCE(EXCLUDED.source_row, zoho_entity_map.source_row),"
+                    " rejected_digest = EXCLUDED.rejected_digest,"
+                    " currency_code = COALESCE(EXCLUDED.currency_code, zoho_entity_map.currency_code),"
                     " updated_at = now()",
                     [
                         (
@@ -314,6 +313,9 @@ class SyncStore:
                             e.last_lsn,
                             e.zoho_status,
                             e.natural_key,
+                            None if e.source_row is None else Jsonb(e.source_row),
+                            e.rejected_digest,
+                            e.currency_code,
                         )
                         for e in entities
                     ],
@@ -323,14 +325,34 @@ class SyncStore:
                     "DELETE FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
                     [(t.value, i) for t, i in intents],
                 )
-            for entity_type, sql in _WRITE_BACK_SQL.items():
-                rows = [
-                    {"zoho_id": w.zoho_id, "status": w.sync_status, "id": key}
-                    for w in write_backs
-                    if w.entity_type is entity_type and (key := _as_uuid(w.entity_id)) is not None
-                ]
-                if rows:
-                    await cur.executemany(sql, rows)
+            if write_backs:
+                await cur.executemany(QUEUE_SQL, queue_rows(write_backs))
+        if write_backs:
+            self.write_backs.poke()
+
+
+# One query answers many workers' entity-state requests; an intent without a map row still counts.
+_STATE_SQL = (
+    "SELECT k.entity_type, k.entity_id, m.zoho_id, m.payload_hash, m.last_lsn, m.zoho_status,"
+    " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL"
+    " FROM unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
+    " LEFT JOIN zoho_entity_map m USING (entity_type, entity_id)"
+    " LEFT JOIN zoho_sync_intent i USING (entity_type, entity_id)"
+    " WHERE m.entity_id IS NOT NULL OR i.entity_id IS NOT NULL"
+)
+
+
+def _entity_state(r: Sequence[Any]) -> EntityState:
+    return EntityState(
+        zoho_id=r[2],
+        payload_hash=r[3],
+        last_lsn=r[4],
+        status=r[5],
+        source_row=recalled(r[6]),
+        rejected=r[7],
+        currency_code=r[8],
+        pending_create=bool(r[9]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

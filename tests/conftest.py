@@ -16,7 +16,7 @@ import pytest
 from consumer.local import broker as local_broker
 from consumer.local import postgres as local_pg
 
-pytest_plugins = ["tests.fixtures_zoho", "tests.fixtures_relay"]
+pytest_plugins = ["tests.fixtures_zoho", "tests.fixtures_relay", "tests.fixtures_connect"]
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

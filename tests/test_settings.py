@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
 import pytest
 
-from consumer.settings import ConfigError, load_settings
+from consumer.settings import ConfigError, load_settings, mask_url_password
 
 
 def test_defaults_name_the_debezium_topics() -> None:
@@ -71,3 +72,50 @@ def test_repr_of_settings_never_shows_a_password_or_secret() -> None:
     shown = repr(settings) + str(settings)
     for secret in ("db-pass-123", "client-secret-xyz", "1000.refresh.abc"):
         assert secret not in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:db-pass-123@h:5432/app",
+        "postgresql://app@h/app?password=db-pass-123&sslmode=require",
+        "postgresql:///app?host=/run/pg&PASSWORD=db-pass-123",
+        "postgresql://h/app?sslpassword=db-pass-123",
+        "host=h user=app password=db-pass-123 dbname=app",
+        "host=h password = 'db pass-123' dbname=app",
+    ],
+)
+def test_every_form_of_database_password_is_masked(url: str) -> None:
+    masked = mask_url_password(url)
+    assert "db-pass-123" not in masked and "pass-123" not in masked
+    assert "********" in masked
+
+
+def test_config_command_masks_a_password_given_as_a_query_parameter() -> None:
+    env = {**os.environ, "DATABASE_URL": "postgresql://app@127.0.0.1:5432/app?password=db-pass-123"}
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "config"], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "db-pass-123" not in result.stdout + result.stderr
+    assert "password=********" in result.stdout
+
+
+def test_a_logged_crash_shows_no_local_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    import structlog
+
+    from consumer.logs import configure_logging
+
+    configure_logging("warning", json=False)
+
+    def fails() -> None:
+        access_token = "secret-local-value-42"  # noqa: F841 - a local a rich traceback would print
+        raise RuntimeError("boom")
+
+    try:
+        fails()
+    except RuntimeError:
+        structlog.get_logger("test").exception("crashed")
+    err = capsys.readouterr().err
+    assert "RuntimeError: boom" in err
+    assert "secret-local-value-42" not in err

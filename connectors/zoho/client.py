@@ -416,29 +416,26 @@ class ZohoClient:
         return self._pages("/customers", "customers", "GET /customers", dict(filters))
 
     async def find_customer(self, account_number: str, email: str | None = None) -> dict[str, Any] | None:
-        """The customer carrying `account_number` in the account-number custom field, else one with `email`
-        and no other account number; None when there is none. Results are verified, never trusted blindly,
-        since the list filters are unconfirmed for Billing."""
+        """The customer carrying `account_number` in the account-number custom field (searched by the
+        filter, then by `email`); None when there is none. Results are verified, never trusted blindly,
+        since the list filters are unconfirmed for Billing: a customer without our account number is
+        never adopted."""
         label, column = self.config.account_number_field, self.config.account_number_list_filter
         async for item in self.iter_customers(**{column: account_number}):
-            if await self._carries(item, account_number, label, column, allow_missing=False):
+            if await self._carries(item, account_number, label, column):
                 return item
         if email:
             async for item in self.iter_customers(**{self.config.customer_email_filter: email}):
                 if str(item.get("email", "")).lower() != email.lower():
                     continue
-                if await self._carries(item, account_number, label, column, allow_missing=True):
+                if await self._carries(item, account_number, label, column):
                     return item
         return None
 
-    async def _carries(
-        self, item: dict[str, Any], account_number: str, label: str, column: str, *, allow_missing: bool
-    ) -> bool:
+    async def _carries(self, item: dict[str, Any], account_number: str, label: str, column: str) -> bool:
         shown = account_number_of(item, label, column)
         if shown is None:  # the list did not show custom fields: read the whole record
             shown = account_number_of(await self.get_customer(str(item["customer_id"])), label, column)
-        if shown in (None, ""):
-            return allow_missing
         return shown == account_number
 
     async def create_customer_idempotent(
@@ -506,24 +503,46 @@ class ZohoClient:
         """Every invoice matching `filters` (e.g. customer_id, filter_by=Status.Void), page by page."""
         return self._pages("/invoices", "invoices", "GET /invoices", dict(filters))
 
-    async def find_invoice_by_number(self, number: str) -> dict[str, Any] | None:
-        """The invoice whose number is exactly `number` (as listed, `invoice_number` always set), or None."""
+    async def find_invoice_by_number(
+        self, number: str, *, reference: str | None = None
+    ) -> dict[str, Any] | None:
+        """The invoice whose number is exactly `number` (as listed, `invoice_number` always set), or None.
+
+        With `reference`, the invoice is ours only if its `reference_number` is that source id (read
+        from the whole invoice when the list does not show it); another invoice holding the number
+        raises `NotOurs`, so it is never adopted.
+        """
         async for item in self.iter_invoices(**{self.config.invoice_number_filter: number}):
             listed = item.get("invoice_number", item.get("number"))
-            if listed == number:
-                return {**item, "invoice_number": listed}
+            if listed != number:
+                continue
+            found = {**item, "invoice_number": listed}
+            if reference is None:
+                return found
+            shown = item.get("reference_number")
+            if shown is None:
+                shown = (await self.get_invoice(str(item["invoice_id"]))).get("reference_number")
+            if str(shown or "") != reference:
+                raise errors.NotOurs(
+                    f"invoice number {number} is taken in Zoho by invoice {item['invoice_id']}, whose"
+                    f" reference {shown or '(none)'} is not source invoice {reference}"
+                )
+            return found
         return None
 
     async def create_invoice_idempotent(
         self, payload: dict[str, Any], invoice_number: str, before_send: BeforeSend | None = None
     ) -> dict[str, Any]:
         """Create an invoice exactly once: after a lost reply, failure or duplicate, look it up first.
+
+        A record found by its number is adopted only when its reference is our source id.
         `before_send` (a durable create intent) runs once, right before the first POST is sent."""
         payload = {**payload, "invoice_number": invoice_number}
+        reference = payload.get("reference_number") or None
         before_send = _once(before_send)
         return await self._create_once(
             lambda: self.create_invoice(payload, before_send),
-            lambda: self.find_invoice_by_number(invoice_number),
+            lambda: self.find_invoice_by_number(invoice_number, reference=reference),
         )
 
     async def _create_once(self, create: Any, lookup: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ Messages carry Zoho's `code`/`message` only: tokens and secrets never appear in 
     └── PermanentError              a request Zoho will never accept as sent
         ├── NotFound                code 1002 / HTTP 404
         ├── Duplicate               code 1001 / 3062: the thing already exists
+        ├── NotOurs                 a record found by natural key belongs to another source row
         └── ValidationFailed        any other 4xx with a non-zero code
 """
 
@@ -93,6 +94,10 @@ class NotFound(PermanentError):
 
 class Duplicate(PermanentError):
     """Raised when the record already exists (code 1001, or 3062 for a customer display name)."""
+
+
+class NotOurs(PermanentError):
+    """Raised when a natural-key lookup finds a Zoho record that belongs to another source row."""
 
 
 class ValidationFailed(PermanentError):

@@ -29,12 +29,16 @@ def up_command() -> None:
 
 
 @dev_app.command("down")
-def down_command() -> None:
-    """Stop the processes 'dev up' started (never anything else)."""
+def down_command(
+    keep_slot: bool = typer.Option(
+        False, "--keep-slot", help="Keep Debezium's replication slot (it pins WAL while nothing reads it)."
+    ),
+) -> None:
+    """Stop the processes 'dev up' started (never anything else), and drop the relay's slot."""
     from consumer.cli import settings_or_exit
     from consumer.local import stack
 
-    stopped = stack.down(settings_or_exit())
+    stopped = stack.down(settings_or_exit(), keep_slot=keep_slot)
     typer.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 

@@ -55,6 +55,8 @@ def print_report(report: Any) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # piped or captured: wide enough that ids and operations are not cut
+        console = Console(width=max(console.width, 200))
     summary = Table(title="reconcile", show_header=True)
     summary.add_column("check")
     summary.add_column("found", justify="right")

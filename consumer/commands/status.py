@@ -32,6 +32,19 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(status.as_dict(), indent=2, default=str))
             return
         console = Console()
+        health = status.health or {}
+        colour = {"green": "green", "amber": "yellow", "red": "red"}.get(str(health.get("level")), "white")
+        console.print(
+            f"[bold {colour}]{str(health.get('level', '?')).upper()}[/] {health.get('summary', '')}"
+        )
+        slot = status.replication_slot
+        if slot:
+            state = {None: "missing", True: "streaming", False: "inactive"}[slot.get("active")]
+            retained = slot.get("retained_wal_bytes")
+            console.print(
+                f"[bold]slot[/] {slot.get('name')} {state}"
+                + (f", retains {retained / 2**20:.1f} MiB of WAL" if retained is not None else "")
+            )
         console.print(
             f"[bold]group[/] {settings.consumer_group}   [bold]lag[/] {status.total_lag}   "
             f"[bold]DLQ depth[/] {status.dlq_depth}"

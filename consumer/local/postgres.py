@@ -97,6 +97,27 @@ def ensure_database(database_url: str) -> None:
         conn.execute(source_schema_sql())
 
 
+def drop_inactive_slot(database_url: str, slot_name: str, wait_seconds: float = 10) -> bool:
+    """Drop the replication slot if it exists and nothing streams from it (waiting briefly for a relay
+    that was just stopped to let go). An inactive slot pins WAL forever; returns True if dropped."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots"
+                " WHERE slot_name = %s AND database = current_database()",
+                (slot_name,),
+            ).fetchone()
+            if row is None:
+                return False
+            if not row[0]:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot_name,))
+                return True
+            if time.monotonic() > deadline:
+                return False  # still streaming (another relay or a Connect worker): not ours to drop
+            time.sleep(0.2)
+
+
 def drop_database(database_url: str) -> None:
     name = urlsplit(database_url).path.lstrip("/")
     with psycopg.connect(admin_url(database_url), autocommit=True) as conn:

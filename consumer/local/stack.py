@@ -183,8 +183,12 @@ def up(settings: Settings, relay_timeout: float = 120) -> dict[str, Component]:
     return components
 
 
-def down(settings: Settings, timeout: float = 30) -> list[str]:
-    """Stop the processes `up` started (relay first, broker last); returns their names."""
+def down(settings: Settings, timeout: float = 30, *, keep_slot: bool = False) -> list[str]:
+    """Stop the processes `up` started (relay first, broker last); returns their names.
+
+    When the relay `up` started is stopped, its replication slot is dropped too (unless `keep_slot`):
+    nothing reads it any more, and an inactive slot makes PostgreSQL keep WAL forever. The next
+    `up` creates it again and snapshots the tables."""
     components = load_components(settings)
     stopped = []
     for name in ("relay", "zoho_sim", "broker"):
@@ -200,6 +204,12 @@ def down(settings: Settings, timeout: float = 30) -> list[str]:
         stopped.append(name)
         _save(settings, components)
     _save(settings, components)
+    if "relay" in stopped and not keep_slot:
+        try:
+            if local_pg.drop_inactive_slot(settings.database_url, settings.debezium_slot_name):
+                stopped.append(f"replication slot {settings.debezium_slot_name} (dropped so it pins no WAL)")
+        except Exception as exc:  # noqa: BLE001 - stopping must not fail on the database being away
+            stopped.append(f"replication slot left in place ({type(exc).__name__})")
     return stopped
 
 

@@ -103,7 +103,11 @@ def run_relay(settings: Settings, stop: threading.Event | None = None, install_s
         tombstones=engine.stats.tombstones,
         error=reason,
     )
-    if reason is not None:
+    if reason is not None and stop.is_set():
+        # Asked to stop while Debezium was busy (typically mid-snapshot): its task reports the interrupt
+        # as a failure. Only acknowledged batches have stored offsets, so the next start picks up there.
+        log.warning("relay.interrupted_by_stop", reason=reason)
+    elif reason is not None:
         raise classify_failure(settings, reason)
     if not stop.is_set():
         raise EngineFailed(f"Debezium stopped on its own: {engine.outcome.message or 'no reason given'}")

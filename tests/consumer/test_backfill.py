@@ -277,7 +277,10 @@ async def test_an_invoice_whose_customer_zoho_rejects_is_dead_lettered_and_the_r
 
     assert result.outcomes == {"synced": 2, "dead_lettered": 1}
     letters = await list_dead_letters(kafka_bootstrap, settings.dlq_topic)
-    assert [e.entity_id for e in letters] == [invoice]
-    assert "customer could not be synced" in letters[0].reason
+    # The refused customer is dead-lettered too, as its own record (so `dlq reprocess` can re-drive it).
+    assert sorted(e.entity_id for e in letters) == sorted([invoice, rejected])
+    by_id = {e.entity_id: e for e in letters}
+    assert "customer could not be synced" in by_id[invoice].reason
+    assert "email" in by_id[rejected].reason
     zoho = SimView(handle)
     assert [i["invoice_number"] for i in zoho.invoices()] == ["INV-2"]

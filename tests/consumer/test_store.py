@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 
@@ -91,3 +93,47 @@ async def test_outcome_entity_map_intent_and_write_back_commit_together(database
         assert conn.execute(
             "SELECT zoho_billing_customer_id, zoho_sync_status FROM customers WHERE id = %s", (customer,)
         ).fetchone() == ("903001", "synced")
+
+
+async def test_a_source_row_locked_by_the_application_blocks_neither_outcomes_nor_other_write_backs(
+    database_url: str,
+) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        held, other = (
+            str(
+                conn.execute(
+                    "INSERT INTO customers (account_number) VALUES (%s) RETURNING id", (n,)
+                ).fetchone()[0]
+            )  # type: ignore[index]
+            for n in ("CT-HELD", "CT-FREE")
+        )
+    app = psycopg.connect(database_url)  # an application transaction holding one customer row
+    app.execute("SELECT 1 FROM customers WHERE id = %s FOR UPDATE", (held,))
+    try:
+        async with SyncStore(database_url) as store:
+            for offset, customer in enumerate((held, other)):
+                await asyncio.wait_for(
+                    store.record(
+                        [row(offset)],
+                        write_back=WriteBack(EntityType.CUSTOMER, customer, f"90{offset}", "synced"),
+                    ),
+                    timeout=10,
+                )
+            _, locked = await store.write_backs.apply_pending()
+            assert locked == 1  # the held row waits; the other one went through
+            with psycopg.connect(database_url) as conn:
+                status = dict(
+                    conn.execute("SELECT account_number, zoho_sync_status FROM customers").fetchall()
+                )
+                assert status == {"CT-HELD": None, "CT-FREE": "synced"}
+                assert conn.execute("SELECT count(*) FROM zoho_sync_log").fetchone()[0] == 2  # type: ignore[index]
+            app.rollback()  # the application lets go: the queued write-back lands
+            await store.write_backs.apply_pending()
+    finally:
+        app.close()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT zoho_sync_status FROM customers WHERE id = %s", (held,)).fetchone() == (
+            "synced",
+        )
+        assert conn.execute("SELECT count(*) FROM zoho_pending_write_back").fetchone() == (0,)

@@ -53,6 +53,8 @@ async def test_customer_insert_update_delete_reach_zoho_with_sync_log_and_write_
     await source.flush()
     async with LiveSync(settings):
         await wait_for(lambda: log_rows(source) >= 1)
+        # The write-back lands just after the outcome commit (apart from it: a locked row waits alone).
+        await wait_for(lambda: source.query("SELECT zoho_sync_status FROM customers")[0][0] == "synced")
         (zoho_id, status, synced_at) = source.query(
             "SELECT zoho_billing_customer_id, zoho_sync_status, zoho_last_synced_at FROM customers"
             " WHERE id = %s",

@@ -39,3 +39,9 @@ def test_demo_runs_to_its_end_and_the_verification_query_finds_nothing_missing(
     assert "│ HTTP 429 responses │     0 │" in out
     assert "│ token requests     │     1 │" in out
     assert "Traceback" not in out
+    # The demo stops its relay and leaves no inactive replication slot pinning WAL.
+    import psycopg
+
+    with psycopg.connect(postgres_server) as conn:
+        slots = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = 'zoho_cdc_demo'")
+        assert slots.fetchall() == []

@@ -83,13 +83,13 @@ async def populate_world(source: Any) -> dict[str, str]:
 
 
 @asynccontextmanager
-async def status_server(session: Any, runner: Any) -> AsyncIterator[str]:
+async def status_server(session: Any, runner: Any, history: Any = None) -> AsyncIterator[str]:
     """`serve_status_page` (what `zoho-cdc run` starts) on a free port; yields its base URL."""
     from consumer.local.broker import free_port
     from consumer.status_server import serve_status_page
 
     port = free_port()
-    task = asyncio.create_task(serve_status_page(session, runner, port=port))
+    task = asyncio.create_task(serve_status_page(session, runner, port=port, history=history))
     base = f"http://{session.settings.status_host}:{port}"
     try:
         async with httpx.AsyncClient() as http:

@@ -13,6 +13,7 @@ import json
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from tests.consumer.harness import (
     LiveSync,
@@ -156,3 +157,30 @@ async def test_status_json_metrics_and_cli_agree_with_the_sync_log_and_show_no_s
             human.stderr,
         ):
             assert secret not in shown
+
+
+async def test_with_a_status_token_only_the_probes_answer_without_it(
+    zoho_settings, kafka_bootstrap, topic_prefix, database_url
+):
+    token = SecretStr("s3cret-status-token")
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix, status_token=token)
+    async with LiveSync(settings) as live:
+        async with status_server(live.session, live.runner) as base, httpx.AsyncClient(base_url=base) as http:
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/readyz")).status_code in (200, 503)  # open, whatever it answers
+            for path in ("/", "/status.json", "/metrics"):
+                refused = await http.get(path)
+                assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+                wrong = await http.get(path, headers={"Authorization": "Bearer nope"})
+                assert wrong.status_code == 401
+                allowed = await http.get(path, headers={"Authorization": "Bearer s3cret-status-token"})
+                assert allowed.status_code == 200
+                assert "s3cret-status-token" not in allowed.text
+
+
+def test_a_status_page_off_loopback_without_a_token_is_refused_in_one_sentence() -> None:
+    from consumer.settings import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="STATUS_TOKEN must be set when STATUS_HOST"):
+        load_settings(status_host="0.0.0.0")
+    assert load_settings(status_host="0.0.0.0", status_token="t").status_host == "0.0.0.0"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from consumer.health import History
+from consumer.status_server import take_sample
 from tests.consumer.harness import LiveSync, settings_for, wait_for
 from tests.fixtures_zoho import settings_for as sim_settings
 from tests.ops import REPO, populate_world, status_server
@@ -87,9 +89,14 @@ def outcome_cells(dom: str, section: str) -> dict[str, int]:
 )
 async def test_status_page_in_chromium_shows_the_database_numbers(settings, source, tmp_path):
     await populate_world(source)
+    history = History()
+    group = settings.consumer_group
+    history.add(await take_sample(settings, group, None))  # the backlog, before the sync starts
     async with LiveSync(settings) as live:
         await wait_for(lambda: caught_up(settings), timeout=30)
-        async with status_server(live.session, live.runner) as base:
+        history.add(await take_sample(settings, group, live.session.client))  # caught up, DLQ filled
+        calls = live.session.client.metrics.calls
+        async with status_server(live.session, live.runner, history) as base:
             dom = await chromium(base + "/", tmp_path, "--dump-dom")
             picture = SCREENSHOT if os.environ.get("SAVE_SCREENSHOT") == "1" else tmp_path / "status-page.png"
             await chromium(base + "/", tmp_path, f"--screenshot={picture}", "--window-size=1280,1600")
@@ -105,3 +112,30 @@ async def test_status_page_in_chromium_shows_the_database_numbers(settings, sour
         cells = outcome_cells(dom, section)
         assert {k: v for k, v in cells.items() if v} == expected
     assert picture.stat().st_size > 10_000  # a rendered page, not an empty canvas
+
+    # The health line: red, because no Debezium slot exists in this test (events are produced directly),
+    # and the DLQ grew from 0 to 2 between the samples.
+    assert re.search(r'id="?health"?[^>]*data-level="?red', dom)
+    assert shown(dom, "health-level") == "RED"
+    summary = shown(dom, "health-summary")
+    assert f"replication slot '{settings.debezium_slot_name}' does not exist" in summary
+    assert "DLQ growing: +2" in summary
+
+    # The charts: calls per minute against the limit, lag and DLQ depth over the last hour.
+    def chart(ident: str) -> str:
+        match = re.search(rf"<svg[^>]*id=\"?{ident}\"?.*?</svg>", dom, re.S)
+        assert match, f"chart {ident} is not on the page"
+        return match.group(0)
+
+    bars = chart("chart-calls")
+    drawn = sum(int(t) for t in re.findall(r"<rect[^>]*><title>(\d+)</title>", bars))
+    assert drawn == sum(calls.values()) > 0  # every Zoho call the client made, in its minute
+    limit = settings.zoho_rate_per_minute * 60 / settings.zoho_rate_window_seconds
+    assert f"limit {limit:g}/min" in bars
+    points = int(re.search(r'data-points="(\d+)"', chart("chart-lag")).group(1))  # type: ignore[union-attr]
+    assert points >= 3  # backlog, caught up, this page view (and the sampler's own)
+    lag_before = history.samples[0].lag
+    assert lag_before and f'data-max="{lag_before}"' in chart("chart-lag")
+    assert 'data-max="2"' in chart("chart-dlq")
+    # The existing tables are still below.
+    assert dom.index('id="charts"' if 'id="charts"' in dom else "id=charts") < dom.index("outcomes-hour")

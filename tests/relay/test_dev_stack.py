@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import psycopg
 import pytest
 
 from consumer.local.broker import free_port, port_open
@@ -56,3 +57,8 @@ def test_dev_up_is_idempotent_writes_stack_env_and_down_stops_only_what_it_start
     assert down.returncode == 0
     assert "relay" in down.stdout and "broker" in down.stdout
     assert not port_open("127.0.0.1", port)
+    # The relay's slot is dropped with it: an inactive slot would pin WAL on the user's PostgreSQL.
+    assert f"replication slot zcdc_dev{port}" in down.stdout
+    with psycopg.connect(database_url) as conn:
+        slots = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database()")
+        assert slots.fetchall() == []

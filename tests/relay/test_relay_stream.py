@@ -150,6 +150,7 @@ def scenario(postgres_server: str, kafka_bootstrap: str, tmp_path_factory: pytes
         )
         s.third_run = _new_since(before, now)
         s.exit_codes.append(relay.terminate())
+        s.relay_log = relay.log_text()  # before the tests read it
         yield s
     finally:
         s.relay_log = relay.log_text()

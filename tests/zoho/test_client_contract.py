@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.zoho import Duplicate, NotFound, ResponseLost, ValidationFailed, ZohoClient
+from connectors.zoho import Duplicate, NotFound, ResponseLost, ValidationFailed, ZohoClient, errors
 from tests.zoho.conftest import customer_payload, fault_next, invoice_payload
 
 
@@ -28,12 +28,16 @@ async def test_customer_calls_round_trip(client, zoho_sim):
     assert found is not None and found["customer_id"] == cid
 
 
-async def test_find_customer_falls_back_to_email_only_for_records_without_an_account_number(client):
-    legacy = await client.create_customer({"display_name": "Legacy", "email": "legacy@example.com"})
+async def test_find_customer_adopts_only_a_record_carrying_our_account_number(client):
+    # A record with the same email but no account number (made by hand) is not ours to adopt,
+    # nor is one carrying another account number.
+    await client.create_customer({"display_name": "Legacy", "email": "legacy@example.com"})
     await client.create_customer(customer_payload(7, email="shared@example.com"))
-    assert (await client.find_customer("CT-9", "legacy@example.com"))["customer_id"] == legacy["customer_id"]
+    assert await client.find_customer("CT-9", "legacy@example.com") is None
     assert await client.find_customer("CT-9", "shared@example.com") is None  # carries CT-7, not ours
     assert await client.find_customer("CT-404") is None
+    ours = await client.create_customer(customer_payload(9, email="legacy@example.com"))
+    assert (await client.find_customer("CT-9", "legacy@example.com"))["customer_id"] == ours["customer_id"]
 
 
 async def test_display_name_clash_is_disambiguated_by_account_number(client):
@@ -158,3 +162,21 @@ async def test_budget_state_reports_limits_and_usage(client):
     state = await client.budget_state()
     assert state["calls_today"] >= 1 and state["daily_limit"] == 100_000
     assert state["configured_rate_per_window"] == 100 and state["paused_until"] is None
+
+
+async def test_a_duplicate_invoice_number_is_adopted_only_when_its_reference_is_our_source_id(client):
+    customer = await client.create_customer(customer_payload(11))
+    cid = customer["customer_id"]
+    ours = await client.create_invoice(invoice_payload(cid, "INV-77", reference_number="src-77"))
+    # The number exists and its reference is ours (a create whose reply was lost): adopted.
+    again = await client.create_invoice_idempotent(
+        invoice_payload(cid, "INV-77", reference_number="src-77"), "INV-77"
+    )
+    assert again["invoice_id"] == ours["invoice_id"]
+    # Another source invoice with the same number: never adopted, both invoices named in the error.
+    with pytest.raises(errors.NotOurs) as refused:
+        await client.create_invoice_idempotent(
+            invoice_payload(cid, "INV-77", reference_number="src-other"), "INV-77"
+        )
+    assert ours["invoice_id"] in str(refused.value) and "src-other" in str(refused.value)
+    assert len([i async for i in client.iter_invoices()]) == 1
