@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -21,6 +21,7 @@ import psycopg
 import structlog
 
 from connectors.zoho.errors import AuthError, PermanentError, ZohoError
+from connectors.zoho.send_guard import CURRENT_GUARD, SendGuard, SendRevoked
 from consumer.apply import Applied, Applier, natural_key
 from consumer.dead_letters import (
     H_OFFSET,
@@ -75,6 +76,14 @@ class InboundRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _Active:
+    task: asyncio.Task[None] | None
+    guard: SendGuard
+    batch: list[_Item]
+    withdrawn: bool = False  # cancelled by a revoke, not by shutdown
 
 
 @dataclass(slots=True)
@@ -136,6 +145,9 @@ class SyncEngine:
         self.fatal: BaseException | None = None
         self._verified: set[str] = set()
         self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
+        self._active: dict[tuple[str, str], _Active] = {}  # batches being worked on, by key
+        self._revoked: set[tuple[str, int]] = set()
+        self._in_flight_by_partition: Counter[tuple[str, int]] = Counter()
 
     # --- intake -------------------------------------------------------------------------
     @property
@@ -158,6 +170,7 @@ class SyncEngine:
             event, error = None, exc
             key = ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
         self._in_flight += 1
+        self._in_flight_by_partition[(record.topic, record.partition)] += 1
         self._idle.clear()
         self._queues.setdefault(key, deque()).append(_Item(record, event, error))
         if key not in self._workers:
@@ -191,8 +204,8 @@ class SyncEngine:
                 await self._gate.wait()
                 batch = list(queue)
                 queue.clear()
-                async with self._locked(key):
-                    await self._process_safely(batch)
+                if not await self._guarded(key, batch):
+                    continue  # withdrawn by a revoke: the records are the new owner's now
                 if key[0] == EntityType.CUSTOMER.value:
                     self._mark_verified(key[1])
                 self._finish(batch)
@@ -210,6 +223,81 @@ class SyncEngine:
                 self._queues.pop(key, None)
             if self.fatal is not None:
                 self._idle.set()
+
+    async def _guarded(self, key: tuple[str, str], batch: list[_Item]) -> bool:
+        """Process a batch under a send guard a revoke can withdraw; False when it was withdrawn.
+
+        Withdrawn work made no Zoho call (it was cancelled while it waited, or stopped right before
+        sending): its records of revoked partitions are dropped without an outcome (their offsets
+        were not committed, so the new owner gets them) and the others go back to the queue."""
+        guard = SendGuard()
+        active = _Active(asyncio.current_task(), guard, batch)  # type: ignore[arg-type]
+        self._active[key] = active
+        token = CURRENT_GUARD.set(guard)
+        try:
+            async with self._locked(key):
+                await self._process_safely(batch)
+            return True
+        except asyncio.CancelledError:
+            if not active.withdrawn:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        except SendRevoked:
+            pass
+        finally:
+            CURRENT_GUARD.reset(token)
+            self._active.pop(key, None)
+        self._withdraw(key, batch)
+        return False
+
+    def _withdraw(self, key: tuple[str, str], batch: list[_Item]) -> None:
+        kept = [item for item in batch if _partition(item) not in self._revoked]
+        dropped = [item for item in batch if _partition(item) in self._revoked]
+        self._queues[key].extendleft(reversed(kept))
+        self._drop(dropped)
+        log.info("work withdrawn from a revoked partition", key=f"{key[0]}:{key[1]}", records=len(dropped))
+
+    def revoke(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Stop the work of revoked partitions before it calls Zoho: queued records are dropped, waiting
+        work is cancelled, and work whose call is on the wire finishes and records its outcome."""
+        self._revoked = set(partitions)
+        if not self._revoked:
+            return
+        for key, queue in list(self._queues.items()):
+            if key in self._active:
+                continue  # its worker holds the batch; decided below
+            dropped = [item for item in queue if _partition(item) in self._revoked]
+            if dropped:
+                kept = [item for item in queue if _partition(item) not in self._revoked]
+                queue.clear()
+                queue.extend(kept)
+                self._drop(dropped)
+        for active in list(self._active.values()):
+            if any(_partition(item) in self._revoked for item in active.batch):
+                active.guard.revoked = True
+                if active.guard.abandonable and active.task is not None:
+                    active.withdrawn = True
+                    active.task.cancel()
+
+    def in_flight_for(self, partitions: Iterable[tuple[str, int]]) -> int:
+        return sum(self._in_flight_by_partition.get(tp, 0) for tp in partitions)
+
+    def assigned(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Partitions (re)assigned to this process: their work is ours again."""
+        self._revoked.difference_update(partitions)
+
+    def _left(self, item: _Item) -> None:
+        tp = _partition(item)
+        self._in_flight_by_partition[tp] -= 1
+        if self._in_flight_by_partition[tp] <= 0:
+            del self._in_flight_by_partition[tp]
+
+    def _drop(self, items: list[_Item]) -> None:
+        for item in items:
+            self._left(item)
+        self._in_flight -= len(items)
+        if self._in_flight == 0:
+            self._idle.set()
 
     @contextlib.asynccontextmanager
     async def _locked(self, key: tuple[str, str]) -> AsyncIterator[None]:
@@ -230,6 +318,7 @@ class SyncEngine:
     def _finish(self, batch: list[_Item]) -> None:
         for item in batch:
             self._on_done(item.record)
+            self._left(item)
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()
@@ -241,7 +330,7 @@ class SyncEngine:
         forever); the error is logged with its traceback and each record keeps exactly one outcome."""
         try:
             await self._process_batch(batch)
-        except (FatalSyncError, asyncio.CancelledError):
+        except (FatalSyncError, asyncio.CancelledError, SendRevoked):
             raise
         except Exception as exc:
             log.exception("unexpected error processing a record; dead-lettering it", key=_key_of(batch[0]))
@@ -819,6 +908,10 @@ def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | 
 
 #: PostgreSQL errors caused by the content written, never by the database's state.
 _NOT_TRANSIENT = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
+
+
+def _partition(item: _Item) -> tuple[str, int]:
+    return (item.record.topic, item.record.partition)
 
 
 def _in_source_order(changes: list[_Item]) -> list[_Item]:
