@@ -1,6 +1,6 @@
 """`make bench`: pipeline overhead, budget use, the seed scenario, latency and memory.
 
-    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory] [--scale 1.0]
+    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst] [--scale 1.0]
                              [--budget-window 20] [--no-write]
 
 Each benchmark starts its own broker, database and simulator and removes them afterwards. The
@@ -27,7 +27,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 from psycopg.rows import dict_row
 
-from benchmarks import infra, report
+from benchmarks import infra, report, scale_out
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
 from consumer.backfill import run_backfill
@@ -540,7 +540,7 @@ async def bench_memory(seconds: float, workdir: Path, scale: float) -> dict[str,
 
 # --- the report -----------------------------------------------------------------------------------
 
-BENCHES = ("pipeline", "budget", "seed", "latency", "memory")
+BENCHES = ("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst")
 
 
 def render(r: dict[str, Any]) -> str:
@@ -585,12 +585,36 @@ def render(r: dict[str, Any]) -> str:
          ok("peak_rss_mb_50k", lambda v: v < 250)),
         ("5 peak RSS, 200k backlog, a rebalance mid-way", f"{g('peak_rss_mb_200k')} MB", "< 250 MB, flat",
          ok("peak_rss_mb_200k", lambda v: v < 250 and v <= 1.15 * (rss_50k or v))),
+        ("6 multi: 3 instances, 1 killed: HTTP 429", g("multi_http_429"), "0",
+         ok("multi_http_429", lambda v: v == 0)),
+        ("6 multi: duplicates", g("multi_duplicates"), "0", ok("multi_duplicates", lambda v: v == 0)),
+        ("6 multi: budget use, all calls (perfect / measured)", g("multi_budget_use"), ">= 0.95",
+         ok("multi_budget_use", lambda v: v >= 0.95)),
+        ("6 multi: budget use, creates alone", g("multi_creates_budget_use"), ">= 0.95",
+         ok("multi_creates_budget_use", lambda v: v >= 0.95)),
+        ("6 multi: calls / creates", f"{g('multi_calls')} / {g('multi_customers')}", "", ""),
+        ("6 multi: kill -> next accepted call", f"{g('multi_kill_to_next_call_s')} s", "", ""),
+        ("6 multi: latest window start after the kill (vs window + guard)",
+         f"{g('multi_window_start_delay_max_s')} s", "", ""),
+        ("6 multi: longest gap between calls around the kill (bursts are a window apart)",
+         f"{g('multi_longest_gap_around_kill_s')} s", "", ""),
+        ("6 multi: longest stall around the kill", f"{g('multi_longest_stall_around_kill_s')} s", "<= 10 s",
+         ok("multi_longest_stall_around_kill_s", lambda v: v <= 10)),
+        ("6 multi: kill -> restarted instance holds partitions (restart at +2 s)",
+         f"{g('multi_kill_to_partitions_back_s')} s", "", ""),
+        ("6 multi: max calls in a window / in flight (sim)",
+         f"{g('multi_max_in_window')} / {g('multi_max_in_flight')}", "<= R / <= 5", ""),
+        ("7 single: budget use (perfect / measured)", g("single_budget_use"), ">= 0.97",
+         ok("single_budget_use", lambda v: v >= 0.97)),
+        ("7 single: HTTP 429", g("single_http_429"), "0", ok("single_http_429", lambda v: v == 0)),
+        ("8 burst: 50 changes at 100/min, last in Zoho", f"{g('burst_last_s')} s", "<= 5 s",
+         ok("burst_last_s", lambda v: v <= 5)),
     ]  # fmt: skip
     head = (
         f"Command: `{r.get('bench_command')}`; date {r.get('bench_date')}; machine {r.get('machine')}; "
         f"total {r.get('bench_total_s')} s.\n\n"
     )
-    reruns = [f"`{v}`" for k, v in sorted(r.items()) if k.startswith("bench_rerun_")]
+    reruns = [f"`{v}`" for v in sorted({v for k, v in r.items() if k.startswith("bench_rerun_")})]
     if reruns:
         head += "Figures re-measured since: " + "; ".join(reruns) + ".\n\n"
     details = (
@@ -623,6 +647,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results.update(await bench_latency(args.latency_seconds, workdir))
     if "memory" in only:
         results.update(await bench_memory(args.memory_seconds, workdir, args.scale))
+    if "multi" in only:
+        results.update(await scale_out.bench_multi(workdir))
+    if "single" in only:
+        results.update(await scale_out.bench_single(workdir))
+    if "burst" in only:
+        results.update(await scale_out.bench_burst(workdir))
     if "bench_date" in results:
         results["bench_total_s"] = round(time.monotonic() - started)
         results["date"] = results["bench_date"]

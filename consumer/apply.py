@@ -158,11 +158,15 @@ class ZohoApplier:
             else:
                 existing = await c.find_invoice_by_number(key, reference=entity_id)
         if existing is None:
-            await self._store.write_intent(entity_type, entity_id, "create", key)
+            # written once the create holds its Zoho send slot, so waiting for the rate window leaves
+            # no intent behind (a crash then costs no natural-key lookups for calls never sent)
+            async def intent() -> None:
+                await self._store.write_intent(entity_type, entity_id, "create", key)
+
             if entity_type is EntityType.CUSTOMER:
-                body = await c.create_customer_idempotent(payload, key, email)
+                body = await c.create_customer_idempotent(payload, key, email, before_send=intent)
             else:
-                body = await c.create_invoice_idempotent(payload, key)
+                body = await c.create_invoice_idempotent(payload, key, before_send=intent)
             return _zoho_id(entity_type, body), body.get("status")
         zoho_id = _zoho_id(entity_type, existing)
         assert zoho_id is not None

@@ -39,6 +39,30 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge("zoho_cdc_in_flight_records", "Records held in memory", registry=self.registry)
+        self.group_members = Gauge(
+            "zoho_cdc_group_members", "Live members of the consumer group", registry=self.registry
+        )
+        self.member_partitions = Gauge(
+            "zoho_cdc_group_member_partitions",
+            "Partitions held by each member of the consumer group",
+            ["instance"],
+            registry=self.registry,
+        )
+        self.org_window_calls = Gauge(
+            "zoho_cdc_zoho_org_window_calls",
+            "Calls of the organisation's current rate window, all processes together",
+            registry=self.registry,
+        )
+        self.org_rate = Gauge(
+            "zoho_cdc_zoho_org_rate_per_window",
+            "The organisation's current (adaptive) calls per window, shared by every process",
+            registry=self.registry,
+        )
+        self.org_processes = Gauge(
+            "zoho_cdc_zoho_org_processes",
+            "Processes holding a lease on the organisation's window",
+            registry=self.registry,
+        )
         # Set at scrape time by the status server (read from Kafka, PostgreSQL and the Zoho client).
         self.dlq_depth = Gauge(
             "zoho_cdc_dlq_depth", "Records in the dead-letter topic", registry=self.registry
@@ -74,6 +98,17 @@ class Metrics:
             return
         self._watched.add(id(client))
         self.registry.register(ZohoClientCollector(client))
+
+    def group_and_window(self, members: list[dict[str, Any]], budget: dict[str, Any]) -> None:
+        """Set the membership and shared-window gauges (read at scrape time)."""
+        self.group_members.set(len(members))
+        self.member_partitions.clear()
+        for m in members:
+            self.member_partitions.labels(instance=m["instance"]).set(len(m["partitions"]))
+        if "org_calls_this_window" in budget:
+            self.org_window_calls.set(budget["org_calls_this_window"])
+            self.org_rate.set(budget["org_rate_per_window"])
+            self.org_processes.set(len(budget.get("org_members", [])))
 
     def outcome(self, name: str, count: int = 1) -> None:
         if count:

@@ -42,6 +42,10 @@ class RunOptions:
     max_in_flight: int = 1000
     commit_interval: float = 1.0
     shutdown_timeout: float = 30.0
+    # How long a rebalance waits for in-flight records before giving up its partitions. Records held
+    # up by the Zoho rate window can wait a whole window; waiting that long in the revoke callback
+    # makes the group miss its rebalance deadline and rebalance again (measured on Tansu).
+    revoke_drain_timeout: float | None = None
     # Bounded runs (backfill, reprocess): assign every partition, start from here, stop at the end
     # offsets captured when the run starts.
     bounded: bool = False
@@ -264,7 +268,8 @@ class SyncRunner:
         """On revoke: finish in-flight work (bounded), commit its durable prefix, forget the partitions."""
         if not revoked:
             return
-        await self.engine.wait_idle(self.options.shutdown_timeout)
+        drain = self.options.revoke_drain_timeout
+        await self.engine.wait_idle(self.options.shutdown_timeout if drain is None else drain)
         await self.commit(revoked)
         for tp in revoked:
             self.watermarks.pop(tp, None)

@@ -62,12 +62,13 @@ def mapping_config(settings: Settings) -> MappingConfig:
 
 def zoho_client(settings: Settings) -> Any:
     from connectors.zoho.client import ZohoClient
-    from connectors.zoho.stores import PgDailyBudgetStore, PgTokenStore
+    from connectors.zoho.stores import PgDailyBudgetStore, PgRateWindowStore, PgTokenStore
 
     return ZohoClient.from_settings(
         settings,
         token_store=PgTokenStore(settings.database_url),
         budget_store=PgDailyBudgetStore(settings.database_url),
+        window_store=PgRateWindowStore(settings.database_url),
     )
 
 
@@ -117,11 +118,20 @@ class SyncSession:
             max_in_flight=kw.pop("max_in_flight", None) or s.max_in_flight,
             commit_interval=s.commit_interval_seconds,
             shutdown_timeout=s.shutdown_timeout_seconds,
+            revoke_drain_timeout=min(s.shutdown_timeout_seconds, s.kafka_session_timeout_ms / 4000),
             **kw,
         )
 
     async def consume(self, runner: SyncRunner) -> Any:
-        consumer = kafka_consumer(runner.options.bootstrap_servers, runner.options.group_id)
+        s = self.settings
+        membership: dict[str, Any] = {
+            "session_timeout_ms": s.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": s.kafka_heartbeat_interval_ms,
+        }
+        if s.kafka_group_instance_id and not runner.options.bounded:
+            # static membership: a restart within the session timeout gets its partitions straight back
+            membership["group_instance_id"] = s.kafka_group_instance_id
+        consumer = kafka_consumer(runner.options.bootstrap_servers, runner.options.group_id, **membership)
         await consumer.start()
         try:
             return await runner.run(consumer)

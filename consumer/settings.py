@@ -46,6 +46,16 @@ class Settings(BaseSettings):
         "billing", description="Debezium topic.prefix; topics are <prefix>.public.<table>."
     )
     consumer_group: str = Field("zoho-sync", description="Consumer group of the live sync.")
+    kafka_group_instance_id: str = Field(
+        "",
+        description="Static membership (group.instance.id), unique per instance; empty: dynamic membership.",
+    )
+    kafka_session_timeout_ms: int = Field(
+        10_000, gt=0, description="Consumer session timeout: how long a silent member keeps its partitions."
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        1_000, gt=0, description="Consumer heartbeat interval (well under the session timeout)."
+    )
     dlq_topic: str = Field("zoho-sync.dlq", description="Dead-letter topic.")
     state_dir: str = Field(
         ".zoho-cdc", description="Folder for pids, logs and relay offsets of the local stack."
@@ -85,6 +95,16 @@ class Settings(BaseSettings):
         0.5,
         ge=0,
         description="Extra spacing per window so network jitter never pushes a call into the last window.",
+    )
+    zoho_rate_pacing: Literal["burst", "even"] = Field(
+        "burst",
+        description="burst: waiting calls spend the rest of the window at once; even: evenly spaced sends.",
+    )
+    zoho_rate_block_size: int = Field(
+        5, gt=0, description="Send slots a process reserves from the shared window per database round trip."
+    )
+    zoho_rate_block_seconds: float = Field(
+        2.0, gt=0, description="How long a reserved block of send slots may be used before it lapses."
     )
     zoho_retry_base_seconds: float = Field(
         1.0, gt=0, description="First retry backoff (doubles, full jitter)."

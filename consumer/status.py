@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from consumer.kafka_offsets import end_offsets as true_end_offsets
 from consumer.kafka_offsets import topic_partitions
+from consumer.members import live_members
 from consumer.store import OUTCOMES
 
 
@@ -45,6 +46,7 @@ class Status:
     invoices_failed: int = 0
     lag: list[PartitionLag] = field(default_factory=list)
     budget: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] = field(default_factory=list)  # the group's live instances
     replication_slot: dict[str, Any] = field(default_factory=dict)  # name, active (None: missing)
     health: dict[str, Any] = field(default_factory=dict)  # level, reasons, summary (status page)
 
@@ -128,6 +130,7 @@ def collect_database_status(
                 {c: (v.isoformat() if hasattr(v, "isoformat") else v) for c, v in zip(cols, r, strict=True)}
                 for r in rows
             )
+        status.members = live_members(conn, group)
         one = conn.execute(
             "SELECT"
             " (SELECT count(*) FROM customers WHERE account_type <> 'internal_test'"

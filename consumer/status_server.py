@@ -146,6 +146,15 @@ async def gather_status(
     return status
 
 
+def _members(database_url: str, group: str) -> list[dict[str, Any]]:
+    import psycopg
+
+    from consumer.members import live_members
+
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        return live_members(conn, group)
+
+
 def rate_limit_per_minute(settings: Any) -> float:
     return settings.zoho_rate_per_minute * 60.0 / settings.zoho_rate_window_seconds
 
@@ -208,7 +217,17 @@ def render_page(status: Status, group: str, charts_html: str = "") -> str:
         )
         return f"<section id='{ident}'><h2>{title}</h2><table>{cells}</table></section>"
 
-    budget_rows = [{"name": k, "value": v} for k, v in sorted(status.budget.items())]
+    budget_rows = [{"name": k, "value": v} for k, v in sorted(status.budget.items()) if k != "org_members"]
+    org_rows = [dict(m) for m in status.budget.get("org_members", [])]
+    member_rows = [
+        {
+            "instance": m["instance"],
+            "host": m["host"],
+            "pid": m["pid"],
+            "partitions": " ".join(m["partitions"]),
+        }
+        for m in status.members
+    ]
     lag_rows = [
         {"topic": p.topic, "partition": p.partition, "committed": p.committed, "end": p.end, "lag": p.lag}
         for p in status.lag
@@ -233,7 +252,10 @@ border-radius:50%;margin-right:.4em}}.chart{{margin:0 1em 1em 0;font-family:sans
 {counts("Outcomes, last hour", status.outcomes_last_hour, "outcomes-hour")}
 {counts("Outcomes, last day", status.outcomes_last_day, "outcomes-day")}
 <section id=lag><h2>Lag by partition</h2>{_table(lag_rows)}</section>
-<section id=budget><h2>Zoho budget</h2>{_table(budget_rows)}</section>
+<section id=members><h2>Group members ({len(status.members)})</h2>{_table(member_rows)}</section>
+<section id=budget><h2>Zoho budget (one window per organisation, shared by every process)</h2>
+{_table(budget_rows)}
+<h3>Processes using the organisation's window</h3>{_table(org_rows)}</section>
 <section id=errors><h2>Last errors</h2>{_table(status.last_errors)}</section>
 <section id=dlq><h2>Dead-letter topic (newest {DLQ_SHOWN})</h2>{_table(status.dead_letters)}</section>
 <section id=recent><h2>Recent sync log</h2>{_table(status.recent)}</section>
@@ -304,6 +326,14 @@ def build_app(
         except Exception as exc:
             log.warning("metrics: lag unavailable", error=str(exc))
         await refresh_gauges()
+        try:  # the group's members and the organisation's shared window, from PostgreSQL
+            members = await asyncio.to_thread(_members, settings.database_url, group)
+            budget = session.client.budget_state() if hasattr(session.client, "budget_state") else {}
+            if inspect.isawaitable(budget):
+                budget = await asyncio.wait_for(budget, READY_TIMEOUT_SECONDS)
+            session.metrics.group_and_window(members, dict(budget))
+        except Exception as exc:
+            log.warning("metrics: members or shared window unavailable", error=str(exc))
         return Response(session.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     async def page(_: Request) -> Response:

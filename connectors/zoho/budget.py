@@ -25,15 +25,7 @@ from collections.abc import Callable
 from aiolimiter import AsyncLimiter
 
 from connectors.zoho.stores import DailyBudgetStore
-
-MIN_RATE = 1.0
-DECREASE_FACTOR = 0.5
-# After a burst of 429s the rate climbs back by this share of the configured rate per window of
-# clean calls: back to full within about ten windows (minutes, not hours). The learned ceiling --
-# what the server really allows when the budget is shared with other apps -- is probed far more
-# cautiously, one call per CEILING_PROBE_WINDOWS clean windows.
-RATE_RECOVERY_PER_WINDOW = 0.10
-CEILING_PROBE_WINDOWS = 50
+from connectors.zoho.window import CEILING_PROBE_WINDOWS, DECREASE_FACTOR, MIN_RATE, RATE_RECOVERY_PER_WINDOW
 
 
 class CallPacer:

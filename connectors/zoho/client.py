@@ -1,8 +1,9 @@
 """The async Zoho Billing client used by the consumer: customers and invoices, budget-aware.
 
 Every HTTP attempt goes through the same gate, in this order: reserve one call of the daily budget
-(waiting for the next UTC day when spent), take a concurrency slot, get the shared access token,
-wait for the pacer's send slot, send. Replies map to the `errors` hierarchy (success is `code == 0`),
+(waiting for the next UTC day when spent), get the shared access token, take a send slot and an
+in-flight permit of the organisation's shared window (`SharedWindow`, shared by every process through
+its `RateWindowStore`), send. Replies map to the `errors` hierarchy (success is `code == 0`),
 and `RetryPolicy` decides retries by error family. Creates are never retried blindly once the
 request may have reached Zoho: they raise `ResponseLost`, and the `*_idempotent` helpers resolve
 the doubt by looking the record up by its natural key before creating again.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,7 +22,7 @@ import httpx
 
 from connectors.zoho import errors, tracking
 from connectors.zoho.auth import OAuthClient, TokenManager
-from connectors.zoho.budget import CallPacer, DailyBudget
+from connectors.zoho.budget import DailyBudget
 from connectors.zoho.config import ZohoConfig
 from connectors.zoho.protocol import (
     API_PATH,
@@ -37,13 +38,35 @@ from connectors.zoho.retry import RetryPolicy
 from connectors.zoho.stores import (
     DailyBudgetStore,
     MemoryDailyBudgetStore,
+    MemoryRateWindowStore,
     MemoryTokenStore,
+    RateWindowStore,
     StoredToken,
     TokenStore,
     token_key,
 )
+from connectors.zoho.window import SharedWindow
 
 PER_PAGE = 200
+
+BeforeSend = Callable[[], Awaitable[None]]
+
+
+def _once(step: BeforeSend | None) -> BeforeSend | None:
+    """`step` made idempotent: the first call runs it, later calls return at once."""
+    if step is None or getattr(step, "_runs_once", False):
+        return step
+    done = False
+
+    async def run() -> None:
+        nonlocal done
+        if not done:
+            await step()
+            done = True
+
+    run._runs_once = True  # type: ignore[attr-defined]
+    return run
+
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -80,6 +103,7 @@ class ZohoClient:
         *,
         token_store: TokenStore | None = None,
         budget_store: DailyBudgetStore | None = None,
+        window_store: RateWindowStore | None = None,
         rng: random.Random | None = None,
         budget_clock: Any = None,
     ) -> None:
@@ -93,6 +117,7 @@ class ZohoClient:
         self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
         self.token_store = token_store or MemoryTokenStore()
         self.budget_store = budget_store or MemoryDailyBudgetStore()
+        self.window_store = window_store or MemoryRateWindowStore()
         oauth = OAuthClient(config.accounts_url, config.client_id, config.client_secret, config.refresh_token)
         self.auth = TokenManager(
             self._http,
@@ -105,8 +130,18 @@ class ZohoClient:
             metrics=self.metrics,
             rng=self._rng,
         )
-        self.pacer = CallPacer(
-            config.rate_per_window, config.rate_window_seconds, config.rate_guard_seconds, rng=self._rng
+        self.window = SharedWindow(
+            self.window_store,
+            config.organization_id,
+            rate_per_window=config.rate_per_window,
+            window_seconds=config.rate_window_seconds,
+            guard_seconds=config.rate_guard_seconds,
+            concurrency=config.max_concurrency,
+            mode=config.rate_pacing,
+            block_size=config.rate_block_size,
+            block_seconds=config.rate_block_seconds,
+            label=config.instance_label,
+            rng=self._rng,
         )
         budget_kwargs = {"clock": budget_clock} if budget_clock is not None else {}
         self.daily = DailyBudget(
@@ -116,7 +151,6 @@ class ZohoClient:
             poll_seconds=config.budget_poll_seconds,
             **budget_kwargs,
         )
-        self._slots = asyncio.Semaphore(config.max_concurrency)
         self.retry_policy = RetryPolicy(
             max_attempts=config.max_attempts,
             max_seconds=config.retry_max_seconds,
@@ -134,6 +168,7 @@ class ZohoClient:
         settings: Any,
         token_store: TokenStore | None = None,
         budget_store: DailyBudgetStore | None = None,
+        window_store: RateWindowStore | None = None,
         **overrides: Any,
     ) -> ZohoClient:
         """Build from `Settings`; `overrides` replace single `ZohoConfig` fields (tests)."""
@@ -141,6 +176,7 @@ class ZohoClient:
             ZohoConfig.from_settings(settings, **overrides),
             token_store=token_store,
             budget_store=budget_store,
+            window_store=window_store,
         )
 
     async def __aenter__(self) -> ZohoClient:
@@ -150,9 +186,11 @@ class ZohoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self.window.aclose()
         await self._http.aclose()
         await self.token_store.aclose()
         await self.budget_store.aclose()
+        await self.window_store.aclose()
 
     # --- accounting -------------------------------------------------------------------------
 
@@ -163,16 +201,18 @@ class ZohoClient:
             yield tracker
 
     async def budget_state(self) -> dict[str, object]:
-        """Calls this window and today, the limits, the current adaptive rate and any pause."""
+        """Calls this window (the organisation's, all processes) and today, the limits, the current
+        adaptive rate, any pause and the processes sharing the window."""
         return {
-            **self.pacer.state(),
+            **self.window.state(),
+            **await self.window.shared_state(),
             **await self.daily.state(),
             "max_concurrency": self.config.max_concurrency,
         }
 
     @property
     def current_rate_per_window(self) -> int:
-        return int(self.pacer.state()["rate_per_window"])  # type: ignore[call-overload]
+        return int(self.window.rate)
 
     # --- the one request path ---------------------------------------------------------------
 
@@ -182,17 +222,25 @@ class ZohoClient:
         return self.config.api_base
 
     async def _attempt(
-        self, method: str, path: str, endpoint: str, params: dict[str, Any] | None, body: Any
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
         waited = await self.daily.spend()
         if waited:
             self.metrics.daily_wait_seconds += waited
             tracking.record_budget_wait(waited)
-        async with self._slots:
-            token = await self.auth.token()
-            before = self.pacer.wait_seconds
-            sent_at = await self.pacer.acquire()
-            self.metrics.limiter_wait_seconds += self.pacer.wait_seconds - before
+        await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
+        before = self.window.metrics.wait_seconds
+        async with self.window.send() as sent_at:
+            self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
+            token = await self.auth.token()  # cached, unless it expired while we waited for the slot
+            if before_send is not None:
+                await before_send()  # e.g. a durable create intent, written only once the call can go out
             headers = {
                 "Authorization": f"{AUTH_SCHEME} {token.access_token}",
                 ORG_HEADER: self.config.organization_id,
@@ -218,12 +266,12 @@ class ZohoClient:
         code = payload.get("code") if isinstance(payload, dict) else None
         self._record(endpoint, reply.status_code, code, elapsed, type(error).__name__ if error else None)
         if error is None:
-            self.pacer.on_success(sent_at)
+            self.window.on_success(sent_at)
             return payload  # type: ignore[return-value]
         if reply.status_code == 401:
             await self.auth.invalidate(token)
         elif isinstance(error, errors.RateLimited) and error.code in (CODE_RATE_PER_MINUTE, None):
-            self.pacer.on_rate_limited(sent_at, error.retry_after)
+            await self.window.on_rate_limited(sent_at, error.retry_after)
         elif isinstance(error, errors.DailyBudgetExhausted) or code == CODE_RATE_PER_DAY:
             await self.daily.mark_exhausted()
         raise error
@@ -244,7 +292,9 @@ class ZohoClient:
         params: dict[str, Any] | None = None,
         body: Any = None,
         retry_in_doubt: bool = True,
+        before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
+        before_send = _once(before_send)
         attempts = 0
         token_retried = False
         started = time.monotonic()
@@ -252,7 +302,7 @@ class ZohoClient:
         while True:
             attempts += 1
             try:
-                return await self._attempt(method, path, endpoint, params, body)
+                return await self._attempt(method, path, endpoint, params, body, before_send)
             except errors.ZohoError as error:
                 error.attempts = attempts
                 if type(error) is errors.AuthError and error.http_status == 401 and not token_retried:
@@ -297,15 +347,24 @@ class ZohoClient:
             payload, self.config.account_number_field, self.config.account_number_list_filter
         )
 
-    async def create_customer(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def create_customer(
+        self, payload: dict[str, Any], before_send: BeforeSend | None = None
+    ) -> dict[str, Any]:
         """POST /customers. On a display-name clash (3062) retries once as "Name (<account number>)".
+        `before_send` runs once, when the first request holds its send slot, before it is sent.
 
         Raises ResponseLost when the reply was lost (the customer may exist): resolve with find_customer.
         """
+        before_send = _once(before_send)
 
         async def create(body: dict[str, Any]) -> dict[str, Any]:
             reply = await self._request(
-                "POST", "/customers", "POST /customers", body=body, retry_in_doubt=False
+                "POST",
+                "/customers",
+                "POST /customers",
+                body=body,
+                retry_in_doubt=False,
+                before_send=before_send,
             )
             return reply["customer"]
 
@@ -380,26 +439,40 @@ class ZohoClient:
         return shown == account_number
 
     async def create_customer_idempotent(
-        self, payload: dict[str, Any], account_number: str, email: str | None = None
+        self,
+        payload: dict[str, Any],
+        account_number: str,
+        email: str | None = None,
+        before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
-        """Create a customer exactly once: after a lost reply or failure, look it up before creating again."""
+        """Create a customer exactly once: after a lost reply or failure, look it up before creating again.
+        `before_send` (a durable create intent) runs once, right before the first POST is sent."""
         payload = with_account_number(payload, self.config.account_number_field, account_number)
+        before_send = _once(before_send)
 
         async def lookup() -> dict[str, Any] | None:
             return await self.find_customer(account_number, email)
 
-        return await self._create_once(lambda: self.create_customer(payload), lookup)
+        return await self._create_once(lambda: self.create_customer(payload, before_send), lookup)
 
     # --- invoices ----------------------------------------------------------------------------
 
-    async def create_invoice(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def create_invoice(
+        self, payload: dict[str, Any], before_send: BeforeSend | None = None
+    ) -> dict[str, Any]:
         """POST /invoices keeping our invoice number (ignore_auto_number_generation=true, send=false).
 
         Raises Duplicate (1001) when the number exists, ResponseLost when the reply was lost.
         """
         params = {"ignore_auto_number_generation": "true", "send": "false"}
         reply = await self._request(
-            "POST", "/invoices", "POST /invoices", params=params, body=payload, retry_in_doubt=False
+            "POST",
+            "/invoices",
+            "POST /invoices",
+            params=params,
+            body=payload,
+            retry_in_doubt=False,
+            before_send=before_send,
         )
         return reply["invoice"]
 
@@ -457,14 +530,18 @@ class ZohoClient:
             return found
         return None
 
-    async def create_invoice_idempotent(self, payload: dict[str, Any], invoice_number: str) -> dict[str, Any]:
+    async def create_invoice_idempotent(
+        self, payload: dict[str, Any], invoice_number: str, before_send: BeforeSend | None = None
+    ) -> dict[str, Any]:
         """Create an invoice exactly once: after a lost reply, failure or duplicate, look it up first.
 
-        A record found by its number is adopted only when its reference is our source id."""
+        A record found by its number is adopted only when its reference is our source id.
+        `before_send` (a durable create intent) runs once, right before the first POST is sent."""
         payload = {**payload, "invoice_number": invoice_number}
         reference = payload.get("reference_number") or None
+        before_send = _once(before_send)
         return await self._create_once(
-            lambda: self.create_invoice(payload),
+            lambda: self.create_invoice(payload, before_send),
             lambda: self.find_invoice_by_number(invoice_number, reference=reference),
         )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from consumer.settings import Settings
 
@@ -26,6 +26,10 @@ class ZohoConfig:
     rate_window_seconds: float = 60.0
     rate_guard_seconds: float = 0.5
     max_concurrency: int = 5
+    rate_pacing: Literal["burst", "even"] = "burst"
+    rate_block_size: int = 5
+    rate_block_seconds: float = 2.0
+    instance_label: str = ""
     daily_limit: int = 1000
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
@@ -58,6 +62,10 @@ class ZohoConfig:
             rate_window_seconds=settings.zoho_rate_window_seconds,
             rate_guard_seconds=settings.zoho_rate_guard_seconds,
             max_concurrency=settings.zoho_max_concurrency,
+            rate_pacing=settings.zoho_rate_pacing,
+            rate_block_size=settings.zoho_rate_block_size,
+            rate_block_seconds=settings.zoho_rate_block_seconds,
+            instance_label=settings.kafka_group_instance_id,
             daily_limit=settings.zoho_daily_limit,
             connect_timeout=settings.zoho_connect_timeout,
             read_timeout=settings.zoho_read_timeout,

@@ -39,10 +39,26 @@ async def run_live(settings, *, serve_status: bool = True) -> None:  # type: ign
             from consumer.status_server import serve_status_page
 
             status_task = asyncio.create_task(serve_status_page(session, runner))
-        log.info("sync started", topics=list(settings.source_topics), group=settings.consumer_group)
+        from consumer.members import instance_name, report_membership
+
+        def assignment():  # type: ignore[no-untyped-def]
+            return runner._consumer.assignment() if runner._consumer is not None else ()  # noqa: SLF001
+
+        instance = instance_name(settings.kafka_group_instance_id)
+        members_task = asyncio.create_task(
+            report_membership(settings.database_url, settings.consumer_group, instance, assignment)
+        )
+        log.info(
+            "sync started",
+            topics=list(settings.source_topics),
+            group=settings.consumer_group,
+            instance=instance,
+        )
         try:
             summary = await session.consume(runner)
         finally:
+            members_task.cancel()
+            await asyncio.gather(members_task, return_exceptions=True)
             if status_task is not None:
                 status_task.cancel()
         log.info(

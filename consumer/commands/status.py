@@ -61,7 +61,23 @@ def register(app: typer.Typer) -> None:
             table.add_row(name, str(n), str(status.outcomes_last_day.get(name, 0)))
         console.print(table)
         if status.budget:
-            console.print("budget: " + ", ".join(f"{k}={v}" for k, v in status.budget.items()))
+            shown = {k: v for k, v in status.budget.items() if k != "org_members"}
+            console.print("budget: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+            window = ", ".join(
+                f"{m['label'] or m['member']} ({m['permits']} permits, {m['in_flight']} in flight)"
+                for m in status.budget.get("org_members", [])
+            )
+            console.print(
+                f"organisation's window: {status.budget.get('org_calls_this_window')} of "
+                f"{status.budget.get('org_rate_per_window')} calls used; processes: {window or 'none active'}"
+            )
+        members = Table(title=f"group members ({len(status.members)})")
+        members.add_column("instance")
+        members.add_column("host:pid")
+        members.add_column("partitions")
+        for m in status.members:
+            members.add_row(m["instance"], f"{m['host']}:{m['pid']}", " ".join(m["partitions"]) or "-")
+        console.print(members)
         for err in status.last_errors[:5]:
             console.print(f"[red]{err['outcome']}[/] {err['entity_type']} {err['entity_id']}: {err['error']}")
 
@@ -70,16 +86,25 @@ async def _budget_today(settings) -> dict[str, object]:  # type: ignore[no-untyp
     """Today's Zoho call count from the budget table shared by every zoho-cdc process."""
     import datetime as dt
 
-    from connectors.zoho.stores import PgDailyBudgetStore
+    from connectors.zoho.stores import PgDailyBudgetStore, PgRateWindowStore
 
     store = PgDailyBudgetStore(settings.database_url)
+    window = PgRateWindowStore(settings.database_url)
     try:
         spent, exhausted = await store.spent(settings.zoho_organization_id, dt.datetime.now(dt.UTC).date())
+        shared = await window.snapshot(
+            settings.zoho_organization_id,
+            settings.zoho_rate_window_seconds,
+            settings.zoho_rate_guard_seconds,
+            settings.zoho_rate_per_minute,
+        )
     finally:
         await store.aclose()
+        await window.aclose()
     return {
         "calls_today": spent,
         "daily_limit": settings.zoho_daily_limit,
         "daily_exhausted": exhausted,
         "rate_per_minute_limit": settings.zoho_rate_per_minute,
+        **shared,
     }
