@@ -148,6 +148,7 @@ class SyncEngine:
         self._active: dict[tuple[str, str], _Active] = {}  # batches being worked on, by key
         self._revoked: set[tuple[str, int]] = set()
         self._in_flight_by_partition: Counter[tuple[str, int]] = Counter()
+        self._progress = asyncio.Event()  # set whenever a record leaves the in-flight set
 
     # --- intake -------------------------------------------------------------------------
     @property
@@ -282,11 +283,27 @@ class SyncEngine:
     def in_flight_for(self, partitions: Iterable[tuple[str, int]]) -> int:
         return sum(self._in_flight_by_partition.get(tp, 0) for tp in partitions)
 
+    async def wait_partitions_idle(self, partitions: Iterable[tuple[str, int]], timeout: float) -> bool:
+        """Wait until no record of these partitions is in flight; False on timeout."""
+        wanted = list(partitions)
+        deadline = time.monotonic() + timeout
+        while self.in_flight_for(wanted):
+            self._progress.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
     def assigned(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Partitions (re)assigned to this process: their work is ours again."""
         self._revoked.difference_update(partitions)
 
     def _left(self, item: _Item) -> None:
+        self._progress.set()
         tp = _partition(item)
         self._in_flight_by_partition[tp] -= 1
         if self._in_flight_by_partition[tp] <= 0:

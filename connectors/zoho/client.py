@@ -35,6 +35,7 @@ from connectors.zoho.protocol import (
     error_from_reply,
 )
 from connectors.zoho.retry import RetryPolicy
+from connectors.zoho.send_guard import CURRENT_GUARD
 from connectors.zoho.stores import (
     DailyBudgetStore,
     MemoryDailyBudgetStore,
@@ -239,6 +240,9 @@ class ZohoClient:
         async with self.window.send() as sent_at:
             self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
             token = await self.auth.token()  # cached, unless it expired while we waited for the slot
+            guard = CURRENT_GUARD.get()
+            if guard is not None:
+                guard.before_send()  # raises SendRevoked when the caller no longer owns this work
             if before_send is not None:
                 await before_send()  # e.g. a durable create intent, written only once the call can go out
             headers = {

@@ -20,16 +20,11 @@ class SendRevoked(Exception):
 class SendGuard:
     revoked: bool = False
     sent: int = 0  # requests that went out under this guard
-    in_request: int = 0  # requests on the wire now
 
     def before_send(self) -> None:
         if self.revoked:
             raise SendRevoked("this work was withdrawn before its Zoho call (its partition was revoked)")
         self.sent += 1
-        self.in_request += 1
-
-    def after_send(self) -> None:
-        self.in_request -= 1
 
     @property
     def abandonable(self) -> bool:
