@@ -47,6 +47,8 @@ _CALL_ACTIONS = {
     Action.MARK_CUSTOMER_ACTIVE,
     Action.CREATE_INVOICE,
     Action.UPDATE_INVOICE,
+    Action.OPEN_INVOICE,
+    Action.RECORD_PAYMENT,
     Action.VOID_INVOICE,
     Action.DELETE_INVOICE,
 }

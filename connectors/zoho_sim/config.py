@@ -53,6 +53,9 @@ class SimConfig:
     require_email: bool = False  # UNCONFIRMED whether Billing requires it
     unique_display_names: bool = True  # Books behaviour (3062), UNCONFIRMED for Billing
     not_found_status: int = 404
+    require_product_id: bool = (
+        True  # the spec requires invoice_items[].product_id; off = ad-hoc lines accepted
+    )
     currency_code: str = "ZAR"
     account_number_label: str = "Account Number"
     seed: int | None = None

@@ -30,7 +30,7 @@ from connectors.zoho.protocol import (
     message_rate_per_day,
 )
 from connectors.zoho_sim.config import SimConfig
-from connectors.zoho_sim.resources import Reply, Resources
+from connectors.zoho_sim.resources import Catalogue, Reply, Resources
 from connectors.zoho_sim.store import RecordStore
 
 TOKEN_THROTTLED_BODY = {
@@ -62,6 +62,7 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.store = RecordStore(config.db_path)
         self.resources = Resources(config, self.store)
+        self.catalogue = Catalogue(config, self.store)
         self.tokens: dict[str, IssuedToken] = {}
         self.active: dict[str, deque[str]] = defaultdict(deque)
         self.revoked: set[str] = set()
@@ -223,6 +224,8 @@ class Simulator:
         return {
             "customers": list(self.store.customers.values()),
             "invoices": list(self.store.invoices.values()),
+            "items": list(self.store.items.values()),
+            "payments": list(self.store.payments.values()),
             "config": self.config.public(),
         }
 
@@ -236,8 +239,13 @@ class Simulator:
         by_number: dict[str, list[str]] = defaultdict(list)
         for invoice in self.store.invoices.values():
             by_number[invoice["invoice_number"]].append(invoice["invoice_id"])
+        by_reference: dict[str, list[str]] = defaultdict(list)
+        for payment in self.store.payments.values():
+            if payment.get("reference_number"):
+                by_reference[payment["reference_number"]].append(payment["payment_id"])
         return {
             "field": custom_field_filter(label),
             "customers_by_account_number": {k: v for k, v in by_account.items() if len(v) > 1},
             "invoices_by_number": {k: v for k, v in by_number.items() if len(v) > 1},
+            "payments_by_reference": {k: v for k, v in by_reference.items() if len(v) > 1},
         }
