@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from connectors.zoho.errors import NotFound, PermanentError
+from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
 from consumer.events import EntityType
 from consumer.items import ItemCatalogue, LineItemRules
 from consumer.mapping import Action, Plan, invoice_status_steps, zoho_invoice_stage
@@ -108,8 +109,26 @@ class ZohoApplier:
         row: Mapping[str, Any] | None,
         zoho_id: str | None,
     ) -> tuple[str | None, str | None]:
+        if entity_type is EntityType.INVOICE and plan.payload:
+            try:
+                return await self._match(entity_type, entity_id, plan, row, zoho_id, plan.payload)
+            except PermanentError as exc:
+                if exc.code != CODE_ITEM_NOT_FOUND:
+                    raise
+                # An item we remembered was deleted in Zoho (or Zoho was wiped): find or create it again.
+                await self._items.forget(plan.payload)
+        return await self._match(entity_type, entity_id, plan, row, zoho_id, plan.payload or {})
+
+    async def _match(
+        self,
+        entity_type: EntityType,
+        entity_id: str,
+        plan: Plan,
+        row: Mapping[str, Any] | None,
+        zoho_id: str | None,
+        payload: dict[str, Any],
+    ) -> tuple[str | None, str | None]:
         c = self._client
-        payload = plan.payload or {}
         if entity_type is EntityType.INVOICE and payload:
             payload = await self._items.resolve(payload)
         match plan.action:

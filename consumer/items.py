@@ -82,6 +82,16 @@ class ItemCatalogue:
             )
         return with_product_ids(payload, ids, default_id)
 
+    async def forget(self, payload: Mapping[str, Any]) -> None:
+        """Drop what is remembered for the items `payload` uses (Zoho said one does not exist any more)."""
+        codes, uncoded = codes_of(payload)
+        keys = [("code", code) for code in codes]
+        if uncoded:
+            keys.append(("default", self.rules.default_item_name))
+        for kind, key in keys:
+            self._known.pop((kind, key), None)
+            await self._store.forget_item(kind, key)
+
     async def _item(self, kind: str, key: str, line: Mapping[str, Any] | None) -> str:
         known = self._known.get((kind, key))
         if known is not None:

@@ -237,6 +237,10 @@ class SyncStore:
                 (kind, key, zoho_item_id),
             )
 
+    async def forget_item(self, kind: str, key: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM zoho_item_map WHERE kind = %s AND key = %s", (kind, key))
+
     # --- writes -------------------------------------------------------------------------
     async def write_intent(
         self, entity_type: EntityType, entity_id: str, operation: str, natural_key: str

@@ -68,7 +68,7 @@ def api_route(method: str, template: str, operation: Operation) -> Route:
 
     async def handler(request: Request) -> Response:
         sim: Simulator = request.app.state.sim
-        admission = sim.admit(request.headers.get("authorization"), request.headers.get(ORG_HEADER))
+        admission = sim.admit(request.headers.get("authorization"), request.headers.get(ORG_HEADER), endpoint)
         if admission.refusal is not None:
             (status, body), headers = admission.refusal
             sim.count(endpoint, status)

@@ -33,6 +33,9 @@ class SimFaults:
     lost_response: float = 0.0  # apply, then drop the connection without a complete reply
     drop_request: float = 0.0  # drop the connection without applying
     burst_429: int = 0  # the next N API requests answer 429 (code 44)
+    # [endpoint, fault] pairs played once each, in order, on the next accepted request to that endpoint
+    # (e.g. ["POST /payments", "lost_response"]): deterministic faults for tests.
+    once: list[list[str]] = field(default_factory=list)
     token_refusal_seconds: float = (
         0.0  # the token endpoint answers Access Denied for this long (from set time)
     )

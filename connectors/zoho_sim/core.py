@@ -147,7 +147,9 @@ class Simulator:
             headers["Retry-After"] = f"{self.config.limits.retry_after:g}"
         return (429, {"code": code, "message": message}), headers
 
-    def admit(self, authorization: str | None, organization: str | None) -> Admission:
+    def admit(
+        self, authorization: str | None, organization: str | None, endpoint: str | None = None
+    ) -> Admission:
         """Auth, org header, limits, then the fault dice; the caller must `release()` an accepted request."""
         now = time.monotonic()
         scheme, _, access = (authorization or "").partition(" ")
@@ -180,6 +182,11 @@ class Simulator:
         self.daily[today] += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        for index, (target, fault) in enumerate(faults.once):
+            if target == endpoint:
+                del faults.once[index]
+                self.faults_played[fault] += 1
+                return Admission(fault=fault)
         for fault in ("error_500", "error_503", "drop_request", "lost_response", "timeout"):
             probability = getattr(faults, fault)
             if probability and self.rng.random() < probability:
