@@ -19,7 +19,7 @@ from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
 from consumer.events import EntityType
 from consumer.items import ItemCatalogue, LineItemRules
-from consumer.mapping import Action, Plan, invoice_status_steps, zoho_invoice_stage
+from consumer.mapping import Action, Plan, StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.store import SyncStore
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
@@ -164,16 +164,16 @@ class ZohoApplier:
                 return zoho_id, await self._invoice_status(entity_id, zoho_id, body, plan, row)
             case Action.UPDATE_INVOICE:
                 assert zoho_id is not None
-                body = await self._fresh_if_paying(entity_id, zoho_id)
-                if body is None or zoho_invoice_stage(body.get("status")) in ("draft", "sent"):
-                    try:
+                try:
+                    body = await self._current_invoice(entity_id, zoho_id, plan)
+                    if body is None or zoho_invoice_stage(body.get("status")) in ("draft", "sent"):
                         body = await c.update_invoice(zoho_id, payload)
-                    except NotFound:
-                        zoho_id, body = await self._create_invoice(entity_id, payload, row)
+                except NotFound:  # deleted in Zoho (by hand, or the organisation was wiped): recreate
+                    zoho_id, body = await self._create_invoice(entity_id, payload, row)
                 return zoho_id, await self._invoice_status(entity_id, zoho_id, body, plan, row)
             case Action.OPEN_INVOICE | Action.RECORD_PAYMENT:
                 assert zoho_id is not None
-                body = await self._fresh_if_paying(entity_id, zoho_id)
+                body = await self._current_invoice(entity_id, zoho_id, plan)
                 return zoho_id, await self._invoice_status(entity_id, zoho_id, body, plan, row)
             case Action.VOID_INVOICE:
                 zoho_id = zoho_id or await self._created_before(entity_type, entity_id)
@@ -213,16 +213,16 @@ class ZohoApplier:
         assert zoho_id is not None
         return zoho_id, body
 
-    async def _fresh_if_paying(self, entity_id: str, zoho_id: str) -> dict[str, Any] | None:
-        """The invoice as Zoho has it now when a payment intent is left (a crash after the payment may have
-        made it paid, which the entity map does not know yet); else None, and no call."""
+    async def _current_invoice(self, entity_id: str, zoho_id: str, plan: Plan) -> dict[str, Any] | None:
+        """The invoice as Zoho has it now, read only when the entity map may be wrong about its status: the
+        status is unknown (a resync, an older map row) or a payment intent is left (a crash after the
+        payment may have made it paid). Else None, and no call. Raises NotFound when it is gone."""
+        if plan.from_status is None:
+            return await self._client.get_invoice(zoho_id)
         intent = await self._store.intent(EntityType.INVOICE, entity_id)
         if intent is None or intent.operation != PAYMENT_INTENT:
             return None
-        try:
-            return await self._client.get_invoice(zoho_id)
-        except NotFound:
-            return None
+        return await self._client.get_invoice(zoho_id)
 
     async def _invoice_status(
         self,
@@ -242,7 +242,11 @@ class ZohoApplier:
             return known
         current = zoho_invoice_stage(known) or "draft"
         status = known
-        for step in invoice_status_steps(current, target, row):
+        try:
+            steps = invoice_status_steps(current, target, row)
+        except StatusBackwards as exc:  # Zoho's status was not the one the entity map knew
+            raise PermanentError(exc.reason) from None
+        for step in steps:
             if step == "open":
                 await self._open(zoho_id)
                 status = "sent"
