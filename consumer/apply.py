@@ -24,6 +24,7 @@ from consumer.store import SyncStore
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"
+_ITEM_RETRIES: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +111,15 @@ class ZohoApplier:
         zoho_id: str | None,
     ) -> tuple[str | None, str | None]:
         if entity_type is EntityType.INVOICE and plan.payload:
-            try:
-                return await self._match(entity_type, entity_id, plan, row, zoho_id, plan.payload)
-            except PermanentError as exc:
-                if exc.code != CODE_ITEM_NOT_FOUND:
-                    raise
-                # An item we remembered was deleted in Zoho (or Zoho was wiped): find or create it again.
-                await self._items.forget(plan.payload)
+            for _ in range(_ITEM_RETRIES):
+                try:
+                    return await self._match(entity_type, entity_id, plan, row, zoho_id, plan.payload)
+                except PermanentError as exc:
+                    if exc.code != CODE_ITEM_NOT_FOUND:
+                        raise
+                    # An item we remembered was deleted in Zoho (or Zoho was wiped): find or create it again.
+                    # Concurrent invoices may still hold the old id for a moment, hence a few tries.
+                    await self._items.forget(plan.payload)
         return await self._match(entity_type, entity_id, plan, row, zoho_id, plan.payload or {})
 
     async def _match(
