@@ -60,6 +60,8 @@ _CALL_ACTIONS = {
     Action.MARK_CUSTOMER_ACTIVE,
     Action.CREATE_INVOICE,
     Action.UPDATE_INVOICE,
+    Action.OPEN_INVOICE,
+    Action.RECORD_PAYMENT,
     Action.VOID_INVOICE,
     Action.DELETE_INVOICE,
 }
@@ -386,7 +388,7 @@ class SyncEngine:
         started = time.monotonic()
         state = await self._retrying_db(self._store.entity_state, event.entity_type, event.entity_id)
         if self.options.resync and state is not None:
-            state = replace(state, payload_hash=None)
+            state = replace(state, payload_hash=None, status=None)  # Zoho's status is read, not trusted
         if (
             not self.options.ignore_stale
             and state is not None

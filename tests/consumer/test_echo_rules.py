@@ -68,13 +68,22 @@ async def test_a_delete_during_an_unresolved_create_reaches_the_record_the_creat
                 "custom_fields": [{"label": "Account Number", "value": "CT-2025-00005"}],
             }
         )
+        plan_item = await zoho_client.create_item_once({"name": "Monthly plan", "rate": 100.0})
         made_invoice = await zoho_client.create_invoice(
             {
                 "customer_id": made["customer_id"],
                 "invoice_number": "INV-5-1",
                 "reference_number": invoice,
                 "date": "2026-11-01",
-                "invoice_items": [{"name": "Monthly plan", "rate": 100.0, "price": 100.0, "quantity": 1}],
+                "invoice_items": [
+                    {
+                        "product_id": plan_item["item_id"],
+                        "name": "Monthly plan",
+                        "rate": 100.0,
+                        "price": 100.0,
+                        "quantity": 1,
+                    }
+                ],
             }
         )
     source.query(
