@@ -134,3 +134,16 @@ class Source:
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url) as conn:
             return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+def sql_value(database_url: str, sql: str, *params: Any) -> Any:
+    """The first column of the first row a query returns, or None (one connection per call)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+    return row[0] if row else None
+
+
+def sql_exec(database_url: str, sql: str, *params: Any) -> None:
+    """Run one statement in its own committed transaction, as an application would."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(sql, params)  # type: ignore[arg-type]
