@@ -26,7 +26,13 @@ _ENTITY = {"customers": EntityType.CUSTOMER, "customer_invoices": EntityType.INV
 
 
 def envelope(
-    topic_prefix: str, table: str, op: str, row: dict[str, Any] | None, key_id: str, lsn: int | None = None
+    topic_prefix: str,
+    table: str,
+    op: str,
+    row: dict[str, Any] | None,
+    key_id: str,
+    lsn: int | None = None,
+    snapshot: str = "false",
 ) -> tuple[str, bytes, bytes]:
     entity_type = _ENTITY[table]
     key, value = encode_event(
@@ -36,6 +42,7 @@ def envelope(
         key_id=key_id,
         topic_prefix=topic_prefix,
         lsn=lsn if lsn is not None else next(_LSN),
+        snapshot=snapshot,
     )
     return topic_for(topic_prefix, entity_type), key, value
 
