@@ -48,7 +48,7 @@ from benchmarks import infra, report
 from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row, invoice_row
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.dead_letters import H_OFFSET, H_TOPIC
-from consumer.mapping import MappingConfig, customer_payload
+from consumer.mapping import MappingConfig, customer_payload, zoho_invoice_stage
 
 
 @dataclass(frozen=True)
@@ -363,8 +363,9 @@ def check(
         found["duplicate invoices"] += len(records) - 1
         z = records[0]
         problems = []
-        if z["status"] != "draft":
-            problems.append(f"status {z['status']}")
+        if zoho_invoice_stage(z["status"]) != row["status"]:  # the Zoho status follows the source's
+            problems.append(f"status {z['status']} (source {row['status']})")
+            found["status mismatches"] += 1
         if Decimal(str(z["total"])).quantize(Decimal("0.01")) != row["total_amount"]:
             problems.append(f"total {z['total']} != {row['total_amount']}")
         if z.get("due_date") != row["due_date"].isoformat():
@@ -581,6 +582,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         "calls_per_10s": script.timeline,
         "final_exit_code": exit_code,
         "zoho_requests": stats["requests"],
+        "chaos_status_mismatches": found.get("status mismatches", 0),
         "events": len(events),
         "elapsed_s": round(time.monotonic() - started),
         "consumer_log": str(consumer.log_path),

@@ -51,7 +51,7 @@ class DryRunApplier:
         if state_zoho_id is None:
             self._next += 1
             state_zoho_id = f"dry-run-{self._next}"
-        return Applied(zoho_id=state_zoho_id, zoho_status=None, http_status=None, attempts=0, calls=0)
+        return Applied(zoho_id=state_zoho_id, zoho_status=plan.status, http_status=None, attempts=0, calls=0)
 
 
 class DryRunStore:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -21,6 +21,7 @@ import psycopg
 import structlog
 
 from connectors.zoho.errors import AuthError, PermanentError, ZohoError
+from connectors.zoho.send_guard import CURRENT_GUARD, SendGuard, SendRevoked
 from consumer.apply import Applied, Applier, natural_key
 from consumer.dead_letters import (
     H_OFFSET,
@@ -59,6 +60,8 @@ _CALL_ACTIONS = {
     Action.MARK_CUSTOMER_ACTIVE,
     Action.CREATE_INVOICE,
     Action.UPDATE_INVOICE,
+    Action.OPEN_INVOICE,
+    Action.RECORD_PAYMENT,
     Action.VOID_INVOICE,
     Action.DELETE_INVOICE,
 }
@@ -75,6 +78,14 @@ class InboundRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp_ms: int | None = None
+
+
+@dataclass(slots=True)
+class _Active:
+    task: asyncio.Task[None] | None
+    guard: SendGuard
+    batch: list[_Item]
+    withdrawn: bool = False  # cancelled by a revoke, not by shutdown
 
 
 @dataclass(slots=True)
@@ -136,6 +147,10 @@ class SyncEngine:
         self.fatal: BaseException | None = None
         self._verified: set[str] = set()
         self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
+        self._active: dict[tuple[str, str], _Active] = {}  # batches being worked on, by key
+        self._revoked: set[tuple[str, int]] = set()
+        self._in_flight_by_partition: Counter[tuple[str, int]] = Counter()
+        self._progress = asyncio.Event()  # set whenever a record leaves the in-flight set
 
     # --- intake -------------------------------------------------------------------------
     @property
@@ -158,6 +173,7 @@ class SyncEngine:
             event, error = None, exc
             key = ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
         self._in_flight += 1
+        self._in_flight_by_partition[(record.topic, record.partition)] += 1
         self._idle.clear()
         self._queues.setdefault(key, deque()).append(_Item(record, event, error))
         if key not in self._workers:
@@ -191,8 +207,8 @@ class SyncEngine:
                 await self._gate.wait()
                 batch = list(queue)
                 queue.clear()
-                async with self._locked(key):
-                    await self._process_safely(batch)
+                if not await self._guarded(key, batch):
+                    continue  # withdrawn by a revoke: the records are the new owner's now
                 if key[0] == EntityType.CUSTOMER.value:
                     self._mark_verified(key[1])
                 self._finish(batch)
@@ -210,6 +226,97 @@ class SyncEngine:
                 self._queues.pop(key, None)
             if self.fatal is not None:
                 self._idle.set()
+
+    async def _guarded(self, key: tuple[str, str], batch: list[_Item]) -> bool:
+        """Process a batch under a send guard a revoke can withdraw; False when it was withdrawn.
+
+        Withdrawn work made no Zoho call (it was cancelled while it waited, or stopped right before
+        sending): its records of revoked partitions are dropped without an outcome (their offsets
+        were not committed, so the new owner gets them) and the others go back to the queue."""
+        guard = SendGuard()
+        active = _Active(asyncio.current_task(), guard, batch)  # type: ignore[arg-type]
+        self._active[key] = active
+        token = CURRENT_GUARD.set(guard)
+        try:
+            async with self._locked(key):
+                await self._process_safely(batch)
+            return True
+        except asyncio.CancelledError:
+            if not active.withdrawn:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+        except SendRevoked:
+            pass
+        finally:
+            CURRENT_GUARD.reset(token)
+            self._active.pop(key, None)
+        self._withdraw(key, batch)
+        return False
+
+    def _withdraw(self, key: tuple[str, str], batch: list[_Item]) -> None:
+        kept = [item for item in batch if _partition(item) not in self._revoked]
+        dropped = [item for item in batch if _partition(item) in self._revoked]
+        self._queues[key].extendleft(reversed(kept))
+        self._drop(dropped)
+        log.info("work withdrawn from a revoked partition", key=f"{key[0]}:{key[1]}", records=len(dropped))
+
+    def revoke(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Stop the work of revoked partitions before it calls Zoho: queued records are dropped, waiting
+        work is cancelled, and work whose call is on the wire finishes and records its outcome."""
+        self._revoked = set(partitions)
+        if not self._revoked:
+            return
+        for key, queue in list(self._queues.items()):
+            if key in self._active:
+                continue  # its worker holds the batch; decided below
+            dropped = [item for item in queue if _partition(item) in self._revoked]
+            if dropped:
+                kept = [item for item in queue if _partition(item) not in self._revoked]
+                queue.clear()
+                queue.extend(kept)
+                self._drop(dropped)
+        for active in list(self._active.values()):
+            if any(_partition(item) in self._revoked for item in active.batch):
+                active.guard.revoked = True
+                if active.guard.abandonable and active.task is not None:
+                    active.withdrawn = True
+                    active.task.cancel()
+
+    def in_flight_for(self, partitions: Iterable[tuple[str, int]]) -> int:
+        return sum(self._in_flight_by_partition.get(tp, 0) for tp in partitions)
+
+    async def wait_partitions_idle(self, partitions: Iterable[tuple[str, int]], timeout: float) -> bool:
+        """Wait until no record of these partitions is in flight; False on timeout."""
+        wanted = list(partitions)
+        deadline = time.monotonic() + timeout
+        while self.in_flight_for(wanted):
+            self._progress.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    def assigned(self, partitions: Iterable[tuple[str, int]]) -> None:
+        """Partitions (re)assigned to this process: their work is ours again."""
+        self._revoked.difference_update(partitions)
+
+    def _left(self, item: _Item) -> None:
+        self._progress.set()
+        tp = _partition(item)
+        self._in_flight_by_partition[tp] -= 1
+        if self._in_flight_by_partition[tp] <= 0:
+            del self._in_flight_by_partition[tp]
+
+    def _drop(self, items: list[_Item]) -> None:
+        for item in items:
+            self._left(item)
+        self._in_flight -= len(items)
+        if self._in_flight == 0:
+            self._idle.set()
 
     @contextlib.asynccontextmanager
     async def _locked(self, key: tuple[str, str]) -> AsyncIterator[None]:
@@ -230,6 +337,7 @@ class SyncEngine:
     def _finish(self, batch: list[_Item]) -> None:
         for item in batch:
             self._on_done(item.record)
+            self._left(item)
         self._in_flight -= len(batch)
         if self._in_flight == 0:
             self._idle.set()
@@ -241,7 +349,7 @@ class SyncEngine:
         forever); the error is logged with its traceback and each record keeps exactly one outcome."""
         try:
             await self._process_batch(batch)
-        except (FatalSyncError, asyncio.CancelledError):
+        except (FatalSyncError, asyncio.CancelledError, SendRevoked):
             raise
         except Exception as exc:
             log.exception("unexpected error processing a record; dead-lettering it", key=_key_of(batch[0]))
@@ -280,7 +388,7 @@ class SyncEngine:
         started = time.monotonic()
         state = await self._retrying_db(self._store.entity_state, event.entity_type, event.entity_id)
         if self.options.resync and state is not None:
-            state = replace(state, payload_hash=None)
+            state = replace(state, payload_hash=None, status=None)  # Zoho's status is read, not trusted
         if (
             not self.options.ignore_stale
             and state is not None
@@ -374,7 +482,7 @@ class SyncEngine:
             event.entity_id,
             None,
             state.payload_hash if state else None,
-            event.lsn,
+            _position(event),
             None,
             natural_key(event.entity_type, event.row),
             source_row=remembered(event.entity_type, event.row),
@@ -555,7 +663,7 @@ class SyncEngine:
                 event.entity_id,
                 zoho_id,
                 plan.payload_hash or (state.payload_hash if state else None),
-                event.lsn,
+                _position(event),
                 None,
                 key_value,
                 source_row=whole,
@@ -610,7 +718,7 @@ class SyncEngine:
             event.entity_id,
             applied.zoho_id,
             plan.payload_hash,
-            event.lsn,
+            _position(event),
             applied.zoho_status,
             key_value,
             source_row=whole,
@@ -821,12 +929,29 @@ def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | 
 _NOT_TRANSIENT = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
 
 
+def _position(event: ChangeEvent) -> int | None:
+    """The source position an applied event leaves in the entity map, for later stale checks.
+
+    Only streamed changes set it. A snapshot read carries the LSN at which the snapshot began, and a
+    transaction that was open then (its change written to the WAL before that LSN) but committed after
+    it is streamed later with its own, lower change LSN: compared with the read's LSN it would look
+    stale and be lost. Streamed changes of one row are in LSN order (row locks), so they compare safely.
+    """
+    return None if event.snapshot else event.lsn
+
+
+def _partition(item: _Item) -> tuple[str, int]:
+    return (item.record.topic, item.record.partition)
+
+
 def _in_source_order(changes: list[_Item]) -> list[_Item]:
     """A key's queued changes ordered by source position (LSN), so the newest change wins even when the
     entity's events came through two partitions (a partition-count change, a primary-key update).
     Arrival order breaks ties and stands when a change carries no LSN."""
-    if any(item.event is None or item.event.lsn is None for item in changes):
-        return changes
+    if any(item.event is None or item.event.lsn is None or item.event.snapshot for item in changes):
+        return changes  # a snapshot read's LSN is where the snapshot began, not when its row changed
+    if len({_partition(item) for item in changes}) == 1:
+        return changes  # one partition is already in Debezium's (commit) order
     return sorted(changes, key=lambda item: item.event.version)  # type: ignore[union-attr]
 
 

@@ -32,6 +32,7 @@ CUSTOMER_MAPPED_COLUMNS: Final = frozenset(
         "phone",
         "billing_address",
         "account_type",
+        "status",
     }
 )
 #: Invoice columns that feed the Zoho body or the plan.
@@ -53,8 +54,24 @@ INVOICE_MAPPED_COLUMNS: Final = frozenset(
 _INVOICE_CREATE_COLUMNS: Final = frozenset({"invoice_date", "line_items", "subtotal", "total_amount"})
 
 _ADDRESS_KEYS: Final = ("street", "city", "state", "zip", "country")
-#: Zoho statuses in which an invoice may still be edited with PUT.
-EDITABLE_INVOICE_STATUSES: Final = frozenset({"draft", "sent"})
+#: Zoho's invoice statuses, by the source status they stand for (an overdue or part-paid invoice is open,
+#: like a sent one). Unknown statuses count as open: Zoho's list documents more than it explains.
+ZOHO_INVOICE_STAGE: Final = {
+    "draft": "draft",
+    "pending": "draft",
+    "sent": "sent",
+    "overdue": "sent",
+    "unpaid": "sent",
+    "partially_paid": "sent",
+    "paid": "paid",
+    "void": "void",
+}
+#: Source invoice statuses, in the order an invoice moves through them (void ends any of them).
+INVOICE_STAGES: Final = ("draft", "sent", "paid")
+#: Stages in which Zoho lets an invoice be edited with PUT.
+EDITABLE_INVOICE_STAGES: Final = frozenset({"draft", "sent"})
+CUSTOMER_CLOSED: Final = "closed"
+CUSTOMER_SUSPENDED: Final = "suspended"
 _CENT = Decimal("0.01")
 
 
@@ -66,10 +83,15 @@ class MappingError(ValueError):
         self.reason = reason
 
 
+class StatusBackwards(MappingError):
+    """Raised when a source invoice moves to a status Zoho has no call to reach from where it is."""
+
+
 @dataclass(frozen=True, slots=True)
 class MappingConfig:
     account_number_field: str = "Account Number"  # Zoho customer custom-field label
     default_currency: str = "ZAR"
+    suspended_status: str = "active"  # Zoho status of a suspended source customer: "active" or "inactive"
 
 
 # --- customers ----------------------------------------------------------------------------
@@ -78,6 +100,17 @@ class MappingConfig:
 def is_internal_test(row: Mapping[str, Any]) -> bool:
     """Internal test accounts are never synced (and are marked inactive if they once were)."""
     return row.get("account_type") == INTERNAL_TEST_ACCOUNT_TYPE
+
+
+def customer_zoho_status(row: Mapping[str, Any], config: MappingConfig) -> str:
+    """The Zoho status a customer row should have: `closed` is inactive; `suspended` as configured
+    (default active: a suspended account still owes); internal test accounts are inactive."""
+    status = _text(row.get("status")).lower()
+    if is_internal_test(row) or status == CUSTOMER_CLOSED:
+        return "inactive"
+    if status == CUSTOMER_SUSPENDED:
+        return config.suspended_status
+    return "active"
 
 
 def customer_display_name(row: Mapping[str, Any]) -> str:
@@ -144,8 +177,9 @@ def invoice_currency(row: Mapping[str, Any]) -> str:
 def invoice_payload(row: Mapping[str, Any], zoho_customer_id: str) -> dict[str, Any]:
     """The Zoho invoice create/update body for an invoice row.
 
-    Items come from `line_items` (`description`, `quantity`, `unit_price`); each carries both
-    `price` and `rate` because Zoho's spec names the field one way and requires it the other.
+    Items come from `line_items` (`description`, `quantity`, `unit_price`, and `sku`/`item_code` kept
+    as `ITEM_CODE_KEY` for the applier to turn into a Zoho `product_id`); each carries both `price`
+    and `rate` because Zoho's spec names the field one way and requires it the other.
     An invoice without line items gets one item for its subtotal. VAT is sent as Zoho's
     invoice-level `adjustment` (total_amount - sum of item totals), not as a tax: we have no
     Zoho tax ids, and this makes Zoho's total equal the source `total_amount` exactly even when
@@ -197,11 +231,11 @@ def _invoice_items(row: Mapping[str, Any]) -> list[tuple[dict[str, Any], Decimal
             raise MappingError(f"line item {index} has no unit_price")
         price = _amount(price_raw, f"line item {index} unit_price")
         total = (quantity * price.quantize(_CENT, ROUND_HALF_UP)).quantize(_CENT, ROUND_HALF_UP)
-        out.append((_item(name, quantity, price), total))
+        out.append((_item(name, quantity, price, line_item_code(raw)), total))
     return out
 
 
-def _item(name: str, quantity: Decimal, price: Decimal) -> dict[str, Any]:
+def _item(name: str, quantity: Decimal, price: Decimal, code: str | None = None) -> dict[str, Any]:
     money = _money(price)
     return {
         "name": name,
@@ -209,7 +243,22 @@ def _item(name: str, quantity: Decimal, price: Decimal) -> dict[str, Any]:
         "quantity": int(quantity) if quantity == quantity.to_integral_value() else float(quantity),
         "price": money,
         "rate": money,
+        ITEM_CODE_KEY: code,
     }
+
+
+#: zoho-cdc's own key on a mapped invoice line: the source item code (`sku`, else `item_code`; None when the
+#: line has none). The applier replaces it with the Zoho `product_id` before sending (see consumer.items).
+ITEM_CODE_KEY: Final = "_item_code"
+
+
+def line_item_code(raw: Mapping[str, Any]) -> str | None:
+    """The source line's item code: `sku`, else `item_code`; None when neither is a non-empty value."""
+    for key in ("sku", "item_code"):
+        value = raw.get(key)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            return str(value).strip()
+    return None
 
 
 def _amount(raw: Any, what: str) -> Decimal:
@@ -289,6 +338,8 @@ class Action(StrEnum):
     MARK_CUSTOMER_ACTIVE = "mark_customer_active"
     CREATE_INVOICE = "create_invoice"
     UPDATE_INVOICE = "update_invoice"
+    OPEN_INVOICE = "open_invoice"  # draft -> open (converttoopen), content unchanged
+    RECORD_PAYMENT = "record_payment"  # open (or draft: opened first) -> paid, content unchanged
     VOID_INVOICE = "void_invoice"
     DELETE_INVOICE = "delete_invoice"
     SKIP = "skip"  # nothing to do by rule (tombstone, internal test, never synced, not editable)
@@ -318,6 +369,8 @@ class Plan:
     payload_hash: str | None
     reason: str
     needs_customer: str | None = None  # invoices: source customer id whose Zoho id is required first
+    status: str | None = None  # the Zoho status the record ends in (customers) / the source stage (invoices)
+    from_status: str | None = None  # the Zoho status the entity map knows, when the plan was made
 
 
 _DELETED_WHILE_CREATING: Final = "deleted in the source while its create was unresolved (may be in Zoho)"
@@ -366,17 +419,29 @@ def plan_customer(
     partial = sorted(event.unavailable & CUSTOMER_MAPPED_COLUMNS)
     digest = None if partial else payload_hash(payload)
     note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
+    target = customer_zoho_status(row, config)
 
     if not _synced(state):
         _require_natural_key(row, "account_number", "customer")
-        return Plan(Action.CREATE_CUSTOMER, payload, digest, f"not yet in Zoho{note}")
+        why = "not yet in Zoho" + (
+            "; inactive once created (closed in the source)" if target == "inactive" else ""
+        )
+        return Plan(Action.CREATE_CUSTOMER, payload, digest, f"{why}{note}", status=target)
     assert state is not None
     payload = _without_create_only(payload)
-    if state.status == "inactive":
-        return Plan(Action.MARK_CUSTOMER_ACTIVE, payload, digest, f"reactivated: inactive in Zoho{note}")
-    if digest is not None and digest == state.payload_hash:
-        return Plan(Action.NOOP, None, digest, "unchanged")
-    return Plan(Action.UPDATE_CUSTOMER, payload, digest, f"changed{note}")
+    changed = digest is None or digest != state.payload_hash
+    current = state.status or "active"
+    if current != target:
+        action = Action.MARK_CUSTOMER_ACTIVE if target == "active" else Action.MARK_CUSTOMER_INACTIVE
+        why = f"{_text(row.get('status')) or 'active'} in the source; {current} in Zoho"
+        if target == "active":
+            why = f"reactivated: {why}"
+        return Plan(
+            action, payload if changed else None, digest, f"{why}{note}", status=target, from_status=current
+        )
+    if not changed:
+        return Plan(Action.NOOP, None, digest, "unchanged", status=target, from_status=current)
+    return Plan(Action.UPDATE_CUSTOMER, payload, digest, f"changed{note}", status=target, from_status=current)
 
 
 def plan_invoice(
@@ -409,12 +474,15 @@ def plan_invoice(
         return Plan(Action.VOID_INVOICE, None, None, "deleted in the source")
 
     row = _row(event)
-    if row.get("status") == "void":
+    target = invoice_source_stage(row)
+    if target == "void":
         if not synced:
             return _skip("void in the source and never synced")
         if zoho_status == "void":
             return Plan(Action.NOOP, None, None, "void in the source; already void in Zoho")
-        return Plan(Action.VOID_INVOICE, None, None, "void in the source")
+        return Plan(
+            Action.VOID_INVOICE, None, None, "void in the source", status="void", from_status=zoho_status
+        )
 
     missing_for_create = sorted(event.unavailable & _INVOICE_CREATE_COLUMNS)
     if not synced and missing_for_create:
@@ -422,10 +490,12 @@ def plan_invoice(
             f"cannot create: {', '.join(missing_for_create)} unavailable (unchanged TOAST value); "
             "backfill the invoice or set REPLICA IDENTITY FULL"
         )
+    current = zoho_invoice_stage(zoho_status) if synced else None
+    steps = invoice_status_steps(current or "draft", target, row)  # raises StatusBackwards
     action = Action.UPDATE_INVOICE if synced else Action.CREATE_INVOICE
     if customer_zoho_id is None:
         customer_id = _text(row.get("customer_id")) or None
-        return Plan(action, None, None, "customer not yet in Zoho", needs_customer=customer_id)
+        return Plan(action, None, None, "customer not yet in Zoho", needs_customer=customer_id, status=target)
 
     currency = invoice_currency(row)
     if customer_currency and currency and currency != customer_currency.upper():
@@ -438,16 +508,70 @@ def plan_invoice(
     partial = sorted(event.unavailable & INVOICE_MAPPED_COLUMNS)
     digest = None if partial else payload_hash(payload)
     note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
+    moves = f"; {current or 'draft'} -> {target} in Zoho" if steps else ""
 
     if not synced:
         _require_natural_key(row, "invoice_number", "invoice")
-        return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}")
+        return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}{moves}", status=target)
     assert state is not None
-    if digest is not None and digest == state.payload_hash:
-        return Plan(Action.NOOP, None, digest, "unchanged")
-    if zoho_status is not None and zoho_status not in EDITABLE_INVOICE_STATUSES:
+    changed = digest is None or digest != state.payload_hash
+    if not changed:
+        if not steps:
+            return Plan(Action.NOOP, None, digest, "unchanged", status=target, from_status=zoho_status)
+        action = Action.RECORD_PAYMENT if "pay" in steps else Action.OPEN_INVOICE
+        return Plan(
+            action, None, digest, f"{target} in the source{moves}", status=target, from_status=zoho_status
+        )
+    if current is not None and current not in EDITABLE_INVOICE_STAGES:
         return _skip(f"invoice no longer editable in Zoho (status {zoho_status})")
-    return Plan(Action.UPDATE_INVOICE, payload, digest, f"changed{note}")
+    return Plan(
+        Action.UPDATE_INVOICE,
+        payload,
+        digest,
+        f"changed{note}{moves}",
+        status=target,
+        from_status=zoho_status,
+    )
+
+
+def invoice_source_stage(row: Mapping[str, Any]) -> str:
+    """The source invoice status as a stage (draft, sent, paid, void); unknown values count as draft."""
+    status = _text(row.get("status")).lower()
+    return status if status in (*INVOICE_STAGES, "void") else "draft"
+
+
+def zoho_invoice_stage(zoho_status: str | None) -> str | None:
+    """The stage a Zoho invoice status stands for (None when unknown to the entity map)."""
+    if zoho_status is None:
+        return None
+    return ZOHO_INVOICE_STAGE.get(zoho_status.lower(), "sent")
+
+
+def invoice_status_steps(current: str, target: str, row: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """The Zoho status calls that take an invoice from stage `current` to `target`, in order.
+
+    "open" is converttoopen, "pay" records a payment for the balance, "void" voids. Zoho Billing
+    has no call that takes a paid invoice back to open, any invoice back to draft, or a void one
+    back to life, so those moves raise StatusBackwards (the event is dead-lettered, the record
+    left as it is).
+    """
+    if current == target:
+        return ()
+    if target == "void":
+        return ("void",)
+    if current == "void" or INVOICE_STAGES.index(target) < INVOICE_STAGES.index(current):
+        number = _text((row or {}).get("invoice_number"))
+        what = f"invoice {number}" if number else "the invoice"
+        raise StatusBackwards(
+            f"status goes backwards: {what} is {current} in Zoho but {target} in the source, and Zoho"
+            f" Billing has no call to take an invoice from {current} back to {target}; change it in Zoho"
+            " by hand (e.g. delete the payment), then run `zoho-cdc dlq reprocess`"
+        )
+    start = INVOICE_STAGES.index(current)
+    return tuple(
+        {"sent": "open", "paid": "pay"}[s]
+        for s in INVOICE_STAGES[start + 1 : INVOICE_STAGES.index(target) + 1]
+    )
 
 
 def _require_natural_key(row: Mapping[str, Any], column: str, what: str) -> None:

@@ -31,7 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.zoho.client import account_number_of, disambiguated_name
-from consumer.apply import ZohoApplier
+from consumer.apply import ApplyOptions, ZohoApplier
 from consumer.dead_letters import DeadLetterPublisher
 from consumer.encode import encode_event
 from consumer.engine import EngineOptions, InboundRecord, SyncEngine
@@ -445,7 +445,7 @@ async def repair(session: Any, report: ReconcileReport) -> RepairResult:
             reprocess_max_attempts=settings.reprocess_max_attempts,
         ),
         store=session.store,
-        applier=ZohoApplier(session.client, session.store),
+        applier=ZohoApplier(session.client, session.store, ApplyOptions.from_settings(settings)),
         dead_letters=DeadLetterPublisher(session.producer, settings.dlq_topic),
         on_done=lambda _record: None,
         metrics=session.metrics,

@@ -101,12 +101,20 @@ def state_digest(entity_type: EntityType, row: Mapping[str, Any]) -> str:
 
 def _tagged(value: Any) -> list[Any]:
     if isinstance(value, Decimal):
-        return ["decimal", format(value.normalize(), "f") if value else "0"]
+        return ["decimal", _plain_decimal(value)]
     if isinstance(value, dt.datetime):
         return ["datetime", value.isoformat()]
     if isinstance(value, dt.date):
         return ["date", value.isoformat()]
     return ["json", value]
+
+
+def _plain_decimal(value: Decimal) -> str:
+    """The exact value without trailing zeros (Decimal.normalize rounds to 28 digits, losing cents)."""
+    if not value:
+        return "0"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _untagged(value: Any) -> Any:

@@ -88,6 +88,8 @@ class _Revocation(ConsumerRebalanceListener):
         await self._runner.drain_and_commit(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        assigned = list(assigned)
+        self._runner.engine.assigned((tp.topic, tp.partition) for tp in assigned)
         for tp in assigned:
             self._runner.watermarks.setdefault(tp, OffsetWatermark())
 
@@ -265,11 +267,18 @@ class SyncRunner:
         return offsets
 
     async def drain_and_commit(self, revoked: list[TopicPartition]) -> None:
-        """On revoke: finish in-flight work (bounded), commit its durable prefix, forget the partitions."""
+        """On revoke: stop the revoked partitions' work before its Zoho call, let calls already on the wire
+        finish and be recorded (bounded), commit their durable prefix, forget the partitions.
+
+        Only the revoked partitions are waited for: work of partitions this process keeps goes on."""
         if not revoked:
             return
+        partitions = [(tp.topic, tp.partition) for tp in revoked]
+        self.engine.revoke(partitions)
         drain = self.options.revoke_drain_timeout
-        await self.engine.wait_idle(self.options.shutdown_timeout if drain is None else drain)
+        await self.engine.wait_partitions_idle(
+            partitions, self.options.shutdown_timeout if drain is None else drain
+        )
         await self.commit(revoked)
         for tp in revoked:
             self.watermarks.pop(tp, None)

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from consumer.apply import Applier, ZohoApplier
+from consumer.apply import Applier, ApplyOptions, ZohoApplier
 from consumer.dead_letters import DeadLetterPublisher
 from consumer.engine import EngineOptions, InboundRecord, SyncEngine
 from consumer.mapping import MappingConfig
@@ -57,6 +57,7 @@ def mapping_config(settings: Settings) -> MappingConfig:
     return MappingConfig(
         account_number_field=settings.zoho_account_number_field,
         default_currency=settings.zoho_default_currency,
+        suspended_status=settings.zoho_suspended_customer_status,
     )
 
 
@@ -101,7 +102,8 @@ class SyncSession:
                     reprocess_max_attempts=self.settings.reprocess_max_attempts,
                 ),
                 store=store or self.store,
-                applier=applier or ZohoApplier(self.client, self.store),
+                applier=applier
+                or ZohoApplier(self.client, self.store, ApplyOptions.from_settings(self.settings)),
                 dead_letters=dead_letters or DeadLetterPublisher(self.producer, self.settings.dlq_topic),
                 on_done=on_done,
                 metrics=self.metrics,

@@ -83,6 +83,26 @@ class Settings(BaseSettings):
         "Account Number", description="Label of the customer custom field holding the source account number."
     )
     zoho_default_currency: str = Field("ZAR", min_length=3, max_length=3)
+    zoho_payment_mode: Literal[
+        "cash", "check", "creditcard", "banktransfer", "bankremittance", "autotransaction", "others"
+    ] = Field(
+        "banktransfer", description="payment_mode of the payment recorded when a source invoice is paid."
+    )
+    zoho_default_item_id: str = Field(
+        "",
+        description="Zoho item for invoice lines without a sku/item_code; empty: one zoho-cdc creates once.",
+    )
+    zoho_default_item_name: str = Field(
+        "Invoice line", min_length=1, description="Name of the default item zoho-cdc creates (or finds)."
+    )
+    zoho_adhoc_line_items: bool = Field(
+        False,
+        description="Send lines without a code with no product_id (only if your organisation accepts it).",
+    )
+    zoho_suspended_customer_status: Literal["active", "inactive"] = Field(
+        "active",
+        description="Zoho status of a suspended source customer (active: a suspended account still owes).",
+    )
     zoho_token_refresh_margin: float = Field(
         120.0, ge=0, description="Refresh this many seconds before expiry."
     )

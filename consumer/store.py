@@ -196,6 +196,27 @@ class SyncStore:
             )
             return await cur.fetchone() is not None
 
+    async def item_id(self, kind: str, key: str) -> str | None:
+        """The Zoho item remembered for an invoice-line code (or the default item), if any."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT zoho_item_id FROM zoho_item_map WHERE kind = %s AND key = %s", (kind, key)
+            )
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def remember_item(self, kind: str, key: str, zoho_item_id: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO zoho_item_map (kind, key, zoho_item_id) VALUES (%s, %s, %s)"
+                " ON CONFLICT (kind, key) DO UPDATE SET zoho_item_id = EXCLUDED.zoho_item_id",
+                (kind, key, zoho_item_id),
+            )
+
+    async def forget_item(self, kind: str, key: str) -> None:
+        async with self._pool.connection() as conn:
+            await conn.execute("DELETE FROM zoho_item_map WHERE kind = %s AND key = %s", (kind, key))
+
     # --- writes -------------------------------------------------------------------------
     async def write_intent(
         self, entity_type: EntityType, entity_id: str, operation: str, natural_key: str

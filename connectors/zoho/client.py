@@ -35,6 +35,7 @@ from connectors.zoho.protocol import (
     error_from_reply,
 )
 from connectors.zoho.retry import RetryPolicy
+from connectors.zoho.send_guard import CURRENT_GUARD
 from connectors.zoho.stores import (
     DailyBudgetStore,
     MemoryDailyBudgetStore,
@@ -239,6 +240,9 @@ class ZohoClient:
         async with self.window.send() as sent_at:
             self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
             token = await self.auth.token()  # cached, unless it expired while we waited for the slot
+            guard = CURRENT_GUARD.get()
+            if guard is not None:
+                guard.before_send()  # raises SendRevoked when the caller no longer owns this work
             if before_send is not None:
                 await before_send()  # e.g. a durable create intent, written only once the call can go out
             headers = {
@@ -499,6 +503,11 @@ class ZohoClient:
                     return {"code": 0, "message": "The invoice has been deleted."}
                 raise
 
+    async def open_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """POST /invoices/{id}/converttoopen: draft to open without emailing anyone (unlike /email)."""
+        path = f"/invoices/{invoice_id}/converttoopen"
+        return await self._request("POST", path, "POST /invoices/{id}/converttoopen")
+
     def iter_invoices(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Every invoice matching `filters` (e.g. customer_id, filter_by=Status.Void), page by page."""
         return self._pages("/invoices", "invoices", "GET /invoices", dict(filters))
@@ -544,6 +553,64 @@ class ZohoClient:
             lambda: self.create_invoice(payload, before_send),
             lambda: self.find_invoice_by_number(invoice_number, reference=reference),
         )
+
+    # --- payments ----------------------------------------------------------------------------
+
+    async def create_payment(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /payments. Raises ResponseLost when the reply was lost (the payment may exist)."""
+        reply = await self._request("POST", "/payments", "POST /payments", body=payload, retry_in_doubt=False)
+        return reply["payment"]
+
+    async def find_payment_on_invoice(self, invoice_id: str, reference: str) -> dict[str, Any] | None:
+        """The payment applied to the invoice whose `reference_number` is `reference`, else None.
+
+        Read from the invoice's own `payments` list (GET /invoices/{id}, in Billing's spec), since
+        Billing's payments API documents no list endpoint to search by reference.
+        """
+        invoice = await self.get_invoice(invoice_id)
+        for payment in invoice.get("payments") or []:
+            if str(payment.get("reference_number") or "") == reference:
+                return payment
+        return None
+
+    async def create_payment_once(self, payload: dict[str, Any], invoice_id: str) -> dict[str, Any]:
+        """Record a payment exactly once: after a lost reply or failure, find it on the invoice first."""
+        reference = str(payload.get("reference_number") or "")
+        return await self._create_once(
+            lambda: self.create_payment(payload),
+            lambda: self.find_payment_on_invoice(invoice_id, reference),
+        )
+
+    # --- items -------------------------------------------------------------------------------
+
+    async def create_item(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST /items; a taken name answers code 1000 "The item name already exist" (a Duplicate)."""
+        reply = await self._request("POST", "/items", "POST /items", body=payload, retry_in_doubt=False)
+        return reply["item"]
+
+    async def get_item(self, item_id: str) -> dict[str, Any]:
+        return (await self._request("GET", f"/items/{item_id}", "GET /items/{id}"))["item"]
+
+    async def find_item(self, name: str) -> dict[str, Any] | None:
+        """The item named exactly `name` (case-insensitive, as Zoho compares item names), else None."""
+        async for item in self._pages("/items", "items", "GET /items", {"name": name}):
+            if str(item.get("name", "")).strip().lower() == name.strip().lower():
+                return item
+        return None
+
+    async def create_item_once(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The item named `payload["name"]`: found, or created once (a lost reply or a clash is looked up)."""
+        name = str(payload["name"])
+        found = await self.find_item(name)
+        if found is not None:
+            return found
+        try:
+            return await self._create_once(lambda: self.create_item(payload), lambda: self.find_item(name))
+        except errors.Duplicate:
+            found = await self.find_item(name)
+            if found is None:
+                raise
+            return found
 
     async def _create_once(self, create: Any, lookup: Any) -> dict[str, Any]:
         last: errors.ZohoError | None = None

@@ -28,6 +28,7 @@ CODE_RATE_PER_MINUTE = 44
 CODE_RATE_PER_DAY = 45
 CODE_CONCURRENCY = 1070
 CODE_BAD_ORGANIZATION = 6041
+CODE_ITEM_NOT_FOUND = 2006
 
 RATE_LIMIT_CODES = frozenset({CODE_RATE_PER_MINUTE, CODE_RATE_PER_DAY, CODE_CONCURRENCY})
 
@@ -70,6 +71,9 @@ def error_from_reply(http_status: int, body: Any, headers: Any = None) -> errors
         return errors.RateLimited(message, retry_after=retry_after_seconds(headers), **kwargs)
     if http_status == 401:
         return errors.AuthError(message, **kwargs)
+    if code == CODE_INTERNAL and http_status < 500 and "already exist" in message:
+        # Items answer a taken name with code 1000 (reference, "Added 2026-11-25"): a duplicate, not a fault.
+        return errors.Duplicate(message, **kwargs)
     if http_status >= 500 or code == CODE_INTERNAL:
         return errors.TransientError(message, **kwargs)
     if code == CODE_NOT_FOUND or http_status == 404:

@@ -62,11 +62,13 @@ Operation = Callable[[Simulator, Request, dict[str, Any]], Reply]
 
 
 def api_route(method: str, template: str, operation: Operation) -> Route:
-    endpoint = f"{method} {template.replace('{customer_id}', '{id}').replace('{invoice_id}', '{id}')}"
+    endpoint = f"{method} {template}"
+    for name in ("customer_id", "invoice_id", "item_id", "payment_id"):
+        endpoint = endpoint.replace("{" + name + "}", "{id}")
 
     async def handler(request: Request) -> Response:
         sim: Simulator = request.app.state.sim
-        admission = sim.admit(request.headers.get("authorization"), request.headers.get(ORG_HEADER))
+        admission = sim.admit(request.headers.get("authorization"), request.headers.get(ORG_HEADER), endpoint)
         if admission.refusal is not None:
             (status, body), headers = admission.refusal
             sim.count(endpoint, status)
@@ -153,6 +155,17 @@ API_ROUTES = [
     api_route(
         "POST", "/invoices/{invoice_id}/void", lambda s, r, b: s.resources.void_invoice(_id(r, "invoice_id"))
     ),
+    api_route(
+        "POST",
+        "/invoices/{invoice_id}/converttoopen",
+        lambda s, r, b: s.resources.convert_to_open(_id(r, "invoice_id")),
+    ),
+    api_route("POST", "/items", lambda s, r, b: s.catalogue.create_item(b)),
+    api_route("GET", "/items", lambda s, r, b: s.catalogue.list_items(_q(r))),
+    api_route("GET", "/items/{item_id}", lambda s, r, b: s.catalogue.get_item(_id(r, "item_id"))),
+    api_route("POST", "/payments", lambda s, r, b: s.catalogue.create_payment(b)),
+    api_route("GET", "/payments", lambda s, r, b: s.catalogue.list_payments(_q(r))),
+    api_route("GET", "/payments/{payment_id}", lambda s, r, b: s.catalogue.get_payment(_id(r, "payment_id"))),
 ]
 
 

@@ -33,6 +33,9 @@ class SimFaults:
     lost_response: float = 0.0  # apply, then drop the connection without a complete reply
     drop_request: float = 0.0  # drop the connection without applying
     burst_429: int = 0  # the next N API requests answer 429 (code 44)
+    # [endpoint, fault] pairs played once each, in order, on the next accepted request to that endpoint
+    # (e.g. ["POST /payments", "lost_response"]): deterministic faults for tests.
+    once: list[list[str]] = field(default_factory=list)
     token_refusal_seconds: float = (
         0.0  # the token endpoint answers Access Denied for this long (from set time)
     )
@@ -53,6 +56,9 @@ class SimConfig:
     require_email: bool = False  # UNCONFIRMED whether Billing requires it
     unique_display_names: bool = True  # Books behaviour (3062), UNCONFIRMED for Billing
     not_found_status: int = 404
+    require_product_id: bool = (
+        True  # the spec requires invoice_items[].product_id; off = ad-hoc lines accepted
+    )
     currency_code: str = "ZAR"
     account_number_label: str = "Account Number"
     seed: int | None = None

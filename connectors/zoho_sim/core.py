@@ -30,7 +30,7 @@ from connectors.zoho.protocol import (
     message_rate_per_day,
 )
 from connectors.zoho_sim.config import SimConfig
-from connectors.zoho_sim.resources import Reply, Resources
+from connectors.zoho_sim.resources import Catalogue, Reply, Resources
 from connectors.zoho_sim.store import RecordStore
 
 TOKEN_THROTTLED_BODY = {
@@ -62,6 +62,7 @@ class Simulator:
         self.rng = random.Random(config.seed)
         self.store = RecordStore(config.db_path)
         self.resources = Resources(config, self.store)
+        self.catalogue = Catalogue(config, self.store)
         self.tokens: dict[str, IssuedToken] = {}
         self.active: dict[str, deque[str]] = defaultdict(deque)
         self.revoked: set[str] = set()
@@ -146,7 +147,9 @@ class Simulator:
             headers["Retry-After"] = f"{self.config.limits.retry_after:g}"
         return (429, {"code": code, "message": message}), headers
 
-    def admit(self, authorization: str | None, organization: str | None) -> Admission:
+    def admit(
+        self, authorization: str | None, organization: str | None, endpoint: str | None = None
+    ) -> Admission:
         """Auth, org header, limits, then the fault dice; the caller must `release()` an accepted request."""
         now = time.monotonic()
         scheme, _, access = (authorization or "").partition(" ")
@@ -179,6 +182,11 @@ class Simulator:
         self.daily[today] += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        for index, (target, fault) in enumerate(faults.once):
+            if target == endpoint:
+                del faults.once[index]
+                self.faults_played[fault] += 1
+                return Admission(fault=fault)
         for fault in ("error_500", "error_503", "drop_request", "lost_response", "timeout"):
             probability = getattr(faults, fault)
             if probability and self.rng.random() < probability:
@@ -223,6 +231,8 @@ class Simulator:
         return {
             "customers": list(self.store.customers.values()),
             "invoices": list(self.store.invoices.values()),
+            "items": list(self.store.items.values()),
+            "payments": list(self.store.payments.values()),
             "config": self.config.public(),
         }
 
@@ -236,8 +246,13 @@ class Simulator:
         by_number: dict[str, list[str]] = defaultdict(list)
         for invoice in self.store.invoices.values():
             by_number[invoice["invoice_number"]].append(invoice["invoice_id"])
+        by_reference: dict[str, list[str]] = defaultdict(list)
+        for payment in self.store.payments.values():
+            if payment.get("reference_number"):
+                by_reference[payment["reference_number"]].append(payment["payment_id"])
         return {
             "field": custom_field_filter(label),
             "customers_by_account_number": {k: v for k, v in by_account.items() if len(v) > 1},
             "invoices_by_number": {k: v for k, v in by_number.items() if len(v) > 1},
+            "payments_by_reference": {k: v for k, v in by_reference.items() if len(v) > 1},
         }

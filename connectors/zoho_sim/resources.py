@@ -1,4 +1,4 @@
-"""Customers and invoices as Zoho Billing answers for them: validation, envelopes, list filters, pages.
+"""Customers, invoices, items and payments as Zoho Billing answers: validation, envelopes, filters, pages.
 
 Each operation takes plain data and returns `(http_status, body)`; no HTTP here, so the rules can be
 read (and tested) on their own. Envelopes and codes follow the reference, sections 4-7.
@@ -14,8 +14,10 @@ from connectors.zoho.config import custom_field_filter
 from connectors.zoho.protocol import (
     CODE_ALREADY_EXISTS,
     CODE_DUPLICATE_NAME,
+    CODE_INTERNAL,
     CODE_INVALID_INPUT,
     CODE_INVALID_VALUE,
+    CODE_ITEM_NOT_FOUND,
     CODE_NOT_FOUND,
 )
 from connectors.zoho_sim.config import SimConfig
@@ -208,11 +210,17 @@ class Resources:
                 quantity = float(item.get("quantity", 1))
             except (TypeError, ValueError):
                 return error(400, CODE_INVALID_INPUT, "Invalid value passed for invoice_items.price")
+            product_id = str(item.get("product_id") or "")
+            if product_id and product_id not in self.store.items:
+                return error(400, CODE_ITEM_NOT_FOUND, "Item does not exist.")
+            if not product_id and self.config.require_product_id:
+                # The spec (create-an-invoice-request) marks product_id required on every line.
+                return error(400, CODE_INVALID_INPUT, "Invalid value passed for invoice_items.product_id")
             discount = float(item.get("discount_amount", 0) or 0)
             out.append(
                 {
                     "item_id": str(FIRST_ITEM_ID + index),
-                    "product_id": item.get("product_id", ""),
+                    "product_id": product_id,
                     "name": item.get("name", ""),
                     "description": item.get("description", ""),
                     "price": price,
@@ -227,7 +235,21 @@ class Resources:
 
     def _invoice_view(self, record: dict[str, Any]) -> dict[str, Any]:
         customer = self.store.customers.get(record["customer_id"], {})
-        return {**record, "customer_name": customer.get("display_name", record.get("customer_name", ""))}
+        view = {k: v for k, v in record.items() if k != "payment_ids"}
+        view["payments"] = [
+            {
+                "payment_id": p["payment_id"],
+                "payment_mode": p["payment_mode"],
+                "reference_number": p.get("reference_number", ""),
+                "date": p["date"],
+                "amount": next(
+                    i["amount_applied"] for i in p["invoices"] if i["invoice_id"] == record["invoice_id"]
+                ),
+            }
+            for pid in record.get("payment_ids", [])
+            if (p := self.store.payments.get(pid)) is not None
+        ]
+        return {**view, "customer_name": customer.get("display_name", record.get("customer_name", ""))}
 
     def create_invoice(self, body: dict[str, Any], query: dict[str, str]) -> Reply:
         customer = self.store.customers.get(str(body.get("customer_id", "")))
@@ -296,6 +318,8 @@ class Resources:
             return self._not_found("Invoice")
         if record["status"] == "void":
             return error(400, CODE_INVALID_INPUT, "This operation is not allowed for void invoices.")
+        if record["status"] == "paid":
+            return error(400, CODE_INVALID_INPUT, "Paid invoices cannot be edited.")
         updated = {**record, **{k: body[k] for k in INVOICE_FIELDS if k in body}}
         if "customer_id" in body and str(body["customer_id"]) not in self.store.customers:
             return error(400, CODE_NOT_FOUND, "Customer does not exist.")
@@ -330,12 +354,31 @@ class Resources:
         record = self.store.invoices.get(rid)
         if record is None:
             return self._not_found("Invoice")
-        self.store.put("invoice", rid, {**record, "status": "void", "last_modified_time": _now()})
+        # Voiding unassociates payments (they become customer credits, not modelled here).
+        for pid in record.get("payment_ids", []):
+            payment = self.store.payments.get(pid)
+            if payment is not None:
+                kept = [i for i in payment["invoices"] if i["invoice_id"] != rid]
+                self.store.put("payment", pid, {**payment, "invoices": kept})
+        voided = {**record, "status": "void", "balance": 0.0, "payment_made": 0.0, "payment_ids": []}
+        self.store.put("invoice", rid, {**voided, "last_modified_time": _now()})
         return 200, {"code": 0, "message": "Invoice status has been changed to Void."}
 
-    def delete_invoice(self, rid: str) -> Reply:
-        if rid not in self.store.invoices:
+    def convert_to_open(self, rid: str) -> Reply:
+        record = self.store.invoices.get(rid)
+        if record is None:
             return self._not_found("Invoice")
+        if record["status"] != "draft":
+            return error(400, CODE_INVALID_INPUT, "Only draft invoices can be converted to open.")
+        self.store.put("invoice", rid, {**record, "status": "sent", "last_modified_time": _now()})
+        return 200, {"code": 0, "message": "Status of the invoice has been changed to open."}
+
+    def delete_invoice(self, rid: str) -> Reply:
+        record = self.store.invoices.get(rid)
+        if record is None:
+            return self._not_found("Invoice")
+        if record.get("payment_ids"):
+            return error(400, CODE_INVALID_INPUT, "Invoices with payments applied cannot be deleted.")
         self.store.delete("invoice", rid)
         return 200, {"code": 0, "message": "The invoice has been deleted."}
 
@@ -385,6 +428,152 @@ class Resources:
 
 
 FIRST_ITEM_ID = 903000000500001
+ITEM_FIELDS = "name rate description sku product_type tax_id".split()
+PAYMENT_MODES = frozenset("check cash creditcard banktransfer bankremittance autotransaction others".split())
+
+
+class Catalogue:
+    """Items and payments (openapi/items.yml, openapi/payments.yml), on the same record store."""
+
+    def __init__(self, config: SimConfig, store: RecordStore) -> None:
+        self.config = config
+        self.store = store
+
+    # --- items -------------------------------------------------------------------------------
+
+    def create_item(self, body: dict[str, Any]) -> Reply:
+        name = body.get("name")
+        if not isinstance(name, str) or not name.strip():
+            return error(400, CODE_INVALID_INPUT, "Invalid value passed for name")
+        try:
+            rate = float(body["rate"])
+        except (KeyError, TypeError, ValueError):
+            return error(400, CODE_INVALID_INPUT, "Invalid value passed for rate")
+        if any(i["name"].strip().lower() == name.strip().lower() for i in self.store.items.values()):
+            return error(400, CODE_INTERNAL, "The item name already exist")
+        rid = self.store.new_id()
+        now = _now()
+        record = {
+            "item_id": rid,
+            **{k: body[k] for k in ITEM_FIELDS if k in body},
+            "rate": rate,
+            "status": "active",
+            "created_time": now,
+            "last_modified_time": now,
+        }
+        record.setdefault("sku", "")
+        record.setdefault("description", "")
+        self.store.put("item", rid, record)
+        return 201, {"code": 0, "message": "The item has been added.", "item": record}
+
+    def get_item(self, rid: str) -> Reply:
+        record = self.store.items.get(rid)
+        if record is None:
+            return error(self.config.not_found_status, CODE_ITEM_NOT_FOUND, "Item does not exist.")
+        return 200, {"code": 0, "message": "success", "item": record}
+
+    def list_items(self, query: dict[str, str]) -> Reply:
+        items = sorted(self.store.items.values(), key=lambda i: int(i["item_id"]))
+        if "name" in query:
+            items = [i for i in items if i["name"].lower() == query["name"].lower()]
+        if "name_contains" in query:
+            items = [i for i in items if query["name_contains"].lower() in i["name"].lower()]
+        if "sku" in query:  # not a documented filter: real Zoho may ignore it (callers verify)
+            items = [i for i in items if i.get("sku") == query["sku"]]
+        if text := query.get("search_text", "").lower():
+            items = [i for i in items if text in i["name"].lower() or text in i["description"].lower()]
+        return _paged(list(items), "items", query, query.get("filter_by", "Status.All"))
+
+    # --- payments ----------------------------------------------------------------------------
+
+    def create_payment(self, body: dict[str, Any]) -> Reply:
+        customer_id = str(body.get("customer_id", ""))
+        if customer_id not in self.store.customers:
+            return error(400, CODE_NOT_FOUND, "Customer does not exist.")
+        if body.get("payment_mode") not in PAYMENT_MODES:
+            return error(400, CODE_INVALID_VALUE, "Invalid value passed for payment_mode")
+        try:
+            amount = round(float(body["amount"]), 2)
+        except (KeyError, TypeError, ValueError):
+            return error(400, CODE_INVALID_INPUT, "Invalid value passed for amount")
+        applied = body.get("invoices") or []
+        if not isinstance(applied, list):
+            return error(400, CODE_INVALID_INPUT, "Invalid value passed for invoices")
+        checked = []
+        for entry in applied:
+            invoice = self.store.invoices.get(str((entry or {}).get("invoice_id", "")))
+            if invoice is None:
+                return error(400, CODE_NOT_FOUND, "Invoice does not exist.")
+            if invoice["customer_id"] != customer_id:
+                return error(400, CODE_INVALID_VALUE, "The invoice does not belong to this customer.")
+            if invoice["status"] in ("draft", "void"):
+                return error(
+                    400, CODE_INVALID_INPUT, f"Payments cannot be applied to {invoice['status']} invoices."
+                )
+            try:
+                share = round(float(entry["amount_applied"]), 2)
+            except (KeyError, TypeError, ValueError):
+                return error(400, CODE_INVALID_INPUT, "Invalid value passed for amount_applied")
+            if share <= 0 or share > invoice["balance"] + 0.001:
+                return error(400, CODE_INVALID_VALUE, "Amount applied is more than the invoice balance.")
+            checked.append((invoice, share))
+        if sum(share for _, share in checked) > amount + 0.001:
+            return error(400, CODE_INVALID_VALUE, "Amount applied to invoices exceeds the payment amount.")
+        rid = self.store.new_id()
+        date = body.get("date") or dt.date.today().isoformat()
+        record = {
+            "payment_id": rid,
+            "customer_id": customer_id,
+            "payment_mode": body["payment_mode"],
+            "amount": amount,
+            "date": date,
+            "reference_number": str(body.get("reference_number") or ""),
+            "description": str(body.get("description") or ""),
+            "status": "success",
+            "invoices": [],
+            "created_time": _now(),
+        }
+        for invoice, share in checked:
+            paid = round(invoice["payment_made"] + share, 2)
+            balance = round(invoice["total"] - paid - invoice["credits_applied"], 2)
+            status = "paid" if balance <= 0 else "partially_paid"
+            ids = [*invoice.get("payment_ids", []), rid]
+            self.store.put(
+                "invoice",
+                invoice["invoice_id"],
+                {
+                    **invoice,
+                    "payment_made": paid,
+                    "balance": max(balance, 0.0),
+                    "status": status,
+                    "payment_ids": ids,
+                    "last_modified_time": _now(),
+                },
+            )
+            record["invoices"].append(
+                {
+                    "invoice_id": invoice["invoice_id"],
+                    "invoice_number": invoice["invoice_number"],
+                    "amount_applied": share,
+                    "balance_amount": max(balance, 0.0),
+                }
+            )
+        self.store.put("payment", rid, record)
+        return 201, {"code": 0, "message": "The payment has been created.", "payment": record}
+
+    def get_payment(self, rid: str) -> Reply:
+        record = self.store.payments.get(rid)
+        if record is None:
+            return error(self.config.not_found_status, CODE_NOT_FOUND, "Payment does not exist.")
+        return 200, {"code": 0, "message": "success", "payment": record}
+
+    def list_payments(self, query: dict[str, str]) -> Reply:
+        """Not in Billing's payments spec (only create/get/update/delete): a Books-style list, for tests."""
+        records = sorted(self.store.payments.values(), key=lambda p: int(p["payment_id"]))
+        for key in ("reference_number", "customer_id"):
+            if key in query:
+                records = [p for p in records if p.get(key) == query[key]]
+        return _paged(list(records), "payments", query, "Status.All")
 
 
 def _adjustment(body: dict[str, Any]) -> float:

@@ -1,4 +1,4 @@
-"""The simulator's records (customers, invoices), in memory with optional write-through to SQLite.
+"""The simulator's records (customers, invoices, items, payments), in memory, optionally written to SQLite.
 
 Ids are numeric strings like Zoho's; a restart with the same `--db` file keeps records and id counters.
 """
@@ -16,6 +16,8 @@ class RecordStore:
     def __init__(self, db_path: str | None = None) -> None:
         self.customers: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
+        self.items: dict[str, dict[str, Any]] = {}
+        self.payments: dict[str, dict[str, Any]] = {}
         self.next_id = FIRST_ID
         self.next_invoice_number = 1
         self._db: sqlite3.Connection | None = None
@@ -32,7 +34,12 @@ class RecordStore:
             self.next_invoice_number = meta.get("next_invoice_number", 1)
 
     def _table(self, kind: str) -> dict[str, dict[str, Any]]:
-        return self.customers if kind == "customer" else self.invoices
+        return {
+            "customer": self.customers,
+            "invoice": self.invoices,
+            "item": self.items,
+            "payment": self.payments,
+        }[kind]
 
     def new_id(self) -> str:
         rid = str(self.next_id)
@@ -62,6 +69,8 @@ class RecordStore:
     def wipe(self) -> None:
         self.customers.clear()
         self.invoices.clear()
+        self.items.clear()
+        self.payments.clear()
         # Ids keep counting: Zoho never hands out an id twice, and a client holding an id from
         # before the wipe must get "does not exist", never somebody else's record.
         self.next_invoice_number = 1

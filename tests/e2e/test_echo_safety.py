@@ -18,21 +18,12 @@ import psycopg
 import pytest
 
 from tests.consumer.harness import LiveSync, SimView, read_topic, settings_for, wait_for
+from tests.support import sql_exec as _exec
+from tests.support import sql_value as _one
 
 pytestmark = pytest.mark.relay
 
 QUIET_SECONDS = 6.0  # several relay polls and consumer commits: any echo loop would show in this time
-
-
-def _one(url: str, sql: str, *params: object) -> Any:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
-    return row[0] if row else None
-
-
-def _exec(url: str, sql: str, *params: object) -> None:
-    with psycopg.connect(url) as conn:
-        conn.execute(sql, params)  # type: ignore[arg-type]
 
 
 def _calls(sim: Any, endpoint: str) -> int:
@@ -153,7 +144,13 @@ async def test_an_invoice_with_toasted_line_items_costs_one_put_per_real_change(
         )
         # The write-back echo carries the TOAST placeholder for line_items: it must not be sent.
         settled = await _quiet_and_unchanged(zoho_sim, _writes(zoho_sim))
-        assert settled == {"POST /customers": 1, "POST /invoices": 1}
+        # A sent invoice: its lines' default item once, the invoice, then converttoopen.
+        assert settled == {
+            "POST /customers": 1,
+            "POST /items": 1,
+            "POST /invoices": 1,
+            "POST /invoices/{id}/converttoopen": 1,
+        }
 
         # Another column changes: one PUT, and Zoho still holds all 30 items.
         _exec(
@@ -164,7 +161,13 @@ async def test_an_invoice_with_toasted_line_items_costs_one_put_per_real_change(
         )
         await wait_for(lambda: zoho.invoice(inv_zoho)["due_date"] == "2026-12-15", timeout=30)
         settled = await _quiet_and_unchanged(zoho_sim, _writes(zoho_sim))
-    assert settled == {"POST /customers": 1, "POST /invoices": 1, "PUT /invoices/{id}": 1}
+    assert settled == {
+        "POST /customers": 1,
+        "POST /items": 1,
+        "POST /invoices": 1,
+        "POST /invoices/{id}/converttoopen": 1,
+        "PUT /invoices/{id}": 1,
+    }
     zoho_items = zoho.invoice(inv_zoho)["invoice_items"]
     assert [i["description"] for i in zoho_items] == [i["description"] for i in items]
 
@@ -242,7 +245,13 @@ async def test_a_customer_keeps_its_zoho_currency_and_an_invoice_in_another_is_d
             timeout=30,
         )
         settled = await _quiet_and_unchanged(zoho_sim, _writes(zoho_sim))
-    assert settled == {"POST /customers": 1, "POST /invoices": 1, "PUT /customers/{id}": 1}
+    assert settled == {
+        "POST /customers": 1,
+        "POST /items": 1,
+        "POST /invoices": 1,
+        "POST /invoices/{id}/converttoopen": 1,
+        "PUT /customers/{id}": 1,
+    }
     letters = await _dead_letters(kafka_bootstrap, settings.dlq_topic)
     assert len(letters) == 1
     reason = dict(letters[0].headers)["__connect.errors.exception.message"].decode()

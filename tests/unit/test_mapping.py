@@ -229,7 +229,7 @@ CUSTOMER_PLANS: list[tuple[str, ChangeEvent, EntityState | None, Action, str]] =
     (
         "reactivated",
         customer_event(),
-        state(payload_hash=_HASH, status="inactive"),
+        state(payload_hash="old", status="inactive"),
         Action.MARK_CUSTOMER_ACTIVE,
         "react",
     ),
@@ -343,6 +343,7 @@ def test_invoice_payload_from_the_captured_snapshot_row() -> None:
                 "quantity": 1,
                 "price": 869.57,
                 "rate": 869.57,
+                "_item_code": None,
             }
         ],
         "adjustment": 130.43,
@@ -372,6 +373,7 @@ def test_invoice_without_line_items_gets_one_item_for_the_subtotal() -> None:
             "quantity": 1,
             "price": 200.0,
             "rate": 200.0,
+            "_item_code": None,
         }
     ]
     assert _zoho_total(payload) == Decimal("230.00")
@@ -442,6 +444,7 @@ def test_zoho_total_always_equals_source_total_amount(
 
 _INV_HASH = payload_hash(invoice_payload(INVOICE_ROW, "C-1"))
 _VOID_ROW = {**INVOICE_ROW, "status": "void"}
+_PAID_ROW = {**INVOICE_ROW, "status": "paid"}
 
 INVOICE_PLANS: list[tuple[str, ChangeEvent, EntityState | None, str | None, Action, str]] = [
     ("tombstone", invoice_event(Op.TOMBSTONE), state(status="sent"), "C-1", Action.SKIP, "tombstone"),
@@ -487,7 +490,7 @@ INVOICE_PLANS: list[tuple[str, ChangeEvent, EntityState | None, str | None, Acti
     ),
     (
         "unchanged-paid",
-        invoice_event(),
+        invoice_event(row=_PAID_ROW),
         state(payload_hash=_INV_HASH, status="paid"),
         "C-1",
         Action.NOOP,
@@ -519,7 +522,7 @@ INVOICE_PLANS: list[tuple[str, ChangeEvent, EntityState | None, str | None, Acti
     ),
     (
         "paid-not-editable",
-        invoice_event(),
+        invoice_event(row=_PAID_ROW),
         state(payload_hash="old", status="paid"),
         "C-1",
         Action.SKIP,

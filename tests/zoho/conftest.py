@@ -78,3 +78,10 @@ def fault_next(sim: SimHandle, count: int = 1, fault: str = "lost_response") -> 
         return admission
 
     simulator.admit = admit  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def zoho_sim(zoho_sim_factory: Any) -> SimHandle:
+    """A simulator that accepts ad-hoc invoice lines: these tests check the client's and the simulator's
+    invoice calls, not item references (the strict default runs in tests/e2e/test_status_lifecycle.py)."""
+    return zoho_sim_factory(require_product_id=False)
