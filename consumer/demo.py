@@ -206,7 +206,7 @@ def _print(console: Console, r: DemoResult, settings: Settings, keep: bool) -> N
     zoho.add_row("token requests", str(r.zoho_stats.get("token_requests")))
     console.print(zoho)
     st = r.statuses
-    statuses = Table(title="statuses: what the source asks for, what Zoho shows")
+    statuses = Table(title="statuses in the source and in Zoho")
     statuses.add_column("record")
     statuses.add_column("status")
     statuses.add_column("source", justify="right")

@@ -34,8 +34,9 @@ def test_demo_runs_to_its_end_with_nothing_missing_and_zoho_statuses_matching_th
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert "customers not in Zoho = 0, invoices not in Zoho = 0" in out
-    assert "│ skipped   │      1 │" in out  # the internal_test customer
+    assert "│ skipped   │      3 │" in out  # the internal_test customer and the 2 void invoices
     assert "│ customers          │    12 │" in out
+    assert "│ invoices           │    18 │" in out
     assert "│ HTTP 429 responses │     0 │" in out
     assert "│ token requests     │     1 │" in out
     assert "Traceback" not in out
