@@ -424,6 +424,9 @@ def check(
     found["DLQ records that are not poison"] = sum(1 for p in positions if p not in set(expected))
     found["poison events missing from DLQ"] = sum(1 for p in expected if p not in set(positions))
     dlq_exact = sorted(positions) == expected
+    for (topic, offset), copies in sorted(Counter(positions).items()):
+        if copies > 1:
+            examples.append(f"DLQ holds {copies} copies of {topic}@{offset}")
     # the sync log and the offsets
     without = 0
     for topic, end in ends.items():
