@@ -247,6 +247,12 @@ class Script:
                 self.consumer.start()
 
     def bursts(self, until: float) -> None:
+        """429 bursts every `burst_every_s` until `until`, counted from the consumer's first request: a
+        slow start (a kill early on, the token refusal) must not leave the run without a 429 served."""
+        while self.sim.stats()["requests"] == 0:
+            if self.done.wait(0.2):
+                return
+        until = max(until, time.monotonic() + self.plan.burst_every_s + 1.0)
         while not self.done.wait(self.plan.burst_every_s) and time.monotonic() < until:
             self.sim.set_faults(burst_429=self.plan.burst_size)
             self.injected["429 bursts"] += 1
