@@ -247,13 +247,15 @@ class Script:
                 self.consumer.start()
 
     def bursts(self, until: float) -> None:
-        """429 bursts every `burst_every_s` until `until`, counted from the consumer's first request: a
-        slow start (a kill early on, the token refusal) must not leave the run without a 429 served."""
+        """429 bursts every `burst_every_s` until `until`, counted from the consumer's first request, and on
+        until one is served: a slow start (an early kill, the token refusal) never leaves a run without."""
         while self.sim.stats()["requests"] == 0:
             if self.done.wait(0.2):
                 return
         until = max(until, time.monotonic() + self.plan.burst_every_s + 1.0)
-        while not self.done.wait(self.plan.burst_every_s) and time.monotonic() < until:
+        while not self.done.wait(self.plan.burst_every_s) and (
+            time.monotonic() < until or self.sim.stats()["http_429"] == 0  # not one served yet: go on
+        ):
             self.sim.set_faults(burst_429=self.plan.burst_size)
             self.injected["429 bursts"] += 1
         self.sim.set_faults(burst_429=0)  # no leftover 429s after the fault phase
