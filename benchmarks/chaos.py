@@ -5,10 +5,10 @@
 What it does (the `--short` variant, used by tests/test_chaos_short.py, scales every number down and
 never restarts PostgreSQL):
 
-* a source history of customers and invoices created, updated, voided and deleted is written to a
-  fresh database (final rows) and its Debezium events are **pre-produced** to a fresh broker in
-  waves while the consumer runs (same bytes the relay writes; the relay itself is not in this run),
-  with poison (undecodable) events mixed in;
+* a source history of customers and invoices created, updated, sent, paid, voided and deleted, and
+  customers closed (some reopened), is written to a fresh database (final rows) and its Debezium
+  events are **pre-produced** to a fresh broker in waves while the consumer runs (same bytes the
+  relay writes; the relay itself is not in this run), with poison (undecodable) events mixed in;
 * the Zoho simulator (in this process) answers 500/503 at random, holds replies past the client's
   timeout, drops replies after applying the change, serves a burst of 429s every N seconds, and
   refuses token requests for a while once (all access tokens are expired at the same moment, so the
@@ -17,8 +17,10 @@ never restarts PostgreSQL):
   run PostgreSQL is restarted once.
 
 The pass criteria are checked against the simulator's records and the database: exactly one Zoho
-customer per live non-test source customer with its latest values, exactly one Zoho invoice per
-source invoice with the right status, no duplicates, the DLQ holding exactly the poison events, an
+customer per live non-test source customer with its latest values and the status its source status
+asks for (closed: inactive), exactly one Zoho invoice per source invoice with the source's status
+(`chaos_status_mismatches` counts both kinds of status difference: target 0), no duplicates (of
+payments either), the DLQ holding exactly the poison events, an
 outcome in the sync log for every offset, and the committed offsets equal to the end offsets.
 """
 
@@ -48,7 +50,7 @@ from benchmarks import infra, report
 from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row, invoice_row
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.dead_letters import H_OFFSET, H_TOPIC
-from consumer.mapping import MappingConfig, customer_payload, zoho_invoice_stage
+from consumer.mapping import MappingConfig, customer_payload, customer_zoho_status, zoho_invoice_stage
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ class Scenario:
 
 
 def build_history(prefix: str, plan: Plan, rng: random.Random) -> Scenario:
-    """Customers and invoices created, updated, voided and deleted, with poison events mixed in."""
+    """Customers and invoices created, updated, sent, paid, voided and deleted, customers closed, with
+    poison events mixed in."""
     h = History(prefix)
     scenario = Scenario(h)
     n_test = max(2, plan.customers // 50)
@@ -151,31 +154,48 @@ def build_history(prefix: str, plan: Plan, rng: random.Random) -> Scenario:
     steps += [("update_customer", c) for c in customer_ids for _ in range(rng.randint(1, 2))]
     steps += [("update_invoice", i) for i in invoice_ids if rng.random() < 0.5]
     steps += [("send_invoice", i) for i in invoice_ids if rng.random() < 0.4]
+    steps += [("pay_invoice", i) for i in invoice_ids if rng.random() < 0.25]
     rng.shuffle(steps)
     voided = rng.sample(invoice_ids, plan.invoices // 10)
     deletable = [i for i in invoice_ids if i not in set(voided)]
     deleted_invoices = rng.sample(deletable, plan.invoices // 20)
     lonely = [c for c in customer_ids[int(plan.customers * 0.8) : plan.customers - n_test]]
     deleted_customers = rng.sample(lonely, max(1, plan.customers // 20))
+    # closed accounts, with and without invoices; a few of them reopened later
+    closable = [c for c in customer_ids[: plan.customers - n_test] if c not in set(deleted_customers)]
+    closed = rng.sample(closable, max(2, plan.customers // 10))
+    reopened = closed[: max(1, len(closed) // 4)]
     tail = [("void_invoice", i) for i in voided] + [("delete_invoice", i) for i in deleted_invoices]
     tail += [("delete_customer", c) for c in deleted_customers]
+    tail += [("close_customer", c) for c in closed]
     rng.shuffle(tail)
     # the voids and deletes are interleaved with the second half of the updates
     half = len(steps) // 2
     second = steps[half:] + tail
     rng.shuffle(second)
+    # a reopen always comes after its close
+    for c in reopened:
+        close_at = next(n for n, step in enumerate(second) if step == ("close_customer", c))
+        second.insert(rng.randint(close_at + 1, len(second)), ("reopen_customer", c))
     for kind, row_id in steps[:half] + second:
         if kind == "update_customer":
             if row_id not in h.customers:
                 continue
             n = rng.randrange(10**7)
             h.update(CUSTOMERS, row_id, phone=f"+27 82 {n:07d}", email=f"c{n}@example.co.za")
-        elif kind == "update_invoice":
-            if row_id in h.invoices and h.invoices[row_id]["status"] != "void":
+        elif kind in ("update_invoice", "send_invoice", "pay_invoice"):
+            # Zoho refuses to edit a paid invoice and nothing takes one back, so the source does neither
+            status = h.invoices[row_id]["status"] if row_id in h.invoices else "deleted"
+            if status not in (("draft",) if kind == "send_invoice" else ("draft", "sent")):
+                continue
+            if kind == "update_invoice":
                 h.update(INVOICES, row_id, due_date=dt.date(2026, 12, rng.randint(1, 31)))
-        elif kind == "send_invoice":
-            if row_id in h.invoices and h.invoices[row_id]["status"] == "draft":
-                h.update(INVOICES, row_id, status="sent")
+            else:
+                h.update(INVOICES, row_id, status="sent" if kind == "send_invoice" else "paid")
+        elif kind == "close_customer":
+            h.update(CUSTOMERS, row_id, status="closed")
+        elif kind == "reopen_customer":
+            h.update(CUSTOMERS, row_id, status="active")
         elif kind == "void_invoice":
             h.update(INVOICES, row_id, status="void")
         elif kind == "delete_invoice":
@@ -227,7 +247,15 @@ class Script:
                 self.consumer.start()
 
     def bursts(self, until: float) -> None:
-        while not self.done.wait(self.plan.burst_every_s) and time.monotonic() < until:
+        """429 bursts every `burst_every_s` until `until`, counted from the consumer's first request, and on
+        until one is served: a slow start (an early kill, the token refusal) never leaves a run without."""
+        while self.sim.stats()["requests"] == 0:
+            if self.done.wait(0.2):
+                return
+        until = max(until, time.monotonic() + self.plan.burst_every_s + 1.0)
+        while not self.done.wait(self.plan.burst_every_s) and (
+            time.monotonic() < until or self.sim.stats()["http_429"] == 0  # not one served yet: go on
+        ):
             self.sim.set_faults(burst_429=self.plan.burst_size)
             self.injected["429 bursts"] += 1
         self.sim.set_faults(burst_429=0)  # no leftover 429s after the fault phase
@@ -308,7 +336,7 @@ def check(
     zoho_by_number: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for i in state["invoices"]:
         zoho_by_number[i["invoice_number"]].append(i)
-    found: Counter[str] = Counter()
+    found: Counter[str] = Counter({"customer status mismatches": 0, "invoice status mismatches": 0})
     examples: list[str] = []
     zoho_customer_of: dict[str, str] = {}
     for row in customers:
@@ -330,8 +358,10 @@ def check(
             for k in ("display_name", "email", "phone", "first_name", "last_name")
             if (z.get(k) or "") != (want.get(k) or "")
         ]
-        if z.get("status") != "active":
-            wrong.append("status")
+        want_status = customer_zoho_status(row, MappingConfig())  # closed: inactive
+        if (z.get("status") or "active") != want_status:
+            wrong.append(f"status {z.get('status')} (source {row['status']}: {want_status})")
+            found["customer status mismatches"] += 1
         if wrong:
             found["customers with stale values"] += 1
             examples.append(f"customer {row['account_number']}: {wrong}")
@@ -354,6 +384,7 @@ def check(
                 found["duplicate invoices"] += len(records) - 1
             if records and records[0]["status"] != "void":
                 found["invoices with wrong status"] += 1
+                found["invoice status mismatches"] += 1
                 examples.append(f"invoice {row['invoice_number']} should be void, is {records[0]['status']}")
             continue
         if not records:
@@ -365,7 +396,7 @@ def check(
         problems = []
         if zoho_invoice_stage(z["status"]) != row["status"]:  # the Zoho status follows the source's
             problems.append(f"status {z['status']} (source {row['status']})")
-            found["status mismatches"] += 1
+            found["invoice status mismatches"] += 1
         if Decimal(str(z["total"])).quantize(Decimal("0.01")) != row["total_amount"]:
             problems.append(f"total {z['total']} != {row['total_amount']}")
         if z.get("due_date") != row["due_date"].isoformat():
@@ -375,6 +406,11 @@ def check(
         if problems:
             found["invoices with wrong status"] += 1
             examples.append(f"invoice {row['invoice_number']}: {problems}")
+    for row in invoices:
+        found[f"source invoices {row['status']}"] += 1
+    for row in customers:
+        if row["account_type"] != "internal_test":
+            found[f"source customers {row['status']}"] += 1
     for row_id in h.deleted[INVOICES]:
         number = None
         for topic, key, value in h.events:
@@ -396,6 +432,9 @@ def check(
     found["DLQ records that are not poison"] = sum(1 for p in positions if p not in set(expected))
     found["poison events missing from DLQ"] = sum(1 for p in expected if p not in set(positions))
     dlq_exact = sorted(positions) == expected
+    for (topic, offset), copies in sorted(Counter(positions).items()):
+        if copies > 1:
+            examples.append(f"DLQ holds {copies} copies of {topic}@{offset}")
     # the sync log and the offsets
     without = 0
     for topic, end in ends.items():
@@ -536,6 +575,10 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         result["found"]["duplicates reported by the simulator"] = sum(
             len(v) - 1 for k, v in reported.items() if k != "field" for v in v.values()
         )
+        result["found"]["duplicate payments (one invoice paid twice)"] = sum(
+            len(v) - 1 for v in reported.get("payments_by_reference", {}).values()
+        )
+        result["found"]["Zoho payments"] = len(state.get("payments", []))
     injected = Counter(scenario.injected)
     injected.update(script.injected)
     for fault, n in stats.get("faults_played", {}).items():
@@ -548,6 +591,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         found.get("duplicates reported by the simulator", 0),
     )
     missing_total = found.get("missing customers", 0) + found.get("missing invoices", 0)
+    status_mismatches = found.get("customer status mismatches", 0) + found.get("invoice status mismatches", 0)
     dlq_distinct_exact = (
         found.get("DLQ records that are not poison", 0) == 0
         and found.get("poison events missing from DLQ", 0) == 0
@@ -558,6 +602,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         and missing_total == 0
         and found.get("customers with stale values", 0) == 0
         and found.get("invoices with wrong status", 0) == 0
+        and status_mismatches == 0
         and found.get("internal_test customers in Zoho", 0) == 0
         and found.get("deleted customers still active in Zoho", 0) == 0
         and found.get("deleted invoices not void in Zoho", 0) == 0
@@ -582,7 +627,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         "calls_per_10s": script.timeline,
         "final_exit_code": exit_code,
         "zoho_requests": stats["requests"],
-        "chaos_status_mismatches": found.get("status mismatches", 0),
+        "chaos_status_mismatches": status_mismatches,
         "events": len(events),
         "elapsed_s": round(time.monotonic() - started),
         "consumer_log": str(consumer.log_path),
@@ -592,18 +637,35 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
 def render(result: dict[str, Any], short: bool, seed: int) -> str:
     injected = report.table(sorted(result["injected"].items()), ("injected", "count"))
     found = report.table(sorted(result["found"].items()), ("found", "count"))
+    f = result["found"]
+    statuses = report.table(
+        [
+            ("invoices whose Zoho status is not the source's", f.get("invoice status mismatches", 0), "0"),
+            ("customers whose Zoho status is not the source's", f.get("customer status mismatches", 0), "0"),
+            ("**chaos_status_mismatches**", result["chaos_status_mismatches"], "0"),
+            (
+                "duplicate payments (one invoice paid twice)",
+                f.get("duplicate payments (one invoice paid twice)", 0),
+                "0",
+            ),
+        ],
+        ("status", "found", "target"),
+    )
     lines = [
         f"Command: `{'python -m benchmarks.chaos --short' if short else 'make chaos'}` (seed {seed}); "
         f"date {infra.today()}; machine {infra.machine()}; {result['elapsed_s']} s.",
         "",
         f"**{'PASSED' if result['passed'] else 'FAILED'}**: duplicates {result['duplicates']}, missing "
         f"{result['missing']}, DLQ exact {result['dlq_exact']}, offsets without outcome "
-        f"{result['offsets_without_outcome']}; consumer exits not caused by the script: "
-        f"{len(result['unexpected_exits'])}; sync-log outcomes {result['outcomes']}.",
+        f"{result['offsets_without_outcome']}, Zoho statuses differing from the source "
+        f"(chaos_status_mismatches) {result['chaos_status_mismatches']}; consumer exits not caused by the "
+        f"script: {len(result['unexpected_exits'])}; sync-log outcomes {result['outcomes']}.",
         "",
         f"Zoho calls accepted per 10 s over the run: {result['calls_per_10s']}.",
         "",
         injected,
+        "",
+        statuses,
         "",
         found,
     ]
@@ -635,6 +697,7 @@ def main(argv: list[str] | None = None) -> int:
                 "chaos_missing": result["missing"],
                 "chaos_dlq_exact": result["dlq_exact"],
                 "chaos_offsets_without_outcome": result["offsets_without_outcome"],
+                "chaos_status_mismatches": result["chaos_status_mismatches"],
                 "chaos_passed": result["passed"],
                 "chaos_date": infra.today(),
                 "chaos_injected": result["injected"],

@@ -5,13 +5,15 @@
 Echoes only exist when the relay is in the loop: every write-back zoho-cdc makes is streamed back, and
 an unchanged TOASTed column comes back as a placeholder. This lane writes real rows and updates into
 PostgreSQL in waves (customers Zoho refuses, invoices whose line items are TOASTed, mapped updates,
-notes-only and write-back-column-only updates), runs the relay and `zoho-cdc run` as subprocesses
+notes-only and write-back-column-only updates, then status changes: invoices paid and voided,
+customers closed), runs the relay and `zoho-cdc run` as subprocesses
 against a simulator that injects 500/503s, timeouts and lost replies, SIGKILLs the consumer a few
 times, waits for the sync to settle and then watches a quiet period. Figures:
 
 * Zoho write calls per source change (target 1.0, plus the retries the injected faults cause);
 * write calls in the final quiet period (target 0: no echo loop);
-* dead letters per distinct refused state (target 1).
+* dead letters per distinct refused state (target 1);
+* invoices and customers whose Zoho status differs from the source (`chaos_status_mismatches`, target 0).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from benchmarks import infra, report
 from benchmarks.chaos import FAULTS, log
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.kafka_offsets import end_offsets
+from consumer.mapping import MappingConfig, customer_zoho_status, zoho_invoice_stage
 from tests.fixtures_relay import RelayProcess, relay_env
 
 
@@ -60,6 +64,7 @@ class Ledger:
     mapped_changes: int = 0  # each should cost one write call
     unmapped_changes: int = 0  # notes, updated_at, write-back columns: should cost none
     refused_states: int = 0  # each should give one dead letter
+    status_changes: int = 0  # of mapped_changes: invoices paid or voided, customers closed
 
 
 def _items(n: int, large: bool, rng: random.Random) -> list[dict[str, Any]]:
@@ -128,6 +133,27 @@ def _update(db: str, plan: Plan, wave: int, ledger: Ledger) -> None:
         ledger.unmapped_changes += 2 * (plan.customers + plan.refused)
 
 
+def _statuses(db: str, plan: Plan, rng: random.Random, ledger: Ledger) -> None:
+    """Status changes, each one Zoho call: invoices paid (a payment) and voided, customers closed."""
+    accepted = list(range(plan.customers))
+    changed = rng.sample(accepted, max(2, plan.customers // 4) + max(1, plan.customers // 6))
+    paid, voided = changed[: max(2, plan.customers // 4)], changed[max(2, plan.customers // 4) :]
+    closed = rng.sample(accepted, max(1, plan.customers // 6))
+    with psycopg.connect(db) as conn:
+        for n in paid:
+            conn.execute(
+                "UPDATE customer_invoices SET status = 'paid' WHERE invoice_number = %s", (f"INV-R-{n:05d}",)
+            )
+        for n in voided:
+            conn.execute(
+                "UPDATE customer_invoices SET status = 'void' WHERE invoice_number = %s", (f"INV-R-{n:05d}",)
+            )
+        for n in closed:
+            conn.execute("UPDATE customers SET status = 'closed' WHERE account_number = %s", (f"CR-{n:05d}",))
+    ledger.mapped_changes += len(paid) + len(voided) + len(closed)
+    ledger.status_changes += len(paid) + len(voided) + len(closed)
+
+
 def _writes(sim: Any) -> int:
     return sum(sum(by.values()) for e, by in sim.stats()["by_endpoint"].items() if not e.startswith("GET "))
 
@@ -165,13 +191,19 @@ def _check(db: str, state: dict[str, Any], plan: Plan) -> dict[str, int]:
         "stale values": 0,
         "refused rows in Zoho": 0,
         "truncated line items": 0,
+        "invoice status mismatches": 0,
+        "customer status mismatches": 0,
+        "duplicate payments": sum(
+            n - 1 for n in Counter(p.get("reference_number") for p in state.get("payments", [])).values()
+        ),
     }
     with psycopg.connect(db) as conn:
         rows = conn.execute(
-            "SELECT c.account_number, c.phone, i.invoice_number, i.due_date, jsonb_array_length(i.line_items)"
+            "SELECT c.account_number, c.phone, i.invoice_number, i.due_date,"
+            " jsonb_array_length(i.line_items), c.status, i.status"
             " FROM customers c JOIN customer_invoices i ON i.customer_id = c.id"
         ).fetchall()
-    for account, phone, number, due, n_items in rows:
+    for account, phone, number, due, n_items, customer_status, invoice_status in rows:
         refused = int(account.split("-")[1]) >= plan.customers
         if refused:
             found["refused rows in Zoho"] += len(by_account.get(account, [])) + len(by_number.get(number, []))
@@ -182,6 +214,11 @@ def _check(db: str, state: dict[str, Any], plan: Plan) -> dict[str, int]:
         invoice = by_number[number][0]
         if by_account[account][0].get("phone") != phone or invoice.get("due_date") != due.isoformat():
             found["stale values"] += 1
+        if zoho_invoice_stage(invoice.get("status")) != invoice_status:
+            found["invoice status mismatches"] += 1
+        wanted = customer_zoho_status({"status": customer_status}, MappingConfig())
+        if (by_account[account][0].get("status") or "active") != wanted:
+            found["customer status mismatches"] += 1
         if len(invoice.get("invoice_items", [])) != n_items:
             found["truncated line items"] += 1
     return found
@@ -223,6 +260,8 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
             waves = [lambda: _insert(db, plan, rng, ledger)] + [
                 (lambda w=w: _update(db, plan, w, ledger)) for w in (1, 2)
             ]
+            # last: a paid or void invoice takes no more edits, so the updates above must reach Zoho first
+            waves.append(lambda: _statuses(db, plan, rng, ledger))
             kill_after = set(rng.sample(range(len(waves)), min(plan.kills, len(waves))))
             for index, wave in enumerate(waves):
                 await asyncio.to_thread(wave)
@@ -267,6 +306,8 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         "quiet_period_s": plan.quiet_s,
         "dead_letters": len(dlq),
         "dead_letters_per_refused_state": round(len(dlq) / max(ledger.refused_states, 1), 3),
+        "status_changes": ledger.status_changes,
+        "chaos_status_mismatches": found["invoice status mismatches"] + found["customer status mismatches"],
         "found": found,
         "consumer_log": str(consumer.log_path),
     }
@@ -300,6 +341,12 @@ def render(result: dict[str, Any], short: bool, seed: int) -> str:
             "0",
         ),
         ("**dead letters per distinct refused state**", result["dead_letters_per_refused_state"], "1"),
+        ("status changes (invoices paid or voided, customers closed)", result["status_changes"], ""),
+        (
+            "**chaos_status_mismatches** (Zoho status differs from the source)",
+            result["chaos_status_mismatches"],
+            "0",
+        ),
     ] + [(k, v, "0") for k, v in result["found"].items()]
     command = (
         "python -m benchmarks.chaos_relay --short"
@@ -337,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 "chaos_relay_writes_per_change_bound": result["writes_per_change_bound"],
                 "chaos_relay_writes_in_quiet_period": result["writes_in_quiet_period"],
                 "chaos_relay_dead_letters_per_refused_state": result["dead_letters_per_refused_state"],
+                "chaos_relay_status_mismatches": result["chaos_status_mismatches"],
                 "chaos_relay_passed": passed(result),
                 "chaos_relay_date": infra.today(),
             }

@@ -150,7 +150,14 @@ class ZohoApplier:
                 return zoho_id, await self._customer_status(zoho_id, body.get("status"), plan.status)
             case Action.MARK_CUSTOMER_ACTIVE:
                 assert zoho_id is not None
-                await c.mark_customer_active(zoho_id)
+                try:
+                    await c.mark_customer_active(zoho_id)
+                except NotFound:  # deleted in Zoho (by hand, or the organisation was wiped): recreate
+                    if not plan.payload:
+                        raise
+                    zoho_id, status = await self._create(entity_type, entity_id, payload, row)
+                    assert zoho_id is not None
+                    return zoho_id, await self._customer_status(zoho_id, status, "active")
                 if plan.payload:
                     await c.update_customer(zoho_id, payload)
                 return zoho_id, "active"
@@ -159,7 +166,11 @@ class ZohoApplier:
                 if zoho_id is None:
                     return None, None
                 if plan.payload:  # content first: what an inactive customer accepts is unconfirmed
-                    await c.update_customer(zoho_id, payload)
+                    try:
+                        await c.update_customer(zoho_id, payload)
+                    except NotFound:  # deleted in Zoho (a closed account; the organisation wiped): recreate
+                        zoho_id, _ = await self._create(entity_type, entity_id, payload, row)
+                        assert zoho_id is not None
                 await c.mark_customer_inactive(zoho_id)
                 return zoho_id, "inactive"
             case Action.CREATE_INVOICE:

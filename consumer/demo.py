@@ -1,15 +1,17 @@
 """`zoho-cdc demo` (what `make demo` runs): the main job end to end on the embedded default.
 
 Local stack (PostgreSQL with logical decoding, Tansu, the Debezium relay, the Zoho simulator), the
-user's 13 sample customers and their invoices, the live sync until the user's own verification
-query returns 0, then a summary. A fresh demo database each time, so the run is repeatable.
+user's 13 sample customers and their invoices (draft, sent, paid and void; one customer closed), the
+live sync until the user's own verification query returns 0, then a summary that shows Zoho's
+statuses beside the source's. A fresh demo database each time, so the run is repeatable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -19,8 +21,16 @@ from rich.table import Table
 
 from consumer.local import postgres as local_pg
 from consumer.local import stack
+from consumer.mapping import (
+    MappingConfig,
+    customer_zoho_status,
+    invoice_source_stage,
+    is_internal_test,
+    zoho_invoice_stage,
+)
+from consumer.reconcile import SourceSnapshot, ZohoSnapshot, compare, read_source
 from consumer.seed import seed
-from consumer.service import sync_session
+from consumer.service import mapping_config, sync_session
 from consumer.settings import Settings
 
 DEMO_DATABASE = "zoho_cdc_demo"
@@ -30,10 +40,48 @@ UNSYNCED_CUSTOMERS = (
     "SELECT count(*) FROM customers"
     " WHERE account_type <> 'internal_test' AND zoho_billing_customer_id IS NULL"
 )
+# A void invoice that never reached Zoho is not missing: no invoice is created only to be voided.
 UNSYNCED_INVOICES = (
     "SELECT count(*) FROM customer_invoices i JOIN customers c ON c.id = i.customer_id"
-    " WHERE c.account_type <> 'internal_test' AND i.zoho_billing_invoice_id IS NULL"
+    " WHERE c.account_type <> 'internal_test' AND i.zoho_billing_invoice_id IS NULL AND i.status <> 'void'"
 )
+INVOICE_STATUSES = ("draft", "sent", "paid", "void")
+CUSTOMER_STATUSES = ("active", "inactive")
+
+
+@dataclass
+class StatusSummary:
+    """Statuses side by side: what the source asks Zoho to show, and what Zoho shows."""
+
+    invoices_source: dict[str, int] = field(default_factory=dict)  # source stage -> invoices
+    invoices_zoho: dict[str, int] = field(default_factory=dict)  # Zoho stage -> invoices
+    customers_source: dict[str, int] = field(default_factory=dict)  # Zoho status the source asks for
+    customers_zoho: dict[str, int] = field(default_factory=dict)
+    mismatches: list[str] = field(default_factory=list)  # one line per entity whose status differs
+
+
+def status_summary(
+    source: SourceSnapshot, zoho_state: dict[str, Any], config: MappingConfig
+) -> StatusSummary:
+    """Count statuses on both sides; a mismatch is what `zoho-cdc reconcile` reports as status drift."""
+    internal = {c["id"] for c in source.customers if is_internal_test(c)}
+    customers = [c for c in source.customers if c["id"] not in internal]
+    invoices = [i for i in source.invoices if str(i.get("customer_id")) not in internal]
+    zoho = ZohoSnapshot(list(zoho_state["customers"]), list(zoho_state["invoices"]))
+    report = compare(source, zoho, config, list_filter="")
+    by_stage = Counter(stage for z in zoho.invoices if (stage := zoho_invoice_stage(z.get("status"))))
+    return StatusSummary(
+        invoices_source=dict(Counter(invoice_source_stage(i) for i in invoices)),
+        invoices_zoho=dict(by_stage),
+        customers_source=dict(Counter(customer_zoho_status(c, config) for c in customers)),
+        customers_zoho=dict(Counter(str(c.get("status") or "active") for c in zoho.customers)),
+        mismatches=[
+            f"{d.entity_type} {d.natural_key}: {d.status[0]} in the source, {d.status[1]} in Zoho"
+            for d in report.status_drift
+            if d.status is not None
+        ]
+        + [f"{m.entity_type} {m.natural_key}: not in Zoho" for m in report.missing],
+    )
 
 
 @dataclass
@@ -44,6 +92,7 @@ class DemoResult:
     zoho_stats: dict[str, Any]
     zoho_customers: int
     zoho_invoices: int
+    statuses: StatusSummary
     elapsed_s: float
 
 
@@ -128,6 +177,9 @@ def run_demo(base: Settings, *, keep: bool = False, timeout: float = 300) -> Dem
             zoho_stats=stats,
             zoho_customers=len(state["customers"]),
             zoho_invoices=len(state["invoices"]),
+            statuses=status_summary(
+                asyncio.run(read_source(settings.database_url)), state, mapping_config(settings)
+            ),
             elapsed_s=time.monotonic() - started,
         )
     finally:
@@ -153,6 +205,26 @@ def _print(console: Console, r: DemoResult, settings: Settings, keep: bool) -> N
     zoho.add_row("HTTP 429 responses", str(r.zoho_stats.get("http_429")))
     zoho.add_row("token requests", str(r.zoho_stats.get("token_requests")))
     console.print(zoho)
+    st = r.statuses
+    statuses = Table(title="statuses in the source and in Zoho")
+    statuses.add_column("record")
+    statuses.add_column("status")
+    statuses.add_column("source", justify="right")
+    statuses.add_column("Zoho", justify="right")
+    for name in INVOICE_STATUSES:
+        statuses.add_row(
+            "invoices", name, str(st.invoices_source.get(name, 0)), str(st.invoices_zoho.get(name, 0))
+        )
+    for name in CUSTOMER_STATUSES:
+        statuses.add_row(
+            "customers", name, str(st.customers_source.get(name, 0)), str(st.customers_zoho.get(name, 0))
+        )
+    console.print(statuses)
+    if st.invoices_source.get("void"):
+        console.print("void invoices that never reached Zoho are not created there only to be voided")
+    console.print(f"Zoho statuses that differ from the source: {len(st.mismatches)}")
+    for line in st.mismatches:
+        console.print(f"  {line}")
     console.print(
         f"verification: customers not in Zoho = {r.unsynced_customers}, invoices not in Zoho = "
         f"{r.unsynced_invoices}  ({r.elapsed_s:.0f} s in all)"

@@ -613,12 +613,20 @@ class SyncEngine:
             attempts=exc.attempts,
             http_status=exc.http_status,
         )
-        await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
+        await self._publish(letter)
         await self._durably(
             [],
             entity=self._rejection(event, state, digest),
             write_back=WriteBack(EntityType.CUSTOMER, event.entity_id, None, "failed", called=False),
         )
+
+    async def _publish(self, letter: DeadLetter) -> None:
+        """Produce a dead letter. It is a send like a Zoho call: withdrawn before it, never cancelled once
+        it started (a cancelled produce may still reach the topic, and the new owner would publish again)."""
+        guard = CURRENT_GUARD.get()
+        if guard is not None:
+            guard.before_send()  # raises SendRevoked when the record's partition was revoked
+        await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
 
     def _mark_verified(self, customer_id: str) -> None:
         if self.options.resync:  # only a resync run asks; a live run must not remember every customer
@@ -790,7 +798,7 @@ class SyncEngine:
             http_status=http_status,
             reprocess_count=reprocess_count,
         )
-        await self._retrying(lambda: self._dlq.publish(letter), what="dead-letter produce")
+        await self._publish(letter)
         event = item.event
         rows = list(prior or [])
         rows.append(

@@ -7,8 +7,9 @@ What this module guarantees:
   Zoho and writes nothing to PostgreSQL.
 - The comparison (`compare`) is a pure function of two snapshots: the source rows with the entity
   map, and the Zoho records. It finds source rows with no Zoho record (missing), Zoho records
-  sharing one natural key (duplicates), Zoho records whose mapped fields differ from what the
-  mapping would send (drift), and Zoho records no source row accounts for (orphans).
+  sharing one natural key (duplicates), Zoho records whose mapped fields or status differ from what
+  the mapping would send (drift; status drift is a `status` field: an invoice's stage, a customer's
+  active/inactive), and Zoho records no source row accounts for (orphans).
 - `repair` never calls Zoho itself: it feeds the current source rows of the missing and drifted
   entities to the live `SyncEngine` as snapshot reads with `resync` on, so decoding, mapping,
   idempotent creates (intent + natural-key lookup), the sync log, the entity map, the write-back
@@ -36,7 +37,14 @@ from consumer.dead_letters import DeadLetterPublisher
 from consumer.encode import encode_event
 from consumer.engine import EngineOptions, InboundRecord, SyncEngine
 from consumer.events import EntityType
-from consumer.mapping import MappingConfig, customer_payload, is_internal_test
+from consumer.mapping import (
+    MappingConfig,
+    customer_payload,
+    customer_zoho_status,
+    invoice_source_stage,
+    is_internal_test,
+    zoho_invoice_stage,
+)
 from consumer.settings import Settings
 
 _CENT = Decimal("0.01")
@@ -84,6 +92,11 @@ class Drift:
     zoho_id: str
     fields: dict[str, tuple[str, str]]  # field -> (expected from the source, found in Zoho)
 
+    @property
+    def status(self) -> tuple[str, str] | None:
+        """(the status the source asks for, Zoho's status) when the status drifted, else None."""
+        return self.fields.get("status")
+
 
 @dataclass(frozen=True)
 class Orphan:
@@ -124,6 +137,11 @@ class ReconcileReport:
         """True when nothing is missing, drifted or duplicated (orphans are reported, not counted)."""
         return not (self.missing or self.drift or self.duplicates)
 
+    @property
+    def status_drift(self) -> list[Drift]:
+        """The drift findings whose Zoho status differs from the source's (other fields may differ too)."""
+        return [d for d in self.drift if d.status is not None]
+
     def ids_to_repair(self, entity_type: EntityType) -> list[str]:
         found = [m.entity_id for m in self.missing if m.entity_type == entity_type.value]
         found += [d.entity_id for d in self.drift if d.entity_type == entity_type.value]
@@ -136,6 +154,7 @@ class ReconcileReport:
             "missing": len(self.missing),
             "duplicates": len(self.duplicates),
             "drift": len(self.drift),
+            "status_drift": len(self.status_drift),
             "orphans": len(self.orphans),
         }
         return out
@@ -357,8 +376,9 @@ def _customer_drift(
         for part, value in (expected.get("billing_address") or {}).items():
             if _text(address.get(part)) != value:
                 out[f"billing_address.{part}"] = (value, _text(address.get(part)))
-    if status != "active":
-        out["status"] = ("active", status)
+    wanted = customer_zoho_status(row, config)  # closed: inactive; suspended as configured
+    if status != wanted:
+        out["status"] = (wanted, status)
     return out
 
 
@@ -386,10 +406,9 @@ def _invoice_drift(
     if expected_total is not None and expected_total != shown_total:
         out["total"] = (str(expected_total), "" if shown_total is None else str(shown_total))
     status = _text(record.get("status"))
-    if row.get("status") == "void" and status != "void":
-        out["status"] = ("void", status)
-    elif row.get("status") != "void" and status == "void":
-        out["status"] = ("not void", status)
+    wanted = invoice_source_stage(row)  # draft, sent, paid or void
+    if zoho_invoice_stage(status or None) != wanted:  # overdue and partially paid count as sent
+        out["status"] = (wanted, status)
     shown_customer = _text(record.get("customer_id"))
     if customer_zoho_id and shown_customer and shown_customer != customer_zoho_id:
         out["customer_id"] = (customer_zoho_id, shown_customer)

@@ -1,7 +1,9 @@
 """Realistic sample rows for the local stack: 13 South-African customers and 20 ZAR invoices.
 
-Idempotent: rows are keyed by account_number / invoice_number (ON CONFLICT DO NOTHING), so running
-it twice changes nothing and emits no change events the second time. Amounts are consistent:
+The rows carry the lifecycle Zoho must follow: invoices draft, sent, paid and void, and one closed
+customer (whose one invoice is paid). Idempotent: rows are keyed by account_number / invoice_number
+(ON CONFLICT DO NOTHING), so running it twice changes nothing and emits no change events the second
+time. Amounts are consistent:
 subtotal = sum(quantity * unit_price), VAT = 15 % of subtotal rounded to cents, total = subtotal + VAT.
 """
 
@@ -146,6 +148,10 @@ PRODUCTS = [
     ("Premium support hours", Decimal("450.00")),
 ]
 STATUSES = ("draft", "sent", "paid")
+#: Invoices (by position) void in the source: never sent to Zoho (none is created only to be voided).
+VOID_INVOICES = frozenset({6, 13})
+#: The closed account: its last invoice is paid, and it is inactive in Zoho.
+CLOSED_CUSTOMER = 12
 
 
 def account_number(index: int) -> str:
@@ -178,7 +184,7 @@ def invoice_rows(start: date = date(2025, 3, 1)) -> list[dict[str, object]]:
                 "subtotal": subtotal.quantize(CENT),
                 "vat_amount": vat,
                 "total_amount": (subtotal + vat).quantize(CENT),
-                "status": STATUSES[n % 3],
+                "status": "void" if n in VOID_INVOICES else STATUSES[n % 3],
                 "line_items": json.dumps(line_items),
             }
         )
@@ -192,7 +198,7 @@ def seed(database_url: str) -> SeedSummary:
         for i, (first, last, company, email, phone, account_type, address) in enumerate(CUSTOMERS, start=1):
             cur = conn.execute(
                 "INSERT INTO customers (account_number, email, first_name, last_name, company_name, phone,"
-                " account_type, billing_address) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " account_type, billing_address, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (account_number) DO NOTHING",
                 (
                     account_number(i),
@@ -203,6 +209,7 @@ def seed(database_url: str) -> SeedSummary:
                     phone,
                     account_type,
                     json.dumps(address) if address else None,
+                    "closed" if i == CLOSED_CUSTOMER else "active",
                 ),
             )
             customers_inserted += cur.rowcount

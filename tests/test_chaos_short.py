@@ -1,6 +1,7 @@
 """The short fault-injection run (`python -m benchmarks.chaos --short`) keeps every guarantee.
 
-About 100 customers and 100 invoices are created, updated, voided and deleted; their Debezium events
+About 100 customers and 100 invoices are created, updated, sent, paid, voided and deleted, and
+customers closed and reopened; their Debezium events
 are produced in waves while `zoho-cdc run` (a real subprocess) syncs them into the simulator, which
 answers 500/503 at random, holds replies past the client timeout, drops replies after applying the
 change, serves 429 bursts and refuses token requests for a while; the consumer is SIGKILLed 3 times;
@@ -48,6 +49,15 @@ def test_zoho_has_exactly_one_record_per_source_entity_with_latest_state(outcome
     assert found.get("deleted customers still active in Zoho", 0) == 0
     assert found.get("deleted invoices not void in Zoho", 0) == 0
     assert found.get("unsynced non-test rows (user's query)", 0) == 0
+
+
+def test_every_zoho_status_follows_the_source(outcome: dict[str, Any]) -> None:
+    found, injected = outcome["found"], outcome["injected"]
+    assert injected.get("pay invoices", 0) > 0 and injected.get("close customers", 0) > 0, injected
+    assert injected.get("reopen customers", 0) > 0, injected
+    assert outcome["chaos_status_mismatches"] == 0, outcome["examples"]
+    assert found["duplicate payments (one invoice paid twice)"] == 0
+    assert found["Zoho payments"] >= found.get("source invoices paid", 0) > 0
 
 
 def test_every_offset_has_an_outcome_and_is_committed(outcome: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
             help="Compare only what Zoho lists show (billing addresses are then not checked).",
         ),
     ) -> None:
-        """Find records missing in Zoho, duplicates, field drift and Zoho records with no source row."""
+        """Find records missing in Zoho, duplicates, field and status drift, and Zoho-only records."""
         from connectors.zoho.errors import AuthError, ZohoError
         from consumer.cli import fail, settings_or_exit
         from consumer.reconcile import ReconcileError, reconcile
@@ -67,6 +67,7 @@ def print_report(report: Any) -> None:
     summary.add_row("missing in Zoho", str(len(report.missing)))
     summary.add_row("duplicates in Zoho", str(len(report.duplicates)))
     summary.add_row("field drift", str(len(report.drift)))
+    summary.add_row("  of which status (paid, void, sent, active/inactive)", str(len(report.status_drift)))
     summary.add_row("Zoho records with no source row", str(len(report.orphans)))
     summary.add_row("Zoho calls made", str(report.zoho_calls))
     console.print(summary)

@@ -13,7 +13,7 @@ from consumer.local.broker import free_port
 pytestmark = pytest.mark.relay
 
 
-def test_demo_runs_to_its_end_and_the_verification_query_finds_nothing_missing(
+def test_demo_runs_to_its_end_with_nothing_missing_and_zoho_statuses_matching_the_source(
     tmp_path, postgres_server
 ) -> None:
     env = {
@@ -34,11 +34,21 @@ def test_demo_runs_to_its_end_and_the_verification_query_finds_nothing_missing(
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert "customers not in Zoho = 0, invoices not in Zoho = 0" in out
-    assert "│ skipped   │      1 │" in out  # the internal_test customer
+    assert "│ skipped   │      3 │" in out  # the internal_test customer and the 2 void invoices
     assert "│ customers          │    12 │" in out
+    assert "│ invoices           │    18 │" in out
     assert "│ HTTP 429 responses │     0 │" in out
     assert "│ token requests     │     1 │" in out
     assert "Traceback" not in out
+    # Zoho's statuses are the source's: 6 draft, 6 sent, 6 paid invoices; the 2 void ones never created
+    # (no invoice is created only to be voided); the closed customer inactive, the other 11 active.
+    assert "│ invoices  │ draft    │      6 │    6 │" in out
+    assert "│ invoices  │ sent     │      6 │    6 │" in out
+    assert "│ invoices  │ paid     │      6 │    6 │" in out
+    assert "│ invoices  │ void     │      2 │    0 │" in out
+    assert "│ customers │ active   │     11 │   11 │" in out
+    assert "│ customers │ inactive │      1 │    1 │" in out
+    assert "Zoho statuses that differ from the source: 0" in out
     # The demo stops its relay and leaves no inactive replication slot pinning WAL.
     import psycopg
 

@@ -187,3 +187,108 @@ def test_reconcile_with_zoho_unreachable_ends_in_one_sentence(settings):  # type
     assert result.stderr.startswith("error: Cannot read Zoho at ZOHO_API_BASE=")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert settings.zoho_client_secret.get_secret_value() not in result.stderr
+
+
+# --- status drift ---------------------------------------------------------------------------------
+
+
+def set_source(source: Source, table: str, row_id: str, **fields: str) -> None:
+    """Change a source row with no change event: what a sync that missed the change leaves behind."""
+    sets = ", ".join(f"{c} = %s" for c in fields)
+    changed = source.query(
+        f"UPDATE {table} SET {sets} WHERE id = %s RETURNING id",  # noqa: S608 - test tables only
+        *fields.values(),
+        row_id,
+    )
+    assert [str(r[0]) for r in changed] == [row_id]
+
+
+def writes_since(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]) -> dict[str, int]:
+    """Write calls the simulator counted between two `/__sim__/stats` readings, by endpoint."""
+    grown = {}
+    for endpoint, by_status in after.items():
+        if endpoint.startswith("GET "):
+            continue
+        n = sum(by_status.values()) - sum(before.get(endpoint, {}).values())
+        if n:
+            grown[endpoint] = n
+    return grown
+
+
+async def test_reconcile_reports_status_drift_and_fix_walks_each_status_once(settings, source, zoho_sim):
+    ids = {
+        "open": source.insert_customer(1),
+        "closed": source.insert_customer(2, status="closed"),  # inactive in Zoho: in step, not drift
+        "closing": source.insert_customer(3),
+        "reopened": source.insert_customer(4),
+    }
+    ids["draft"] = source.insert_invoice(ids["open"], "INV-S-1", status="draft")
+    ids["sent"] = source.insert_invoice(ids["open"], "INV-S-2", status="sent")
+    ids["voiding"] = source.insert_invoice(ids["closing"], "INV-S-3", status="sent")
+    ids["paid"] = source.insert_invoice(ids["closing"], "INV-S-4", status="paid")  # paid in Zoho: in step
+    await source.flush()
+    async with LiveSync(settings):
+        for name in ("open", "closed", "closing", "reopened"):
+            await wait_for(lambda n=name: zoho_id_of(source, "customers", ids[n]))
+        for name in ("draft", "sent", "voiding", "paid"):
+            await wait_for(lambda n=name: zoho_id_of(source, "customer_invoices", ids[n]))
+    zoho = SimView(zoho_sim)
+    zid = {n: zoho_id_of(source, "customers", ids[n]) for n in ("open", "closed", "closing", "reopened")}
+    zid |= {n: zoho_id_of(source, "customer_invoices", ids[n]) for n in ("draft", "sent", "voiding", "paid")}
+    assert zoho.customer(zid["closed"])["status"] == "inactive"
+    assert zoho.invoice(zid["paid"])["status"] == "paid"
+    assert (await reconcile(settings)).in_sync  # closed/inactive and paid/paid are no drift
+
+    # The source moves on while its change events never reach the sync; someone reactivates by hand.
+    set_source(source, "customer_invoices", ids["draft"], status="sent")
+    set_source(source, "customer_invoices", ids["sent"], status="paid")
+    set_source(source, "customer_invoices", ids["voiding"], status="void")
+    set_source(source, "customers", ids["closing"], status="closed")
+    async with ZohoClient.from_settings(settings) as client:
+        await client.mark_customer_inactive(zid["reopened"])
+    before = zoho_sim.stats()["by_endpoint"]
+
+    report = await reconcile(settings)
+
+    assert writes_since(before, zoho_sim.stats()["by_endpoint"]) == {}  # a report writes nothing
+    assert {(d.entity_type, d.entity_id, d.fields["status"]) for d in report.drift} == {
+        ("invoice", ids["draft"], ("sent", "draft")),  # sent in the source, still a draft in Zoho
+        ("invoice", ids["sent"], ("paid", "sent")),  # paid in the source, unpaid in Zoho
+        ("invoice", ids["voiding"], ("void", "sent")),
+        ("customer", ids["closing"], ("inactive", "active")),  # closed in the source, active in Zoho
+        ("customer", ids["reopened"], ("active", "inactive")),
+    }
+    assert all(list(d.fields) == ["status"] for d in report.drift), report.drift
+    assert len(report.status_drift) == 5 and not report.missing and not report.duplicates
+    assert not report.in_sync
+
+    before = zoho_sim.stats()["by_endpoint"]
+    fixed = await reconcile(settings, fix=True)
+
+    assert fixed.repair is not None and fixed.repair.outcomes == {"synced": 5}, fixed.repair
+    writes = writes_since(before, zoho_sim.stats()["by_endpoint"])
+    # A resync never trusts the stored payload hash, so content is sent again (PUT): the two open invoices,
+    # the two drifted customers, and once the customer those two invoices are checked against.
+    assert writes == {
+        "POST /invoices/{id}/converttoopen": 1,
+        "POST /payments": 1,
+        "POST /invoices/{id}/void": 1,
+        "POST /customers/{id}/markasinactive": 1,
+        "POST /customers/{id}/markasactive": 1,
+        "PUT /invoices/{id}": 2,
+        "PUT /customers/{id}": 3,
+    }, writes  # no create, no delete, one payment
+    assert zoho.invoice(zid["draft"])["status"] == "sent"
+    assert zoho.invoice(zid["sent"])["status"] == "paid"
+    assert zoho.invoice(zid["voiding"])["status"] == "void"
+    assert zoho.customer(zid["closing"])["status"] == "inactive"
+    assert zoho.customer(zid["reopened"])["status"] == "active"
+    payments = zoho_sim.state()["payments"]
+    assert sorted(p["reference_number"] for p in payments) == sorted([ids["paid"], ids["sent"]])
+
+    before = zoho_sim.stats()["by_endpoint"]
+    again = run_cli(settings, "reconcile", "--json")
+    assert again.returncode == 0, again.stderr
+    after = json.loads(again.stdout)
+    assert after["in_sync"] is True and after["drift"] == [] and after["summary"]["status_drift"] == 0
+    assert writes_since(before, zoho_sim.stats()["by_endpoint"]) == {}
