@@ -47,6 +47,7 @@ from consumer.mapping import (
     plan_invoice,
 )
 from consumer.metrics import Metrics
+from consumer.replay_index import ReplayIndex, Role
 from consumer.row_images import coalesce, fill_unavailable, is_partial, remembered, state_digest
 from consumer.store import EntityUpdate, OutcomeRow, SyncStore
 from consumer.write_back import WRITE_BACK_ID_COLUMN, WriteBack
@@ -128,8 +129,14 @@ class SyncEngine:
         dead_letters: DeadLetterPublisher,
         on_done: Callable[[InboundRecord], None],
         metrics: Metrics | None = None,
+        replay: ReplayIndex | None = None,
     ) -> None:
         self.options = options
+        # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on.
+        self._replay = replay
+        self._images: dict[tuple[str, str], ChangeEvent] = {}  # images a newest record is made whole from
+        self._settling: list[tuple[_Item, OutcomeRow]] = []  # outcomes decided on arrival, written in bulk
+        self._settler: asyncio.Task[None] | None = None
         self._store = store
         self._applier = applier
         self._dlq = dead_letters
@@ -175,9 +182,56 @@ class SyncEngine:
         self._in_flight += 1
         self._in_flight_by_partition[(record.topic, record.partition)] += 1
         self._idle.clear()
-        self._queues.setdefault(key, deque()).append(_Item(record, event, error))
+        item = _Item(record, event, error)
+        if event is not None and self._replay is not None and record.topic != self.options.dlq_topic:
+            settled = self._replayed(key, item, event)
+            if settled is None:
+                return
+            item = settled
+        self._queues.setdefault(key, deque()).append(item)
         if key not in self._workers:
             self._workers[key] = asyncio.create_task(self._work(key), name=f"sync:{key[0]}:{key[1]}")
+
+    def _replayed(self, key: tuple[str, str], item: _Item, event: ChangeEvent) -> _Item | None:
+        """A replayed record: its entity's newest record goes on (made whole from the images before it),
+        every other one gets its outcome at once, without a call; None when it was settled."""
+        assert self._replay is not None
+        record = item.record
+        if event.op is Op.TOMBSTONE:
+            self._settle(item, self._row(item, "skipped", operation="none", error="tombstone"))
+            return None
+        role, newest = self._replay.role(key, record.topic, record.partition, record.offset)
+        if role is Role.APPLY:
+            image = self._images.pop(key, None)
+            if image is None:
+                return item
+            return _Item(record, coalesce([image, event]), None)
+        if role is Role.MERGE:
+            image = self._images.get(key)
+            self._images[key] = event if image is None else coalesce([image, event])
+        self._settle(item, self._row(item, "superseded", error=f"newer event at offset {newest}"))
+        return None
+
+    def _settle(self, item: _Item, row: OutcomeRow) -> None:
+        """Record an outcome decided without any work; such rows are written in bulk."""
+        self.metrics.outcome(row.outcome)
+        self._settling.append((item, row))
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._write_settled(), name="sync:settled")
+
+    async def _write_settled(self) -> None:
+        try:
+            while self._settling and self.fatal is None:
+                await asyncio.sleep(0)  # gather what this tick's intake settles
+                batch, self._settling = self._settling, []
+                await self._durably([row for _, row in batch], quiet=True)
+                self._finish([item for item, _ in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must stop the process loudly, never silently drop a record
+            self.fatal = exc
+            log.exception("writing settled outcomes failed")
+            self._idle.set()
 
     def hold(self) -> None:
         """Let records gather without starting their work (read-ahead for coalescing)."""
@@ -195,9 +249,12 @@ class SyncEngine:
         return True
 
     async def close(self) -> None:
-        for task in list(self._workers.values()):
+        tasks = list(self._workers.values())
+        if self._settler is not None:
+            tasks.append(self._settler)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- per-key worker -----------------------------------------------------------------
     async def _work(self, key: tuple[str, str]) -> None:
@@ -825,7 +882,7 @@ class SyncEngine:
             **fields,
         )
 
-    async def _durably(self, rows: list[OutcomeRow], **kwargs: Any) -> None:
+    async def _durably(self, rows: list[OutcomeRow], *, quiet: bool = False, **kwargs: Any) -> None:
         """Write outcomes in one transaction, retrying while PostgreSQL is unavailable.
 
         If PostgreSQL refuses the content itself (a value it cannot store or index), the outcome is
@@ -841,6 +898,9 @@ class SyncEngine:
                 _bare(row, f"PostgreSQL refused this outcome's content: {type(exc).__name__}") for row in rows
             ]
             await self._retrying(lambda: self._store.record(rows), what="sync-log write")
+        if quiet:  # a replay's settled records: one line per bulk write, not one per record
+            log.info("settled in bulk", records=len(rows), outcomes=dict(Counter(r.outcome for r in rows)))
+            return
         for row in rows:  # one log line per durable outcome
             (log.warning if row.outcome in ("dead_lettered", "failed") else log.info)(
                 row.outcome,
