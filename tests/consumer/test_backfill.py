@@ -14,7 +14,7 @@ from consumer.seed import seed
 from consumer.service import sync_session
 from tests.consumer.harness import SimView, committed_offsets, settings_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
-from tests.support import Source
+from tests.support import Source, envelope
 
 CUSTOMER_COLUMNS_OK = (
     "SELECT count(*) FROM customers WHERE account_type <> 'internal_test'"
@@ -284,3 +284,72 @@ async def test_an_invoice_whose_customer_zoho_rejects_is_dead_lettered_and_the_r
     assert "email" in by_id[rejected].reason
     zoho = SimView(handle)
     assert [i["invoice_number"] for i in zoho.invoices()] == ["INV-2"]
+
+
+def _created(stats: dict, endpoint: str) -> int:
+    return int(stats["by_endpoint"].get(endpoint, {}).get("201", 0))
+
+
+async def test_an_entity_updated_far_apart_in_a_long_backlog_costs_exactly_one_call(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    """Far more records than a backfill holds in memory, one customer's updates spread across all of it:
+    one create per customer with its final state, every record one sync-log row."""
+    settings = settings_for(
+        zoho_settings, kafka_bootstrap, topic_prefix, max_in_flight=40, backfill_read_ahead=40
+    )
+    target = source.insert_customer(1)
+    fillers = [source.insert_customer(n) for n in range(2, 22)]
+    for round_ in range(30):
+        for filler in fillers:
+            source.update("customers", filler, phone=f"+27 21 100 {round_:04d}")
+        if round_ % 3 == 0:  # ten updates of the target, 200 records apart
+            source.update("customers", target, phone=f"+27 21 999 {round_:04d}")
+    events = await source.flush()
+    assert events > 10 * 40
+
+    result = await backfill(settings)
+
+    stats = zoho_sim.stats()  # the simulator's own count, over its admin socket
+    assert stats["requests"] == 1 + len(fillers)
+    assert _created(stats, "POST /customers") == 1 + len(fillers)
+    assert result.outcomes == {"synced": 1 + len(fillers), "superseded": events - 1 - len(fillers)}
+    logged = source.query(
+        "SELECT count(*), count(DISTINCT (kafka_partition, kafka_offset)) FROM zoho_sync_log"
+        " WHERE consumer_group = %s",
+        result.group_id,
+    )
+    assert logged == [(events, events)]
+    zoho = SimView(zoho_sim)
+    phones = {c["phone"] for c in zoho.customers()}
+    assert phones == {"+27 21 999 0027", "+27 21 100 0029"}
+
+
+async def test_a_partial_newest_image_is_made_whole_from_a_full_image_far_before_it(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    """The newest image lacks a TOASTed column; the full image it is merged with lies far back in the
+    backlog, beyond the in-flight bound, and the source row is gone (nothing else to fill it from)."""
+    settings = settings_for(
+        zoho_settings, kafka_bootstrap, topic_prefix, max_in_flight=20, backfill_read_ahead=20
+    )
+    target = source.insert_customer(1)  # full image, billing address "1 Main Rd"
+    fillers = [source.insert_customer(n) for n in range(2, 12)]
+    for round_ in range(60):  # more than one poll (500 records) and the in-flight bound
+        for filler in fillers:
+            source.update("customers", filler, phone=f"+27 21 100 {round_:04d}")
+    row = source._row("customers", target)
+    row = {**row, "phone": "+27 21 999 0001", "billing_address": "__debezium_unavailable_value"}
+    topic, key, value = envelope(topic_prefix, "customers", "u", row, target)
+    source.emit_raw("customers", key, value)
+    source.query("DELETE FROM customers WHERE id = %s RETURNING id", target)
+    events = await source.flush()
+
+    result = await backfill(settings)
+
+    assert zoho_sim.stats()["requests"] == 1 + len(fillers)
+    assert result.outcomes["synced"] == 1 + len(fillers)
+    mine = [c for c in SimView(zoho_sim).customers() if c["phone"] == "+27 21 999 0001"]
+    assert len(mine) == 1
+    assert (mine[0].get("billing_address") or {}).get("street") == "1 Main Rd"
+    assert sum(result.outcomes.values()) == events
