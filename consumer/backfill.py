@@ -19,12 +19,18 @@ from aiokafka import TopicPartition
 
 from consumer.decode import decode_event
 from consumer.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
-from consumer.events import DecodeError
+from consumer.events import DecodeError, EntityType
 from consumer.replay_index import ReplayIndex
 from consumer.runner import RunOptions, SyncRunner, assign_range, kafka_consumer
 from consumer.service import SyncSession
+from consumer.zoho_listing import ZohoListing
 
 ENTITIES = {"customers": "customers", "invoices": "customer_invoices"}
+ENTITY_TYPES = {
+    "customers": (EntityType.CUSTOMER,),
+    "invoices": (EntityType.INVOICE,),
+    "all": (EntityType.CUSTOMER, EntityType.INVOICE),
+}
 
 
 @dataclass
@@ -68,7 +74,11 @@ async def run_backfill(
     index_started = time.monotonic()
     replay, options.bounds = await index_range(options, session.settings.topic_prefix)
     index_s = time.monotonic() - index_started
+    entities = len(replay)  # the second pass forgets each entity once it is handed out
     planned = PlannedCalls() if dry_run else None
+    listing = None
+    if resync and planned is None:  # a dry run makes no Zoho call at all, not even a read
+        listing = await ZohoListing.read(session.client, ENTITY_TYPES[entity])
     http_429_before = _client_429(session.client)
     if planned is not None:
         runner: SyncRunner = session.runner(
@@ -81,7 +91,9 @@ async def run_backfill(
             replay=replay,
         )
     else:
-        runner = session.runner(options, resync=resync, on_progress=on_progress, replay=replay)
+        runner = session.runner(
+            options, resync=resync, on_progress=on_progress, replay=replay, listing=listing
+        )
     before = dict(session.metrics.tally)
     attempts_before = session.metrics.attempts
     summary = await session.consume(runner)
@@ -96,7 +108,11 @@ async def run_backfill(
         http_429=_client_429(session.client) - http_429_before,
         elapsed_s=summary.elapsed_s,
         planned=planned,
-        extra={"entities": len(replay), "index_s": round(index_s, 2)},
+        extra={
+            "entities": entities,
+            "index_s": round(index_s, 2),
+            "listing_reads": listing.reads if listing else 0,
+        },
     )
 
 

@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 import structlog
@@ -51,6 +51,9 @@ from consumer.replay_index import ReplayIndex, Role
 from consumer.row_images import coalesce, fill_unavailable, is_partial, remembered, state_digest
 from consumer.store import EntityUpdate, OutcomeRow, SyncStore
 from consumer.write_back import WRITE_BACK_ID_COLUMN, WriteBack
+
+if TYPE_CHECKING:
+    from consumer.zoho_listing import ZohoListing
 
 log = structlog.get_logger("zoho_cdc.engine")
 
@@ -130,10 +133,13 @@ class SyncEngine:
         on_done: Callable[[InboundRecord], None],
         metrics: Metrics | None = None,
         replay: ReplayIndex | None = None,
+        listing: ZohoListing | None = None,
     ) -> None:
         self.options = options
         # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on.
         self._replay = replay
+        # A resync's page-by-page read of Zoho (`consumer.zoho_listing`): only differences are written.
+        self._listing = listing
         self._images: dict[tuple[str, str], ChangeEvent] = {}  # images a newest record is made whole from
         self._settling: list[tuple[_Item, OutcomeRow]] = []  # outcomes decided on arrival, written in bulk
         self._settler: asyncio.Task[None] | None = None
@@ -444,8 +450,8 @@ class SyncEngine:
     async def _process_winner(self, item: _Item, event: ChangeEvent, rows: list[OutcomeRow]) -> None:
         started = time.monotonic()
         state = await self._retrying_db(self._store.entity_state, event.entity_type, event.entity_id)
-        if self.options.resync and state is not None:
-            state = replace(state, payload_hash=None, status=None)  # Zoho's status is read, not trusted
+        if self.options.resync:
+            state = self._as_listed(event.entity_type, event.row, state)
         if (
             not self.options.ignore_stale
             and state is not None
@@ -513,6 +519,26 @@ class SyncEngine:
         )
         rows += outcome_rows
         await self._durably(rows, entity=entity, write_back=write_back, clear_intent=clear_intent)
+
+    def _as_listed(
+        self, entity_type: EntityType, row: Mapping[str, Any] | None, state: EntityState | None
+    ) -> EntityState | None:
+        """A resync's view of the entity: what Zoho's listing shows replaces what the entity map assumes.
+
+        Without a listing nothing stored is trusted (payload hash and status cleared: every entity is
+        written). With one, a record Zoho no longer has is created again, and the stored payload hash is
+        kept only when every listed field matches, so an entity already in step makes no call."""
+        listing = self._listing
+        if listing is None or not listing.covers(entity_type):
+            return None if state is None else replace(state, payload_hash=None, status=None)
+        record = listing.find(entity_type, state.zoho_id if state else None, natural_key(entity_type, row))
+        if record is None:  # not in Zoho: created again (idempotently: intent, natural-key lookup)
+            return None if state is None else replace(state, zoho_id=None, payload_hash=None, status=None)
+        zoho_id = listing.zoho_id_of(entity_type, record)
+        differs = row is None or listing.differs(entity_type, row, record, self.options.mapping)
+        base = state or EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None)
+        payload_hash = None if differs or base.zoho_id != zoho_id else base.payload_hash
+        return replace(base, zoho_id=zoho_id, payload_hash=payload_hash, status=record.get("status"))
 
     def _explicit(self, item: _Item) -> bool:
         """A resync or a dead letter re-driven on purpose may send a state Zoho refused before."""
@@ -589,8 +615,8 @@ class SyncEngine:
             digest = state_digest(EntityType.CUSTOMER, row)
             if state is not None and state.rejected == digest and not explicit:
                 raise _CustomerRefused(f"customer {customer_id}: {_REFUSED_BEFORE}")
-            if self.options.resync and state is not None:
-                state = replace(state, payload_hash=None)
+            if self.options.resync:
+                state = self._as_listed(EntityType.CUSTOMER, row, state)
             event = ChangeEvent(
                 entity_type=EntityType.CUSTOMER,
                 entity_id=customer_id,
@@ -615,7 +641,12 @@ class SyncEngine:
                 return None
             try:
                 applied = await self._apply(
-                    EntityType.CUSTOMER, customer_id, plan, row, state.zoho_id if state else None
+                    EntityType.CUSTOMER,
+                    customer_id,
+                    plan,
+                    row,
+                    state.zoho_id if state else None,
+                    intent_left=state is not None and state.pending_create,
                 )
             except ZohoError as exc:
                 if not isinstance(exc, AuthError):
@@ -684,6 +715,8 @@ class SyncEngine:
     def _usable(self, customer_id: str, state: EntityState | None) -> bool:
         if state is None or not state.zoho_id:
             return False
+        if self._listing is not None and self._listing.has(EntityType.CUSTOMER, state.zoho_id):
+            return True  # listed by this resync: it exists in Zoho
         return not self.options.resync or customer_id in self._verified
 
     async def _customer_unavailable(self, item: _Item, rows: list[OutcomeRow], event: ChangeEvent) -> None:
@@ -733,7 +766,12 @@ class SyncEngine:
             )
         try:
             applied = await self._apply(
-                event.entity_type, event.entity_id, plan, event.row, state.zoho_id if state else None
+                event.entity_type,
+                event.entity_id,
+                plan,
+                event.row,
+                state.zoho_id if state else None,
+                intent_left=state is not None and state.pending_create,
             )
         except AuthError as exc:
             raise _credentials_refused(exc) from exc
@@ -786,13 +824,19 @@ class SyncEngine:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
         return [row], entity, write_back, (event.entity_type, event.entity_id)
 
-    async def _apply(self, *args: Any) -> Applied:
+    async def _apply(self, *args: Any, intent_left: bool) -> Applied:
         """One planned call. The client keeps its token and daily budget in PostgreSQL: if the database is
         briefly gone (a restart), the call is retried, which is safe because creates are guarded by the
-        intent and the natural-key lookup."""
-        return await self._retrying(
-            lambda: self._applier.apply(*args), what="zoho call (database unavailable)"
-        )
+        intent and the natural-key lookup. `intent_left` False (the entity map showed no intent) skips the
+        intent read, but only on the first attempt: a failed attempt may have written one."""
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._applier.apply(*args, intent_left=intent_left or attempts > 1)
+
+        return await self._retrying(attempt, what="zoho call (database unavailable)")
 
     async def _dead_letter(
         self,

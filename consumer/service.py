@@ -92,6 +92,7 @@ class SyncSession:
         dead_letters: Any = None,
         on_progress: Callable[[SyncRunner], None] | None = None,
         replay: ReplayIndex | None = None,
+        listing: Any = None,
     ) -> SyncRunner:
         def make_engine(on_done: Callable[[InboundRecord], None]) -> SyncEngine:
             return SyncEngine(
@@ -110,6 +111,7 @@ class SyncSession:
                 on_done=on_done,
                 metrics=self.metrics,
                 replay=replay,
+                listing=listing,
             )
 
         return SyncRunner(run_options, make_engine, on_progress=on_progress)

@@ -357,6 +357,7 @@ class SharedWindow:
         self._refreshing = False
         self._idle_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._queue = asyncio.Lock()
         self._sent: deque[float] = deque(maxlen=rate_per_window + 1)
 
     @staticmethod
@@ -440,19 +441,22 @@ class SharedWindow:
         started = self._now()
         self._waiting += 1
         try:
-            while True:
-                now = self._now()
-                if self._take(now):
-                    self.metrics.wait_seconds += now - started
-                    return now
-                if self._wants_refresh(now):
-                    await self._refresh()
-                    continue
-                changed = self._changed
-                try:
-                    await asyncio.wait_for(changed.wait(), max(0.001, self._next_check(now) - now))
-                except TimeoutError:
-                    pass
+            # Waiters queue FIFO and only the first one watches the window: a thousand waiters each woken
+            # by every reply would spend the CPU the calls need (measured: 15 calls/s instead of hundreds).
+            async with self._queue:
+                while True:
+                    now = self._now()
+                    if self._take(now):
+                        self.metrics.wait_seconds += now - started
+                        return now
+                    if self._wants_refresh(now):
+                        await self._refresh()
+                        continue
+                    changed = self._changed
+                    try:
+                        await asyncio.wait_for(changed.wait(), max(0.001, self._next_check(now) - now))
+                    except TimeoutError:
+                        pass
         finally:
             self._waiting -= 1
 

@@ -353,3 +353,58 @@ async def test_a_partial_newest_image_is_made_whole_from_a_full_image_far_before
     assert len(mine) == 1
     assert (mine[0].get("billing_address") or {}).get("street") == "1 Main Rd"
     assert sum(result.outcomes.values()) == events
+
+
+def _writes(stats: dict) -> int:
+    return sum(
+        sum(by_status.values())
+        for endpoint, by_status in stats["by_endpoint"].items()
+        if not endpoint.startswith("GET ")
+    )
+
+
+def _reads(stats: dict) -> int:
+    return sum(
+        sum(by_status.values())
+        for endpoint, by_status in stats["by_endpoint"].items()
+        if endpoint.startswith("GET ")
+    )
+
+
+async def test_a_second_resync_of_an_organisation_in_step_writes_nothing_and_reads_by_page(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    seed(source.database_url)
+    emit_all(source)
+    await source.flush()
+    await backfill(settings)
+    zoho_sim.reset()  # the organisation was wiped
+    first = await backfill(settings, resync=True)
+    assert first.outcomes.get("synced", 0) >= 31  # everything was written back, once
+    zoho = SimView(zoho_sim)
+    counts = (len(zoho.customers()), len(zoho.invoices()))
+
+    before = zoho_sim.stats()
+    second = await backfill(settings, resync=True)
+    after = zoho_sim.stats()
+
+    assert _writes(after) - _writes(before) == 0
+    # customers listed twice (active, inactive: the list shows no status), invoices once; 200 a page
+    assert _reads(after) - _reads(before) == 3 == second.extra["listing_reads"]
+    assert "synced" not in second.outcomes
+    assert (len(zoho.customers()), len(zoho.invoices())) == counts
+
+    # one field changed by hand in Zoho: the next resync writes exactly that entity back
+    victim = next(c for c in zoho.customers() if c.get("phone"))
+    zoho_sim.simulator.store.put(
+        "customer",
+        victim["customer_id"],
+        {**zoho_sim.simulator.store.customers[victim["customer_id"]], "phone": "0"},
+    )
+    before = zoho_sim.stats()
+    third = await backfill(settings, resync=True)
+    after = zoho_sim.stats()
+    assert _writes(after) - _writes(before) == 1
+    assert third.outcomes.get("synced") == 1
+    assert SimView(zoho_sim).customer(victim["customer_id"])["phone"] == victim["phone"]
