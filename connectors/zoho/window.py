@@ -333,7 +333,9 @@ class SharedWindow:
         self.guard = guard_seconds
         self.concurrency = concurrency
         self.mode: PacingMode = mode
-        self.block_size = block_size
+        # At high rates (paid plans, an unlimited test sink) a block of 5 slots would cost a transaction per
+        # 5 calls; up to 1 % of the window is reserved at once instead (never below the configured size).
+        self.block_size = max(block_size, min(50, rate_per_window // 100))
         self.block_seconds = block_seconds
         self.member_lease = member_lease
         self.member = member or member_name()

@@ -295,9 +295,7 @@ async def test_an_entity_updated_far_apart_in_a_long_backlog_costs_exactly_one_c
 ):
     """Far more records than a backfill holds in memory, one customer's updates spread across all of it:
     one create per customer with its final state, every record one sync-log row."""
-    settings = settings_for(
-        zoho_settings, kafka_bootstrap, topic_prefix, max_in_flight=40, backfill_read_ahead=40
-    )
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix, max_in_flight=40)
     target = source.insert_customer(1)
     fillers = [source.insert_customer(n) for n in range(2, 22)]
     for round_ in range(30):
@@ -330,9 +328,7 @@ async def test_a_partial_newest_image_is_made_whole_from_a_full_image_far_before
 ):
     """The newest image lacks a TOASTed column; the full image it is merged with lies far back in the
     backlog, beyond the in-flight bound, and the source row is gone (nothing else to fill it from)."""
-    settings = settings_for(
-        zoho_settings, kafka_bootstrap, topic_prefix, max_in_flight=20, backfill_read_ahead=20
-    )
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix, max_in_flight=20)
     target = source.insert_customer(1)  # full image, billing address "1 Main Rd"
     fillers = [source.insert_customer(n) for n in range(2, 12)]
     for round_ in range(60):  # more than one poll (500 records) and the in-flight bound
