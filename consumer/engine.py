@@ -748,7 +748,7 @@ class SyncEngine:
             self.metrics.outcome("unchanged")
             self._stale_streak = 0
             zoho_id = state.zoho_id if state else None
-            entity = EntityUpdate(
+            entity: EntityUpdate | None = EntityUpdate(
                 event.entity_type,
                 event.entity_id,
                 zoho_id,
@@ -758,6 +758,8 @@ class SyncEngine:
                 key_value,
                 source_row=whole,
             )
+            if _already_mapped(state, event, plan):
+                entity = None  # a redelivery (a replay): the map row already says all of it
             return (
                 [self._row(item, "unchanged", operation="none", zoho_id=zoho_id)],
                 entity,
@@ -1011,6 +1013,21 @@ def _created_currency(plan: Plan) -> str | None:
         return None
     currency = plan.payload.get("currency_code")
     return str(currency) if currency else None
+
+
+def _already_mapped(state: EntityState | None, event: ChangeEvent, plan: Plan) -> bool:
+    """True when the entity map row already holds what an `unchanged` outcome would write: the same
+    change (one LSN is one change of one row, so the same image) with the same payload hash and no
+    refusal to clear. Replays of synced topics then write only their sync-log rows."""
+    return (
+        state is not None
+        and event.lsn is not None
+        and state.last_lsn == event.lsn
+        and plan.payload_hash is not None
+        and state.payload_hash == plan.payload_hash
+        and state.rejected is None
+        and not state.pending_create
+    )
 
 
 def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | None:

@@ -10,6 +10,7 @@ import pytest
 from connectors.zoho_sim import SimLimits
 from consumer.backfill import run_backfill
 from consumer.dlq import list_dead_letters, reprocess
+from consumer.events import EntityType
 from consumer.seed import seed
 from consumer.service import sync_session
 from tests.consumer.harness import SimView, committed_offsets, settings_for
@@ -404,3 +405,28 @@ async def test_a_second_resync_of_an_organisation_in_step_writes_nothing_and_rea
     assert _writes(after) - _writes(before) == 1
     assert third.outcomes.get("synced") == 1
     assert SimView(zoho_sim).customer(victim["customer_id"])["phone"] == victim["phone"]
+
+
+async def test_a_create_reads_no_intent_unless_the_entity_map_shows_one_left(
+    zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
+):
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    ids = [source.insert_customer(n) for n in range(1, 5)]
+    await source.flush()
+    async with sync_session(settings) as session:
+        # a crash left the intent of the fourth customer's create (the create may have reached Zoho)
+        await session.store.write_intent(EntityType.CUSTOMER, ids[3], "create", "CT-2025-00004")
+        reads: list[tuple[object, ...]] = []
+        real = session.store.intent
+
+        async def counted(*args):  # type: ignore[no-untyped-def]
+            reads.append(args)
+            return await real(*args)
+
+        session.store.intent = counted  # type: ignore[method-assign]
+        result = await run_backfill(session)
+
+    assert result.outcomes == {"synced": 4}
+    assert reads == [(EntityType.CUSTOMER, ids[3])]  # only the one the entity map showed
+    assert _created(zoho_sim.stats(), "POST /customers") == 4
+    assert SimView(zoho_sim).duplicates() == {}
