@@ -239,8 +239,8 @@ def instrument_admissions(handle: Any) -> list[float]:
     accepted: list[float] = []
     original = sim.admit
 
-    def admit(authorization: Any, organization: Any) -> Any:
-        admission = original(authorization, organization)
+    def admit(*args: Any) -> Any:  # (authorization, organization[, endpoint])
+        admission = original(*args)
         if admission.refusal is None:
             accepted.append(time.monotonic())
         return admission

@@ -48,8 +48,8 @@ def record_arrivals(handle: Any) -> list[float]:
     accepted: list[float] = []
     original = sim.admit
 
-    def admit(authorization: Any, organization: Any) -> Any:
-        admission = original(authorization, organization)
+    def admit(*args: Any) -> Any:  # (authorization, organization[, endpoint])
+        admission = original(*args)
         if admission.refusal is None:
             accepted.append(time.monotonic())
         return admission

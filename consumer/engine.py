@@ -565,7 +565,7 @@ class SyncEngine:
             event.entity_id,
             None,
             state.payload_hash if state else None,
-            event.lsn,
+            _position(event),
             None,
             natural_key(event.entity_type, event.row),
             source_row=remembered(event.entity_type, event.row),
@@ -753,7 +753,7 @@ class SyncEngine:
                 event.entity_id,
                 zoho_id,
                 plan.payload_hash or (state.payload_hash if state else None),
-                event.lsn,
+                _position(event),
                 None,
                 key_value,
                 source_row=whole,
@@ -815,7 +815,7 @@ class SyncEngine:
             event.entity_id,
             applied.zoho_id,
             plan.payload_hash,
-            event.lsn,
+            _position(event),
             applied.zoho_status,
             key_value,
             source_row=whole,
@@ -1050,6 +1050,17 @@ def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | 
 _NOT_TRANSIENT = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)
 
 
+def _position(event: ChangeEvent) -> int | None:
+    """The source position an applied event leaves in the entity map, for later stale checks.
+
+    Only streamed changes set it. A snapshot read carries the LSN at which the snapshot began, and a
+    transaction that was open then (its change written to the WAL before that LSN) but committed after
+    it is streamed later with its own, lower change LSN: compared with the read's LSN it would look
+    stale and be lost. Streamed changes of one row are in LSN order (row locks), so they compare safely.
+    """
+    return None if event.snapshot else event.lsn
+
+
 def _partition(item: _Item) -> tuple[str, int]:
     return (item.record.topic, item.record.partition)
 
@@ -1058,8 +1069,10 @@ def _in_source_order(changes: list[_Item]) -> list[_Item]:
     """A key's queued changes ordered by source position (LSN), so the newest change wins even when the
     entity's events came through two partitions (a partition-count change, a primary-key update).
     Arrival order breaks ties and stands when a change carries no LSN."""
-    if any(item.event is None or item.event.lsn is None for item in changes):
-        return changes
+    if any(item.event is None or item.event.lsn is None or item.event.snapshot for item in changes):
+        return changes  # a snapshot read's LSN is where the snapshot began, not when its row changed
+    if len({_partition(item) for item in changes}) == 1:
+        return changes  # one partition is already in Debezium's (commit) order
     return sorted(changes, key=lambda item: item.event.version)  # type: ignore[union-attr]
 
 

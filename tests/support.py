@@ -26,7 +26,13 @@ _ENTITY = {"customers": EntityType.CUSTOMER, "customer_invoices": EntityType.INV
 
 
 def envelope(
-    topic_prefix: str, table: str, op: str, row: dict[str, Any] | None, key_id: str, lsn: int | None = None
+    topic_prefix: str,
+    table: str,
+    op: str,
+    row: dict[str, Any] | None,
+    key_id: str,
+    lsn: int | None = None,
+    snapshot: str = "false",
 ) -> tuple[str, bytes, bytes]:
     entity_type = _ENTITY[table]
     key, value = encode_event(
@@ -36,6 +42,7 @@ def envelope(
         key_id=key_id,
         topic_prefix=topic_prefix,
         lsn=lsn if lsn is not None else next(_LSN),
+        snapshot=snapshot,
     )
     return topic_for(topic_prefix, entity_type), key, value
 
@@ -134,3 +141,16 @@ class Source:
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.database_url) as conn:
             return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+def sql_value(database_url: str, sql: str, *params: Any) -> Any:
+    """The first column of the first row a query returns, or None (one connection per call)."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
+    return row[0] if row else None
+
+
+def sql_exec(database_url: str, sql: str, *params: Any) -> None:
+    """Run one statement in its own committed transaction, as an application would."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(sql, params)  # type: ignore[arg-type]

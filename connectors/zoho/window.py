@@ -243,6 +243,7 @@ def rate_limited(
     rng: random.Random,
     member: str = "",
     own_sends: int | None = None,
+    reserved_age: float | None = None,
 ) -> OrgRate:
     """A 429 for a call `member` sent `sent_age` seconds ago, the `own_sends`-th of its sends in the
     window up to that call: pause everyone and lower the shared rate once per episode, the way
@@ -251,7 +252,10 @@ def rate_limited(
     if retry_after is not None:
         paused_until = max(paused_until, now + retry_after)
     sent_at = now - sent_age
-    if sent_at <= org.last_decrease:
+    # a call whose slot was reserved before the last decrease belongs to that episode, even if it went
+    # out later: the slots other processes still held must not halve the rate again and again
+    reserved_at = now - reserved_age if reserved_age is not None else sent_at
+    if min(sent_at, reserved_at) <= org.last_decrease:
         return replace(org, paused_until=paused_until)
     episodes = org.episodes + 1
     others = [b for b in blocks if own_sends is None or b.member != member]
@@ -287,6 +291,7 @@ class _LocalBlock:
     next_at: float
     spacing: float
     valid_until: float
+    asked: float = 0.0  # when this block was asked for (the loop's clock)
     used: int = 0
     last_send: float = 0.0
 
@@ -361,6 +366,7 @@ class SharedWindow:
         self._changed = asyncio.Event()
         self._queue = asyncio.Lock()
         self._sent: deque[float] = deque(maxlen=rate_per_window + 1)
+        self._reserved_at: dict[float, float] = {}  # send time -> when its block was reserved
 
     @staticmethod
     def _now() -> float:
@@ -412,6 +418,9 @@ class SharedWindow:
         b.used += 1
         b.last_send = now
         self._sent.append(now)
+        self._reserved_at[now] = b.asked
+        if len(self._reserved_at) > 4 * self.max_rate + 100:  # calls that ended in other errors
+            self._reserved_at.pop(next(iter(self._reserved_at)))
         b.next_at = max(b.next_at + b.spacing, now) if b.spacing else now
         self._in_flight += 1
         return True
@@ -516,6 +525,7 @@ class SharedWindow:
                     replied + grant.start_in,
                     grant.spacing,
                     asked + grant.valid_for,
+                    asked,
                 )
             self._slot_refresh_at = replied + grant.retry_in if want and not grant.slots else replied
             self._permit_refresh_at = replied + self.PERMIT_POLL_SECONDS
@@ -528,7 +538,7 @@ class SharedWindow:
     # --- what the replies teach ------------------------------------------------------------------------
 
     def on_success(self, sent_at: float) -> None:
-        if sent_at > self._last_decrease:
+        if self._reserved_at.pop(sent_at, sent_at) > self._last_decrease:
             self._clean += 1
 
     async def on_rate_limited(self, sent_at: float, retry_after: float | None = None) -> None:
@@ -536,11 +546,17 @@ class SharedWindow:
         now = self._now()
         self._last_decrease = max(self._last_decrease, now)
         own = sum(1 for t in self._sent if sent_at - self.window < t <= sent_at)
+        reserved = self._reserved_at.pop(sent_at, sent_at)
+        b = self._block
+        if b is not None and b.id is not None:  # stop spending slots reserved before this 429
+            self._returned = (b.id, b.used, now - b.last_send if b.used else now)
+            self._block = None
         org = await self.store.rate_limited(
             self.organization_id,
             member=self.member,
             own_sends=own,
             sent_age=now - sent_at,
+            reserved_age=now - reserved,
             retry_after=retry_after,
             max_rate=self.max_rate,
             window=self.window,

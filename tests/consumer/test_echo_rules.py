@@ -13,7 +13,7 @@ from consumer.migrations import migrate
 from consumer.service import sync_session
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
-from tests.support import Source
+from tests.support import Source, envelope
 
 
 def _posts(handle) -> int:  # type: ignore[no-untyped-def]
@@ -104,3 +104,33 @@ async def test_a_delete_during_an_unresolved_create_reaches_the_record_the_creat
     assert len(zoho.customers()) == 1 and len(zoho.invoices()) == 1
     rows = source.query("SELECT operation FROM zoho_sync_log WHERE outcome = 'synced' ORDER BY operation")
     assert rows == [("mark_customer_inactive",), ("void_invoice",)]
+
+
+async def test_a_change_committed_after_a_snapshot_began_is_applied_although_its_lsn_is_lower(
+    zoho_settings, zoho_sim, database_url, kafka_bootstrap, topic_prefix
+):
+    """A transaction open when the snapshot began (LSN 5000) wrote its change record at LSN 4000 and
+    committed later: Debezium streams it after the snapshot read, with the lower LSN. It is newer."""
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    source = Source(database_url, kafka_bootstrap, topic_prefix)
+    customer = source.insert_customer(7)
+    source.pending.clear()
+    row = source._row("customers", customer)
+    source.pending.append(envelope(topic_prefix, "customers", "r", row, customer, lsn=5000, snapshot="true"))
+    await source.flush()
+    zoho = SimView(zoho_sim)
+    async with LiveSync(settings):
+        await wait_for(lambda: source.query("SELECT count(*) FROM zoho_sync_log")[0][0] == 1)
+        changed = {**row, "phone": "+27 82 111 2222"}
+        source.pending.append(envelope(topic_prefix, "customers", "u", changed, customer, lsn=4000))
+        await source.flush()
+        await wait_for(lambda: source.query("SELECT count(*) FROM zoho_sync_log")[0][0] == 2)
+        # A later streamed change of the same row has a higher LSN than the first one and applies too.
+        later = {**row, "phone": "+27 82 333 4444"}
+        source.pending.append(envelope(topic_prefix, "customers", "u", later, customer, lsn=4500))
+        await source.flush()
+        await wait_for(lambda: source.query("SELECT count(*) FROM zoho_sync_log")[0][0] == 3)
+    (zoho_id,) = source.query("SELECT zoho_id FROM zoho_entity_map")[0]
+    assert zoho.customer(zoho_id)["phone"] == "+27 82 333 4444"
+    outcomes = [o for (o,) in source.query("SELECT outcome FROM zoho_sync_log ORDER BY kafka_offset")]
+    assert outcomes == ["synced", "synced", "synced"]

@@ -18,21 +18,12 @@ import psycopg
 import pytest
 
 from tests.consumer.harness import LiveSync, SimView, read_topic, settings_for, wait_for
+from tests.support import sql_exec as _exec
+from tests.support import sql_value as _one
 
 pytestmark = pytest.mark.relay
 
 QUIET_SECONDS = 6.0  # several relay polls and consumer commits: any echo loop would show in this time
-
-
-def _one(url: str, sql: str, *params: object) -> Any:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
-    return row[0] if row else None
-
-
-def _exec(url: str, sql: str, *params: object) -> None:
-    with psycopg.connect(url) as conn:
-        conn.execute(sql, params)  # type: ignore[arg-type]
 
 
 def _calls(sim: Any, endpoint: str) -> int:

@@ -9,19 +9,10 @@ import psycopg
 import pytest
 
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
+from tests.support import sql_exec as _exec
+from tests.support import sql_value as _one
 
 pytestmark = pytest.mark.relay
-
-
-def _one(url: str, sql: str, *params: object) -> object:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(sql, params).fetchone()  # type: ignore[arg-type]
-    return row[0] if row else None
-
-
-def _exec(url: str, sql: str, *params: object) -> None:
-    with psycopg.connect(url) as conn:
-        conn.execute(sql, params)  # type: ignore[arg-type]
 
 
 async def test_rows_changed_in_postgres_reach_zoho_through_the_real_relay_and_write_back(
