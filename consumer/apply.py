@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -20,11 +21,14 @@ from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
 from consumer.events import EntityType
 from consumer.items import ItemCatalogue, LineItemRules
 from consumer.mapping import Action, Plan, StatusBackwards, invoice_status_steps, zoho_invoice_stage
-from consumer.store import SyncStore
+from consumer.store import Intent, SyncStore
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"
 _ITEM_RETRIES: Final = 3
+#: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
+#: A context variable, because one applier serves every worker task at once.
+_INTENT_LEFT: ContextVar[bool] = ContextVar("intent_left", default=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,8 @@ class Applier(Protocol):
         plan: Plan,
         row: Mapping[str, Any] | None,
         state_zoho_id: str | None,
+        *,
+        intent_left: bool = True,
     ) -> Applied: ...
 
 
@@ -91,9 +97,17 @@ class ZohoApplier:
         plan: Plan,
         row: Mapping[str, Any] | None,
         state_zoho_id: str | None,
+        *,
+        intent_left: bool = True,
     ) -> Applied:
+        """`intent_left` False: the entity map just showed no intent for this entity, so none is read
+        before a create (the intent read is for creates a crash or a lost reply left unresolved)."""
         with self._client.tracking() as tracker:
-            zoho_id, status = await self._call(entity_type, entity_id, plan, row, state_zoho_id)
+            token = _INTENT_LEFT.set(intent_left)
+            try:
+                zoho_id, status = await self._call(entity_type, entity_id, plan, row, state_zoho_id)
+            finally:
+                _INTENT_LEFT.reset(token)
         return Applied(
             zoho_id=zoho_id,
             zoho_status=status,
@@ -233,7 +247,7 @@ class ZohoApplier:
         payment may have made it paid). Else None, and no call. Raises NotFound when it is gone."""
         if plan.from_status is None:
             return await self._client.get_invoice(zoho_id)
-        intent = await self._store.intent(EntityType.INVOICE, entity_id)
+        intent = await self._intent(EntityType.INVOICE, entity_id)
         if intent is None or intent.operation != PAYMENT_INTENT:
             return None
         return await self._client.get_invoice(zoho_id)
@@ -313,13 +327,18 @@ class ZohoApplier:
         )
         return "paid"
 
+    async def _intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
+        if not _INTENT_LEFT.get():
+            return None
+        return await self._store.intent(entity_type, entity_id)
+
     async def _created_before(self, entity_type: EntityType, entity_id: str) -> str | None:
         """The Zoho id of a record an unresolved create intent may have made, found by its natural key.
 
         A delete that arrives while a create is unresolved (the call was sent, the outcome never
         recorded) must reach that record, or it would stay active in Zoho.
         """
-        intent = await self._store.intent(entity_type, entity_id)
+        intent = await self._intent(entity_type, entity_id)
         if intent is None:
             return None
         if entity_type is EntityType.CUSTOMER:
@@ -343,7 +362,7 @@ class ZohoApplier:
         c = self._client
         email = (row or {}).get("email") or None
         existing: dict[str, Any] | None = None
-        if await self._store.intent(entity_type, entity_id) is not None:
+        if await self._intent(entity_type, entity_id) is not None:
             # A previous process died between intent and outcome: the create may have happened.
             if entity_type is EntityType.CUSTOMER:
                 existing = await c.find_customer(key, email)

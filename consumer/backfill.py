@@ -1,8 +1,11 @@
 """Backfill by replay: the live pipeline over a bounded range of the topics, under its own group.
 
-The end offsets are captured at start and the run finishes when it reaches them; the live group's
-offsets are never touched. Already-synced entities cost no call (payload hash), coalescing folds many
-updates of one entity into one call, and `resync` checks every entity against Zoho instead.
+Two passes over one range (end offsets captured at start; the live group's offsets are never touched).
+The first reads every record once and keeps, per entity, where its newest record is (`ReplayIndex`,
+memory per distinct entity); the second applies only those records through the live pipeline and
+records every other one `superseded` in bulk, so each entity costs at most one call however long the
+backlog. Already-synced entities cost no call (payload hash); `resync` checks every entity against
+Zoho's listings instead (`consumer.zoho_listing`).
 """
 
 from __future__ import annotations
@@ -12,11 +15,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aiokafka import TopicPartition
+
+from consumer.decode import decode_event
 from consumer.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
-from consumer.runner import SyncRunner
+from consumer.events import DecodeError, EntityType
+from consumer.replay_index import ReplayIndex
+from consumer.runner import RunOptions, SyncRunner, assign_range, kafka_consumer
 from consumer.service import SyncSession
+from consumer.zoho_listing import ZohoListing
 
 ENTITIES = {"customers": "customers", "invoices": "customer_invoices"}
+ENTITY_TYPES = {
+    "customers": (EntityType.CUSTOMER,),
+    "invoices": (EntityType.INVOICE,),
+    "all": (EntityType.CUSTOMER, EntityType.INVOICE),
+}
 
 
 @dataclass
@@ -55,9 +69,16 @@ async def run_backfill(
         bounded=True,
         from_beginning=since is None,
         since=since,
-        max_in_flight=session.settings.backfill_read_ahead,
+        read_ahead=False,
     )
+    index_started = time.monotonic()
+    replay, options.bounds = await index_range(options, session.settings.topic_prefix)
+    index_s = time.monotonic() - index_started
+    entities = len(replay)  # the second pass forgets each entity once it is handed out
     planned = PlannedCalls() if dry_run else None
+    listing = None
+    if resync and planned is None:  # a dry run makes no Zoho call at all, not even a read
+        listing = await ZohoListing.read(session.client, ENTITY_TYPES[entity])
     http_429_before = _client_429(session.client)
     if planned is not None:
         runner: SyncRunner = session.runner(
@@ -67,9 +88,12 @@ async def run_backfill(
             store=DryRunStore(session.store, planned),
             dead_letters=DryRunDeadLetters(planned, session.settings.dlq_topic),
             on_progress=on_progress,
+            replay=replay,
         )
     else:
-        runner = session.runner(options, resync=resync, on_progress=on_progress)
+        runner = session.runner(
+            options, resync=resync, on_progress=on_progress, replay=replay, listing=listing
+        )
     before = dict(session.metrics.tally)
     attempts_before = session.metrics.attempts
     summary = await session.consume(runner)
@@ -84,7 +108,45 @@ async def run_backfill(
         http_429=_client_429(session.client) - http_429_before,
         elapsed_s=summary.elapsed_s,
         planned=planned,
+        extra={
+            "entities": entities,
+            "index_s": round(index_s, 2),
+            "listing_reads": listing.reads if listing else 0,
+        },
     )
+
+
+async def index_range(
+    options: RunOptions, topic_prefix: str
+) -> tuple[ReplayIndex, dict[TopicPartition, tuple[int, int]]]:
+    """The first pass: read the run's range once, without a group, and index each entity's newest record.
+
+    Returns the index and the (start, end) offsets read, which the second pass reads again exactly."""
+    index = ReplayIndex()
+    consumer = kafka_consumer(options.bootstrap_servers, None)  # type: ignore[arg-type]
+    await consumer.start()
+    try:
+        ends = await assign_range(consumer, options)
+        bounds = {tp: (await consumer.position(tp), end) for tp, end in ends.items()}
+        pending = {tp for tp, (start, end) in bounds.items() if start < end}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=200, max_records=options.max_poll_records * 4)
+            for tp, messages in batch.items():
+                end = ends[tp]
+                for m in messages:
+                    if m.offset >= end:
+                        break
+                    try:
+                        event = decode_event(m.topic, m.key, m.value, topic_prefix=topic_prefix)
+                    except DecodeError:
+                        continue  # dead-lettered by the second pass
+                    index.add(event, m.topic, m.partition, m.offset)
+            for tp in list(pending):
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await consumer.stop()
+    return index, bounds
 
 
 def _client_429(client: Any) -> int:

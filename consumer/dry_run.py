@@ -46,6 +46,8 @@ class DryRunApplier:
         plan: Plan,
         row: Mapping[str, Any] | None,
         state_zoho_id: str | None,
+        *,
+        intent_left: bool = True,
     ) -> Applied:
         self.planned.note_call(plan.action.value, entity_id, plan.payload, plan.reason)
         if state_zoho_id is None:

@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import psycopg
 import structlog
@@ -47,9 +47,13 @@ from consumer.mapping import (
     plan_invoice,
 )
 from consumer.metrics import Metrics
+from consumer.replay_index import ReplayIndex, Role
 from consumer.row_images import coalesce, fill_unavailable, is_partial, remembered, state_digest
 from consumer.store import EntityUpdate, OutcomeRow, SyncStore
 from consumer.write_back import WRITE_BACK_ID_COLUMN, WriteBack
+
+if TYPE_CHECKING:
+    from consumer.zoho_listing import ZohoListing
 
 log = structlog.get_logger("zoho_cdc.engine")
 
@@ -128,8 +132,17 @@ class SyncEngine:
         dead_letters: DeadLetterPublisher,
         on_done: Callable[[InboundRecord], None],
         metrics: Metrics | None = None,
+        replay: ReplayIndex | None = None,
+        listing: ZohoListing | None = None,
     ) -> None:
         self.options = options
+        # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on.
+        self._replay = replay
+        # A resync's page-by-page read of Zoho (`consumer.zoho_listing`): only differences are written.
+        self._listing = listing
+        self._images: dict[tuple[str, str], ChangeEvent] = {}  # images a newest record is made whole from
+        self._settling: list[tuple[_Item, OutcomeRow]] = []  # outcomes decided on arrival, written in bulk
+        self._settler: asyncio.Task[None] | None = None
         self._store = store
         self._applier = applier
         self._dlq = dead_letters
@@ -175,9 +188,56 @@ class SyncEngine:
         self._in_flight += 1
         self._in_flight_by_partition[(record.topic, record.partition)] += 1
         self._idle.clear()
-        self._queues.setdefault(key, deque()).append(_Item(record, event, error))
+        item = _Item(record, event, error)
+        if event is not None and self._replay is not None and record.topic != self.options.dlq_topic:
+            settled = self._replayed(key, item, event)
+            if settled is None:
+                return
+            item = settled
+        self._queues.setdefault(key, deque()).append(item)
         if key not in self._workers:
             self._workers[key] = asyncio.create_task(self._work(key), name=f"sync:{key[0]}:{key[1]}")
+
+    def _replayed(self, key: tuple[str, str], item: _Item, event: ChangeEvent) -> _Item | None:
+        """A replayed record: its entity's newest record goes on (made whole from the images before it),
+        every other one gets its outcome at once, without a call; None when it was settled."""
+        assert self._replay is not None
+        record = item.record
+        if event.op is Op.TOMBSTONE:
+            self._settle(item, self._row(item, "skipped", operation="none", error="tombstone"))
+            return None
+        role, newest = self._replay.role(key, record.topic, record.partition, record.offset)
+        if role is Role.APPLY:
+            image = self._images.pop(key, None)
+            if image is None:
+                return item
+            return _Item(record, coalesce([image, event]), None)
+        if role is Role.MERGE:
+            image = self._images.get(key)
+            self._images[key] = event if image is None else coalesce([image, event])
+        self._settle(item, self._row(item, "superseded", error=f"newer event at offset {newest}"))
+        return None
+
+    def _settle(self, item: _Item, row: OutcomeRow) -> None:
+        """Record an outcome decided without any work; such rows are written in bulk."""
+        self.metrics.outcome(row.outcome)
+        self._settling.append((item, row))
+        if self._settler is None or self._settler.done():
+            self._settler = asyncio.create_task(self._write_settled(), name="sync:settled")
+
+    async def _write_settled(self) -> None:
+        try:
+            while self._settling and self.fatal is None:
+                await asyncio.sleep(0)  # gather what this tick's intake settles
+                batch, self._settling = self._settling, []
+                await self._durably([row for _, row in batch], quiet=True)
+                self._finish([item for item, _ in batch])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must stop the process loudly, never silently drop a record
+            self.fatal = exc
+            log.exception("writing settled outcomes failed")
+            self._idle.set()
 
     def hold(self) -> None:
         """Let records gather without starting their work (read-ahead for coalescing)."""
@@ -195,9 +255,12 @@ class SyncEngine:
         return True
 
     async def close(self) -> None:
-        for task in list(self._workers.values()):
+        tasks = list(self._workers.values())
+        if self._settler is not None:
+            tasks.append(self._settler)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._workers.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- per-key worker -----------------------------------------------------------------
     async def _work(self, key: tuple[str, str]) -> None:
@@ -387,8 +450,8 @@ class SyncEngine:
     async def _process_winner(self, item: _Item, event: ChangeEvent, rows: list[OutcomeRow]) -> None:
         started = time.monotonic()
         state = await self._retrying_db(self._store.entity_state, event.entity_type, event.entity_id)
-        if self.options.resync and state is not None:
-            state = replace(state, payload_hash=None, status=None)  # Zoho's status is read, not trusted
+        if self.options.resync:
+            state = self._as_listed(event.entity_type, event.row, state)
         if (
             not self.options.ignore_stale
             and state is not None
@@ -456,6 +519,26 @@ class SyncEngine:
         )
         rows += outcome_rows
         await self._durably(rows, entity=entity, write_back=write_back, clear_intent=clear_intent)
+
+    def _as_listed(
+        self, entity_type: EntityType, row: Mapping[str, Any] | None, state: EntityState | None
+    ) -> EntityState | None:
+        """A resync's view of the entity: what Zoho's listing shows replaces what the entity map assumes.
+
+        Without a listing nothing stored is trusted (payload hash and status cleared: every entity is
+        written). With one, a record Zoho no longer has is created again, and the stored payload hash is
+        kept only when every listed field matches, so an entity already in step makes no call."""
+        listing = self._listing
+        if listing is None or not listing.covers(entity_type):
+            return None if state is None else replace(state, payload_hash=None, status=None)
+        record = listing.find(entity_type, state.zoho_id if state else None, natural_key(entity_type, row))
+        if record is None:  # not in Zoho: created again (idempotently: intent, natural-key lookup)
+            return None if state is None else replace(state, zoho_id=None, payload_hash=None, status=None)
+        zoho_id = listing.zoho_id_of(entity_type, record)
+        differs = row is None or listing.differs(entity_type, row, record, self.options.mapping)
+        base = state or EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None)
+        payload_hash = None if differs or base.zoho_id != zoho_id else base.payload_hash
+        return replace(base, zoho_id=zoho_id, payload_hash=payload_hash, status=record.get("status"))
 
     def _explicit(self, item: _Item) -> bool:
         """A resync or a dead letter re-driven on purpose may send a state Zoho refused before."""
@@ -532,8 +615,8 @@ class SyncEngine:
             digest = state_digest(EntityType.CUSTOMER, row)
             if state is not None and state.rejected == digest and not explicit:
                 raise _CustomerRefused(f"customer {customer_id}: {_REFUSED_BEFORE}")
-            if self.options.resync and state is not None:
-                state = replace(state, payload_hash=None)
+            if self.options.resync:
+                state = self._as_listed(EntityType.CUSTOMER, row, state)
             event = ChangeEvent(
                 entity_type=EntityType.CUSTOMER,
                 entity_id=customer_id,
@@ -558,7 +641,12 @@ class SyncEngine:
                 return None
             try:
                 applied = await self._apply(
-                    EntityType.CUSTOMER, customer_id, plan, row, state.zoho_id if state else None
+                    EntityType.CUSTOMER,
+                    customer_id,
+                    plan,
+                    row,
+                    state.zoho_id if state else None,
+                    intent_left=state is not None and state.pending_create,
                 )
             except ZohoError as exc:
                 if not isinstance(exc, AuthError):
@@ -635,6 +723,8 @@ class SyncEngine:
     def _usable(self, customer_id: str, state: EntityState | None) -> bool:
         if state is None or not state.zoho_id:
             return False
+        if self._listing is not None and self._listing.has(EntityType.CUSTOMER, state.zoho_id):
+            return True  # listed by this resync: it exists in Zoho
         return not self.options.resync or customer_id in self._verified
 
     async def _customer_unavailable(self, item: _Item, rows: list[OutcomeRow], event: ChangeEvent) -> None:
@@ -666,7 +756,7 @@ class SyncEngine:
             self.metrics.outcome("unchanged")
             self._stale_streak = 0
             zoho_id = state.zoho_id if state else None
-            entity = EntityUpdate(
+            entity: EntityUpdate | None = EntityUpdate(
                 event.entity_type,
                 event.entity_id,
                 zoho_id,
@@ -676,6 +766,8 @@ class SyncEngine:
                 key_value,
                 source_row=whole,
             )
+            if _already_mapped(state, event, plan):
+                entity = None  # a redelivery (a replay): the map row already says all of it
             return (
                 [self._row(item, "unchanged", operation="none", zoho_id=zoho_id)],
                 entity,
@@ -684,7 +776,12 @@ class SyncEngine:
             )
         try:
             applied = await self._apply(
-                event.entity_type, event.entity_id, plan, event.row, state.zoho_id if state else None
+                event.entity_type,
+                event.entity_id,
+                plan,
+                event.row,
+                state.zoho_id if state else None,
+                intent_left=state is not None and state.pending_create,
             )
         except AuthError as exc:
             raise _credentials_refused(exc) from exc
@@ -737,13 +834,19 @@ class SyncEngine:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
         return [row], entity, write_back, (event.entity_type, event.entity_id)
 
-    async def _apply(self, *args: Any) -> Applied:
+    async def _apply(self, *args: Any, intent_left: bool) -> Applied:
         """One planned call. The client keeps its token and daily budget in PostgreSQL: if the database is
         briefly gone (a restart), the call is retried, which is safe because creates are guarded by the
-        intent and the natural-key lookup."""
-        return await self._retrying(
-            lambda: self._applier.apply(*args), what="zoho call (database unavailable)"
-        )
+        intent and the natural-key lookup. `intent_left` False (the entity map showed no intent) skips the
+        intent read, but only on the first attempt: a failed attempt may have written one."""
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._applier.apply(*args, intent_left=intent_left or attempts > 1)
+
+        return await self._retrying(attempt, what="zoho call (database unavailable)")
 
     async def _dead_letter(
         self,
@@ -833,7 +936,7 @@ class SyncEngine:
             **fields,
         )
 
-    async def _durably(self, rows: list[OutcomeRow], **kwargs: Any) -> None:
+    async def _durably(self, rows: list[OutcomeRow], *, quiet: bool = False, **kwargs: Any) -> None:
         """Write outcomes in one transaction, retrying while PostgreSQL is unavailable.
 
         If PostgreSQL refuses the content itself (a value it cannot store or index), the outcome is
@@ -849,6 +952,9 @@ class SyncEngine:
                 _bare(row, f"PostgreSQL refused this outcome's content: {type(exc).__name__}") for row in rows
             ]
             await self._retrying(lambda: self._store.record(rows), what="sync-log write")
+        if quiet:  # a replay's settled records: one line per bulk write, not one per record
+            log.info("settled in bulk", records=len(rows), outcomes=dict(Counter(r.outcome for r in rows)))
+            return
         for row in rows:  # one log line per durable outcome
             (log.warning if row.outcome in ("dead_lettered", "failed") else log.info)(
                 row.outcome,
@@ -915,6 +1021,21 @@ def _created_currency(plan: Plan) -> str | None:
         return None
     currency = plan.payload.get("currency_code")
     return str(currency) if currency else None
+
+
+def _already_mapped(state: EntityState | None, event: ChangeEvent, plan: Plan) -> bool:
+    """True when the entity map row already holds what an `unchanged` outcome would write: the same
+    change (one LSN is one change of one row, so the same image) with the same payload hash and no
+    refusal to clear. Replays of synced topics then write only their sync-log rows."""
+    return (
+        state is not None
+        and event.lsn is not None
+        and state.last_lsn == event.lsn
+        and plan.payload_hash is not None
+        and state.payload_hash == plan.payload_hash
+        and state.rejected is None
+        and not state.pending_create
+    )
 
 
 def _settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | None:

@@ -52,6 +52,12 @@ class RunOptions:
     from_beginning: bool = False
     since: datetime | None = None
     max_poll_records: int = 500
+    # A bounded run whose range was already read (a backfill's first pass): start and end offsets per
+    # partition, so both passes see exactly the same records.
+    bounds: dict[TopicPartition, tuple[int, int]] | None = None
+    # Read ahead (hold work until intake is full) so events of one entity fold; off when the first pass
+    # already chose each entity's one record to apply.
+    read_ahead: bool = True
     # Records for which this returns False are left untouched: no outcome, and the commit stops before them.
     accept: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None
 
@@ -92,6 +98,29 @@ class _Revocation(ConsumerRebalanceListener):
         self._runner.engine.assigned((tp.topic, tp.partition) for tp in assigned)
         for tp in assigned:
             self._runner.watermarks.setdefault(tp, OffsetWatermark())
+
+
+async def assign_range(consumer: AIOKafkaConsumer, options: RunOptions) -> dict[TopicPartition, int]:
+    """Assign every partition of a bounded run and seek to where it starts (beginning, `since`, or the
+    consumer group's committed position); returns the end offset of each partition, captured now."""
+    partitions = await topic_partitions(consumer, options.topics, wait_seconds=5)
+    consumer.assign(partitions)
+    if not partitions:
+        return {}
+    ends = await true_end_offsets(options.bootstrap_servers, partitions)
+    if options.since is not None:
+        ts = int(options.since.timestamp() * 1000)
+        found = await consumer.offsets_for_times({tp: ts for tp in partitions})
+        for tp in partitions:
+            hit = found.get(tp)
+            # No record at or after the time: Kafka answers None; Tansu answers timestamp -1.
+            if hit is None or hit.timestamp < 0:
+                consumer.seek(tp, ends[tp])
+            else:
+                consumer.seek(tp, hit.offset)
+    elif options.from_beginning:
+        await consumer.seek_to_beginning(*partitions)
+    return ends
 
 
 class SyncRunner:
@@ -161,7 +190,7 @@ class SyncRunner:
                             )
                         )
                 self._apply_backpressure(consumer)
-                if self.options.bounded:
+                if self.options.bounded and self.options.read_ahead:
                     # Read ahead up to the in-flight bound before working, so a replay folds many events of
                     # one entity into one call; work whenever intake is full or has reached the end.
                     if self._paused or await self._intake_done():
@@ -192,23 +221,15 @@ class SyncRunner:
         )
 
     async def _assign_bounded(self, consumer: AIOKafkaConsumer) -> None:
-        partitions = await topic_partitions(consumer, self.options.topics, wait_seconds=5)
-        consumer.assign(partitions)
-        if not partitions:
-            return
-        self.end_offsets = await true_end_offsets(self.options.bootstrap_servers, partitions)
-        if self.options.since is not None:
-            ts = int(self.options.since.timestamp() * 1000)
-            found = await consumer.offsets_for_times({tp: ts for tp in partitions})
-            for tp in partitions:
-                hit = found.get(tp)
-                # No record at or after the time: Kafka answers None; Tansu answers timestamp -1.
-                if hit is None or hit.timestamp < 0:
-                    consumer.seek(tp, self.end_offsets[tp])
-                else:
-                    consumer.seek(tp, hit.offset)
-        elif self.options.from_beginning:
-            await consumer.seek_to_beginning(*partitions)
+        if self.options.bounds is not None:
+            partitions = list(self.options.bounds)
+            consumer.assign(partitions)
+            for tp, (start, end) in self.options.bounds.items():
+                consumer.seek(tp, start)
+                self.end_offsets[tp] = end
+        else:
+            self.end_offsets = await assign_range(consumer, self.options)
+            partitions = list(self.end_offsets)
         for tp in partitions:
             self.watermarks[tp] = OffsetWatermark()
 

@@ -21,6 +21,7 @@ from consumer.engine import EngineOptions, InboundRecord, SyncEngine
 from consumer.mapping import MappingConfig
 from consumer.metrics import Metrics
 from consumer.migrations import migrate
+from consumer.replay_index import ReplayIndex
 from consumer.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
 from consumer.settings import Settings
 from consumer.store import SyncStore
@@ -90,6 +91,8 @@ class SyncSession:
         store: Any = None,
         dead_letters: Any = None,
         on_progress: Callable[[SyncRunner], None] | None = None,
+        replay: ReplayIndex | None = None,
+        listing: Any = None,
     ) -> SyncRunner:
         def make_engine(on_done: Callable[[InboundRecord], None]) -> SyncEngine:
             return SyncEngine(
@@ -107,6 +110,8 @@ class SyncSession:
                 dead_letters=dead_letters or DeadLetterPublisher(self.producer, self.settings.dlq_topic),
                 on_done=on_done,
                 metrics=self.metrics,
+                replay=replay,
+                listing=listing,
             )
 
         return SyncRunner(run_options, make_engine, on_progress=on_progress)

@@ -149,9 +149,6 @@ class Settings(BaseSettings):
 
     # --- consumer -----------------------------------------------------------------------
     max_in_flight: int = Field(1000, gt=0, description="Events held in memory before partitions are paused.")
-    backfill_read_ahead: int = Field(
-        20000, gt=0, description="Events a backfill holds before working, so updates of one entity coalesce."
-    )
     commit_interval_seconds: float = Field(1.0, gt=0)
     shutdown_timeout_seconds: float = Field(30.0, gt=0)
     reprocess_max_attempts: int = Field(

@@ -87,6 +87,10 @@ class SyncStore:
         self._writer: asyncio.Task[None] | None = None
         self._state_requests: dict[tuple[str, str], asyncio.Future[EntityState | None]] = {}
         self._state_loader: asyncio.Task[None] | None = None
+        self._intents: list[tuple[tuple[str, str, str, str], asyncio.Future[None]]] = []
+        self._intent_writer: asyncio.Task[None] | None = None
+        self._currency_requests: dict[str, asyncio.Future[str | None]] = {}
+        self._currency_loader: asyncio.Task[None] | None = None
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
         self.write_backs = WriteBackQueue(self._pool)
 
@@ -173,17 +177,36 @@ class SyncStore:
         return row
 
     async def customer_currency(self, customer_id: str) -> str | None:
-        """The currency of the customer's invoices in the source (Zoho invoices take the customer's)."""
+        """The currency of the customer's invoices in the source (Zoho invoices take the customer's).
+        Asked by many workers in one event-loop tick, answered by one query."""
         key = _as_uuid(customer_id)
         if key is None:
             return None
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT currency FROM customer_invoices WHERE customer_id = %s ORDER BY created_at LIMIT 1",
-                (key,),
-            )
-            row = await cur.fetchone()
-        return row[0].strip() if row and row[0] else None
+        future = self._currency_requests.get(str(key))
+        if future is None:
+            future = self._currency_requests[str(key)] = asyncio.get_running_loop().create_future()
+        if self._currency_loader is None or self._currency_loader.done():
+            self._currency_loader = asyncio.create_task(self._load_currencies())
+        return await asyncio.shield(future)
+
+    async def _load_currencies(self) -> None:
+        while self._currency_requests:
+            await asyncio.sleep(0)
+            requests, self._currency_requests = self._currency_requests, {}
+            try:
+                async with self._pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT DISTINCT ON (customer_id) customer_id::text, currency FROM customer_invoices"
+                        " WHERE customer_id = ANY(%s::uuid[]) ORDER BY customer_id, created_at",
+                        (list(requests),),
+                    )
+                    found = {r[0]: (r[1].strip() if r[1] else None) for r in await cur.fetchall()}
+            except Exception as exc:
+                _settle_all(requests.values(), exc)
+                continue
+            for customer_id, future in requests.items():
+                if not future.done():
+                    future.set_result(found.get(customer_id))
 
     async def has_outcome(self, consumer_group: str, topic: str, partition: int, offset: int) -> bool:
         """True if this record already has its sync-log row (it is a redelivery after a crash)."""
@@ -221,13 +244,31 @@ class SyncStore:
     async def write_intent(
         self, entity_type: EntityType, entity_id: str, operation: str, natural_key: str
     ) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO zoho_sync_intent (entity_type, entity_id, operation, natural_key)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (entity_type, entity_id)"
-                " DO UPDATE SET operation = EXCLUDED.operation, natural_key = EXCLUDED.natural_key",
-                (entity_type.value, entity_id, operation, natural_key),
-            )
+        """Durably note a create (or payment) about to be sent; returns once committed. The intents of
+        concurrent workers are written together, in one round trip."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._intents.append(((entity_type.value, entity_id, operation, natural_key), future))
+        if self._intent_writer is None or self._intent_writer.done():
+            self._intent_writer = asyncio.create_task(self._write_intents())
+        await asyncio.shield(future)
+
+    async def _write_intents(self) -> None:
+        while self._intents:
+            await asyncio.sleep(0)
+            batch, self._intents = self._intents, []
+            rows = {(r[0], r[1]): r for r, _ in batch}  # one row per entity: ON CONFLICT cannot repeat a key
+            try:
+                async with self._pool.connection() as conn, conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO zoho_sync_intent (entity_type, entity_id, operation, natural_key)"
+                        " VALUES (%s, %s, %s, %s) ON CONFLICT (entity_type, entity_id)"
+                        " DO UPDATE SET operation = EXCLUDED.operation, natural_key = EXCLUDED.natural_key",
+                        list(rows.values()),
+                    )
+            except Exception as exc:
+                _settle_all([f for _, f in batch], exc)
+                continue
+            _settle_all([f for _, f in batch], None)
 
     async def record(
         self,
@@ -383,6 +424,16 @@ class _Write:
     write_back: WriteBack | None
     clear_intent: tuple[EntityType, str] | None
     future: asyncio.Future[None]
+
+
+def _settle_all(futures: Any, exc: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if exc is None:
+            future.set_result(None)
+        else:
+            future.set_exception(exc)
 
 
 def _done(group: Sequence[_Write]) -> None:

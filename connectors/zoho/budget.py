@@ -9,8 +9,10 @@ between our send time and Zoho's arrival time. On a 429 the whole pacer pauses, 
 just under what the server refused and drops multiplicatively on repeated 429s; it then recovers
 additively (+1 call per clean window).
 
-`DailyBudget` reserves each call in the `DailyBudgetStore` (per UTC day) before it is sent; when the
-day is spent, callers wait for the next UTC day instead of failing.
+`DailyBudget` reserves calls in the `DailyBudgetStore` (per UTC day) before they are sent, in blocks of
+at most 1 % of the daily limit (`daily_block_size`, at most 50), so the count costs one database round
+trip per block, not per call; a block left when the process closes is handed back, one left by a crash
+is lost for that day only. When the day is spent, callers wait for the next UTC day instead of failing.
 """
 
 from __future__ import annotations
@@ -144,6 +146,12 @@ class CallPacer:
         }
 
 
+def daily_block_size(limit: int) -> int:
+    """Calls reserved per round trip: never more than 1 % of the day, so processes sharing the limit
+    (and a crash, which loses its block) cost little of it; 1 for small limits (per-call counting)."""
+    return max(1, min(50, limit // 100))
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -167,6 +175,10 @@ class DailyBudget:
         self.clock = clock
         self._paused_day: dt.date | None = None
         self._last_count: tuple[dt.date, int] | None = None
+        self.block_size = daily_block_size(limit)
+        self._held: tuple[dt.date, int] | None = None  # calls reserved for a day and not sent yet
+        self._lock = asyncio.Lock()
+        self.reservations = 0  # round trips to the store that reserved calls
 
     def _seconds_to_next_day(self, now: dt.datetime) -> float:
         tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
@@ -177,24 +189,50 @@ class DailyBudget:
         waited = 0.0
         while True:
             now = self.clock()
-            count = await self.store.try_spend(self.organization_id, now.date(), self.limit)
-            if count is not None:
-                self._paused_day = None
-                self._last_count = (now.date(), count)
+            if self._take(now.date()):
                 return waited
+            async with self._lock:  # one reservation at a time; the others take from its block
+                if self._take(now.date()):
+                    return waited
+                if self._held is not None and self._held[0] != now.date():
+                    self._held = None  # yesterday's unsent calls no longer matter
+                granted = await self.store.reserve(
+                    self.organization_id, now.date(), self.limit, self.block_size
+                )
+                self.reservations += 1
+                if granted:
+                    self._held = (now.date(), granted)
+                    self._paused_day = None
+                    self._take(now.date())
+                    return waited
             self._paused_day = now.date()
             pause = min(self.poll_seconds, max(0.01, self._seconds_to_next_day(now)))
             await asyncio.sleep(pause)
             waited += pause
 
+    def _take(self, day: dt.date) -> bool:
+        if self._held is None or self._held[0] != day or self._held[1] <= 0:
+            return False
+        self._held = (day, self._held[1] - 1)
+        return True
+
+    async def close(self) -> None:
+        """Hand back the calls reserved and never sent, so the day's count stays what was sent."""
+        held, self._held = self._held, None
+        if held is not None and held[1] > 0:
+            await self.store.give_back(self.organization_id, held[0], held[1])
+
     async def mark_exhausted(self) -> None:
         """Zoho said code 45: stop spending today even though our own count is not at the limit."""
+        self._held = None
         await self.store.mark_exhausted(self.organization_id, self.clock().date())
 
     async def state(self) -> dict[str, object]:
         now = self.clock()
         calls, exhausted = await self.store.spent(self.organization_id, now.date())
         spent = exhausted or calls >= self.limit
+        if self._held is not None and self._held[0] == now.date():
+            calls -= self._held[1]  # reserved by this process, not sent yet
         resume = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
         return {
             "day": now.date().isoformat(),

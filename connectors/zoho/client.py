@@ -187,6 +187,10 @@ class ZohoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        try:
+            await self.daily.close()
+        except Exception:  # noqa: BLE001 - closing must not fail on it; the block is lost for today only
+            pass
         await self.window.aclose()
         await self._http.aclose()
         await self.token_store.aclose()

@@ -60,6 +60,14 @@ class DailyBudgetStore(Protocol):
         """Reserve one call; return the new count for the day, or None when the day's budget is spent."""
         ...
 
+    async def reserve(self, organization_id: str, day: dt.date, limit: int, want: int) -> int:
+        """Reserve up to `want` calls at once; returns how many were granted (0 when the day is spent)."""
+        ...
+
+    async def give_back(self, organization_id: str, day: dt.date, calls: int) -> None:
+        """Return reserved calls that were never sent (a process closing with part of a block left)."""
+        ...
+
     async def spent(self, organization_id: str, day: dt.date) -> tuple[int, bool]:
         """Calls counted for the day, and whether Zoho declared the day exhausted."""
         ...
@@ -95,6 +103,19 @@ class MemoryDailyBudgetStore:
             return None
         row[0] += 1
         return row[0]
+
+    async def reserve(self, organization_id: str, day: dt.date, limit: int, want: int) -> int:
+        row = self._days.setdefault((organization_id, day), [0, False])
+        if row[1]:
+            return 0
+        granted = max(0, min(want, limit - row[0]))
+        row[0] += granted
+        return granted
+
+    async def give_back(self, organization_id: str, day: dt.date, calls: int) -> None:
+        row = self._days.get((organization_id, day))
+        if row is not None:
+            row[0] = max(0, row[0] - calls)
 
     async def spent(self, organization_id: str, day: dt.date) -> tuple[int, bool]:
         calls, exhausted = self._days.get((organization_id, day), [0, False])
@@ -172,6 +193,29 @@ class PgDailyBudgetStore(_PgStore):
             (organization_id, day, limit),
         )
         return int(rows[0][0]) if rows else None
+
+    async def reserve(self, organization_id: str, day: dt.date, limit: int, want: int) -> int:
+        # The row is created if missing, then locked and grown by what is left of the day, in one statement.
+        await self._execute(
+            "INSERT INTO zoho_daily_budget (organization_id, day, calls) VALUES (%s, %s, 0)"
+            " ON CONFLICT (organization_id, day) DO NOTHING",
+            (organization_id, day),
+        )
+        rows = await self._execute(
+            "UPDATE zoho_daily_budget b SET calls = b.calls + g.n, updated_at = now()"
+            " FROM (SELECT GREATEST(0, LEAST(%s, %s - calls)) AS n FROM zoho_daily_budget"
+            " WHERE organization_id = %s AND day = %s AND NOT exhausted FOR UPDATE) g"
+            " WHERE b.organization_id = %s AND b.day = %s RETURNING g.n",
+            (want, limit, organization_id, day, organization_id, day),
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def give_back(self, organization_id: str, day: dt.date, calls: int) -> None:
+        await self._execute(
+            "UPDATE zoho_daily_budget SET calls = GREATEST(0, calls - %s), updated_at = now()"
+            " WHERE organization_id = %s AND day = %s",
+            (calls, organization_id, day),
+        )
 
     async def spent(self, organization_id: str, day: dt.date) -> tuple[int, bool]:
         rows = await self._execute(

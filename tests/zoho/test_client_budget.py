@@ -107,3 +107,22 @@ async def test_zoho_daily_limit_code_45_pauses_until_the_next_day(zoho_sim, data
         zoho_sim.set_limits(daily=100)  # the simulator's day has turned too
         clock.now += dt.timedelta(days=1)
         assert (await asyncio.wait_for(waiting, 10))["customer_id"] == customer_id
+
+
+async def test_the_daily_budget_is_reserved_in_blocks_and_the_unsent_part_handed_back(zoho_sim, database_url):
+    migrate(database_url)
+    clock = FakeClock()
+    config = ZohoConfig.from_settings(settings_for(zoho_sim, database_url, zoho_daily_limit=1000))
+    async with ZohoClient(
+        config, budget_store=PgDailyBudgetStore(database_url), budget_clock=clock
+    ) as client:
+        customer_id = (await client.create_customer(customer_payload(1)))["customer_id"]
+        for _ in range(24):
+            await client.get_customer(customer_id)
+        assert client.daily.block_size == 10
+        assert client.daily.reservations == 3  # 25 calls: three round trips, not 25
+        assert (await client.budget_state())["calls_today"] == 25
+        store = PgDailyBudgetStore(database_url)
+        assert (await store.spent(config.organization_id, clock.now.date()))[0] == 30  # held: 5
+    assert (await store.spent(config.organization_id, clock.now.date()))[0] == 25  # handed back at close
+    await store.aclose()

@@ -1,0 +1,82 @@
+"""The backfill's first pass: which record of each entity the second pass applies (pure, no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from consumer.events import ChangeEvent, EntityType, Op
+from consumer.replay_index import ReplayIndex, Role
+
+T = "p.public.customers"
+
+
+def change(
+    lsn: int | None, *, partial: bool = False, op: Op = Op.UPDATE, entity_id: str = "a"
+) -> ChangeEvent:
+    row = None if op is Op.DELETE else {"id": entity_id, "phone": str(lsn)}
+    return ChangeEvent(
+        entity_type=EntityType.CUSTOMER,
+        entity_id=entity_id,
+        op=op,
+        row=row,
+        unavailable=frozenset({"billing_address"}) if partial else frozenset(),
+        lsn=lsn,
+        tx_id=None,
+        snapshot=False,
+        source_ts_ms=None,
+    )
+
+
+KEY = ("customer", "a")
+
+
+@pytest.mark.parametrize(
+    ("records", "expected"),
+    [
+        # (partition, offset, event) in arrival order -> role of each record
+        ([(0, 0, change(10)), (0, 1, change(20)), (0, 2, change(30))], ["superseded", "superseded", "apply"]),
+        # through two partitions: the newest LSN wins, not the last arrival
+        ([(0, 0, change(10)), (1, 0, change(30)), (0, 1, change(20))], ["superseded", "apply", "superseded"]),
+        # a partial newest image keeps the full image before it and the partial ones in between
+        (
+            [
+                (0, 0, change(10)),
+                (0, 1, change(20)),
+                (0, 2, change(30, partial=True)),
+                (0, 3, change(40, partial=True)),
+            ],
+            ["superseded", "merge", "merge", "apply"],
+        ),
+        # a delete needs nothing before it
+        ([(0, 0, change(10)), (0, 1, change(20, op=Op.DELETE))], ["superseded", "apply"]),
+        # equal positions (a redelivery): the later arrival is applied
+        ([(0, 0, change(10)), (0, 1, change(10))], ["superseded", "apply"]),
+        # without LSNs, arrival order stands
+        ([(0, 0, change(None)), (0, 1, change(None))], ["superseded", "apply"]),
+    ],
+)
+def test_the_second_pass_applies_only_the_newest_record_of_an_entity(records, expected):  # type: ignore[no-untyped-def]
+    index = ReplayIndex()
+    for partition, offset, event in records:
+        index.add(event, T, partition, offset)
+    assert len(index) == 1
+    winner = next(o for (p, o, _), role in zip(records, expected, strict=True) if role == "apply")
+    roles = []
+    for (partition, offset, _), role in zip(records, expected, strict=True):
+        if role == "apply":
+            continue  # asked last: handing out the newest record forgets the key
+        got, newest = index.role(KEY, T, partition, offset)
+        assert newest == winner
+        roles.append(got.value)
+    assert roles == [r for r in expected if r != "apply"]
+    p, o, _ = next(r for r, role in zip(records, expected, strict=True) if role == "apply")
+    assert index.role(KEY, T, p, o) == (Role.APPLY, o)
+    assert len(index) == 0
+
+
+def test_memory_is_one_entry_per_entity_however_many_updates():
+    index = ReplayIndex()
+    for offset in range(10_000):
+        index.add(change(offset + 1, entity_id=str(offset % 7)), T, 0, offset)
+    assert len(index) == 7
+    assert sum(len(v) for v in index._keys.values()) == 7
