@@ -161,6 +161,7 @@ class SyncEngine:
         self._verified: set[str] = set()
         self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
         self._active: dict[tuple[str, str], _Active] = {}  # batches being worked on, by key
+        self._closing = False
         self._revoked: set[tuple[str, int]] = set()
         self._in_flight_by_partition: Counter[tuple[str, int]] = Counter()
         self._progress = asyncio.Event()  # set whenever a record leaves the in-flight set
@@ -255,6 +256,7 @@ class SyncEngine:
         return True
 
     async def close(self) -> None:
+        self._closing = True
         tasks = list(self._workers.values())
         if self._settler is not None:
             tasks.append(self._settler)
@@ -287,6 +289,9 @@ class SyncEngine:
             self._workers.pop(key, None)
             if not queue:
                 self._queues.pop(key, None)
+            elif not self._closing and self.fatal is None:
+                # Never leave queued records without a worker: they would hold their partition's commit.
+                self._workers[key] = asyncio.create_task(self._work(key), name=f"sync:{key[0]}:{key[1]}")
             if self.fatal is not None:
                 self._idle.set()
 
@@ -341,7 +346,9 @@ class SyncEngine:
         for active in list(self._active.values()):
             if any(_partition(item) in self._revoked for item in active.batch):
                 active.guard.revoked = True
-                if active.guard.abandonable and active.task is not None:
+                # Once only: a second cancel before the first lands would outlive the withdrawal and
+                # kill the worker later, leaving its queue without one.
+                if active.guard.abandonable and active.task is not None and not active.withdrawn:
                     active.withdrawn = True
                     active.task.cancel()
 
