@@ -30,9 +30,9 @@ from psycopg.rows import dict_row
 from benchmarks import infra, report, scale_out
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
-from consumer.backfill import run_backfill
+from consumer.jobs.backfill import run_backfill
 from consumer.logs import configure_logging
-from consumer.service import sync_session
+from consumer.pipeline.wiring import sync_session
 
 UNLIMITED = 100_000_000
 
@@ -294,7 +294,7 @@ async def bench_budget(window: float, customers: int, workdir: Path) -> dict[str
 
 
 def seed_rows(database_url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from consumer.seed import seed
+    from consumer.local.seed import seed
 
     seed(database_url)
     with psycopg.connect(database_url) as conn:
@@ -306,7 +306,7 @@ def seed_rows(database_url: str) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 def naive_sync(handle: Any, customers: list[dict[str, Any]]) -> dict[str, Any]:
     """The user's old script: one customer at a time, a fresh access token for every call."""
-    from consumer.mapping import MappingConfig, customer_payload, is_internal_test
+    from consumer.pipeline.plan import MappingConfig, customer_payload, is_internal_test
 
     synced = failed = token_requests = 0
     errors: list[str] = []

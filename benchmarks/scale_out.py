@@ -29,7 +29,7 @@ import psycopg
 from benchmarks import infra
 from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread
-from consumer.members import live_members
+from consumer.pipeline.members import live_members
 
 UNLIMITED = 100_000_000
 RATE = 60  # calls per window (R)

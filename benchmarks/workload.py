@@ -18,8 +18,8 @@ from typing import Any
 
 import psycopg
 
-from consumer.encode import encode_event, topic_for
-from consumer.events import EntityType
+from consumer.pipeline.encode import encode_event, topic_for
+from consumer.pipeline.events import EntityType
 
 CUSTOMERS = "customers"
 INVOICES = "customer_invoices"
@@ -38,7 +38,7 @@ CITIES = ("Cape Town", "Johannesburg", "Durban", "Pretoria", "Gqeberha", "Bloemf
 def envelope(
     prefix: str, table: str, op: str, row: dict[str, Any] | None, key_id: str, lsn: int, ts_ms: int
 ) -> tuple[str, bytes, bytes]:
-    """One change event as the relay would publish it (the project's one encoder, `consumer.encode`)."""
+    """One change event as the relay would publish it (the project's one encoder)."""
     entity_type = EntityType.CUSTOMER if table == "customers" else EntityType.INVOICE
     key, value = encode_event(entity_type, op, row, key_id=key_id, topic_prefix=prefix, lsn=lsn, ts_ms=ts_ms)
     return topic_for(prefix, entity_type), key, value

@@ -17,8 +17,8 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from psycopg.rows import dict_row
 
-from consumer.encode import encode_event, topic_for
-from consumer.events import EntityType
+from consumer.pipeline.encode import encode_event, topic_for
+from consumer.pipeline.events import EntityType
 
 _LSN = itertools.count(40_000_000, 1000)
 

@@ -1,1 +1,1 @@
-"""CLI command modules; each exposes `register(app)` and is picked up by `consumer.cli`."""
+"""CLI command modules; each exposes `register(app)` and is picked up by `consumer.commands.cli`."""

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Replay the Debezium topics into Zoho (a new organisation, a lost week, a changed mapping)."""
-        from consumer.cli import parse_since, run_sync, settings_or_exit
+        from consumer.commands.cli import parse_since, run_sync, settings_or_exit
         from consumer.logs import configure_logging
 
         settings = settings_or_exit()
@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
 async def _backfill(settings, entity, since, dry_run, resync, quiet):  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from consumer.backfill import run_backfill
-    from consumer.service import sync_session
+    from consumer.jobs.backfill import run_backfill
+    from consumer.pipeline.wiring import sync_session
 
     async with sync_session(settings) as session:
         if quiet:

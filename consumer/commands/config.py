@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
     @app.command("config")
     def config_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
         """Print the effective settings (secrets masked)."""
-        from consumer.cli import settings_or_exit
+        from consumer.commands.cli import settings_or_exit
 
         settings = settings_or_exit()
         masked = settings.masked()

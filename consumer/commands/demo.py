@@ -12,8 +12,8 @@ def register(app: typer.Typer) -> None:
         timeout: float = typer.Option(300, help="Seconds to wait for the sync to catch up."),
     ) -> None:
         """Run the main job end to end on the embedded default (what `make demo` runs)."""
-        from consumer.cli import fail, settings_or_exit
-        from consumer.demo import run_demo
+        from consumer.commands.cli import fail, settings_or_exit
+        from consumer.local.demo import run_demo
         from consumer.local.stack import StackError
         from consumer.logs import configure_logging
 

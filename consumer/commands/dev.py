@@ -10,7 +10,7 @@ dev_app = typer.Typer(help="Run the local stack: PostgreSQL, Tansu (Kafka), the 
 @dev_app.command("up")
 def up_command() -> None:
     """Start what is not running yet and write .zoho-cdc/stack.env (idempotent)."""
-    from consumer.cli import fail, settings_or_exit
+    from consumer.commands.cli import fail, settings_or_exit
     from consumer.local import stack
     from consumer.local.broker import BrokerError
     from consumer.local.postgres import LocalPostgresError
@@ -35,7 +35,7 @@ def down_command(
     ),
 ) -> None:
     """Stop the processes 'dev up' started (never anything else), and drop the relay's slot."""
-    from consumer.cli import settings_or_exit
+    from consumer.commands.cli import settings_or_exit
     from consumer.local import stack
 
     stopped = stack.down(settings_or_exit(), keep_slot=keep_slot)
@@ -45,7 +45,7 @@ def down_command(
 @dev_app.command("status")
 def status_command() -> None:
     """Show what runs."""
-    from consumer.cli import settings_or_exit
+    from consumer.commands.cli import settings_or_exit
     from consumer.local import stack
 
     for name, description in stack.status(settings_or_exit()):

@@ -23,9 +23,9 @@ def list_command(
     from rich.console import Console
     from rich.table import Table
 
-    from consumer.cli import fail, settings_or_exit
-    from consumer.dlq import list_dead_letters
-    from consumer.service import ServiceUnavailable, check_broker
+    from consumer.commands.cli import fail, settings_or_exit
+    from consumer.jobs.reprocess import list_dead_letters
+    from consumer.pipeline.wiring import ServiceUnavailable, check_broker
 
     settings = settings_or_exit()
     try:
@@ -62,11 +62,11 @@ def reprocess_command(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-drive dead-lettered events through the current pipeline and configuration."""
-    from consumer.cli import parse_since, run_sync, settings_or_exit
     from consumer.commands.backfill import _print_summary
-    from consumer.dlq import reprocess
+    from consumer.commands.cli import parse_since, run_sync, settings_or_exit
+    from consumer.jobs.reprocess import reprocess
     from consumer.logs import configure_logging
-    from consumer.service import sync_session
+    from consumer.pipeline.wiring import sync_session
 
     settings = settings_or_exit()
     configure_logging("warning")

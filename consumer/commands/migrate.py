@@ -9,9 +9,9 @@ def register(app: typer.Typer) -> None:
     @app.command("migrate")
     def migrate_command() -> None:
         """Apply pending schema migrations to DATABASE_URL."""
-        from consumer.cli import fail, settings_or_exit
+        from consumer.commands.cli import fail, settings_or_exit
         from consumer.migrations import migrate
-        from consumer.service import ServiceUnavailable, check_database
+        from consumer.pipeline.wiring import ServiceUnavailable, check_database
 
         settings = settings_or_exit()
         try:

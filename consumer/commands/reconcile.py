@@ -26,9 +26,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find records missing in Zoho, duplicates, field and status drift, and Zoho-only records."""
         from connectors.zoho.errors import AuthError, ZohoError
-        from consumer.cli import fail, settings_or_exit
-        from consumer.reconcile import ReconcileError, reconcile
-        from consumer.service import ServiceUnavailable
+        from consumer.commands.cli import fail, settings_or_exit
+        from consumer.jobs.reconcile import ReconcileError, reconcile
+        from consumer.pipeline.wiring import ServiceUnavailable
 
         settings = settings_or_exit()
         try:

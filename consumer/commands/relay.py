@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Stream row changes of customers and customer_invoices into Kafka (embedded Debezium)."""
-        from consumer.cli import fail, settings_or_exit
+        from consumer.commands.cli import fail, settings_or_exit
         from consumer.logs import configure_logging
         from consumer.relay.errors import RelayError
 

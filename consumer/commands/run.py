@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         no_status: bool = typer.Option(False, "--no-status", help="Do not serve the status page."),
     ) -> None:
         """Consume the Debezium topics and keep Zoho Billing in step, until SIGTERM/SIGINT."""
-        from consumer.cli import run_sync, settings_or_exit
+        from consumer.commands.cli import run_sync, settings_or_exit
         from consumer.logs import configure_logging
 
         overrides = {"status_port": status_port} if status_port is not None else {}
@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
 async def run_live(settings, *, serve_status: bool = True) -> None:  # type: ignore[no-untyped-def]
     import structlog
 
-    from consumer.service import sync_session
+    from consumer.pipeline.wiring import sync_session
 
     log = structlog.get_logger("zoho_cdc.run")
     async with sync_session(settings) as session:
@@ -36,10 +36,10 @@ async def run_live(settings, *, serve_status: bool = True) -> None:  # type: ign
         runner.install_signal_handlers()
         status_task = None
         if serve_status:
-            from consumer.status_server import serve_status_page
+            from consumer.web.status_server import serve_status_page
 
             status_task = asyncio.create_task(serve_status_page(session, runner))
-        from consumer.members import instance_name, report_membership
+        from consumer.pipeline.members import instance_name, report_membership
 
         def assignment():  # type: ignore[no-untyped-def]
             return runner._consumer.assignment() if runner._consumer is not None else ()  # noqa: SLF001

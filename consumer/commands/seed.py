@@ -11,8 +11,8 @@ def register(app: typer.Typer) -> None:
         """Insert 13 sample customers and 20 ZAR invoices into DATABASE_URL (skips rows already there)."""
         import psycopg
 
-        from consumer.cli import fail, settings_or_exit
-        from consumer.seed import seed
+        from consumer.commands.cli import fail, settings_or_exit
+        from consumer.local.seed import seed
         from consumer.settings import mask_url_password
 
         settings = settings_or_exit()

@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         """Re-emit every row of a table as op=r events (Debezium incremental snapshot)."""
         import psycopg
 
-        from consumer.cli import fail, settings_or_exit
+        from consumer.commands.cli import fail, settings_or_exit
         from consumer.settings import mask_url_password
 
         settings = settings_or_exit()

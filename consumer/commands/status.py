@@ -15,10 +15,10 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        from consumer.cli import fail, settings_or_exit
+        from consumer.commands.cli import fail, settings_or_exit
         from consumer.migrations import migrate
-        from consumer.service import ServiceUnavailable, check_database
-        from consumer.status_server import gather_status
+        from consumer.pipeline.wiring import ServiceUnavailable, check_database
+        from consumer.web.status_server import gather_status
 
         settings = settings_or_exit()
         try:

@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
         from connectors.zoho_sim.core import Simulator
         from connectors.zoho_sim.server import uvicorn_config
-        from consumer.cli import fail
+        from consumer.commands.cli import fail
 
         for name, value in (
             ("--fault-500", fault_500),

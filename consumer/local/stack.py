@@ -109,7 +109,7 @@ def simulator_available() -> bool:
         return False
     if spec is None or spec.origin is None:  # a bare folder (namespace package) is not a simulator yet
         return False
-    from consumer.cli import app
+    from consumer.commands.cli import app
 
     return any(command.name == "zoho-sim" for command in app.registered_commands)
 

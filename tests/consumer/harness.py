@@ -10,8 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.kafka_offsets import topic_partitions
-from consumer.service import SyncSession, sync_session
+from consumer.pipeline.end_offsets import topic_partitions
+from consumer.pipeline.wiring import SyncSession, sync_session
 from consumer.settings import Settings
 
 

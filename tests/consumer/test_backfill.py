@@ -8,11 +8,11 @@ import datetime as dt
 import pytest
 
 from connectors.zoho_sim import SimLimits
-from consumer.backfill import run_backfill
-from consumer.dlq import list_dead_letters, reprocess
-from consumer.events import EntityType
-from consumer.seed import seed
-from consumer.service import sync_session
+from consumer.jobs.backfill import run_backfill
+from consumer.jobs.reprocess import list_dead_letters, reprocess
+from consumer.local.seed import seed
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.wiring import sync_session
 from tests.consumer.harness import SimView, committed_offsets, settings_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
 from tests.support import Source, envelope

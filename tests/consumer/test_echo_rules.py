@@ -7,10 +7,10 @@ replay, a reprocess or a crash leaves behind, so the events here are produced in
 from __future__ import annotations
 
 from connectors.zoho import ZohoClient
-from consumer.backfill import run_backfill
-from consumer.dlq import list_dead_letters, reprocess
+from consumer.jobs.backfill import run_backfill
+from consumer.jobs.reprocess import list_dead_letters, reprocess
 from consumer.migrations import migrate
-from consumer.service import sync_session
+from consumer.pipeline.wiring import sync_session
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
 from tests.support import Source, envelope

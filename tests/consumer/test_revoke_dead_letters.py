@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from consumer.engine import EngineOptions, InboundRecord, SyncEngine
 from consumer.migrations import migrate
-from consumer.store import SyncStore
+from consumer.pipeline.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.pipeline.store import SyncStore
 
 TOPIC = "rv.public.customers"
 POISON = InboundRecord(TOPIC, 0, 7, b'{"id": "poison-7"}', b"{this is not json")

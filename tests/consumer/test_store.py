@@ -7,9 +7,9 @@ import asyncio
 import psycopg
 import pytest
 
-from consumer.events import EntityType
 from consumer.migrations import migrate
-from consumer.store import OUTCOMES, EntityUpdate, OutcomeRow, SyncStore, WriteBack
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.store import OUTCOMES, EntityUpdate, OutcomeRow, SyncStore, WriteBack
 
 
 def row(offset: int, outcome: str = "synced", **kw: object) -> OutcomeRow:

@@ -86,7 +86,7 @@ async def populate_world(source: Any) -> dict[str, str]:
 async def status_server(session: Any, runner: Any, history: Any = None) -> AsyncIterator[str]:
     """`serve_status_page` (what `zoho-cdc run` starts) on a free port; yields its base URL."""
     from consumer.local.broker import free_port
-    from consumer.status_server import serve_status_page
+    from consumer.web.status_server import serve_status_page
 
     port = free_port()
     task = asyncio.create_task(serve_status_page(session, runner, port=port, history=history))

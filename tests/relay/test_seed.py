@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import psycopg
 
-from consumer.seed import seed
+from consumer.local.seed import seed
 
 
 def test_seed_inserts_13_customers_and_20_invoices_once(database_url):

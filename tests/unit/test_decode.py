@@ -1,4 +1,4 @@
-"""Specification of `consumer.decode.decode_event` against real Debezium 3.6.3 events and edge cases."""
+"""Specification of `decode_event` against real Debezium 3.6.3 events and edge cases."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.decode import decode_event
-from consumer.events import UNAVAILABLE_PLACEHOLDER, ChangeEvent, DecodeError, EntityType, Op
+from consumer.pipeline.decode import decode_event
+from consumer.pipeline.events import UNAVAILABLE_PLACEHOLDER, ChangeEvent, DecodeError, EntityType, Op
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "debezium"
 PREFIX = "billing"

@@ -1,4 +1,4 @@
-"""`consumer.encode` is the exact inverse of `consumer.decode` for the source schema's columns."""
+"""`encode_event` is the exact inverse of `decode_event` for the source schema's columns."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.decode import decode_event
-from consumer.encode import encode_event, topic_for
-from consumer.events import EntityType, Op
+from consumer.pipeline.decode import decode_event
+from consumer.pipeline.encode import encode_event, topic_for
+from consumer.pipeline.events import EntityType, Op
 
 amounts = st.decimals(min_value=Decimal("-9999999999.99"), max_value=Decimal("9999999999.99"), places=2)
 # Row text as PostgreSQL can hold it: never a NUL character (decode refuses one as a poison record).

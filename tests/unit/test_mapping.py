@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.decode import decode_event
-from consumer.events import ChangeEvent, EntityType, Op
-from consumer.mapping import (
+from consumer.pipeline.decode import decode_event
+from consumer.pipeline.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.plan import (
     Action,
     EntityState,
     MappingConfig,

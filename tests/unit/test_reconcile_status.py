@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.mapping import MappingConfig
-from consumer.reconcile import SourceSnapshot, ZohoSnapshot, compare
+from consumer.jobs.reconcile import SourceSnapshot, ZohoSnapshot, compare
+from consumer.pipeline.plan import MappingConfig
 
 CUSTOMER_ID = "00000000-0000-0000-0000-00000000000c"
 INVOICE_ID = "00000000-0000-0000-0000-00000000000i"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.events import ChangeEvent, EntityType, Op
-from consumer.replay_index import ReplayIndex, Role
+from consumer.pipeline.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.replay_index import ReplayIndex, Role
 
 T = "p.public.customers"
 

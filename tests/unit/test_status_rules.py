@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.events import ChangeEvent, EntityType, Op
-from consumer.items import with_product_ids
-from consumer.mapping import (
+from consumer.pipeline.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.plan import (
     Action,
     EntityState,
     MappingConfig,
@@ -20,6 +19,7 @@ from consumer.mapping import (
     plan_invoice,
     zoho_invoice_stage,
 )
+from consumer.pipeline.zoho_items import with_product_ids
 from tests.unit.test_mapping import CUSTOMER_ROW, INVOICE_ROW
 
 FORWARD = [

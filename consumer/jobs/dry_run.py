@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.apply import Applied
-from consumer.dead_letters import DeadLetter
-from consumer.events import EntityType
-from consumer.mapping import EntityState, Plan
-from consumer.store import EntityUpdate, Intent, OutcomeRow, SyncStore, WriteBack
+from consumer.pipeline.apply import Applied
+from consumer.pipeline.dead_letters import DeadLetter
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.plan import EntityState, Plan
+from consumer.pipeline.store import EntityUpdate, Intent, OutcomeRow, SyncStore, WriteBack
 
 
 @dataclass

@@ -12,10 +12,10 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
-from consumer.kafka_offsets import end_offsets as true_end_offsets
-from consumer.kafka_offsets import topic_partitions
-from consumer.members import live_members
-from consumer.store import OUTCOMES
+from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
+from consumer.pipeline.end_offsets import topic_partitions
+from consumer.pipeline.members import live_members
+from consumer.pipeline.store import OUTCOMES
 
 
 @dataclass

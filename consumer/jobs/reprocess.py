@@ -16,8 +16,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from consumer.backfill import BackfillResult
-from consumer.dead_letters import (
+from consumer.jobs.backfill import BackfillResult
+from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
+from consumer.pipeline.dead_letters import (
     H_ATTEMPTS,
     H_FIRST_FAILED_AT,
     H_OFFSET,
@@ -27,10 +28,9 @@ from consumer.dead_letters import (
     header_int,
     parse_headers,
 )
-from consumer.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
-from consumer.kafka_offsets import end_offsets as true_end_offsets
-from consumer.kafka_offsets import topic_partitions
-from consumer.service import SyncSession
+from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
+from consumer.pipeline.end_offsets import topic_partitions
+from consumer.pipeline.wiring import SyncSession
 
 
 @dataclass(frozen=True)

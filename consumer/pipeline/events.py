@@ -1,6 +1,6 @@
 """The decoded form of one Debezium change event: plain frozen data, no Kafka or JSON types.
 
-`consumer.decode` is the only producer of `ChangeEvent`; everything downstream (routing,
+`consumer.pipeline.decode` is the only producer of `ChangeEvent`; everything downstream (routing,
 coalescing, planning Zoho calls) works on these values. A `ChangeEvent.row` never holds the
 TOAST placeholder: unavailable columns are absent from the row and named in `unavailable`.
 """

@@ -22,8 +22,10 @@ import structlog
 
 from connectors.zoho.errors import AuthError, PermanentError, ZohoError
 from connectors.zoho.send_guard import CURRENT_GUARD, SendGuard, SendRevoked
-from consumer.apply import Applied, Applier, natural_key
-from consumer.dead_letters import (
+from consumer.jobs.health import MOVED_BACK_MIN_STALE
+from consumer.metrics import Metrics
+from consumer.pipeline.apply import Applied, Applier, natural_key
+from consumer.pipeline.dead_letters import (
     H_OFFSET,
     H_PARTITION,
     H_REPROCESS_COUNT,
@@ -33,11 +35,10 @@ from consumer.dead_letters import (
     header_int,
     parse_headers,
 )
-from consumer.decode import decode_event
-from consumer.encode import encode_event, topic_for
-from consumer.events import ChangeEvent, DecodeError, EntityType, Op
-from consumer.health import MOVED_BACK_MIN_STALE
-from consumer.mapping import (
+from consumer.pipeline.decode import decode_event
+from consumer.pipeline.encode import encode_event, topic_for
+from consumer.pipeline.events import ChangeEvent, DecodeError, EntityType, Op
+from consumer.pipeline.plan import (
     Action,
     EntityState,
     MappingConfig,
@@ -46,14 +47,13 @@ from consumer.mapping import (
     plan_customer,
     plan_invoice,
 )
-from consumer.metrics import Metrics
-from consumer.replay_index import ReplayIndex, Role
-from consumer.row_images import coalesce, fill_unavailable, is_partial, remembered, state_digest
-from consumer.store import EntityUpdate, OutcomeRow, SyncStore
-from consumer.write_back import WRITE_BACK_ID_COLUMN, WriteBack
+from consumer.pipeline.replay_index import ReplayIndex, Role
+from consumer.pipeline.row_images import coalesce, fill_unavailable, is_partial, remembered, state_digest
+from consumer.pipeline.store import EntityUpdate, OutcomeRow, SyncStore
+from consumer.pipeline.write_back import WRITE_BACK_ID_COLUMN, WriteBack
 
 if TYPE_CHECKING:
-    from consumer.zoho_listing import ZohoListing
+    from consumer.pipeline.zoho_listing import ZohoListing
 
 log = structlog.get_logger("zoho_cdc.engine")
 
@@ -138,7 +138,7 @@ class SyncEngine:
         self.options = options
         # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on.
         self._replay = replay
-        # A resync's page-by-page read of Zoho (`consumer.zoho_listing`): only differences are written.
+        # A resync's page-by-page read of Zoho: only differences are written.
         self._listing = listing
         self._images: dict[tuple[str, str], ChangeEvent] = {}  # images a newest record is made whole from
         self._settling: list[tuple[_Item, OutcomeRow]] = []  # outcomes decided on arrival, written in bulk

@@ -5,7 +5,7 @@ The first reads every record once and keeps, per entity, where its newest record
 memory per distinct entity); the second applies only those records through the live pipeline and
 records every other one `superseded` in bulk, so each entity costs at most one call however long the
 backlog. Already-synced entities cost no call (payload hash); `resync` checks every entity against
-Zoho's listings instead (`consumer.zoho_listing`).
+Zoho's listings instead (`consumer.pipeline.zoho_listing`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from consumer.decode import decode_event
-from consumer.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
-from consumer.events import DecodeError, EntityType
-from consumer.replay_index import ReplayIndex
-from consumer.runner import RunOptions, SyncRunner, assign_range, kafka_consumer
-from consumer.service import SyncSession
-from consumer.zoho_listing import ZohoListing
+from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
+from consumer.pipeline.decode import decode_event
+from consumer.pipeline.events import DecodeError, EntityType
+from consumer.pipeline.replay_index import ReplayIndex
+from consumer.pipeline.runner import RunOptions, SyncRunner, assign_range, kafka_consumer
+from consumer.pipeline.wiring import SyncSession
+from consumer.pipeline.zoho_listing import ZohoListing
 
 ENTITIES = {"customers": "customers", "invoices": "customer_invoices"}
 ENTITY_TYPES = {

@@ -19,18 +19,18 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from consumer.jobs.reconcile import SourceSnapshot, ZohoSnapshot, compare, read_source
 from consumer.local import postgres as local_pg
 from consumer.local import stack
-from consumer.mapping import (
+from consumer.local.seed import seed
+from consumer.pipeline.plan import (
     MappingConfig,
     customer_zoho_status,
     invoice_source_stage,
     is_internal_test,
     zoho_invoice_stage,
 )
-from consumer.reconcile import SourceSnapshot, ZohoSnapshot, compare, read_source
-from consumer.seed import seed
-from consumer.service import mapping_config, sync_session
+from consumer.pipeline.wiring import mapping_config, sync_session
 from consumer.settings import Settings
 
 DEMO_DATABASE = "zoho_cdc_demo"

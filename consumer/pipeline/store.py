@@ -19,10 +19,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from consumer.events import EntityType
-from consumer.mapping import EntityState
-from consumer.row_images import recalled
-from consumer.write_back import QUEUE_SQL, WriteBack, WriteBackQueue, queue_rows
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.plan import EntityState
+from consumer.pipeline.row_images import recalled
+from consumer.pipeline.write_back import QUEUE_SQL, WriteBack, WriteBackQueue, queue_rows
 
 log = structlog.get_logger("zoho_cdc.store")
 

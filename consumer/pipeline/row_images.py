@@ -16,8 +16,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Final
 
-from consumer.events import ChangeEvent, EntityType
-from consumer.mapping import CUSTOMER_MAPPED_COLUMNS, INVOICE_MAPPED_COLUMNS
+from consumer.pipeline.events import ChangeEvent, EntityType
+from consumer.pipeline.plan import CUSTOMER_MAPPED_COLUMNS, INVOICE_MAPPED_COLUMNS
 
 #: Columns remembered per entity: what the mapping reads, plus the invoice currency it checks.
 REMEMBERED_COLUMNS: Final[Mapping[EntityType, frozenset[str]]] = {

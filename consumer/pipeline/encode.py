@@ -1,4 +1,4 @@
-"""The inverse of `consumer.decode`: a source row as the Debezium event Kafka Connect's JsonConverter
+"""The inverse of `consumer.pipeline.decode`: a source row as the Debezium event Kafka Connect's JsonConverter
 writes (schemas off, `decimal.handling.mode=string`).
 
 zoho-cdc uses it to feed current source rows through its own pipeline (`reconcile --fix`); tests and
@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from consumer.decode import COLUMN_KINDS, ColumnKind
-from consumer.events import EntityType
+from consumer.pipeline.decode import COLUMN_KINDS, ColumnKind
+from consumer.pipeline.events import EntityType
 
 _EPOCH = dt.date(1970, 1, 1)
 

@@ -1,6 +1,6 @@
 """Mapping rules: source rows to Zoho Billing bodies, and which Zoho call a change event needs.
 
-Pure functions over decoded rows (`consumer.events.ChangeEvent`) and what the entity map knows
+Pure functions over decoded rows (`consumer.pipeline.events.ChangeEvent`) and what the entity map knows
 (`EntityState`); no I/O. Payloads hold only fields Zoho shows, so changes to columns we do not
 send (notes, updated_at, our own zoho_* write-back) hash the same and plan a NOOP. Stale-event
 skipping and coalescing belong to the engine, not here.
@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final
 
-from consumer.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.events import ChangeEvent, EntityType, Op
 
 INTERNAL_TEST_ACCOUNT_TYPE: Final = "internal_test"
 
@@ -248,7 +248,7 @@ def _item(name: str, quantity: Decimal, price: Decimal, code: str | None = None)
 
 
 #: zoho-cdc's own key on a mapped invoice line: the source item code (`sku`, else `item_code`; None when the
-#: line has none). The applier replaces it with the Zoho `product_id` before sending (see consumer.items).
+#: line has none). The applier replaces it with the Zoho `product_id` before sending (zoho_items).
 ITEM_CODE_KEY: Final = "_item_code"
 
 

@@ -26,10 +26,10 @@ from aiokafka import (
 )
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from consumer.engine import FatalSyncError, InboundRecord, SyncEngine
-from consumer.kafka_offsets import end_offsets as true_end_offsets
-from consumer.kafka_offsets import topic_partitions
-from consumer.offsets import OffsetWatermark
+from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
+from consumer.pipeline.end_offsets import topic_partitions
+from consumer.pipeline.engine import FatalSyncError, InboundRecord, SyncEngine
+from consumer.pipeline.watermark import OffsetWatermark
 
 log = structlog.get_logger("zoho_cdc.runner")
 

@@ -2,7 +2,7 @@
 
 Binds to 127.0.0.1 unless STATUS_HOST says otherwise. Nothing served here ever contains a secret:
 settings are shown through `Settings.masked()` and the page only reads the sync log and counters.
-The page opens with a health line (consumer/health.py) and charts of the last hour, drawn from
+The page opens with a health line (consumer/jobs/health.py) and charts of the last hour, drawn from
 samples this process takes every SAMPLE_SECONDS (and at every page view).
 """
 
@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from consumer import charts
-from consumer.health import HealthFacts, History, Sample, assess
-from consumer.status import (
+from consumer.web import charts
+from consumer.jobs.health import HealthFacts, History, Sample, assess
+from consumer.jobs.status import (
     Status,
     collect_database_status,
     collect_lag,
@@ -103,7 +103,7 @@ async def gather_status(
         status.lag = await collect_lag(settings.kafka_bootstrap_servers, group, settings.source_topics)
         status.dlq_depth = await dlq_depth(settings.kafka_bootstrap_servers, settings.dlq_topic)
         if status.dlq_depth:
-            from consumer.dlq import list_dead_letters
+            from consumer.jobs.reprocess import list_dead_letters
 
             entries = await asyncio.wait_for(
                 list_dead_letters(settings.kafka_bootstrap_servers, settings.dlq_topic, limit=DLQ_SHOWN),
@@ -149,7 +149,7 @@ async def gather_status(
 def _members(database_url: str, group: str) -> list[dict[str, Any]]:
     import psycopg
 
-    from consumer.members import live_members
+    from consumer.pipeline.members import live_members
 
     with psycopg.connect(database_url, connect_timeout=5) as conn:
         return live_members(conn, group)

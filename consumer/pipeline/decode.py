@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any, Final
 
-from consumer.events import (
+from consumer.pipeline.events import (
     UNAVAILABLE,
     UNAVAILABLE_PLACEHOLDER,
     ChangeEvent,

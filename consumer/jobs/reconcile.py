@@ -32,12 +32,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.zoho.client import account_number_of, disambiguated_name
-from consumer.apply import ApplyOptions, ZohoApplier
-from consumer.dead_letters import DeadLetterPublisher
-from consumer.encode import encode_event
-from consumer.engine import EngineOptions, InboundRecord, SyncEngine
-from consumer.events import EntityType
-from consumer.mapping import (
+from consumer.pipeline.apply import ApplyOptions, ZohoApplier
+from consumer.pipeline.dead_letters import DeadLetterPublisher
+from consumer.pipeline.encode import encode_event
+from consumer.pipeline.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.plan import (
     MappingConfig,
     customer_payload,
     customer_zoho_status,
@@ -451,7 +451,7 @@ async def repair(session: Any, report: ReconcileReport) -> RepairResult:
     """Sync the missing and drifted entities through the live pipeline (see the module docstring)."""
     settings: Settings = session.settings
     group = f"{settings.consumer_group}.reconcile.{int(time.time() * 1000)}"
-    from consumer.service import mapping_config
+    from consumer.pipeline.wiring import mapping_config
 
     engine = SyncEngine(
         options=EngineOptions(
@@ -506,7 +506,7 @@ async def _logged(database_url: str, group: str) -> list[dict[str, Any]]:
 
 async def inspect(settings: Settings, client: Any, *, details: bool = True) -> ReconcileReport:
     """Read both sides and compare them (no writes anywhere)."""
-    from consumer.service import mapping_config
+    from consumer.pipeline.wiring import mapping_config
 
     source = await read_source(settings.database_url)
     with client.tracking() as tracker:
@@ -521,11 +521,11 @@ async def inspect(settings: Settings, client: Any, *, details: bool = True) -> R
 async def reconcile(settings: Settings, *, fix: bool = False, details: bool = True) -> ReconcileReport:
     """Compare the source with Zoho; with `fix`, repair missing and drifted entities, then report.
 
-    Raises `consumer.service.ServiceUnavailable` when PostgreSQL (or, to fix, Kafka) cannot be
+    Raises `consumer.pipeline.wiring.ServiceUnavailable` when PostgreSQL (or, to fix, Kafka) cannot be
     reached, and the Zoho client's errors when Zoho cannot be read.
     """
     from consumer.migrations import migrate
-    from consumer.service import check_database, sync_session, zoho_client
+    from consumer.pipeline.wiring import check_database, sync_session, zoho_client
 
     check_database(settings)
     migrate(settings.database_url)

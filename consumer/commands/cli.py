@@ -69,8 +69,8 @@ def parse_since(value: str | None) -> datetime | None:
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; services that are down and fatal sync errors end in one sentence."""
-    from consumer.engine import FatalSyncError
-    from consumer.service import ServiceUnavailable
+    from consumer.pipeline.engine import FatalSyncError
+    from consumer.pipeline.wiring import ServiceUnavailable
 
     try:
         return asyncio.run(coroutine)

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.zoho.client import account_number_of
-from consumer.events import EntityType
-from consumer.mapping import MappingConfig
-from consumer.reconcile import _customer_drift, _invoice_drift, _invoice_number
+from consumer.jobs.reconcile import _customer_drift, _invoice_drift, _invoice_number
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.plan import MappingConfig
 
 #: Customer statuses, each read with its own listing (the list items carry no status).
 CUSTOMER_STATUS_FILTERS = {"Status.Active": "active", "Status.Inactive": "inactive"}

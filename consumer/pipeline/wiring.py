@@ -15,16 +15,16 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from consumer.apply import Applier, ApplyOptions, ZohoApplier
-from consumer.dead_letters import DeadLetterPublisher
-from consumer.engine import EngineOptions, InboundRecord, SyncEngine
-from consumer.mapping import MappingConfig
 from consumer.metrics import Metrics
 from consumer.migrations import migrate
-from consumer.replay_index import ReplayIndex
-from consumer.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
+from consumer.pipeline.apply import Applier, ApplyOptions, ZohoApplier
+from consumer.pipeline.dead_letters import DeadLetterPublisher
+from consumer.pipeline.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.pipeline.plan import MappingConfig
+from consumer.pipeline.replay_index import ReplayIndex
+from consumer.pipeline.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
+from consumer.pipeline.store import SyncStore
 from consumer.settings import Settings
-from consumer.store import SyncStore
 
 
 class ServiceUnavailable(Exception):

@@ -5,7 +5,7 @@ place (the create may have reached Zoho), the record is first looked up by its n
 Creates go through the client's idempotent helpers, which resolve a lost response the same way.
 An invoice's status then follows the source (`invoice_status_steps`): converttoopen, a payment for
 its balance (exactly once: written as an intent first, found again on the invoice by our reference
-after a lost reply or a crash), or void. Invoice lines name Zoho items (`consumer.items`).
+after a lost reply or a crash), or void. Invoice lines name Zoho items (`consumer.pipeline.zoho_items`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any, Final, Protocol
 
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
-from consumer.events import EntityType
-from consumer.items import ItemCatalogue, LineItemRules
-from consumer.mapping import Action, Plan, StatusBackwards, invoice_status_steps, zoho_invoice_stage
-from consumer.store import Intent, SyncStore
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.plan import Action, Plan, StatusBackwards, invoice_status_steps, zoho_invoice_stage
+from consumer.pipeline.store import Intent, SyncStore
+from consumer.pipeline.zoho_items import ItemCatalogue, LineItemRules
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"

@@ -18,7 +18,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from consumer.events import EntityType
+from consumer.pipeline.events import EntityType
 
 log = structlog.get_logger("zoho_cdc.write_back")
 

@@ -1,0 +1,1 @@
+"""The HTTP face of `zoho-cdc run`: health and readiness probes, Prometheus metrics and the status page."""
