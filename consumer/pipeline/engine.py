@@ -171,21 +171,19 @@ class SyncEngine:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def submit(self, record: InboundRecord) -> None:
-        """Queue one record behind earlier records of the same entity."""
-        # A record re-driven from the DLQ is decoded as the record of its original topic.
-        source_topic = record.topic
-        if record.topic == self.options.dlq_topic:
-            source_topic = parse_headers(record.headers).get(H_TOPIC) or record.topic
-        try:
-            event: ChangeEvent | None = decode_event(
-                source_topic, record.key, record.value, topic_prefix=self.options.topic_prefix
-            )
-            error = None
-            key = (event.entity_type.value, event.entity_id)
-        except DecodeError as exc:
-            event, error = None, exc
-            key = ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
+    def submit(self, record: InboundRecord, event: ChangeEvent | None = None) -> None:
+        """Queue one record behind earlier records of the same entity.
+
+        `event` is given by jobs that already hold the change (reconcile's repair reads the source rows
+        itself): the record then only names the sync-log position, and nothing is decoded."""
+        error: DecodeError | None = None
+        if event is None:
+            event, error = self._decoded(record)
+        key = (
+            (event.entity_type.value, event.entity_id)
+            if event is not None
+            else ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
+        )
         self._in_flight += 1
         self._in_flight_by_partition[(record.topic, record.partition)] += 1
         self._idle.clear()
@@ -198,6 +196,18 @@ class SyncEngine:
         self._queues.setdefault(key, deque()).append(item)
         if key not in self._workers:
             self._workers[key] = asyncio.create_task(self._work(key), name=f"sync:{key[0]}:{key[1]}")
+
+    def _decoded(self, record: InboundRecord) -> tuple[ChangeEvent | None, DecodeError | None]:
+        # A record re-driven from the DLQ is decoded as the record of its original topic.
+        source_topic = record.topic
+        if record.topic == self.options.dlq_topic:
+            source_topic = parse_headers(record.headers).get(H_TOPIC) or record.topic
+        try:
+            return decode_event(
+                source_topic, record.key, record.value, topic_prefix=self.options.topic_prefix
+            ), None
+        except DecodeError as exc:
+            return None, exc
 
     def _replayed(self, key: tuple[str, str], item: _Item, event: ChangeEvent) -> _Item | None:
         """A replayed record: its entity's newest record goes on (made whole from the images before it),
