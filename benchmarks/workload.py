@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from consumer.pipeline.encode import encode_event, topic_for
+from consumer.pipeline.encode import encode_event
 from consumer.pipeline.events import EntityType
 
 CUSTOMERS = "customers"
@@ -41,7 +41,7 @@ def envelope(
     """One change event as the relay would publish it (the project's one encoder)."""
     entity_type = EntityType.CUSTOMER if table == "customers" else EntityType.INVOICE
     key, value = encode_event(entity_type, op, row, key_id=key_id, topic_prefix=prefix, lsn=lsn, ts_ms=ts_ms)
-    return topic_for(prefix, entity_type), key, value
+    return entity_type.topic(prefix), key, value
 
 
 def customer_row(n: int, rng: random.Random, **fields: Any) -> dict[str, Any]:

@@ -23,9 +23,6 @@ DEFAULT_MAX_CONCURRENCY = 5
 
 SECRET_FIELDS = ("zoho_client_secret", "zoho_refresh_token")
 
-CUSTOMERS_TABLE = "customers"
-INVOICES_TABLE = "customer_invoices"
-
 
 class ConfigError(Exception):
     """Raised when the settings cannot be loaded; the message is meant for the operator."""
@@ -227,15 +224,22 @@ class Settings(BaseSettings):
     # --- derived ------------------------------------------------------------------------
     @cached_property
     def customers_topic(self) -> str:
-        return f"{self.topic_prefix}.public.{CUSTOMERS_TABLE}"
+        from consumer.pipeline.events import EntityType
+
+        return EntityType.CUSTOMER.topic(self.topic_prefix)
 
     @cached_property
     def invoices_topic(self) -> str:
-        return f"{self.topic_prefix}.public.{INVOICES_TABLE}"
+        from consumer.pipeline.events import EntityType
+
+        return EntityType.INVOICE.topic(self.topic_prefix)
 
     @property
-    def source_topics(self) -> tuple[str, str]:
-        return (self.customers_topic, self.invoices_topic)
+    def source_topics(self) -> tuple[str, ...]:
+        """The topics of every registered entity, parents first."""
+        from consumer.entities.registry import specs  # the registry imports the pipeline, which imports this
+
+        return tuple(spec.entity.topic(self.topic_prefix) for spec in specs())
 
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         # Reprs end up in tracebacks and test output: never show the database password there.

@@ -17,7 +17,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from psycopg.rows import dict_row
 
-from consumer.pipeline.encode import encode_event, topic_for
+from consumer.pipeline.encode import encode_event
 from consumer.pipeline.events import EntityType
 
 _LSN = itertools.count(40_000_000, 1000)
@@ -44,7 +44,7 @@ def envelope(
         lsn=lsn if lsn is not None else next(_LSN),
         snapshot=snapshot,
     )
-    return topic_for(topic_prefix, entity_type), key, value
+    return entity_type.topic(topic_prefix), key, value
 
 
 class Source:

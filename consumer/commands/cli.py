@@ -69,7 +69,7 @@ def parse_since(value: str | None) -> datetime | None:
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; services that are down and fatal sync errors end in one sentence."""
-    from consumer.pipeline.engine import FatalSyncError
+    from consumer.pipeline.scheduler import FatalSyncError
     from consumer.pipeline.wiring import ServiceUnavailable
 
     try:

@@ -1,1 +1,11 @@
-"""The synced entities as values: one spec per source table, in a registry the pipeline reads."""
+"""The synced entities as values: one spec per source table, in a registry the pipeline reads.
+
+`customers` and `invoices` are the built-in specs; importing this package registers them. A spec's
+mapping rules are pure (`*_payload`, `*_status`), its Zoho calls are in `*_calls`.
+"""
+
+from consumer.entities import customers, invoices
+from consumer.entities.registry import register
+
+register(customers.SPEC)
+register(invoices.SPEC)

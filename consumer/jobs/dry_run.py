@@ -72,11 +72,11 @@ class DryRunStore:
     async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
         return None
 
-    async def source_customer(self, customer_id: str) -> dict[str, Any] | None:
-        return await self._real.source_customer(customer_id)
+    async def source_row(self, entity_type: EntityType, entity_id: str) -> dict[str, Any] | None:
+        return await self._real.source_row(entity_type, entity_id)
 
-    async def customer_currency(self, customer_id: str) -> str | None:
-        return await self._real.customer_currency(customer_id)
+    async def first_child_value(self, *args: Any) -> str | None:
+        return await self._real.first_child_value(*args)
 
     async def has_outcome(self, *args: Any) -> bool:
         return False

@@ -32,19 +32,15 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.zoho.client import account_number_of, disambiguated_name
+from consumer.entities.customers import customer_payload, customer_zoho_status, is_internal_test
+from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
 from consumer.pipeline.apply import ApplyOptions, ZohoApplier
 from consumer.pipeline.dead_letters import DeadLetterPublisher
 from consumer.pipeline.encode import encode_event
-from consumer.pipeline.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.pipeline.engine import EngineOptions, SyncEngine
 from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import (
-    MappingConfig,
-    customer_payload,
-    customer_zoho_status,
-    invoice_source_stage,
-    is_internal_test,
-    zoho_invoice_stage,
-)
+from consumer.pipeline.plan import MappingConfig
+from consumer.pipeline.scheduler import InboundRecord
 from consumer.settings import Settings
 
 _CENT = Decimal("0.01")

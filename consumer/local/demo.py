@@ -19,17 +19,13 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from consumer.entities.customers import customer_zoho_status, is_internal_test
+from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
 from consumer.jobs.reconcile import SourceSnapshot, ZohoSnapshot, compare, read_source
 from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.seed import seed
-from consumer.pipeline.plan import (
-    MappingConfig,
-    customer_zoho_status,
-    invoice_source_stage,
-    is_internal_test,
-    zoho_invoice_stage,
-)
+from consumer.pipeline.plan import MappingConfig
 from consumer.pipeline.wiring import mapping_config, sync_session
 from consumer.settings import Settings
 

@@ -6,7 +6,7 @@ bare payload; true: `{"schema":..., "payload":...}`), for key and value, and num
 `decimal.handling.mode` (string, precise, double). The TOAST placeholder never reaches a row.
 
 When the message carries no schema, the column kinds of the source schema
-(`consumer/sql/source_schema.sql`) say how to read each value: see `COLUMN_KINDS`.
+(each entity spec's `columns`, from `consumer/sql/source_schema.sql`) say how to read each value.
 """
 
 from __future__ import annotations
@@ -17,77 +17,18 @@ import datetime as dt
 import json
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from enum import Enum
 from typing import Any, Final
 
+from consumer.entities.registry import entity_for_topic, spec_of
 from consumer.pipeline.events import (
     UNAVAILABLE,
     UNAVAILABLE_PLACEHOLDER,
     ChangeEvent,
+    ColumnKind,
     DecodeError,
     EntityType,
     Op,
 )
-
-
-class ColumnKind(Enum):
-    """How a source column is represented in a Debezium event."""
-
-    TEXT = "text"  # text, uuid, char(n): a JSON string
-    NUMERIC = "numeric"  # numeric(12,2): string, base64 unscaled int, or JSON number
-    DATE = "date"  # io.debezium.time.Date: days since 1970-01-01
-    TIMESTAMPTZ = "timestamptz"  # io.debezium.time.ZonedTimestamp: ISO-8601 string
-    JSONB = "jsonb"  # io.debezium.data.Json: JSON text
-
-
-_T, _N, _D, _TS, _J = (
-    ColumnKind.TEXT,
-    ColumnKind.NUMERIC,
-    ColumnKind.DATE,
-    ColumnKind.TIMESTAMPTZ,
-    ColumnKind.JSONB,
-)
-
-#: Column kinds of the two source tables (consumer/sql/source_schema.sql). Used when a message has
-#: no schema, and to check types. Columns not listed (added later) pass through as sent.
-COLUMN_KINDS: Final[Mapping[EntityType, Mapping[str, ColumnKind]]] = {
-    EntityType.CUSTOMER: {
-        "id": _T,
-        "account_number": _T,
-        "email": _T,
-        "first_name": _T,
-        "last_name": _T,
-        "company_name": _T,
-        "phone": _T,
-        "account_type": _T,
-        "billing_address": _J,
-        "status": _T,
-        "notes": _T,
-        "created_at": _TS,
-        "updated_at": _TS,
-        "zoho_billing_customer_id": _T,
-        "zoho_sync_status": _T,
-        "zoho_last_synced_at": _TS,
-    },
-    EntityType.INVOICE: {
-        "id": _T,
-        "customer_id": _T,
-        "invoice_number": _T,
-        "invoice_date": _D,
-        "due_date": _D,
-        "currency": _T,
-        "subtotal": _N,
-        "vat_amount": _N,
-        "total_amount": _N,
-        "status": _T,
-        "line_items": _J,
-        "created_at": _TS,
-        "updated_at": _TS,
-        "zoho_billing_invoice_id": _T,
-        "zoho_sync_status": _T,
-        "zoho_last_synced_at": _TS,
-    },
-}
 
 #: Scale of every numeric column in the source schema (numeric(12,2)). Without a schema, a
 #: base64 ("precise") numeric is decoded with this scale: the message itself does not say.
@@ -103,14 +44,6 @@ _JSON = "io.debezium.data.Json"
 _PLACEHOLDER_B64 = base64.b64encode(UNAVAILABLE_PLACEHOLDER.encode()).decode()
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _OPS = {"c": Op.CREATE, "r": Op.READ, "u": Op.UPDATE, "d": Op.DELETE}
-
-
-def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
-    """The entity a Debezium topic carries, or DecodeError for any other topic."""
-    for entity in EntityType:
-        if topic == f"{topic_prefix}.public.{entity.table}":
-            return entity
-    raise DecodeError(f"topic {topic!r} is not a synced table topic for prefix {topic_prefix!r}")
 
 
 #: Longer ids are not row keys (uuid is 36); the limit keeps them well inside a btree index entry.
@@ -285,7 +218,7 @@ def _fields_by_name(fields: list[Any]) -> dict[str, Mapping[str, Any]]:
 def _decode_row(
     entity: EntityType, image: Mapping[str, Any], fields: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], frozenset[str]]:
-    kinds = COLUMN_KINDS[entity]
+    kinds = spec_of(entity).columns
     row: dict[str, Any] = {}
     unavailable: set[str] = set()
     for name, raw in image.items():

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from consumer.pipeline.decode import COLUMN_KINDS, ColumnKind
-from consumer.pipeline.events import EntityType
+from consumer.entities.registry import spec_of
+from consumer.pipeline.events import ColumnKind, EntityType
 
 _EPOCH = dt.date(1970, 1, 1)
 
@@ -51,7 +51,7 @@ def encode_event(
     snapshot: str = "false",
 ) -> tuple[bytes, bytes]:
     """(key, value) bytes of one change event; `op` is c, r, u or d (a delete carries only the key)."""
-    kinds = COLUMN_KINDS[entity_type]
+    kinds = spec_of(entity_type).columns
     ts_ms = ts_ms if ts_ms is not None else int(time.time() * 1000)
     after = None
     if row is not None and op != "d":
@@ -78,7 +78,3 @@ def encode_event(
         "ts_ms": ts_ms,
     }
     return json.dumps({"id": key_id}).encode(), json.dumps(value, default=str).encode()
-
-
-def topic_for(topic_prefix: str, entity_type: EntityType) -> str:
-    return f"{topic_prefix}.public.{entity_type.table}"

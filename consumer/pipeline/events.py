@@ -7,12 +7,10 @@ TOAST placeholder: unavailable columns are absent from the row and named in `una
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, Final
-
-from consumer.settings import CUSTOMERS_TABLE, INVOICES_TABLE
+from enum import Enum, StrEnum
+from typing import Any, ClassVar, Final
 
 
 class Op(StrEnum):
@@ -25,16 +23,80 @@ class Op(StrEnum):
     TOMBSTONE = "tombstone"  # Kafka message with a null value after a delete, for log compaction
 
 
-class EntityType(StrEnum):
-    """The source tables we sync, named by the Zoho entity they become."""
+class _Registry(type):
+    """Lets `for entity in EntityType` list the defined entities, as an Enum would."""
 
-    CUSTOMER = "customer"
-    INVOICE = "invoice"
+    def __iter__(cls) -> Iterator[EntityType]:
+        return iter(list(cls._defined.values()))  # type: ignore[attr-defined]
+
+
+class EntityType(str, metaclass=_Registry):
+    """A synced entity, named by the Zoho record it becomes; a string equal to its name.
+
+    One instance per name: `EntityType("customer")` returns the defined one and an unknown name raises,
+    so a misspelt or unregistered entity fails loudly instead of being taken for another. What an
+    entity *is* (columns, mapping, Zoho calls) lives in its spec in `consumer.entities`; this value
+    only names it, its source table and its topic.
+    """
+
+    __slots__ = ("table",)
+    _defined: ClassVar[dict[str, EntityType]] = {}
+    table: str  # the source table in schema `public`
+
+    CUSTOMER: ClassVar[EntityType]
+    INVOICE: ClassVar[EntityType]
+
+    def __new__(cls, name: str) -> EntityType:
+        try:
+            return cls._defined[name]
+        except KeyError:
+            known = ", ".join(sorted(cls._defined))
+            raise ValueError(f"{name!r} is not a synced entity (known: {known})") from None
+
+    @classmethod
+    def define(cls, name: str, *, table: str) -> EntityType:
+        """Name a new entity and its source table (once; defining it again returns the same value)."""
+        existing = cls._defined.get(name)
+        if existing is not None:
+            if existing.table != table:
+                raise ValueError(f"entity {name!r} is already defined for table {existing.table!r}")
+            return existing
+        entity = str.__new__(cls, name)
+        entity.table = table
+        cls._defined[name] = entity
+        return entity
 
     @property
-    def table(self) -> str:
-        """The source table name in schema `public`."""
-        return CUSTOMERS_TABLE if self is EntityType.CUSTOMER else INVOICES_TABLE
+    def value(self) -> str:
+        return str.__str__(self)
+
+    def topic(self, topic_prefix: str) -> str:
+        """The Debezium topic of the entity's table: the one place topic names are built."""
+        return f"{topic_prefix}.public.{self.table}"
+
+    def __repr__(self) -> str:
+        return f"EntityType({self.value!r})"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (EntityType, (self.value,))
+
+
+# The built-in entities' names; everything else about them is in consumer.entities.customers/invoices.
+EntityType.CUSTOMER = EntityType.define("customer", table="customers")
+EntityType.INVOICE = EntityType.define("invoice", table="customer_invoices")
+
+
+class ColumnKind(Enum):
+    """How a source column is represented in a Debezium event."""
+
+    TEXT = "text"  # text, uuid, char(n): a JSON string
+    NUMERIC = "numeric"  # numeric(12,2): string, base64 unscaled int, or JSON number
+    DATE = "date"  # io.debezium.time.Date: days since 1970-01-01
+    TIMESTAMPTZ = "timestamptz"  # io.debezium.time.ZonedTimestamp: ISO-8601 string
+    JSONB = "jsonb"  # io.debezium.data.Json: JSON text
 
 
 class _Unavailable:

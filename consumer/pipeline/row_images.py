@@ -14,16 +14,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any
 
+from consumer.entities.registry import spec_of
 from consumer.pipeline.events import ChangeEvent, EntityType
-from consumer.pipeline.plan import CUSTOMER_MAPPED_COLUMNS, INVOICE_MAPPED_COLUMNS
-
-#: Columns remembered per entity: what the mapping reads, plus the invoice currency it checks.
-REMEMBERED_COLUMNS: Final[Mapping[EntityType, frozenset[str]]] = {
-    EntityType.CUSTOMER: CUSTOMER_MAPPED_COLUMNS,
-    EntityType.INVOICE: INVOICE_MAPPED_COLUMNS | {"currency"},
-}
 
 
 def fill_unavailable(event: ChangeEvent, known: Mapping[str, Any] | None) -> ChangeEvent:
@@ -65,7 +59,7 @@ def _known_part(event: ChangeEvent) -> Mapping[str, Any]:
 
 def is_partial(event: ChangeEvent) -> bool:
     """True when a column the mapping reads is unavailable in this image."""
-    return bool(event.unavailable & REMEMBERED_COLUMNS[event.entity_type])
+    return bool(event.unavailable & spec_of(event.entity_type).remembered_columns)
 
 
 # --- remembering rows -------------------------------------------------------------------------
@@ -78,7 +72,7 @@ def remembered(entity_type: EntityType, row: Mapping[str, Any]) -> dict[str, Any
     same Python values the decoder produces (a jsonb value is tagged too, so it can never be
     mistaken for a tagged scalar).
     """
-    columns = REMEMBERED_COLUMNS[entity_type]
+    columns = spec_of(entity_type).remembered_columns
     return {c: _tagged(row[c]) for c in sorted(columns) if c in row}
 
 

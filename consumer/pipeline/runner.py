@@ -28,7 +28,8 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
 from consumer.pipeline.end_offsets import topic_partitions
-from consumer.pipeline.engine import FatalSyncError, InboundRecord, SyncEngine
+from consumer.pipeline.engine import SyncEngine
+from consumer.pipeline.scheduler import FatalSyncError, InboundRecord
 from consumer.pipeline.watermark import OffsetWatermark
 
 log = structlog.get_logger("zoho_cdc.runner")

@@ -80,7 +80,7 @@ def _as_uuid(value: str) -> uuid.UUID | None:
 
 
 class SyncStore:
-    """Async access to zoho-cdc's tables and the two source tables it reads and writes back."""
+    """Async access to zoho-cdc's tables and the source tables it reads and writes back."""
 
     def __init__(self, database_url: str, *, max_size: int = 10) -> None:
         self._writes: list[_Write] = []
@@ -89,8 +89,9 @@ class SyncStore:
         self._state_loader: asyncio.Task[None] | None = None
         self._intents: list[tuple[tuple[str, str, str, str], asyncio.Future[None]]] = []
         self._intent_writer: asyncio.Task[None] | None = None
-        self._currency_requests: dict[str, asyncio.Future[str | None]] = {}
-        self._currency_loader: asyncio.Task[None] | None = None
+        # questions about child rows (table, parent column, value column) -> parent id -> answer
+        self._child_requests: dict[tuple[str, str, str], dict[str, asyncio.Future[str | None]]] = {}
+        self._child_loader: asyncio.Task[None] | None = None
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
         self.write_backs = WriteBackQueue(self._pool)
 
@@ -156,10 +157,6 @@ class SyncStore:
             row = await cur.fetchone()
         return Intent(operation=row[0], natural_key=row[1]) if row else None
 
-    async def source_customer(self, customer_id: str) -> dict[str, Any] | None:
-        """The current source row of a customer, shaped like a decoded Debezium `after`."""
-        return await self.source_row(EntityType.CUSTOMER, customer_id)
-
     async def source_row(self, entity_type: EntityType, entity_id: str) -> dict[str, Any] | None:
         """The current source row of an entity, shaped like a decoded Debezium `after`; None if gone."""
         key = _as_uuid(entity_id)
@@ -176,37 +173,43 @@ class SyncStore:
                 row[column] = str(value)
         return row
 
-    async def customer_currency(self, customer_id: str) -> str | None:
-        """The currency of the customer's invoices in the source (Zoho invoices take the customer's).
-        Asked by many workers in one event-loop tick, answered by one query."""
-        key = _as_uuid(customer_id)
+    async def first_child_value(
+        self, child: EntityType, parent_column: str, value_column: str, parent_id: str
+    ) -> str | None:
+        """`value_column` of the parent's oldest child row (a customer's currency is its invoices').
+        Asked by many workers in one event-loop tick, answered by one query per kind of question."""
+        key = _as_uuid(parent_id)
         if key is None:
             return None
-        future = self._currency_requests.get(str(key))
+        question = (child.table, parent_column, value_column)
+        requests = self._child_requests.setdefault(question, {})
+        future = requests.get(str(key))
         if future is None:
-            future = self._currency_requests[str(key)] = asyncio.get_running_loop().create_future()
-        if self._currency_loader is None or self._currency_loader.done():
-            self._currency_loader = asyncio.create_task(self._load_currencies())
+            future = requests[str(key)] = asyncio.get_running_loop().create_future()
+        if self._child_loader is None or self._child_loader.done():
+            self._child_loader = asyncio.create_task(self._load_child_values())
         return await asyncio.shield(future)
 
-    async def _load_currencies(self) -> None:
-        while self._currency_requests:
+    async def _load_child_values(self) -> None:
+        while self._child_requests:
             await asyncio.sleep(0)
-            requests, self._currency_requests = self._currency_requests, {}
-            try:
-                async with self._pool.connection() as conn:
-                    cur = await conn.execute(
-                        "SELECT DISTINCT ON (customer_id) customer_id::text, currency FROM customer_invoices"
-                        " WHERE customer_id = ANY(%s::uuid[]) ORDER BY customer_id, created_at",
-                        (list(requests),),
-                    )
-                    found = {r[0]: (r[1].strip() if r[1] else None) for r in await cur.fetchall()}
-            except Exception as exc:
-                _settle_all(requests.values(), exc)
-                continue
-            for customer_id, future in requests.items():
-                if not future.done():
-                    future.set_result(found.get(customer_id))
+            questions, self._child_requests = self._child_requests, {}
+            for (table, parent_column, value_column), requests in questions.items():
+                try:
+                    async with self._pool.connection() as conn:
+                        cur = await conn.execute(
+                            f"SELECT DISTINCT ON ({parent_column}) {parent_column}::text, {value_column}"  # noqa: S608
+                            f" FROM {table} WHERE {parent_column} = ANY(%s::uuid[])"
+                            f" ORDER BY {parent_column}, created_at",
+                            (list(requests),),
+                        )
+                        found = {r[0]: (r[1].strip() if r[1] else None) for r in await cur.fetchall()}
+                except Exception as exc:
+                    _settle_all(requests.values(), exc)
+                    continue
+                for parent_id, future in requests.items():
+                    if not future.done():
+                        future.set_result(found.get(parent_id))
 
     async def has_outcome(self, consumer_group: str, topic: str, partition: int, offset: int) -> bool:
         """True if this record already has its sync-log row (it is a redelivery after a crash)."""

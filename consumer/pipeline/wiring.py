@@ -19,10 +19,11 @@ from consumer.metrics import Metrics
 from consumer.migrations import migrate
 from consumer.pipeline.apply import Applier, ApplyOptions, ZohoApplier
 from consumer.pipeline.dead_letters import DeadLetterPublisher
-from consumer.pipeline.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.pipeline.engine import EngineOptions, SyncEngine
 from consumer.pipeline.plan import MappingConfig
 from consumer.pipeline.replay_index import ReplayIndex
 from consumer.pipeline.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
+from consumer.pipeline.scheduler import InboundRecord
 from consumer.pipeline.store import SyncStore
 from consumer.settings import Settings
 

@@ -9,6 +9,7 @@ applied right after each commit and every few seconds, one savepoint per row und
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,15 +19,11 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from consumer.entities.registry import spec_of
 from consumer.pipeline.events import EntityType
 
 log = structlog.get_logger("zoho_cdc.write_back")
 
-#: The source column holding the Zoho id, per entity.
-WRITE_BACK_ID_COLUMN: Final = {
-    EntityType.CUSTOMER: "zoho_billing_customer_id",
-    EntityType.INVOICE: "zoho_billing_invoice_id",
-}
 LOCK_TIMEOUT_MS: Final = 1000  # how long one write-back waits for a row another transaction holds
 RETRY_SECONDS: Final = 2.0  # how often the queue is looked at when nothing else applies it
 
@@ -63,7 +60,9 @@ def queue_rows(write_backs: Sequence[WriteBack]) -> list[tuple[Any, ...]]:
     return [(w.entity_type.value, w.entity_id, w.zoho_id, w.sync_status, w.called) for w in write_backs]
 
 
-def _update_sql(table: str, id_column: str) -> str:
+@functools.cache
+def _update_sql(entity_type: EntityType) -> str:
+    table, id_column = entity_type.table, spec_of(entity_type).write_back_id_column
     return (
         f"UPDATE {table} SET {id_column} = COALESCE(%(zoho_id)s::text, {id_column}),"
         " zoho_sync_status = %(status)s,"
@@ -77,7 +76,6 @@ def _update_sql(table: str, id_column: str) -> str:
 _DONE_SQL: Final = (
     "DELETE FROM zoho_pending_write_back WHERE entity_type = %s AND entity_id = %s AND queued_at = %s"
 )
-_UPDATE_SQL: Final = {t: _update_sql(t.table, column) for t, column in WRITE_BACK_ID_COLUMN.items()}
 
 
 class WriteBackQueue:
@@ -159,4 +157,4 @@ class WriteBackQueue:
         except ValueError:
             return  # not a source row id (the source tables key by uuid): nothing to write back
         params = {"zoho_id": zoho_id, "status": status, "called": called, "id": row_id}
-        await conn.execute(_UPDATE_SQL[entity_type], params)
+        await conn.execute(_update_sql(entity_type), params)

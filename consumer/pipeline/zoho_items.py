@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.pipeline.plan import ITEM_CODE_KEY
+from consumer.entities.invoice_payload import ITEM_CODE_KEY
 
 
 @dataclass(frozen=True, slots=True)

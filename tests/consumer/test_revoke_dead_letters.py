@@ -12,7 +12,8 @@ import asyncio
 from typing import Any
 
 from consumer.migrations import migrate
-from consumer.pipeline.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.pipeline.engine import EngineOptions, SyncEngine
+from consumer.pipeline.scheduler import InboundRecord
 from consumer.pipeline.store import SyncStore
 
 TOPIC = "rv.public.customers"

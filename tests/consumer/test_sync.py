@@ -234,7 +234,7 @@ async def test_two_consumers_in_one_group_share_partitions_without_duplicates(se
 async def test_revoked_refresh_token_stops_the_sync_with_one_sentence_and_advances_no_offset(
     settings, source, zoho
 ):
-    from consumer.pipeline.engine import FatalSyncError
+    from consumer.pipeline.scheduler import FatalSyncError
     from consumer.pipeline.wiring import sync_session
 
     zoho.handle.revoke_refresh_token()

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.pipeline.decode import decode_event
-from consumer.pipeline.encode import encode_event, topic_for
+from consumer.pipeline.encode import encode_event
 from consumer.pipeline.events import EntityType, Op
 
 amounts = st.decimals(min_value=Decimal("-9999999999.99"), max_value=Decimal("9999999999.99"), places=2)
@@ -47,13 +47,13 @@ def test_an_encoded_invoice_decodes_to_the_same_row(subtotal, total, day, due, n
         "updated_at": moment,
     }
     key, value = encode_event(EntityType.INVOICE, "c", row, key_id=row["id"], topic_prefix="p", lsn=7)
-    event = decode_event(topic_for("p", EntityType.INVOICE), key, value, topic_prefix="p")
+    event = decode_event(EntityType.INVOICE.topic("p"), key, value, topic_prefix="p")
     assert event.op is Op.CREATE and event.lsn == 7
     assert dict(event.row) == row  # type: ignore[arg-type]
 
 
 def test_an_encoded_customer_delete_carries_only_the_key() -> None:
     key, value = encode_event(EntityType.CUSTOMER, "d", None, key_id="11111111-1111-1111-1111-111111111111")
-    event = decode_event(topic_for("zoho-cdc", EntityType.CUSTOMER), key, value, topic_prefix="zoho-cdc")
+    event = decode_event(EntityType.CUSTOMER.topic("zoho-cdc"), key, value, topic_prefix="zoho-cdc")
     assert event.op is Op.DELETE and event.row is None
     assert event.entity_id == "11111111-1111-1111-1111-111111111111"

@@ -13,6 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from consumer.entities.customers import SPEC as CUSTOMERS
+from consumer.entities.customers import (
+    customer_display_name,
+    customer_payload,
+    is_internal_test,
+    plan_customer,
+)
+from consumer.entities.invoice_payload import invoice_currency, invoice_payload
+from consumer.entities.invoices import SPEC as INVOICES
+from consumer.entities.invoices import plan_invoice
+from consumer.entities.registry import spec_of
 from consumer.pipeline.decode import decode_event
 from consumer.pipeline.events import ChangeEvent, EntityType, Op
 from consumer.pipeline.plan import (
@@ -20,15 +31,7 @@ from consumer.pipeline.plan import (
     EntityState,
     MappingConfig,
     MappingError,
-    customer_display_name,
-    customer_payload,
-    invoice_currency,
-    invoice_payload,
-    is_internal_test,
-    missing_required,
     payload_hash,
-    plan_customer,
-    plan_invoice,
 )
 
 CONFIG = MappingConfig()
@@ -351,7 +354,7 @@ def test_invoice_payload_from_the_captured_snapshot_row() -> None:
     }
     assert json.loads(json.dumps(payload)) == payload  # plain JSON, no Decimal/date objects
     assert _zoho_total(payload) == INVOICE_ROW["total_amount"]
-    assert missing_required(payload) == ()
+    assert INVOICES.missing_required(payload) == ()
 
 
 def test_inconsistent_source_totals_still_make_zoho_total_equal_total_amount() -> None:
@@ -555,11 +558,11 @@ def test_plan_invoice(
     assert plan.action is action
     assert reason in plan.reason
     if customer_zoho_id is None and action in (Action.CREATE_INVOICE, Action.UPDATE_INVOICE):
-        assert plan.payload is None and plan.needs_customer == CUSTOMER_ID
+        assert plan.payload is None and plan.needs_parent == CUSTOMER_ID
     elif action in (Action.CREATE_INVOICE, Action.UPDATE_INVOICE):
         assert plan.payload == invoice_payload(INVOICE_ROW, "C-1")
         assert plan.payload_hash == payload_hash(plan.payload)
-        assert plan.needs_customer is None
+        assert plan.needs_parent is None
     elif action is not Action.NOOP:
         assert plan.payload is None
 
@@ -586,9 +589,9 @@ def test_invoice_with_unavailable_line_items_updates_without_items_and_without_h
 
 
 def test_missing_required_names_the_empty_fields() -> None:
-    assert missing_required({"display_name": ""}) == ("display_name",)
-    assert missing_required({"customer_id": "C", "invoice_items": []}) == ("date", "invoice_items")
-    assert missing_required({}, EntityType.INVOICE) == ("customer_id", "date", "invoice_items")
+    assert CUSTOMERS.missing_required({"display_name": ""}) == ("display_name",)
+    assert INVOICES.missing_required({"customer_id": "C", "invoice_items": []}) == ("date", "invoice_items")
+    assert spec_of(EntityType.INVOICE).missing_required({}) == ("customer_id", "date", "invoice_items")
 
 
 # --- payload hash ----------------------------------------------------------------------------

@@ -1,0 +1,251 @@
+"""Customers: the `customers` table as Zoho Billing customers.
+
+A customer is created once (found again by its account number after a lost reply), updated when a
+mapped column changes, marked inactive when closed or deleted in the source (never deleted in Zoho),
+and never sent at all when it is an internal test account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from consumer.entities.customer_calls import CustomerCalls
+from consumer.entities.spec import EntitySpec, PlanInput, SourceLookups
+from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType, Op
+from consumer.pipeline.plan import (
+    DELETED_WHILE_CREATING,
+    Action,
+    EntityState,
+    MappingConfig,
+    Plan,
+    as_text,
+    is_synced,
+    payload_hash,
+    require_natural_key,
+    row_of,
+    skip,
+    without_create_only,
+)
+
+_T, _J, _TS = ColumnKind.TEXT, ColumnKind.JSONB, ColumnKind.TIMESTAMPTZ
+
+#: The columns of `customers` (consumer/sql/source_schema.sql), by how Debezium sends them.
+COLUMNS: Final[Mapping[str, ColumnKind]] = {
+    "id": _T,
+    "account_number": _T,
+    "email": _T,
+    "first_name": _T,
+    "last_name": _T,
+    "company_name": _T,
+    "phone": _T,
+    "account_type": _T,
+    "billing_address": _J,
+    "status": _T,
+    "notes": _T,
+    "created_at": _TS,
+    "updated_at": _TS,
+    "zoho_billing_customer_id": _T,
+    "zoho_sync_status": _T,
+    "zoho_last_synced_at": _TS,
+}
+
+INTERNAL_TEST_ACCOUNT_TYPE: Final = "internal_test"
+
+
+#: Customer columns that feed the Zoho body or the decision to sync at all.
+CUSTOMER_MAPPED_COLUMNS: Final = frozenset(
+    {
+        "account_number",
+        "email",
+        "first_name",
+        "last_name",
+        "company_name",
+        "phone",
+        "billing_address",
+        "account_type",
+        "status",
+    }
+)
+
+
+_ADDRESS_KEYS: Final = ("street", "city", "state", "zip", "country")
+
+
+CUSTOMER_CLOSED: Final = "closed"
+
+
+CUSTOMER_SUSPENDED: Final = "suspended"
+
+
+def is_internal_test(row: Mapping[str, Any]) -> bool:
+    """Internal test accounts are never synced (and are marked inactive if they once were)."""
+    return row.get("account_type") == INTERNAL_TEST_ACCOUNT_TYPE
+
+
+def customer_zoho_status(row: Mapping[str, Any], config: MappingConfig) -> str:
+    """The Zoho status a customer row should have: `closed` is inactive; `suspended` as configured
+    (default active: a suspended account still owes); internal test accounts are inactive."""
+    status = as_text(row.get("status")).lower()
+    if is_internal_test(row) or status == CUSTOMER_CLOSED:
+        return "inactive"
+    if status == CUSTOMER_SUSPENDED:
+        return config.suspended_status
+    return "active"
+
+
+def customer_display_name(row: Mapping[str, Any]) -> str:
+    """Company name, else "first last" (either part may be missing), else the account number."""
+    company = as_text(row.get("company_name"))
+    if company:
+        return company
+    person = " ".join(p for p in (as_text(row.get("first_name")), as_text(row.get("last_name"))) if p)
+    return person or as_text(row.get("account_number"))
+
+
+def customer_payload(
+    row: Mapping[str, Any], config: MappingConfig, *, currency_code: str | None = None
+) -> dict[str, Any]:
+    """The Zoho customer create/update body for a customer row.
+
+    Columns absent from `row` (unavailable TOAST values) are left out of the body, so a PUT
+    leaves Zoho's value alone. Name and phone columns that are NULL are sent as "" so a value
+    cleared in the source is cleared in Zoho; email is omitted when NULL/empty (Zoho rejects "").
+    """
+    payload: dict[str, Any] = {
+        "display_name": customer_display_name(row),
+        "currency_code": currency_code or config.default_currency,
+    }
+    for column in ("first_name", "last_name", "company_name", "phone"):
+        if column in row:
+            payload[column] = as_text(row[column])
+    email = as_text(row.get("email"))
+    if email:
+        payload["email"] = email
+    address = _billing_address(row.get("billing_address"))
+    if address:
+        payload["billing_address"] = address
+    if "account_number" in row:
+        payload["custom_fields"] = [
+            {"label": config.account_number_field, "value": as_text(row["account_number"])}
+        ]
+    return payload
+
+
+def _billing_address(raw: Any) -> dict[str, str]:
+    """Zoho's address keys from the jsonb, as strings; other keys and empty values are dropped."""
+    if not isinstance(raw, Mapping):
+        return {}
+    out = {}
+    for key in _ADDRESS_KEYS:
+        value = raw.get(key)
+        if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+            continue
+        text = str(value).strip()
+        if text:
+            out[key] = text
+    return out
+
+
+def plan_customer(
+    event: ChangeEvent,
+    state: EntityState | None,
+    config: MappingConfig,
+    *,
+    currency_code: str | None = None,
+) -> Plan:
+    """Decide the Zoho call for a customer event.
+
+    Deletes never delete in Zoho (history stays); the customer is marked inactive. When a
+    mapped column is unavailable (unchanged TOAST value) the payload leaves it out and
+    `payload_hash` is None, so it is never mistaken for "unchanged".
+    """
+    if event.op is Op.TOMBSTONE:
+        return skip("tombstone")
+    if event.op is Op.DELETE:
+        if not is_synced(state):
+            if state is not None and state.pending_create:
+                return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, DELETED_WHILE_CREATING)
+            return skip("deleted in the source and never synced")
+        assert state is not None
+        if state.status == "inactive":
+            return Plan(Action.NOOP, None, None, "deleted in the source; already inactive in Zoho")
+        return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "deleted in the source")
+
+    row = row_of(event)
+    if is_internal_test(row):
+        if is_synced(state) and state is not None and state.status != "inactive":
+            return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "became an internal test account")
+        return skip("internal test account")
+
+    payload = customer_payload(row, config, currency_code=currency_code)
+    partial = sorted(event.unavailable & CUSTOMER_MAPPED_COLUMNS)
+    digest = None if partial else payload_hash(payload)
+    note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
+    target = customer_zoho_status(row, config)
+
+    if not is_synced(state):
+        require_natural_key(row, "account_number", "customer")
+        why = "not yet in Zoho" + (
+            "; inactive once created (closed in the source)" if target == "inactive" else ""
+        )
+        return Plan(Action.CREATE_CUSTOMER, payload, digest, f"{why}{note}", status=target)
+    assert state is not None
+    payload = without_create_only(payload)
+    changed = digest is None or digest != state.payload_hash
+    current = state.status or "active"
+    if current != target:
+        action = Action.MARK_CUSTOMER_ACTIVE if target == "active" else Action.MARK_CUSTOMER_INACTIVE
+        why = f"{as_text(row.get('status')) or 'active'} in the source; {current} in Zoho"
+        if target == "active":
+            why = f"reactivated: {why}"
+        return Plan(
+            action, payload if changed else None, digest, f"{why}{note}", status=target, from_status=current
+        )
+    if not changed:
+        return Plan(Action.NOOP, None, digest, "unchanged", status=target, from_status=current)
+    return Plan(Action.UPDATE_CUSTOMER, payload, digest, f"changed{note}", status=target, from_status=current)
+
+
+def _plan(given: PlanInput) -> Plan:
+    return plan_customer(
+        given.event, given.state, given.config, currency_code=given.facts.get("currency_code")
+    )
+
+
+async def _facts(lookups: SourceLookups, event: ChangeEvent, state: EntityState | None) -> Mapping[str, Any]:
+    """A customer not yet in Zoho is created in the currency of its invoices (Zoho bills an invoice in
+    its customer's currency, fixed at create)."""
+    if is_synced(state):
+        return {}
+    currency = await lookups.first_child_value(EntityType.INVOICE, "customer_id", "currency", event.entity_id)
+    return {"currency_code": currency}
+
+
+def _never_synced(row: Mapping[str, Any]) -> str | None:
+    return "customer is internal_test and never sent to Zoho" if is_internal_test(row) else None
+
+
+def _created_currency(plan: Plan) -> str | None:
+    """The currency a customer create gives the Zoho record (None for every other call)."""
+    if plan.action is not Action.CREATE_CUSTOMER or not plan.payload:
+        return None
+    currency = plan.payload.get("currency_code")
+    return str(currency) if currency else None
+
+
+SPEC: Final = EntitySpec(
+    entity=EntityType.CUSTOMER,
+    columns=COLUMNS,
+    natural_key="account_number",
+    zoho_id_field="customer_id",
+    write_back_id_column="zoho_billing_customer_id",
+    mapped_columns=CUSTOMER_MAPPED_COLUMNS,
+    remembered_columns=CUSTOMER_MAPPED_COLUMNS,
+    required_fields=("display_name",),
+    plan=_plan,
+    calls=CustomerCalls,
+    plan_facts=_facts,
+    never_synced=_never_synced,
+    created_currency=_created_currency,
+)

@@ -1,0 +1,217 @@
+"""The Zoho calls of an invoice: create, update, and the status walk (open, pay, void) or delete.
+
+Lines name Zoho items (`consumer.pipeline.zoho_items`); an item we remembered but Zoho no longer has is
+found or created again. A payment is recorded exactly once: its intent is written first, and after a
+lost reply or a crash it is found again on the invoice by our reference before any new one is made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from connectors.zoho.errors import NotFound, PermanentError
+from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
+from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
+from consumer.pipeline.events import EntityType
+from consumer.pipeline.plan import Action, Plan
+from consumer.pipeline.zoho_items import ItemCatalogue
+
+if TYPE_CHECKING:
+    from consumer.pipeline.apply import ApplyContext
+
+#: The intent operation written before a payment is recorded (the intent of a create is "create").
+PAYMENT_INTENT: Final = "payment"
+_ITEM_RETRIES: Final = 3
+
+
+class InvoiceCalls:
+    """Carries out invoice plans with the Zoho client."""
+
+    def __init__(self, ctx: ApplyContext) -> None:
+        self._ctx = ctx
+        self._client = ctx.client
+        self._items = ItemCatalogue(ctx.client, ctx.store, ctx.options.lines)
+
+    async def find(
+        self, natural_key: str, entity_id: str, row: Mapping[str, Any] | None
+    ) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self._client.find_invoice_by_number(
+            natural_key, reference=entity_id
+        )
+        return found
+
+    async def create(
+        self,
+        payload: dict[str, Any],
+        natural_key: str,
+        row: Mapping[str, Any] | None,
+        before_send: Callable[[], Awaitable[None]],
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = await self._client.create_invoice_idempotent(
+            payload, natural_key, before_send=before_send
+        )
+        return body
+
+    async def adopt(self, existing: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+        if zoho_invoice_stage(existing.get("status")) not in ("draft", "sent"):
+            # Paid or void already (a payment recorded before a crash): Zoho refuses edits, and the
+            # content was sent before the payment was made.
+            return existing
+        body: dict[str, Any] = await self._client.update_invoice(str(existing["invoice_id"]), payload)
+        return body
+
+    async def carry_out(
+        self, plan: Plan, entity_id: str, row: Mapping[str, Any] | None, zoho_id: str | None
+    ) -> tuple[str | None, str | None]:
+        if plan.payload:
+            for _ in range(_ITEM_RETRIES):
+                try:
+                    return await self._carry_out(plan, entity_id, row, zoho_id)
+                except PermanentError as exc:
+                    if exc.code != CODE_ITEM_NOT_FOUND:
+                        raise
+                    # An item we remembered was deleted in Zoho (or Zoho was wiped): find or create it again.
+                    # Concurrent invoices may still hold the old id for a moment, hence a few tries.
+                    await self._items.forget(plan.payload)
+        return await self._carry_out(plan, entity_id, row, zoho_id)
+
+    async def _carry_out(
+        self, plan: Plan, entity_id: str, row: Mapping[str, Any] | None, zoho_id: str | None
+    ) -> tuple[str | None, str | None]:
+        c = self._client
+        payload = await self._items.resolve(plan.payload) if plan.payload else {}
+        match plan.action:
+            case Action.CREATE_INVOICE:
+                zoho_id, body = await self._create(entity_id, payload, row)
+                return zoho_id, await self._walk_status(entity_id, zoho_id, body, plan, row)
+            case Action.UPDATE_INVOICE:
+                assert zoho_id is not None
+                try:
+                    body = await self._current(entity_id, zoho_id, plan)
+                    if body is None or zoho_invoice_stage(body.get("status")) in ("draft", "sent"):
+                        body = await c.update_invoice(zoho_id, payload)
+                except NotFound:  # deleted in Zoho (by hand, or the organisation was wiped): recreate
+                    zoho_id, body = await self._create(entity_id, payload, row)
+                return zoho_id, await self._walk_status(entity_id, zoho_id, body, plan, row)
+            case Action.OPEN_INVOICE | Action.RECORD_PAYMENT:
+                assert zoho_id is not None
+                body = await self._current(entity_id, zoho_id, plan)
+                return zoho_id, await self._walk_status(entity_id, zoho_id, body, plan, row)
+            case Action.VOID_INVOICE:
+                zoho_id = zoho_id or await self._ctx.created_before(EntityType.INVOICE, entity_id)
+                if zoho_id is None:
+                    return None, None
+                await c.void_invoice(zoho_id)
+                return zoho_id, "void"
+            case Action.DELETE_INVOICE:
+                assert zoho_id is not None
+                return zoho_id, await self._delete(zoho_id)
+        raise ValueError(f"plan {plan.action} makes no Zoho invoice call")
+
+    async def _delete(self, zoho_id: str) -> str:
+        try:
+            await self._client.delete_invoice(zoho_id)
+        except NotFound:
+            pass
+        except PermanentError:
+            # Zoho refuses to delete an invoice with payments (it is no draft after all): void it.
+            await self._client.void_invoice(zoho_id)
+            return "void"
+        return "deleted"
+
+    async def _create(
+        self, entity_id: str, payload: dict[str, Any], row: Mapping[str, Any] | None
+    ) -> tuple[str, dict[str, Any]]:
+        zoho_id, body = await self._ctx.create(EntityType.INVOICE, entity_id, payload, row)
+        assert zoho_id is not None
+        return zoho_id, body
+
+    async def _current(self, entity_id: str, zoho_id: str, plan: Plan) -> dict[str, Any] | None:
+        """The invoice as Zoho has it now, read only when the entity map may be wrong about its status: the
+        status is unknown (a resync, an older map row) or a payment intent is left (a crash after the
+        payment may have made it paid). Else None, and no call. Raises NotFound when it is gone."""
+        if plan.from_status is None:
+            body: dict[str, Any] = await self._client.get_invoice(zoho_id)
+            return body
+        intent = await self._ctx.intent(EntityType.INVOICE, entity_id)
+        if intent is None or intent.operation != PAYMENT_INTENT:
+            return None
+        body = await self._client.get_invoice(zoho_id)
+        return body
+
+    async def _walk_status(
+        self,
+        entity_id: str,
+        zoho_id: str,
+        body: Mapping[str, Any] | None,
+        plan: Plan,
+        row: Mapping[str, Any] | None,
+    ) -> str | None:
+        """Walk the Zoho invoice from its status to the source's (`plan.status`); returns the status reached.
+
+        `body` is the invoice as Zoho last answered in this apply (None: the entity map's status is used).
+        """
+        known = body.get("status") if body else plan.from_status
+        target = plan.status
+        if target is None or target == "void":
+            return known
+        current = zoho_invoice_stage(known) or "draft"
+        status = known
+        try:
+            steps = invoice_status_steps(current, target, row)
+        except StatusBackwards as exc:  # Zoho's status was not the one the entity map knew
+            raise PermanentError(exc.reason) from None
+        for step in steps:
+            if step == "open":
+                await self._open(zoho_id)
+                status = "sent"
+            elif step == "pay":
+                status = await self._pay(entity_id, zoho_id, body, row)
+        return status
+
+    async def _open(self, zoho_id: str) -> None:
+        """converttoopen. A refusal (open already, after a lost reply or a crash) is checked, not trusted."""
+        try:
+            await self._client.open_invoice(zoho_id)
+        except PermanentError:
+            invoice = await self._client.get_invoice(zoho_id)
+            if zoho_invoice_stage(invoice.get("status")) == "draft":
+                raise
+
+    async def _pay(
+        self, entity_id: str, zoho_id: str, body: Mapping[str, Any] | None, row: Mapping[str, Any] | None
+    ) -> str:
+        """Record one payment for the invoice's balance, exactly once.
+
+        The intent is written before the call; after a crash (intent left) or a lost reply the payment is
+        looked for on the invoice by its reference (the source invoice id) before any new one is made.
+        """
+        c = self._client
+        invoice: Mapping[str, Any]
+        if body is not None and "balance" in body and "customer_id" in body and "payments" in body:
+            invoice = body
+        else:
+            invoice = await c.get_invoice(zoho_id)
+        if any(str(p.get("reference_number") or "") == entity_id for p in invoice.get("payments") or []):
+            return str(invoice.get("status") or "paid")  # ours, recorded before a crash or a lost reply
+        balance = float(invoice.get("balance") or 0)
+        if zoho_invoice_stage(invoice.get("status")) == "paid" or balance <= 0:
+            return "paid"
+        number = str((row or {}).get("invoice_number") or invoice.get("invoice_number") or entity_id)
+        await self._ctx.store.write_intent(EntityType.INVOICE, entity_id, PAYMENT_INTENT, number)
+        amount = round(balance, 2)
+        await c.create_payment_once(
+            {
+                "customer_id": str(invoice["customer_id"]),
+                "payment_mode": self._ctx.options.payment_mode,
+                "amount": amount,
+                "date": dt.datetime.now(dt.UTC).date().isoformat(),
+                "reference_number": entity_id,
+                "description": f"Invoice {number} paid in the source (zoho-cdc)",
+                "invoices": [{"invoice_id": zoho_id, "amount_applied": amount}],
+            },
+            zoho_id,
+        )
+        return "paid"

@@ -1,0 +1,201 @@
+"""Invoices: the `customer_invoices` table as Zoho Billing invoices, whose status follows the source.
+
+An invoice needs its customer in Zoho first (the parent link). Its status moves forward only:
+draft -> sent (converttoopen) -> paid (one payment for the balance); void ends any of them; a deleted
+invoice is deleted while a draft in Zoho and voided otherwise. A move Zoho has no call for raises
+`StatusBackwards` and is dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from consumer.entities.invoice_calls import InvoiceCalls
+from consumer.entities.invoice_payload import invoice_currency, invoice_payload
+from consumer.entities.invoice_status import (
+    EDITABLE_INVOICE_STAGES,
+    invoice_source_stage,
+    invoice_status_steps,
+    zoho_invoice_stage,
+)
+from consumer.entities.spec import EntitySpec, ParentLink, PlanInput
+from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType, Op
+from consumer.pipeline.plan import (
+    DELETED_WHILE_CREATING,
+    Action,
+    EntityState,
+    MappingError,
+    Plan,
+    as_text,
+    is_synced,
+    payload_hash,
+    require_natural_key,
+    row_of,
+    skip,
+)
+
+_T, _N, _D, _J, _TS = (
+    ColumnKind.TEXT,
+    ColumnKind.NUMERIC,
+    ColumnKind.DATE,
+    ColumnKind.JSONB,
+    ColumnKind.TIMESTAMPTZ,
+)
+
+#: The columns of `customer_invoices` (consumer/sql/source_schema.sql), by how Debezium sends them.
+COLUMNS: Final[Mapping[str, ColumnKind]] = {
+    "id": _T,
+    "customer_id": _T,
+    "invoice_number": _T,
+    "invoice_date": _D,
+    "due_date": _D,
+    "currency": _T,
+    "subtotal": _N,
+    "vat_amount": _N,
+    "total_amount": _N,
+    "status": _T,
+    "line_items": _J,
+    "created_at": _TS,
+    "updated_at": _TS,
+    "zoho_billing_invoice_id": _T,
+    "zoho_sync_status": _T,
+    "zoho_last_synced_at": _TS,
+}
+
+#: Invoice columns that feed the Zoho body or the plan.
+INVOICE_MAPPED_COLUMNS: Final = frozenset(
+    {
+        "id",
+        "customer_id",
+        "invoice_number",
+        "invoice_date",
+        "due_date",
+        "subtotal",
+        "vat_amount",
+        "total_amount",
+        "status",
+        "line_items",
+    }
+)
+
+
+#: Columns an invoice cannot be created without (a TOASTed line_items on an update is possible).
+_INVOICE_CREATE_COLUMNS: Final = frozenset({"invoice_date", "line_items", "subtotal", "total_amount"})
+
+
+def plan_invoice(
+    event: ChangeEvent,
+    state: EntityState | None,
+    customer_zoho_id: str | None,
+    *,
+    customer_currency: str | None = None,
+) -> Plan:
+    """Decide the Zoho call for an invoice event.
+
+    A void source invoice that was never synced is skipped (we do not create invoices just to
+    void them). A Zoho status of None is treated as editable (the API rejects the PUT if not).
+    Zoho invoices take their customer's currency, so an invoice in another currency than the
+    one its Zoho customer was created with (`customer_currency`, when known) is a MappingError.
+    """
+    if event.op is Op.TOMBSTONE:
+        return skip("tombstone")
+    synced = is_synced(state)
+    zoho_status = state.status if state is not None else None
+    if event.op is Op.DELETE:
+        if not synced:
+            if state is not None and state.pending_create:
+                return Plan(Action.VOID_INVOICE, None, None, DELETED_WHILE_CREATING)
+            return skip("deleted in the source and never synced")
+        if zoho_status == "void":
+            return Plan(Action.NOOP, None, None, "deleted in the source; already void in Zoho")
+        if zoho_status == "draft":
+            return Plan(Action.DELETE_INVOICE, None, None, "deleted in the source; draft in Zoho")
+        return Plan(Action.VOID_INVOICE, None, None, "deleted in the source")
+
+    row = row_of(event)
+    target = invoice_source_stage(row)
+    if target == "void":
+        if not synced:
+            return skip("void in the source and never synced")
+        if zoho_status == "void":
+            return Plan(Action.NOOP, None, None, "void in the source; already void in Zoho")
+        return Plan(
+            Action.VOID_INVOICE, None, None, "void in the source", status="void", from_status=zoho_status
+        )
+
+    missing_for_create = sorted(event.unavailable & _INVOICE_CREATE_COLUMNS)
+    if not synced and missing_for_create:
+        return skip(
+            f"cannot create: {', '.join(missing_for_create)} unavailable (unchanged TOAST value); "
+            "backfill the invoice or set REPLICA IDENTITY FULL"
+        )
+    current = zoho_invoice_stage(zoho_status) if synced else None
+    steps = invoice_status_steps(current or "draft", target, row)  # raises StatusBackwards
+    action = Action.UPDATE_INVOICE if synced else Action.CREATE_INVOICE
+    if customer_zoho_id is None:
+        customer_id = as_text(row.get("customer_id")) or None
+        return Plan(action, None, None, "customer not yet in Zoho", needs_parent=customer_id, status=target)
+
+    currency = invoice_currency(row)
+    if customer_currency and currency and currency != customer_currency.upper():
+        raise MappingError(
+            f"invoice {as_text(row.get('invoice_number')) or event.entity_id} is in {currency} but its"
+            " customer"
+            f" was created in Zoho in {customer_currency.upper()}; Zoho bills an invoice in its customer's"
+            " currency, so it is not sent"
+        )
+    payload = invoice_payload(row, customer_zoho_id)
+    partial = sorted(event.unavailable & INVOICE_MAPPED_COLUMNS)
+    digest = None if partial else payload_hash(payload)
+    note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
+    moves = f"; {current or 'draft'} -> {target} in Zoho" if steps else ""
+
+    if not synced:
+        require_natural_key(row, "invoice_number", "invoice")
+        return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}{moves}", status=target)
+    assert state is not None
+    changed = digest is None or digest != state.payload_hash
+    if not changed:
+        if not steps:
+            return Plan(Action.NOOP, None, digest, "unchanged", status=target, from_status=zoho_status)
+        action = Action.RECORD_PAYMENT if "pay" in steps else Action.OPEN_INVOICE
+        return Plan(
+            action, None, digest, f"{target} in the source{moves}", status=target, from_status=zoho_status
+        )
+    if current is not None and current not in EDITABLE_INVOICE_STAGES:
+        return skip(f"invoice no longer editable in Zoho (status {zoho_status})")
+    return Plan(
+        Action.UPDATE_INVOICE,
+        payload,
+        digest,
+        f"changed{note}{moves}",
+        status=target,
+        from_status=zoho_status,
+    )
+
+
+def _plan(given: PlanInput) -> Plan:
+    parent = given.parent
+    return plan_invoice(
+        given.event,
+        given.state,
+        parent.zoho_id if parent else None,
+        customer_currency=parent.currency_code if parent else None,
+    )
+
+
+SPEC: Final = EntitySpec(
+    entity=EntityType.INVOICE,
+    columns=COLUMNS,
+    natural_key="invoice_number",
+    zoho_id_field="invoice_id",
+    write_back_id_column="zoho_billing_invoice_id",
+    mapped_columns=INVOICE_MAPPED_COLUMNS,
+    # what the mapping reads, plus the currency it checks against the customer's
+    remembered_columns=INVOICE_MAPPED_COLUMNS | {"currency"},
+    required_fields=("customer_id", "date", "invoice_items"),
+    plan=_plan,
+    calls=InvoiceCalls,
+    parent=ParentLink(EntityType.CUSTOMER, "customer_id"),
+)

@@ -1,0 +1,60 @@
+"""The registry of synced entities: one `EntitySpec` per source table, looked up by entity or topic.
+
+The built-in specs (customers, invoices) are registered when `consumer.entities` is imported; a test or
+an extension registers its own with `register`. Looking up an entity without a spec raises.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+from consumer.entities.spec import EntitySpec
+from consumer.pipeline.events import DecodeError, EntityType
+
+_SPECS: dict[EntityType, EntitySpec] = {}
+
+
+def register(spec: EntitySpec) -> EntitySpec:
+    """Add (or replace) the spec of an entity; returns it."""
+    _SPECS[spec.entity] = spec
+    return spec
+
+
+def unregister(entity: EntityType) -> None:
+    _SPECS.pop(entity, None)
+
+
+def spec_of(entity: EntityType | str) -> EntitySpec:
+    _load_builtins()
+    try:
+        return _SPECS[EntityType(entity)]
+    except KeyError:
+        raise LookupError(f"no spec is registered for entity {entity!r}") from None
+
+
+def specs() -> Iterator[EntitySpec]:
+    """Every registered spec, parents before their children (the order a repair must follow)."""
+    _load_builtins()
+    done: list[EntitySpec] = []
+    pending = list(_SPECS.values())
+    while pending:
+        ready = [s for s in pending if s.parent is None or s.parent.entity in {d.entity for d in done}]
+        if not ready:  # a parent that is not registered: keep the rest in registration order
+            ready = pending[:1]
+        done += ready
+        pending = [s for s in pending if s not in ready]
+    return iter(done)
+
+
+def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
+    """The entity a Debezium topic carries, or DecodeError for any other topic."""
+    for spec in specs():
+        if topic == spec.entity.topic(topic_prefix):
+            return spec.entity
+    raise DecodeError(f"topic {topic!r} is not a synced table topic for prefix {topic_prefix!r}")
+
+
+def _load_builtins() -> None:
+    if "consumer.entities.customers" not in sys.modules:
+        import consumer.entities  # noqa: F401  (registers the built-in specs)

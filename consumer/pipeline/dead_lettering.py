@@ -1,0 +1,123 @@
+"""Dead-lettering a record: published to the DLQ once, recorded once, parked after its reprocess attempts.
+
+A record redelivered after a crash finds its `dead_lettered` row and is not published again. A record
+re-driven from the DLQ that fails again `reprocess_max_attempts` times is recorded `failed` (parked)
+instead of going round the DLQ forever. Publishing is a send like a Zoho call: withdrawn before it by
+a revoke, never cancelled once it started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from connectors.zoho.send_guard import CURRENT_GUARD
+from consumer.pipeline.dead_letters import (
+    H_OFFSET,
+    H_PARTITION,
+    H_REPROCESS_COUNT,
+    H_TOPIC,
+    DeadLetter,
+    DeadLetterPublisher,
+    header_int,
+    parse_headers,
+)
+from consumer.pipeline.recording import Outcome, OutcomeRecorder
+from consumer.pipeline.scheduler import WorkItem
+from consumer.pipeline.store import EntityUpdate, OutcomeRow
+from consumer.pipeline.write_back import WriteBack
+
+log = structlog.get_logger("zoho_cdc.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a record goes to the DLQ, in the words and fields its dead letter and sync-log row carry."""
+
+    reason: str
+    kind: str  # decode, mapping, permanent, exhausted, source, internal
+    exc_class: str
+    attempts: int = 0
+    http_status: int | None = None
+
+
+class DeadLetterDesk:
+    """Publishes dead letters and records their outcomes."""
+
+    def __init__(
+        self, publisher: DeadLetterPublisher, recorder: OutcomeRecorder, dlq_topic: str, max_reprocess: int
+    ) -> None:
+        self._publisher = publisher
+        self._recorder = recorder
+        self._dlq_topic = dlq_topic
+        self._max_reprocess = max_reprocess
+
+    async def dead_letter(
+        self,
+        item: WorkItem,
+        refusal: Refusal,
+        *,
+        prior: list[OutcomeRow] | None = None,
+        write_back: bool = False,
+        entity: EntityUpdate | None = None,
+    ) -> None:
+        """Publish the record to the DLQ and record it; `entity` remembers the refused state."""
+        rec, recorder = item.record, self._recorder
+        if await recorder.read(
+            recorder.store.has_outcome, recorder.consumer_group, rec.topic, rec.partition, rec.offset
+        ):
+            # Redelivered after a crash: dead-lettered before (publish, then row); never publish it twice.
+            return
+        headers = parse_headers(rec.headers)
+        reprocess_count = header_int(headers, H_REPROCESS_COUNT, 0)
+        if rec.topic == self._dlq_topic:
+            reprocess_count += 1
+            if reprocess_count >= self._max_reprocess:
+                # Parked: recorded as failed instead of going round the DLQ forever.
+                recorder.metrics.outcome("failed")
+                log.warning("parked after reprocess attempts", offset=rec.offset, reason=refusal.reason)
+                error = f"parked after {reprocess_count} reprocess attempts: {refusal.reason}"
+                row = self._row(item, "failed", refusal, error)
+                await recorder.record(Outcome([*(prior or []), row], entity=entity))
+                return
+        await self.publish(
+            DeadLetter(
+                topic=headers.get(H_TOPIC) or rec.topic,
+                partition=header_int(headers, H_PARTITION, rec.partition),
+                offset=header_int(headers, H_OFFSET, rec.offset),
+                key=rec.key,
+                value=rec.value,
+                reason=refusal.reason,
+                kind=refusal.kind,
+                exception_class=refusal.exc_class,
+                attempts=refusal.attempts,
+                http_status=refusal.http_status,
+                reprocess_count=reprocess_count,
+            )
+        )
+        event = item.event
+        wb = None
+        if write_back and event is not None:
+            wb = WriteBack(event.entity_type, event.entity_id, None, "failed", called=False)
+        recorder.metrics.outcome("dead_lettered")
+        row = self._row(item, "dead_lettered", refusal, refusal.reason)
+        await recorder.record(Outcome([*(prior or []), row], entity=entity, write_back=wb))
+
+    async def publish(self, letter: DeadLetter) -> None:
+        """Produce a dead letter. It is a send like a Zoho call: withdrawn before it, never cancelled once
+        it started (a cancelled produce may still reach the topic, and the new owner would publish again)."""
+        guard = CURRENT_GUARD.get()
+        if guard is not None:
+            guard.before_send()  # raises SendRevoked when the record's partition was revoked
+        await self._recorder.retrying(lambda: self._publisher.publish(letter), what="dead-letter produce")
+
+    def _row(self, item: WorkItem, outcome: str, refusal: Refusal, error: str) -> OutcomeRow:
+        return self._recorder.row(
+            item,
+            outcome,
+            error=error,
+            attempts=refusal.attempts,
+            http_status=refusal.http_status,
+            operation=refusal.kind,
+        )

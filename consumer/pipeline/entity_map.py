@@ -1,0 +1,144 @@
+"""Entity-map values: what the map row of an entity says after each kind of outcome. Pure.
+
+The entity map is how an echo is told from a change (the payload hash of what Zoho acknowledged), how
+a stale event is told from a new one (the source position), and where the last whole image and a
+refused state are remembered. These functions build its rows; the store writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from consumer.entities.registry import spec_of
+from consumer.pipeline.apply import Applied
+from consumer.pipeline.events import ChangeEvent, EntityType
+from consumer.pipeline.plan import EntityState, MappingConfig, Plan
+from consumer.pipeline.row_images import is_partial, remembered
+from consumer.pipeline.store import EntityUpdate
+from consumer.pipeline.write_back import WriteBack
+
+if TYPE_CHECKING:
+    from consumer.pipeline.zoho_listing import ZohoListing
+
+
+def position(event: ChangeEvent) -> int | None:
+    """The source position an applied event leaves in the entity map, for later stale checks.
+
+    Only streamed changes set it. A snapshot read carries the LSN at which the snapshot began, and a
+    transaction that was open then (its change written to the WAL before that LSN) but committed after
+    it is streamed later with its own, lower change LSN: compared with the read's LSN it would look
+    stale and be lost. Streamed changes of one row are in LSN order (row locks), so they compare safely.
+    """
+    return None if event.snapshot else event.lsn
+
+
+def synced(event: ChangeEvent, plan: Plan, applied: Applied) -> EntityUpdate:
+    """The map row after Zoho accepted the plan's calls."""
+    spec = spec_of(event.entity_type)
+    return EntityUpdate(
+        event.entity_type,
+        event.entity_id,
+        applied.zoho_id,
+        plan.payload_hash,
+        position(event),
+        applied.zoho_status,
+        spec.natural_key_of(event.row),
+        source_row=_whole(event),
+        currency_code=spec.created_currency(plan),
+    )
+
+
+def unchanged(event: ChangeEvent, state: EntityState | None, plan: Plan) -> EntityUpdate | None:
+    """The map row when Zoho already matches; None when the row already says all of it (a replay)."""
+    if _already_mapped(state, event, plan):
+        return None
+    return EntityUpdate(
+        event.entity_type,
+        event.entity_id,
+        state.zoho_id if state else None,
+        plan.payload_hash or (state.payload_hash if state else None),
+        position(event),
+        None,
+        spec_of(event.entity_type).natural_key_of(event.row),
+        source_row=_whole(event),
+    )
+
+
+def rejection(event: ChangeEvent, state: EntityState | None, digest: str | None) -> EntityUpdate | None:
+    """The map row that remembers a refused state (None when the state is not whole)."""
+    if digest is None or event.row is None:
+        return None
+    return EntityUpdate(
+        event.entity_type,
+        event.entity_id,
+        None,
+        state.payload_hash if state else None,
+        position(event),
+        None,
+        spec_of(event.entity_type).natural_key_of(event.row),
+        source_row=remembered(event.entity_type, event.row),
+        rejected_digest=digest,
+    )
+
+
+def settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | None:
+    """The write-back of an entity Zoho already matches: only when the row says otherwise.
+
+    Checked against the event's own row, so the echo of a write-back (which already says
+    'synced' and the id) writes nothing and therefore streams nothing back.
+    """
+    if event.row is None or zoho_id is None:
+        return None
+    id_column = spec_of(event.entity_type).write_back_id_column
+    if "zoho_sync_status" not in event.row:  # an image without the write-back columns
+        return None
+    if event.row.get("zoho_sync_status") == "synced" and event.row.get(id_column) == zoho_id:
+        return None
+    return WriteBack(event.entity_type, event.entity_id, zoho_id, "synced", called=False)
+
+
+def as_listed(
+    listing: ZohoListing | None,
+    mapping: MappingConfig,
+    entity_type: EntityType,
+    row: Mapping[str, Any] | None,
+    state: EntityState | None,
+) -> EntityState | None:
+    """A resync's view of the entity: what Zoho's listing shows replaces what the entity map assumes.
+
+    Without a listing nothing stored is trusted (payload hash and status cleared: every entity is
+    written). With one, a record Zoho no longer has is created again, and the stored payload hash is
+    kept only when every listed field matches, so an entity already in step makes no call."""
+    if listing is None or not listing.covers(entity_type):
+        return None if state is None else replace(state, payload_hash=None, status=None)
+    key = spec_of(entity_type).natural_key_of(row)
+    record = listing.find(entity_type, state.zoho_id if state else None, key)
+    if record is None:  # not in Zoho: created again (idempotently: intent, natural-key lookup)
+        return None if state is None else replace(state, zoho_id=None, payload_hash=None, status=None)
+    zoho_id = listing.zoho_id_of(entity_type, record)
+    differs = row is None or listing.differs(entity_type, row, record, mapping)
+    base = state or EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None)
+    payload_hash = None if differs or base.zoho_id != zoho_id else base.payload_hash
+    return replace(base, zoho_id=zoho_id, payload_hash=payload_hash, status=record.get("status"))
+
+
+def _already_mapped(state: EntityState | None, event: ChangeEvent, plan: Plan) -> bool:
+    """True when the map row already holds what an `unchanged` outcome would write: the same change
+    (one LSN is one change of one row, so the same image) with the same payload hash and no refusal
+    to clear. Replays of synced topics then write only their sync-log rows."""
+    return (
+        state is not None
+        and event.lsn is not None
+        and state.last_lsn == event.lsn
+        and plan.payload_hash is not None
+        and state.payload_hash == plan.payload_hash
+        and state.rejected is None
+        and not state.pending_create
+    )
+
+
+def _whole(event: ChangeEvent) -> dict[str, Any] | None:
+    """The image the map remembers: only a whole one (a partial image would fill nothing later)."""
+    return None if event.row is None or is_partial(event) else remembered(event.entity_type, event.row)

@@ -1,0 +1,394 @@
+"""The event policy: what one key's batch of change events becomes, as one `Outcome` per batch.
+
+Steps, in order: undecodable records and tombstones get their outcome at once; the newest change wins
+(in source order) and is made whole from older images (`coalesce`); a stale change (older than what
+was applied) is recorded `stale`; a state Zoho refused before is `skipped`; the entity's spec plans the
+call (its parent resolved first); the call is applied; the outcome is recorded. Each step returns an
+`Outcome` (recorded as is) or a `Refused` (dead-lettered); only the recording step writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+
+from connectors.zoho.errors import AuthError, PermanentError, ZohoError
+from connectors.zoho.send_guard import SendRevoked
+from consumer.entities.registry import spec_of
+from consumer.entities.spec import EntitySpec, PlanInput
+from consumer.jobs.health import MOVED_BACK_MIN_STALE
+from consumer.pipeline import entity_map
+from consumer.pipeline.apply import Applied, Applier
+from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
+from consumer.pipeline.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.parents import ParentRefused, ParentResolver
+from consumer.pipeline.plan import Action, EntityState, MappingConfig, MappingError, Plan
+from consumer.pipeline.recording import Outcome, OutcomeRecorder
+from consumer.pipeline.row_images import coalesce, fill_unavailable, is_partial, state_digest
+from consumer.pipeline.scheduler import FatalSyncError, Key, KeyScheduler, WorkItem
+from consumer.pipeline.store import EntityUpdate, OutcomeRow
+from consumer.pipeline.write_back import WriteBack
+
+if TYPE_CHECKING:
+    from consumer.pipeline.zoho_listing import ZohoListing
+
+log = structlog.get_logger("zoho_cdc.engine")
+
+REFUSED_BEFORE: Final = (
+    "Zoho refused this same mapped state before (see the dead-letter topic); it is sent again only when"
+    " the row changes, or by `dlq reprocess` or `backfill --resync`"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A decision to dead-letter the record; `entity` remembers the refused state."""
+
+    refusal: Refusal
+    write_back: bool = False
+    entity: EntityUpdate | None = None
+
+
+Decision = Outcome | Refused
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    """What the policy needs of the run's settings."""
+
+    mapping: MappingConfig
+    resync: bool  # ignore stored payload hashes and check every entity against Zoho
+    ignore_stale: bool
+    dlq_topic: str
+    topic_prefix: str
+
+
+class EventPolicy:
+    """Decides and records the outcome of each key's batch; shared by every worker."""
+
+    def __init__(
+        self,
+        options: PolicyOptions,
+        recorder: OutcomeRecorder,
+        desk: DeadLetterDesk,
+        applier: Applier,
+        scheduler: KeyScheduler,
+        listing: ZohoListing | None = None,
+    ) -> None:
+        self.options = options
+        self.recorder = recorder
+        self.desk = desk
+        self.locks = scheduler
+        self._applier = applier
+        self._listing = listing
+        self.parents = ParentResolver(self, listing)
+        self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
+
+    async def handle(self, key: Key, batch: list[WorkItem]) -> None:
+        """The scheduler's handler: one key's batch, every record ending with exactly one durable outcome."""
+        await self._safely(batch)
+        self.parents.mark_verified(key)
+
+    async def _safely(self, batch: list[WorkItem]) -> None:
+        """An unexpected error dead-letters the batch's records instead of stopping the sync.
+
+        Record content must never stop the process (the next records of the partition would wait
+        forever); the error is logged with its traceback and each record keeps exactly one outcome."""
+        try:
+            await self._batch(batch)
+        except (FatalSyncError, asyncio.CancelledError, SendRevoked):
+            raise
+        except Exception as exc:
+            log.exception("unexpected error processing a record; dead-lettering it", key=_key_of(batch[0]))
+            reason = f"unexpected error while processing this record: {type(exc).__name__}: {exc}"
+            for item in batch:
+                await self.desk.dead_letter(item, Refusal(reason, "internal", type(exc).__name__))
+
+    async def _batch(self, batch: list[WorkItem]) -> None:
+        for item in batch:
+            if item.error is not None:
+                await self.desk.dead_letter(item, Refusal(item.error.reason, "decode", "DecodeError"))
+        decoded = [item for item in batch if item.event is not None]
+        # Tombstones only exist for log compaction: they get an outcome but never a call.
+        tombstones = [item for item in decoded if _event(item).op is Op.TOMBSTONE]
+        changes = [item for item in decoded if _event(item).op is not Op.TOMBSTONE]
+        rows = [
+            self.recorder.row(item, "skipped", operation="none", error="tombstone") for item in tombstones
+        ]
+        self.recorder.metrics.outcome("skipped", len(tombstones))
+        if not changes:
+            if rows:
+                await self.recorder.record(Outcome(rows))
+            return
+        changes = in_source_order(changes)
+        winner = changes[-1]
+        rows += [
+            self.recorder.row(item, "superseded", error=f"newer event at offset {winner.record.offset}")
+            for item in changes[:-1]
+        ]
+        self.recorder.metrics.outcome("superseded", len(changes) - 1)
+        # The newest state wins, made whole from the older images (a partial one never wins as it is).
+        merged = coalesce([_event(item) for item in changes])
+        await self.settle(winner, await self.decide(winner, merged), prior=rows)
+
+    async def settle(self, item: WorkItem, decision: Decision, *, prior: list[OutcomeRow]) -> None:
+        """The recording step: an outcome is written, a refusal is dead-lettered (and written)."""
+        if isinstance(decision, Refused):
+            await self.desk.dead_letter(
+                item, decision.refusal, prior=prior, write_back=decision.write_back, entity=decision.entity
+            )
+        else:
+            await self.recorder.record(decision.after(prior))
+
+    # --- the steps ------------------------------------------------------------------------
+    async def decide(self, item: WorkItem, event: ChangeEvent) -> Decision:
+        started = time.monotonic()
+        state = await self.recorder.read(self.recorder.store.entity_state, event.entity_type, event.entity_id)
+        if self.options.resync:
+            state = entity_map.as_listed(
+                self._listing, self.options.mapping, event.entity_type, event.row, state
+            )
+        stale = self._stale(item, event, state)
+        if stale is not None:
+            return stale
+        event = await self._made_whole(event, state)
+        digest = (
+            None if event.row is None or is_partial(event) else state_digest(event.entity_type, event.row)
+        )
+        explicit = self._explicit(item)
+        refused = entity_map.rejection(event, state, digest)
+        if digest is not None and state is not None and state.rejected == digest and not explicit:
+            # An echo (or replay) of a state Zoho refused: sending it again would be refused again.
+            self.recorder.metrics.outcome("skipped")
+            return Outcome(
+                [self.recorder.row(item, "skipped", operation="none", error=REFUSED_BEFORE)], refused
+            )
+        planned = await self._plan(item, event, state, explicit=explicit, refused=refused)
+        if not isinstance(planned, Plan):
+            return planned
+        return await self._execute(item, event, state, planned, started, refused)
+
+    def _stale(self, item: WorkItem, event: ChangeEvent, state: EntityState | None) -> Outcome | None:
+        if (
+            self.options.ignore_stale
+            or state is None
+            or state.last_lsn is None
+            or event.lsn is None
+            or event.lsn >= state.last_lsn
+        ):
+            return None
+        self.recorder.metrics.outcome("stale")
+        self._stale_streak += 1
+        if self._stale_streak in (MOVED_BACK_MIN_STALE, 1000 * MOVED_BACK_MIN_STALE):
+            log.error(
+                "source positions moved backwards for every entity: was the database restored into a new"
+                " cluster? Changes are being skipped as stale; run `zoho-cdc backfill --resync`",
+                stale_in_a_row=self._stale_streak,
+            )
+        error = f"source lsn {event.lsn} older than applied {state.last_lsn}"
+        return Outcome([self.recorder.row(item, "stale", error=error)])
+
+    async def _made_whole(self, event: ChangeEvent, state: EntityState | None) -> ChangeEvent:
+        """Fill a partial image from the last full image we remember, else from the current source row."""
+        if event.row is None or not is_partial(event):
+            return event
+        event = fill_unavailable(event, state.source_row if state else None)
+        if is_partial(event):
+            current = await self.recorder.read(
+                self.recorder.store.source_row, event.entity_type, event.entity_id
+            )
+            event = fill_unavailable(event, current)
+        return event
+
+    def _explicit(self, item: WorkItem) -> bool:
+        """A resync or a dead letter re-driven on purpose may send a state Zoho refused before."""
+        return self.options.resync or item.record.topic == self.options.dlq_topic
+
+    async def _plan(
+        self,
+        item: WorkItem,
+        event: ChangeEvent,
+        state: EntityState | None,
+        *,
+        explicit: bool,
+        refused: EntityUpdate | None,
+    ) -> Plan | Decision:
+        spec = spec_of(event.entity_type)
+        keep = event.op is not Op.DELETE  # write 'failed' back to a row that still exists
+        try:
+            plan = await self.plan(spec, event, state, explicit=explicit)
+        except MappingError as exc:
+            refusal = Refusal(f"cannot map row: {exc.reason}", "mapping", "MappingError")
+            return Refused(refusal, keep, refused)
+        except AuthError as exc:
+            raise credentials_refused(exc) from exc
+        except (ZohoError, ParentRefused) as exc:
+            # Only reached for an entity whose parent had to be synced first and Zoho refused it.
+            parent = spec.parent.entity if spec.parent else "parent"
+            refusal = Refusal(
+                f"its {parent} could not be synced to Zoho: {exc}",
+                "permanent" if isinstance(exc, PermanentError | ParentRefused) else "exhausted",
+                type(exc).__name__,
+                attempts=getattr(exc, "attempts", 0),
+                http_status=getattr(exc, "http_status", None),
+            )
+            return Refused(refusal, keep, refused)
+        if plan.needs_parent is not None and plan.makes_call and plan.payload is None:
+            return await self._parent_unavailable(item, spec, event)
+        return plan
+
+    async def plan(
+        self, spec: EntitySpec, event: ChangeEvent, state: EntityState | None, *, explicit: bool
+    ) -> Plan:
+        """The spec's plan for an event, with its parent resolved (and synced first if need be)."""
+        parent = await self.parents.resolve(spec, event, explicit=explicit) if spec.parent else None
+        facts = await spec.plan_facts(_RetryingLookups(self.recorder), event, state)
+        return spec.plan(PlanInput(event, state, self.options.mapping, parent, facts))
+
+    async def _parent_unavailable(self, item: WorkItem, spec: EntitySpec, event: ChangeEvent) -> Decision:
+        assert spec.parent is not None
+        parent, parent_id = spec.parent.entity, spec.parent_id(event.row)
+        row = None
+        if parent_id:
+            row = await self.recorder.read(self.recorder.store.source_row, parent, parent_id)
+        why = spec_of(parent).never_synced(row) if row is not None else None
+        if why is not None:
+            self.recorder.metrics.outcome("skipped")
+            return Outcome([self.recorder.row(item, "skipped", error=why)])
+        reason = f"{parent} {parent_id} of {event.entity_type} {event.entity_id} does not exist in the source"
+        return Refused(Refusal(reason, "source", f"Missing{parent.value.title()}"))
+
+    async def _execute(
+        self,
+        item: WorkItem,
+        event: ChangeEvent,
+        state: EntityState | None,
+        plan: Plan,
+        started: float,
+        refused: EntityUpdate | None,
+    ) -> Decision:
+        metrics = self.recorder.metrics
+        if plan.action is Action.SKIP:
+            metrics.outcome("skipped")
+            return Outcome([self.recorder.row(item, "skipped", operation="none", error=plan.reason)])
+        if plan.action is Action.NOOP:
+            return self._unchanged(item, event, state, plan)
+        try:
+            applied = await self.apply(event, plan, state)
+        except AuthError as exc:
+            raise credentials_refused(exc) from exc
+        except ZohoError as exc:
+            metrics.zoho_calls(getattr(exc, "attempts", 0) or 0)
+            refusal = Refusal(
+                f"{plan.action}: {exc}",
+                "permanent" if isinstance(exc, PermanentError) else "exhausted",
+                type(exc).__name__,
+                attempts=getattr(exc, "attempts", 0) or 0,
+                http_status=getattr(exc, "http_status", None),
+            )
+            return Refused(refusal, event.op is not Op.DELETE, refused)
+        metrics.zoho_calls(applied.calls)
+        self._stale_streak = 0
+        done = (event.entity_type, event.entity_id)
+        if applied.zoho_id is None:  # a delete whose unresolved create never reached Zoho
+            metrics.outcome("skipped")
+            row = self.recorder.row(
+                item, "skipped", operation="none", error="deleted; its create never reached Zoho"
+            )
+            return Outcome([row], clear_intent=done)
+        metrics.outcome("synced")
+        if event.source_ts_ms:
+            metrics.latency(time.time() - event.source_ts_ms / 1000)
+        row = self.recorder.row(
+            item,
+            "synced",
+            operation=str(plan.action),
+            zoho_id=applied.zoho_id,
+            http_status=applied.http_status,
+            attempts=applied.attempts,
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        write_back = None
+        if event.op is not Op.DELETE:
+            write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
+        return Outcome([row], entity_map.synced(event, plan, applied), write_back, done)
+
+    def _unchanged(
+        self, item: WorkItem, event: ChangeEvent, state: EntityState | None, plan: Plan
+    ) -> Outcome:
+        self.recorder.metrics.outcome("unchanged")
+        self._stale_streak = 0
+        zoho_id = state.zoho_id if state else None
+        row = self.recorder.row(item, "unchanged", operation="none", zoho_id=zoho_id)
+        return Outcome(
+            [row], entity_map.unchanged(event, state, plan), entity_map.settled_write_back(event, zoho_id)
+        )
+
+    async def apply(self, event: ChangeEvent, plan: Plan, state: EntityState | None) -> Applied:
+        """One planned call. The client keeps its token and daily budget in PostgreSQL: if the database is
+        briefly gone (a restart), the call is retried, which is safe because creates are guarded by the
+        intent and the natural-key lookup. When the entity map showed no intent, the first attempt skips
+        the intent read; a failed attempt may have written one, so later attempts read it."""
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._applier.apply(
+                event.entity_type,
+                event.entity_id,
+                plan,
+                event.row,
+                state.zoho_id if state else None,
+                intent_left=(state is not None and state.pending_create) or attempts > 1,
+            )
+
+        return await self.recorder.retrying(attempt, what="zoho call (database unavailable)")
+
+
+class _RetryingLookups:
+    """The source reads a spec's `plan_facts` makes, retried while the database is unavailable."""
+
+    def __init__(self, recorder: OutcomeRecorder) -> None:
+        self._recorder = recorder
+
+    async def first_child_value(
+        self, child: EntityType, parent_column: str, value_column: str, parent_id: str
+    ) -> str | None:
+        store = self._recorder.store
+        value: str | None = await self._recorder.read(
+            store.first_child_value, child, parent_column, value_column, parent_id
+        )
+        return value
+
+
+def credentials_refused(exc: AuthError) -> FatalSyncError:
+    return FatalSyncError(
+        f"Zoho refused our credentials ({exc}); fix ZOHO_REFRESH_TOKEN / ZOHO_CLIENT_ID / "
+        "ZOHO_CLIENT_SECRET and restart: no offsets were advanced."
+    )
+
+
+def in_source_order(changes: list[WorkItem]) -> list[WorkItem]:
+    """A key's queued changes ordered by source position (LSN), so the newest change wins even when the
+    entity's events came through two partitions (a partition-count change, a primary-key update).
+    Arrival order breaks ties and stands when a change carries no LSN."""
+    if any(item.event is None or item.event.lsn is None or item.event.snapshot for item in changes):
+        return changes  # a snapshot read's LSN is where the snapshot began, not when its row changed
+    if len({item.partition for item in changes}) == 1:
+        return changes  # one partition is already in Debezium's (commit) order
+    return sorted(changes, key=lambda item: _event(item).version)
+
+
+def _event(item: WorkItem) -> ChangeEvent:
+    assert item.event is not None
+    return item.event
+
+
+def _key_of(item: WorkItem) -> str:
+    event = item.event
+    return f"{event.entity_type.value}:{event.entity_id}" if event else f"offset {item.record.offset}"
