@@ -1,6 +1,6 @@
 """The Zoho calls of an invoice: create, update, and the status walk (open, pay, void) or delete.
 
-Lines name Zoho items (`consumer.pipeline.zoho_items`); an item we remembered but Zoho no longer has is
+Lines name Zoho items (`consumer.entities.invoice_items`); an item we remembered but Zoho no longer has is
 found or created again. A payment is recorded exactly once: its intent is written first, and after a
 lost reply or a crash it is found again on the invoice by our reference before any new one is made.
 """
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
+from consumer.entities.invoice_items import ItemCatalogue
 from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Action, Plan
-from consumer.pipeline.zoho_items import ItemCatalogue
 
 if TYPE_CHECKING:
     from consumer.pipeline.apply import ApplyContext

@@ -29,7 +29,7 @@ def spec_of(entity: EntityType | str) -> EntitySpec:
     _load_builtins()
     try:
         return _SPECS[EntityType(entity)]
-    except KeyError:
+    except (KeyError, ValueError):  # an entity never defined, or defined without a spec
         raise LookupError(f"no spec is registered for entity {entity!r}") from None
 
 

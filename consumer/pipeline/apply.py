@@ -13,12 +13,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from consumer.entities.invoice_items import LineItemRules
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntityCalls
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Plan
 from consumer.pipeline.store import Intent, SyncStore
-from consumer.pipeline.zoho_items import LineItemRules
 
 #: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
 #: A context variable, because one applier serves every worker task at once.

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from consumer.entities.customers import customer_zoho_status, plan_customer
+from consumer.entities.invoice_items import with_product_ids
 from consumer.entities.invoice_payload import invoice_payload, line_item_code
 from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.entities.invoices import plan_invoice
 from consumer.pipeline.events import ChangeEvent, EntityType, Op
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, payload_hash
-from consumer.pipeline.zoho_items import with_product_ids
 from tests.unit.test_mapping import CUSTOMER_ROW, INVOICE_ROW
 
 FORWARD = [
