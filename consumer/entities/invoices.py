@@ -9,7 +9,7 @@ invoice is deleted while a draft in Zoho and voided otherwise. A move Zoho has n
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from consumer.entities.invoice_calls import InvoiceCalls
 from consumer.entities.invoice_payload import invoice_currency, invoice_payload
@@ -103,26 +103,11 @@ def plan_invoice(
     synced = is_synced(state)
     zoho_status = state.status if state is not None else None
     if event.op is Op.DELETE:
-        if not synced:
-            if state is not None and state.pending_create:
-                return Plan(Action.VOID_INVOICE, None, None, DELETED_WHILE_CREATING)
-            return skip("deleted in the source and never synced")
-        if zoho_status == "void":
-            return Plan(Action.NOOP, None, None, "deleted in the source; already void in Zoho")
-        if zoho_status == "draft":
-            return Plan(Action.DELETE_INVOICE, None, None, "deleted in the source; draft in Zoho")
-        return Plan(Action.VOID_INVOICE, None, None, "deleted in the source")
-
+        return _plan_delete(state)
     row = row_of(event)
     target = invoice_source_stage(row)
     if target == "void":
-        if not synced:
-            return skip("void in the source and never synced")
-        if zoho_status == "void":
-            return Plan(Action.NOOP, None, None, "void in the source; already void in Zoho")
-        return Plan(
-            Action.VOID_INVOICE, None, None, "void in the source", status="void", from_status=zoho_status
-        )
+        return _plan_void(synced, zoho_status)
 
     missing_for_create = sorted(event.unavailable & _INVOICE_CREATE_COLUMNS)
     if not synced and missing_for_create:
@@ -155,23 +140,55 @@ def plan_invoice(
         require_natural_key(row, "invoice_number", "invoice")
         return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}{moves}", status=target)
     assert state is not None
-    changed = digest is None or digest != state.payload_hash
-    if not changed:
+    return _plan_synced(state, payload, digest, steps, f"{note}{moves}", target)
+
+
+def _plan_delete(state: EntityState | None) -> Plan:
+    """A deleted invoice is deleted while a draft in Zoho, voided otherwise (never deleted once sent)."""
+    zoho_status = state.status if state is not None else None
+    if not is_synced(state):
+        if state is not None and state.pending_create:
+            return Plan(Action.VOID_INVOICE, None, None, DELETED_WHILE_CREATING)
+        return skip("deleted in the source and never synced")
+    if zoho_status == "void":
+        return Plan(Action.NOOP, None, None, "deleted in the source; already void in Zoho")
+    if zoho_status == "draft":
+        return Plan(Action.DELETE_INVOICE, None, None, "deleted in the source; draft in Zoho")
+    return Plan(Action.VOID_INVOICE, None, None, "deleted in the source")
+
+
+def _plan_void(synced: bool, zoho_status: str | None) -> Plan:
+    """A void source invoice that was never synced is skipped: no invoice is created just to void it."""
+    if not synced:
+        return skip("void in the source and never synced")
+    if zoho_status == "void":
+        return Plan(Action.NOOP, None, None, "void in the source; already void in Zoho")
+    return Plan(Action.VOID_INVOICE, None, None, "void in the source", status="void", from_status=zoho_status)
+
+
+def _plan_synced(
+    state: EntityState,
+    payload: dict[str, Any],
+    digest: str | None,
+    steps: tuple[str, ...],
+    note: str,
+    target: str,
+) -> Plan:
+    """An invoice already in Zoho: its content when it changed (while Zoho still lets it be edited),
+    else only the status calls between Zoho's stage and the source's."""
+    zoho_status = state.status
+    current = zoho_invoice_stage(zoho_status)
+    if digest is not None and digest == state.payload_hash:
         if not steps:
             return Plan(Action.NOOP, None, digest, "unchanged", status=target, from_status=zoho_status)
         action = Action.RECORD_PAYMENT if "pay" in steps else Action.OPEN_INVOICE
         return Plan(
-            action, None, digest, f"{target} in the source{moves}", status=target, from_status=zoho_status
+            action, None, digest, f"{target} in the source{note}", status=target, from_status=zoho_status
         )
     if current is not None and current not in EDITABLE_INVOICE_STAGES:
         return skip(f"invoice no longer editable in Zoho (status {zoho_status})")
     return Plan(
-        Action.UPDATE_INVOICE,
-        payload,
-        digest,
-        f"changed{note}{moves}",
-        status=target,
-        from_status=zoho_status,
+        Action.UPDATE_INVOICE, payload, digest, f"changed{note}", status=target, from_status=zoho_status
     )
 
 

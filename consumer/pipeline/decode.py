@@ -15,7 +15,7 @@ import base64
 import binascii
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -262,23 +262,17 @@ def decode_column(
     if field_schema and field_schema.get("type") == "bytes" and raw == _PLACEHOLDER_B64:
         return UNAVAILABLE
     if logical == _DECIMAL:
-        return _decimal_with_scale(name, raw, _schema_scale(name, field_schema))
+        return _decimal_with_scale(name, raw, _schema_scale(name, field_schema or {}))
     if logical == _VARIABLE_SCALE_DECIMAL:
         return _variable_scale_decimal(name, raw)
-    if logical in _DATE_NAMES:
-        return _date(name, raw)
-    if logical == _ZONED_TIMESTAMP:
-        return _timestamptz(name, raw)
-    if logical == _JSON:
-        return _jsonb(name, raw)
+    by_logical = _BY_LOGICAL_TYPE.get(logical) if logical else None
+    if by_logical is not None:
+        return by_logical(name, raw)
     if kind is ColumnKind.NUMERIC:
         return _decimal_with_scale(name, raw, SOURCE_NUMERIC_SCALE)
-    if kind is ColumnKind.DATE:
-        return _date(name, raw)
-    if kind is ColumnKind.TIMESTAMPTZ:
-        return _timestamptz(name, raw)
-    if kind is ColumnKind.JSONB:
-        return _jsonb(name, raw)
+    by_kind = _BY_KIND.get(kind) if kind else None
+    if by_kind is not None:
+        return by_kind(name, raw)
     if kind is ColumnKind.TEXT and not isinstance(raw, str):
         raise DecodeError(f"column {name} is a JSON {_json_type(raw)}, expected a string")
     return raw
@@ -395,3 +389,16 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+#: Readers by the schema's logical type name, and (when a message has no schema) by column kind.
+_BY_LOGICAL_TYPE: Final[Mapping[str, Callable[[str, Any], Any]]] = {
+    **{date_name: _date for date_name in _DATE_NAMES},
+    _ZONED_TIMESTAMP: _timestamptz,
+    _JSON: _jsonb,
+}
+_BY_KIND: Final[Mapping[ColumnKind, Callable[[str, Any], Any]]] = {
+    ColumnKind.DATE: _date,
+    ColumnKind.TIMESTAMPTZ: _timestamptz,
+    ColumnKind.JSONB: _jsonb,
+}

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import structlog
 from aiokafka import (
@@ -155,6 +156,7 @@ class SyncRunner:
 
     # --- the loop -------------------------------------------------------------------------
     async def run(self, consumer: AIOKafkaConsumer) -> RunSummary:
+        """Fetch -> submit -> commit until stopped (live) or until the end offsets are done (bounded)."""
         started = time.monotonic()
         self._consumer = consumer
         if self.options.bounded:
@@ -166,38 +168,11 @@ class SyncRunner:
             while not self._stop.is_set():
                 if self.engine.fatal is not None:
                     raise FatalSyncError(str(self.engine.fatal)) from self.engine.fatal
-                batch = await consumer.getmany(timeout_ms=200, max_records=self.options.max_poll_records)
-                assigned = consumer.assignment()
-                for tp, messages in batch.items():
-                    if tp not in assigned:
-                        continue  # revoked while we were fetching
-                    wm = self.watermarks.setdefault(tp, OffsetWatermark())
-                    for m in messages:
-                        if self.options.bounded and m.offset >= self.end_offsets.get(tp, 0):
-                            continue
-                        wm.received(m.offset)
-                        if self.options.accept is not None and not self.options.accept(m):
-                            continue
-                        self.records += 1
-                        self.engine.submit(
-                            InboundRecord(
-                                m.topic,
-                                m.partition,
-                                m.offset,
-                                m.key,
-                                m.value,
-                                tuple(m.headers or ()),
-                                m.timestamp,
-                            )
-                        )
+                self._submit(
+                    await consumer.getmany(timeout_ms=200, max_records=self.options.max_poll_records)
+                )
                 self._apply_backpressure(consumer)
-                if self.options.bounded and self.options.read_ahead:
-                    # Read ahead up to the in-flight bound before working, so a replay folds many events of
-                    # one entity into one call; work whenever intake is full or has reached the end.
-                    if self._paused or await self._intake_done():
-                        self.engine.release()
-                    else:
-                        self.engine.hold()
+                await self._gate_read_ahead()
                 if time.monotonic() - last_commit >= self.options.commit_interval:
                     await self.commit()
                     last_commit = time.monotonic()
@@ -207,19 +182,54 @@ class SyncRunner:
                     await self.engine.wait_idle()
                     break
         finally:
-            self.engine.release()
-            if self.engine.fatal is None:
-                drained = await self.engine.wait_idle(self.options.shutdown_timeout)
-                if not drained:
-                    log.warning("shutdown timeout: some records had no outcome yet; they will be redelivered")
-            await self.commit()
-            await self.engine.close()
+            await self._shut_down()
         return RunSummary(
             records=self.records,
             committed={f"{tp.topic}/{tp.partition}": wm.committed or 0 for tp, wm in self.watermarks.items()},
             elapsed_s=time.monotonic() - started,
             stopped_by=self._stopped_by,
         )
+
+    def _submit(self, fetched: Mapping[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        """Hand fetched records to the engine, each tracked by its partition's watermark."""
+        assert self._consumer is not None
+        assigned = self._consumer.assignment()
+        for tp, messages in fetched.items():
+            if tp not in assigned:
+                continue  # revoked while we were fetching
+            wm = self.watermarks.setdefault(tp, OffsetWatermark())
+            end = self.end_offsets.get(tp, 0) if self.options.bounded else None
+            for m in messages:
+                if end is not None and m.offset >= end:
+                    continue
+                wm.received(m.offset)
+                if self.options.accept is not None and not self.options.accept(m):
+                    continue
+                self.records += 1
+                headers = tuple(m.headers or ())
+                self.engine.submit(
+                    InboundRecord(m.topic, m.partition, m.offset, m.key, m.value, headers, m.timestamp)
+                )
+
+    async def _gate_read_ahead(self) -> None:
+        """A bounded run reads ahead up to the in-flight bound before working, so a replay folds many events
+        of one entity into one call; it works whenever intake is full or has reached the end."""
+        if not (self.options.bounded and self.options.read_ahead):
+            return
+        if self._paused or await self._intake_done():
+            self.engine.release()
+        else:
+            self.engine.hold()
+
+    async def _shut_down(self) -> None:
+        """Drain what is in flight (bounded by the shutdown timeout), commit its durable prefix, close."""
+        self.engine.release()
+        if self.engine.fatal is None:
+            drained = await self.engine.wait_idle(self.options.shutdown_timeout)
+            if not drained:
+                log.warning("shutdown timeout: some records had no outcome yet; they will be redelivered")
+        await self.commit()
+        await self.engine.close()
 
     async def _assign_bounded(self, consumer: AIOKafkaConsumer) -> None:
         if self.options.bounds is not None:

@@ -130,8 +130,8 @@ def _source(database_url: str) -> tuple[str, str]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(TICKETS_SQL)
         customer = conn.execute(
-            "INSERT INTO customers (account_number, email, first_name) VALUES ('CT-T1', 't@example.com', 'Thandi')"
-            " RETURNING id::text"
+            "INSERT INTO customers (account_number, email, first_name)"
+            " VALUES ('CT-T1', 't@example.com', 'Thandi') RETURNING id::text"
         ).fetchone()[0]  # type: ignore[index]
         ticket = conn.execute(
             "INSERT INTO support_tickets (customer_id, ticket_number, subject) VALUES (%s, 'TK-1', 'Printer')"
