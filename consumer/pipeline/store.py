@@ -8,20 +8,19 @@ offset may be committed; when it raises, nothing of it happened.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 import structlog
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import EntityState
 from consumer.pipeline.row_images import recalled
+from consumer.pipeline.source_reads import SourceReader, settle_all
 from consumer.pipeline.write_back import QUEUE_SQL, WriteBack, WriteBackQueue, queue_rows
 
 log = structlog.get_logger("zoho_cdc.store")
@@ -72,13 +71,6 @@ class Intent:
     natural_key: str
 
 
-def _as_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, TypeError):
-        return None
-
-
 class SyncStore:
     """Async access to zoho-cdc's tables and the source tables it reads and writes back."""
 
@@ -89,10 +81,8 @@ class SyncStore:
         self._state_loader: asyncio.Task[None] | None = None
         self._intents: list[tuple[tuple[str, str, str, str], asyncio.Future[None]]] = []
         self._intent_writer: asyncio.Task[None] | None = None
-        # questions about child rows (table, parent column, value column) -> parent id -> answer
-        self._child_requests: dict[tuple[str, str, str], dict[str, asyncio.Future[str | None]]] = {}
-        self._child_loader: asyncio.Task[None] | None = None
         self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
+        self.source = SourceReader(self._pool)
         self.write_backs = WriteBackQueue(self._pool)
 
     async def open(self) -> None:
@@ -158,58 +148,12 @@ class SyncStore:
         return Intent(operation=row[0], natural_key=row[1]) if row else None
 
     async def source_row(self, entity_type: EntityType, entity_id: str) -> dict[str, Any] | None:
-        """The current source row of an entity, shaped like a decoded Debezium `after`; None if gone."""
-        key = _as_uuid(entity_id)
-        if key is None:
-            return None
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(f"SELECT * FROM {entity_type.table} WHERE id = %s", (key,))  # noqa: S608
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        for column, value in row.items():
-            if isinstance(value, uuid.UUID):  # Debezium sends uuid columns as strings
-                row[column] = str(value)
-        return row
+        return await self.source.row(entity_type, entity_id)
 
     async def first_child_value(
         self, child: EntityType, parent_column: str, value_column: str, parent_id: str
     ) -> str | None:
-        """`value_column` of the parent's oldest child row (a customer's currency is its invoices').
-        Asked by many workers in one event-loop tick, answered by one query per kind of question."""
-        key = _as_uuid(parent_id)
-        if key is None:
-            return None
-        question = (child.table, parent_column, value_column)
-        requests = self._child_requests.setdefault(question, {})
-        future = requests.get(str(key))
-        if future is None:
-            future = requests[str(key)] = asyncio.get_running_loop().create_future()
-        if self._child_loader is None or self._child_loader.done():
-            self._child_loader = asyncio.create_task(self._load_child_values())
-        return await asyncio.shield(future)
-
-    async def _load_child_values(self) -> None:
-        while self._child_requests:
-            await asyncio.sleep(0)
-            questions, self._child_requests = self._child_requests, {}
-            for (table, parent_column, value_column), requests in questions.items():
-                try:
-                    async with self._pool.connection() as conn:
-                        cur = await conn.execute(
-                            f"SELECT DISTINCT ON ({parent_column}) {parent_column}::text, {value_column}"  # noqa: S608
-                            f" FROM {table} WHERE {parent_column} = ANY(%s::uuid[])"
-                            f" ORDER BY {parent_column}, created_at",
-                            (list(requests),),
-                        )
-                        found = {r[0]: (r[1].strip() if r[1] else None) for r in await cur.fetchall()}
-                except Exception as exc:
-                    _settle_all(requests.values(), exc)
-                    continue
-                for parent_id, future in requests.items():
-                    if not future.done():
-                        future.set_result(found.get(parent_id))
+        return await self.source.first_child_value(child, parent_column, value_column, parent_id)
 
     async def has_outcome(self, consumer_group: str, topic: str, partition: int, offset: int) -> bool:
         """True if this record already has its sync-log row (it is a redelivery after a crash)."""
@@ -269,9 +213,9 @@ class SyncStore:
                         list(rows.values()),
                     )
             except Exception as exc:
-                _settle_all([f for _, f in batch], exc)
+                settle_all([f for _, f in batch], exc)
                 continue
-            _settle_all([f for _, f in batch], None)
+            settle_all([f for _, f in batch], None)
 
     async def record(
         self,
@@ -427,16 +371,6 @@ class _Write:
     write_back: WriteBack | None
     clear_intent: tuple[EntityType, str] | None
     future: asyncio.Future[None]
-
-
-def _settle_all(futures: Any, exc: BaseException | None) -> None:
-    for future in futures:
-        if future.done():
-            continue
-        if exc is None:
-            future.set_result(None)
-        else:
-            future.set_exception(exc)
 
 
 def _done(group: Sequence[_Write]) -> None:
