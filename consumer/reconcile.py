@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from connectors.zoho.client import account_number_of, disambiguated_name
+from connectors.zoho.customers import account_number_of, disambiguated_name
 from consumer.apply import ApplyOptions, ZohoApplier
 from consumer.dead_letters import DeadLetterPublisher
 from consumer.encode import encode_event
