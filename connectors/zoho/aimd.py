@@ -1,9 +1,8 @@
 """The adaptive rate rule shared by the one-process `CallPacer` and the organisation's shared window.
 
-Additive increase: each clean call adds a share of the configured rate, so a window of clean calls
-brings it `RATE_RECOVERY_PER_WINDOW` closer to full, and probes the learned ceiling far more slowly.
-Multiplicative decrease, once per 429 episode: the rate drops to just under what the server refused
-(or halves), and every caller pauses with jitter. Plain functions over numbers: no clock, no I/O.
+Additive increase: each clean call adds a share of the configured rate (and probes the learned ceiling
+slowly). Multiplicative decrease, once per 429 episode: the rate drops to just under what the server
+refused, or halves, and everyone pauses with jitter. Plain functions over numbers: no clock, no I/O.
 """
 
 from __future__ import annotations

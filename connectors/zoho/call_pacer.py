@@ -1,10 +1,8 @@
 """A per-process send pacer for one organisation: even spacing, a sliding-log gate and AIMD on 429s.
 
-`CallPacer` spaces sends evenly (`aiolimiter.AsyncLimiter(1, window / rate)`) and gates them with a
-sliding log so that no `window_seconds + guard_seconds` interval ever holds more than `rate` sends: a
-server counting any sliding window of `window_seconds` sees at most `rate` calls, and at a steady load
-exactly `rate`. On a 429 the whole pacer pauses and slows down (`aimd`); clean calls raise the rate.
-It is the one-process form of the rule `SharedWindow` applies across processes.
+Sends are spaced `window / rate` apart and no `window + guard` interval ever holds more than `rate` of
+them, so a server counting any sliding window sees at most `rate` calls (exactly `rate` at a steady load).
+It is the one-process form of the rule the shared window applies across processes (`aimd`).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The organisation's daily call budget, counted per UTC day in a store shared by every process.
 
-`DailyBudget` reserves calls in the `DailyBudgetStore` before they are sent, in blocks of at most 1 %
-of the daily limit (`daily_block_size`, at most 50), so the count costs one database round trip per
-block, not per call; a block left when the process closes is handed back, one left by a crash is lost
-for that day only. Invariant: the processes sharing an organisation never send more than the limit in
-one UTC day between them; when the day is spent, callers wait for the next UTC day instead of failing.
+Calls are reserved before they are sent, in blocks of at most 1 % of the limit (one store round trip
+per block); a block left at close is handed back, one left by a crash is lost for that day only. The
+processes sharing an organisation never send more than the limit in a UTC day; then callers wait.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """One process's gate onto its organisation's shared rate window: `async with window.send() as sent_at`.
 
-Waiters queue FIFO for a send slot and an in-flight permit, reserved from the `RateWindowStore` in
-blocks (the rules are in `window.py`). `burst` (default) spends what is left of the window as fast as
-the permits allow when calls wait; `even` spaces the organisation's sends `(window + guard) / rate`
-apart. A 429 seen by any process lowers the shared rate and pauses every process; clean calls raise it.
+Waiters queue FIFO for a send slot and an in-flight permit, reserved from the `RateWindowStore` in blocks
+(the rules are in `window.py`); `burst` spends what is left of the window as fast as permits allow, `even`
+spaces sends `(window + guard) / rate` apart. A 429 seen by any process slows and pauses every process.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The one request path of the Zoho client: every call's gate, send, reply mapping and retry.
 
-Every HTTP attempt goes through the same gate, in this order: reserve one call of the daily budget
-(waiting for the next UTC day when spent), get the shared access token, take a send slot and an
-in-flight permit of the organisation's shared window (`SharedWindow`, shared by every process through
-its `RateWindowStore`), send. Replies map to the `errors` hierarchy (success is `code == 0`), and
-`RetryPolicy` decides retries by error family. Creates are never retried blindly once the request may
-have reached Zoho: they raise `ResponseLost`, and `_create_once` resolves the doubt by a lookup.
+Each attempt reserves a call of the daily budget, gets the shared token, then holds a slot and permit of
+the organisation's shared window while it sends; replies map to the `errors` tree and `RetryPolicy`
+retries by family. A create whose reply was lost raises `ResponseLost` (resolved by a lookup, not re-sent).
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """The rules of one organisation's rate window, shared by every zoho-cdc process, as pure functions.
 
-Invariant: no `window + guard` interval ever holds more than `rate` sends of the organisation, and no
-more than `concurrency` calls are in flight at once, whichever processes send them. Each process
-reserves *blocks* of a few send slots (one store round trip per block, not per call); a block may be
-used from its reservation until its `last_at` and counts against every window that overlaps that
-span, so the check made when the newest overlapping block was reserved bounds every window (see
-`decide`). Unused slots are handed back with the next reservation. In-flight permits are shared out
-among the processes that have work (`fair_shares`), and a process only reports fewer permits once its
-own calls have come back, so the permits recorded never undercount the calls in flight.
-
-`decide`, `rate_limited` and `shared_view` are pure functions over plain values; the stores
-(`connectors.zoho.stores`) only load and save them, and `SharedWindow` is one process's gate onto them.
+Invariant: no `window + guard` interval holds more than `rate` sends and no more than `concurrency` calls
+are in flight, whichever processes send them. Slots are reserved in blocks that count against every window
+they overlap, so the check made for the newest block bounds every window (`decide`); permits go to the
+processes with work (`fair_shares`) and never undercount calls in flight. Stores only load and save these.
 """
 
 from __future__ import annotations
