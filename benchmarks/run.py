@@ -401,10 +401,10 @@ async def bench_seed(workdir: Path) -> dict[str, Any]:
 
 def instrument_arrivals(handle: Any) -> dict[str, float]:
     """Arrival time of the first customer call carrying each phone number (in-thread simulator)."""
-    resources = handle.simulator.resources
+    customers = handle.simulator.customers
     arrivals: dict[str, float] = {}
-    for name in ("create_customer", "update_customer"):
-        original = getattr(resources, name)
+    for name in ("create", "update"):
+        original = getattr(customers, name)
 
         def wrapped(*args: Any, _original: Any = original) -> Any:
             now = time.time()
@@ -414,7 +414,7 @@ def instrument_arrivals(handle: Any) -> dict[str, float]:
                 arrivals.setdefault(phone, now)
             return _original(*args)
 
-        setattr(resources, name, wrapped)
+        setattr(customers, name, wrapped)
     return arrivals
 
 

@@ -60,15 +60,15 @@ def record_arrivals(handle: Any) -> list[float]:
 
 def record_creates(handle: Any) -> list[float]:
     """Time (monotonic) of every customer create the in-thread simulator carries out."""
-    resources = handle.simulator.resources
+    customers = handle.simulator.customers
     created: list[float] = []
-    original = resources.create_customer
+    original = customers.create
 
     def create_customer(*args: Any) -> Any:
         created.append(time.monotonic())
         return original(*args)
 
-    resources.create_customer = create_customer
+    customers.create = create_customer
     return created
 
 

@@ -1,8 +1,12 @@
-"""Zoho Billing connector: the async client, its budget, OAuth and error hierarchy."""
+"""Zoho Billing connector: the async client, its budget, OAuth and error hierarchy.
+
+The names a caller needs, in one place; each lives in the module named for its concern.
+"""
 
 from connectors.zoho.client import ZohoClient
 from connectors.zoho.config import ZohoConfig
 from connectors.zoho.errors import (
+    AccessTokenRejected,
     AuthError,
     DailyBudgetExhausted,
     Duplicate,
@@ -27,6 +31,7 @@ from connectors.zoho.stores import (
 from connectors.zoho.tracking import CallRecord, CallTracker, ClientMetrics
 
 __all__ = [
+    "AccessTokenRejected",
     "AuthError",
     "CallRecord",
     "CallTracker",

@@ -19,7 +19,7 @@ import httpx
 
 from connectors.zoho import errors
 from connectors.zoho.protocol import TOKEN_PATH
-from connectors.zoho.stores import StoredToken, TokenStore
+from connectors.zoho.stores.protocols import StoredToken, TokenStore
 from connectors.zoho.tracking import ClientMetrics
 
 
@@ -45,9 +45,9 @@ class TokenManager:
         store: TokenStore,
         store_key: str,
         *,
-        refresh_margin: float = 120.0,
-        backoff_seconds: float = 120.0,
-        backoff_max_seconds: float = 1800.0,
+        refresh_margin: float,
+        backoff_seconds: float,
+        backoff_max_seconds: float,
         metrics: ClientMetrics | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.time,

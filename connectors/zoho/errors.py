@@ -7,9 +7,10 @@ Messages carry Zoho's `code`/`message` only: tokens and secrets never appear in 
     ZohoError
     ├── TransientError              5xx, timeouts, connection failures
     │   └── ResponseLost            the request may have been applied but no reply arrived
-    ├── RateLimited                 HTTP 429 or codes 44 / 45 / 1070
-    ├── DailyBudgetExhausted        the organisation's daily call budget is spent
-    ├── AuthError                   OAuth refused: bad client, token rejected twice
+    ├── RateLimited                 HTTP 429 or codes 44 / 1070
+    │   └── DailyBudgetExhausted    code 45: the organisation's daily call budget is spent
+    ├── AuthError                   OAuth refused: bad client id or secret
+    │   ├── AccessTokenRejected     HTTP 401: the API refused the access token
     │   └── RefreshTokenRevoked     the refresh token no longer works
     └── PermanentError              a request Zoho will never accept as sent
         ├── NotFound                code 1002 / HTTP 404
@@ -61,14 +62,14 @@ class ResponseLost(TransientError):
 
 
 class RateLimited(ZohoError):
-    """Raised on HTTP 429 or codes 44 (per minute), 45 (per day) and 1070 (concurrency)."""
+    """Raised on HTTP 429 or codes 44 (per minute) and 1070 (concurrency); code 45 raises its subclass."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
         self.retry_after = retry_after
 
 
-class DailyBudgetExhausted(ZohoError):
+class DailyBudgetExhausted(RateLimited):
     """Raised when the organisation's daily call budget is spent (Zoho code 45) and waiting is not allowed."""
 
     def __init__(self, message: str, *, resets_at: float | None = None, **kwargs: object) -> None:
@@ -77,7 +78,11 @@ class DailyBudgetExhausted(ZohoError):
 
 
 class AuthError(ZohoError):
-    """Raised when Zoho refuses the credentials: a bad client id/secret, or an access token rejected twice."""
+    """Raised when Zoho refuses the credentials: a bad client id or secret, or a refused token refresh."""
+
+
+class AccessTokenRejected(AuthError):
+    """Raised on HTTP 401: the API refused the access token (the client refreshes it and tries once more)."""
 
 
 class RefreshTokenRevoked(AuthError):

@@ -70,7 +70,7 @@ def error_from_reply(http_status: int, body: Any, headers: Any = None) -> errors
     if http_status == 429 or code in RATE_LIMIT_CODES:
         return errors.RateLimited(message, retry_after=retry_after_seconds(headers), **kwargs)
     if http_status == 401:
-        return errors.AuthError(message, **kwargs)
+        return errors.AccessTokenRejected(message, **kwargs)
     if code == CODE_INTERNAL and http_status < 500 and "already exist" in message:
         # Items answer a taken name with code 1000 (reference, "Added 2026-11-25"): a duplicate, not a fault.
         return errors.Duplicate(message, **kwargs)

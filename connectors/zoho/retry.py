@@ -16,10 +16,11 @@ from connectors.zoho.protocol import CODE_RATE_PER_MINUTE
 
 @dataclass
 class RetryPolicy:
-    max_attempts: int = 8
-    max_seconds: float = 300.0
-    base_seconds: float = 1.0
-    cap_seconds: float = 60.0
+    # no defaults: they are the service's settings, passed in through `ZohoConfig`
+    max_attempts: int
+    max_seconds: float
+    base_seconds: float
+    cap_seconds: float
     rng: random.Random = field(default_factory=random.Random)
 
     def backoff(self, attempt: int) -> float:

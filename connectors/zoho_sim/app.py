@@ -23,7 +23,7 @@ from starlette.routing import Route
 from connectors.zoho.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
 from connectors.zoho_sim.config import update_dataclass
 from connectors.zoho_sim.core import Simulator
-from connectors.zoho_sim.resources import Reply
+from connectors.zoho_sim.envelopes import Reply, invalid
 
 
 class DropConnection(Exception):
@@ -88,10 +88,7 @@ def api_route(method: str, template: str, operation: Operation) -> Route:
                 return DroppedResponse()
             body = await _json_body(request) if method in ("POST", "PUT") else {}
             if body is None:
-                status, reply = (
-                    400,
-                    {"code": CODE_INVALID_INPUT, "message": "Invalid value passed for JSONString"},
-                )
+                status, reply = invalid("JSONString", CODE_INVALID_INPUT)
             else:
                 status, reply = operation(sim, request, body)
             if admission.fault == "lost_response":
@@ -116,56 +113,50 @@ def _id(request: Request, name: str) -> str:
 
 
 API_ROUTES = [
-    api_route("POST", "/customers", lambda s, r, b: s.resources.create_customer(b)),
-    api_route("GET", "/customers", lambda s, r, b: s.resources.list_customers(_q(r))),
-    api_route(
-        "GET", "/customers/{customer_id}", lambda s, r, b: s.resources.get_customer(_id(r, "customer_id"))
-    ),
+    api_route("POST", "/customers", lambda s, r, b: s.customers.create(b)),
+    api_route("GET", "/customers", lambda s, r, b: s.customers.list_page(_q(r))),
+    api_route("GET", "/customers/{customer_id}", lambda s, r, b: s.customers.get(_id(r, "customer_id"))),
     api_route(
         "PUT",
         "/customers/{customer_id}",
-        lambda s, r, b: s.resources.update_customer(_id(r, "customer_id"), b),
+        lambda s, r, b: s.customers.update(_id(r, "customer_id"), b),
     ),
     api_route(
         "DELETE",
         "/customers/{customer_id}",
-        lambda s, r, b: s.resources.delete_customer(_id(r, "customer_id")),
+        lambda s, r, b: s.customers.delete(_id(r, "customer_id")),
     ),
     api_route(
         "POST",
         "/customers/{customer_id}/markasactive",
-        lambda s, r, b: s.resources.set_customer_status(_id(r, "customer_id"), "active"),
+        lambda s, r, b: s.customers.set_status(_id(r, "customer_id"), "active"),
     ),
     api_route(
         "POST",
         "/customers/{customer_id}/markasinactive",
-        lambda s, r, b: s.resources.set_customer_status(_id(r, "customer_id"), "inactive"),
+        lambda s, r, b: s.customers.set_status(_id(r, "customer_id"), "inactive"),
     ),
-    api_route("POST", "/invoices", lambda s, r, b: s.resources.create_invoice(b, _q(r))),
-    api_route("GET", "/invoices", lambda s, r, b: s.resources.list_invoices(_q(r))),
-    api_route("GET", "/invoices/{invoice_id}", lambda s, r, b: s.resources.get_invoice(_id(r, "invoice_id"))),
+    api_route("POST", "/invoices", lambda s, r, b: s.invoices.create(b, _q(r))),
+    api_route("GET", "/invoices", lambda s, r, b: s.invoices.list_page(_q(r))),
+    api_route("GET", "/invoices/{invoice_id}", lambda s, r, b: s.invoices.get(_id(r, "invoice_id"))),
     api_route(
         "PUT",
         "/invoices/{invoice_id}",
-        lambda s, r, b: s.resources.update_invoice(_id(r, "invoice_id"), b, _q(r)),
+        lambda s, r, b: s.invoices.update(_id(r, "invoice_id"), b, _q(r)),
     ),
-    api_route(
-        "DELETE", "/invoices/{invoice_id}", lambda s, r, b: s.resources.delete_invoice(_id(r, "invoice_id"))
-    ),
-    api_route(
-        "POST", "/invoices/{invoice_id}/void", lambda s, r, b: s.resources.void_invoice(_id(r, "invoice_id"))
-    ),
+    api_route("DELETE", "/invoices/{invoice_id}", lambda s, r, b: s.invoices.delete(_id(r, "invoice_id"))),
+    api_route("POST", "/invoices/{invoice_id}/void", lambda s, r, b: s.invoices.void(_id(r, "invoice_id"))),
     api_route(
         "POST",
         "/invoices/{invoice_id}/converttoopen",
-        lambda s, r, b: s.resources.convert_to_open(_id(r, "invoice_id")),
+        lambda s, r, b: s.invoices.convert_to_open(_id(r, "invoice_id")),
     ),
-    api_route("POST", "/items", lambda s, r, b: s.catalogue.create_item(b)),
-    api_route("GET", "/items", lambda s, r, b: s.catalogue.list_items(_q(r))),
-    api_route("GET", "/items/{item_id}", lambda s, r, b: s.catalogue.get_item(_id(r, "item_id"))),
-    api_route("POST", "/payments", lambda s, r, b: s.catalogue.create_payment(b)),
-    api_route("GET", "/payments", lambda s, r, b: s.catalogue.list_payments(_q(r))),
-    api_route("GET", "/payments/{payment_id}", lambda s, r, b: s.catalogue.get_payment(_id(r, "payment_id"))),
+    api_route("POST", "/items", lambda s, r, b: s.items.create(b)),
+    api_route("GET", "/items", lambda s, r, b: s.items.list_page(_q(r))),
+    api_route("GET", "/items/{item_id}", lambda s, r, b: s.items.get(_id(r, "item_id"))),
+    api_route("POST", "/payments", lambda s, r, b: s.payments.create(b)),
+    api_route("GET", "/payments", lambda s, r, b: s.payments.list_page(_q(r))),
+    api_route("GET", "/payments/{payment_id}", lambda s, r, b: s.payments.get(_id(r, "payment_id"))),
 ]
 
 

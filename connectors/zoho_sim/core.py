@@ -30,7 +30,11 @@ from connectors.zoho.protocol import (
     message_rate_per_day,
 )
 from connectors.zoho_sim.config import SimConfig
-from connectors.zoho_sim.resources import Catalogue, Reply, Resources
+from connectors.zoho_sim.customers import Customers
+from connectors.zoho_sim.envelopes import Reply
+from connectors.zoho_sim.invoices import Invoices
+from connectors.zoho_sim.items import Items
+from connectors.zoho_sim.payments import Payments
 from connectors.zoho_sim.store import RecordStore
 
 TOKEN_THROTTLED_BODY = {
@@ -61,8 +65,10 @@ class Simulator:
         self.config = config
         self.rng = random.Random(config.seed)
         self.store = RecordStore(config.db_path)
-        self.resources = Resources(config, self.store)
-        self.catalogue = Catalogue(config, self.store)
+        self.customers = Customers(config, self.store)
+        self.invoices = Invoices(config, self.store)
+        self.items = Items(config, self.store)
+        self.payments = Payments(config, self.store)
         self.tokens: dict[str, IssuedToken] = {}
         self.active: dict[str, deque[str]] = defaultdict(deque)
         self.revoked: set[str] = set()

@@ -28,12 +28,12 @@ class RecordStore:
             )
             self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER)")
             for kind, rid, body in self._db.execute("SELECT kind, id, body FROM records"):
-                self._table(kind)[rid] = json.loads(body)
+                self.table(kind)[rid] = json.loads(body)
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
             self.next_id = meta.get("next_id", FIRST_ID)
             self.next_invoice_number = meta.get("next_invoice_number", 1)
 
-    def _table(self, kind: str) -> dict[str, dict[str, Any]]:
+    def table(self, kind: str) -> dict[str, dict[str, Any]]:
         return {
             "customer": self.customers,
             "invoice": self.invoices,
@@ -54,7 +54,7 @@ class RecordStore:
         return number
 
     def put(self, kind: str, rid: str, record: dict[str, Any]) -> None:
-        self._table(kind)[rid] = record
+        self.table(kind)[rid] = record
         if self._db is not None:
             self._db.execute(
                 "INSERT OR REPLACE INTO records (kind, id, body) VALUES (?, ?, ?)",
@@ -62,7 +62,7 @@ class RecordStore:
             )
 
     def delete(self, kind: str, rid: str) -> None:
-        self._table(kind).pop(rid, None)
+        self.table(kind).pop(rid, None)
         if self._db is not None:
             self._db.execute("DELETE FROM records WHERE kind = ? AND id = ?", (kind, rid))
 

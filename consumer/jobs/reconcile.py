@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from connectors.zoho.client import account_number_of, disambiguated_name
+from connectors.zoho.customers import account_number_of, disambiguated_name
 from consumer.entities.customers import customer_payload, customer_zoho_status, is_internal_test
 from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
 from consumer.pipeline.apply import ApplyOptions, ZohoApplier

@@ -66,9 +66,10 @@ def mapping_config(settings: Settings) -> MappingConfig:
 def zoho_client(settings: Settings) -> Any:
     from connectors.zoho.client import ZohoClient
     from connectors.zoho.stores import PgDailyBudgetStore, PgRateWindowStore, PgTokenStore
+    from consumer.pipeline.zoho_config import zoho_config
 
-    return ZohoClient.from_settings(
-        settings,
+    return ZohoClient(
+        zoho_config(settings),
         token_store=PgTokenStore(settings.database_url),
         budget_store=PgDailyBudgetStore(settings.database_url),
         window_store=PgRateWindowStore(settings.database_url),

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from connectors.zoho.client import account_number_of
+from connectors.zoho.customers import account_number_of
 from consumer.jobs.reconcile import _customer_drift, _invoice_drift, _invoice_number
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig

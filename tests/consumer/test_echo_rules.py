@@ -11,6 +11,7 @@ from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import list_dead_letters, reprocess
 from consumer.migrations import migrate
 from consumer.pipeline.wiring import sync_session
+from consumer.pipeline.zoho_config import zoho_config
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
 from tests.support import Source, envelope
@@ -61,7 +62,7 @@ async def test_a_delete_during_an_unresolved_create_reaches_the_record_the_creat
     migrate(database_url)
     customer = source.insert_customer(5)
     invoice = source.insert_invoice(customer, "INV-5-1")
-    async with ZohoClient.from_settings(zoho_settings) as zoho_client:
+    async with ZohoClient(zoho_config(zoho_settings)) as zoho_client:
         made = await zoho_client.create_customer(
             {
                 "display_name": "First5 Last5",

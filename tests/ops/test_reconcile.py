@@ -14,6 +14,7 @@ import pytest
 
 from connectors.zoho.client import ZohoClient
 from consumer.jobs.reconcile import reconcile
+from consumer.pipeline.zoho_config import zoho_config
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.ops import run_cli
 from tests.support import Source
@@ -75,7 +76,7 @@ async def test_reconcile_finds_duplicate_missing_and_drift_and_fix_repairs_all_b
     c1_zoho, c2_zoho, c3_zoho = (zoho_id_of(source, "customers", ids[n]) for n in ("c1", "c2", "c3"))
     i2_zoho = zoho_id_of(source, "customer_invoices", ids["i2"])
 
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         dup = await client.create_customer(
             {
                 "display_name": "Someone else entirely",
@@ -141,7 +142,7 @@ async def test_reconcile_reports_a_zoho_record_with_no_source_row_and_never_writ
     settings, source, zoho_sim
 ):
     unsynced = source.insert_customer(5)  # in the source only: missing in Zoho
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         stray = await client.create_customer(
             {"display_name": "Made in Zoho", "custom_fields": [{"label": "Account Number", "value": "ZZ-1"}]}
         )
@@ -244,7 +245,7 @@ async def test_reconcile_reports_status_drift_and_fix_walks_each_status_once(set
     set_source(source, "customer_invoices", ids["sent"], status="paid")
     set_source(source, "customer_invoices", ids["voiding"], status="void")
     set_source(source, "customers", ids["closing"], status="closed")
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         await client.mark_customer_inactive(zid["reopened"])
     before = zoho_sim.stats()["by_endpoint"]
 

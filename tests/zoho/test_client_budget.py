@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from connectors.zoho import PgDailyBudgetStore, ZohoClient, ZohoConfig
+from connectors.zoho import PgDailyBudgetStore, ZohoClient
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
+from consumer.pipeline.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 
@@ -36,7 +37,7 @@ async def test_client_at_the_simulator_rate_never_sees_a_429_and_uses_the_whole_
 ):
     sim = zoho_sim_factory(limits=WINDOW)
     settings = settings_for(sim, database_url, zoho_rate_guard_seconds=0.1)
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         assert await _calls(client, 60) == 60
     stats = sim.stats()
     assert stats["http_429"] == 0
@@ -48,7 +49,7 @@ async def test_client_rate_set_too_high_absorbs_429s_and_settles_under_the_limit
 ):
     sim = zoho_sim_factory(limits=WINDOW)
     settings = settings_for(sim, database_url, zoho_rate_per_minute=60, zoho_rate_guard_seconds=0.1)
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         assert await _calls(client, 100) == 100
         assert client.metrics.http_429 > 0
         assert client.current_rate_per_window <= 20
@@ -66,7 +67,7 @@ class FakeClock:
 async def test_daily_budget_survives_a_restart_and_pauses_work_when_spent(zoho_sim, database_url):
     migrate(database_url)
     clock = FakeClock()
-    config = ZohoConfig.from_settings(settings_for(zoho_sim, database_url, zoho_daily_limit=5))
+    config = zoho_config(settings_for(zoho_sim, database_url, zoho_daily_limit=5))
 
     def new_client() -> ZohoClient:
         return ZohoClient(config, budget_store=PgDailyBudgetStore(database_url), budget_clock=clock)
@@ -94,7 +95,7 @@ async def test_zoho_daily_limit_code_45_pauses_until_the_next_day(zoho_sim, data
     migrate(database_url)
     clock = FakeClock()
     zoho_sim.set_limits(daily=2)
-    config = ZohoConfig.from_settings(settings_for(zoho_sim, database_url, zoho_daily_limit=100))
+    config = zoho_config(settings_for(zoho_sim, database_url, zoho_daily_limit=100))
     async with ZohoClient(
         config, budget_store=PgDailyBudgetStore(database_url), budget_clock=clock
     ) as client:
@@ -112,7 +113,7 @@ async def test_zoho_daily_limit_code_45_pauses_until_the_next_day(zoho_sim, data
 async def test_the_daily_budget_is_reserved_in_blocks_and_the_unsent_part_handed_back(zoho_sim, database_url):
     migrate(database_url)
     clock = FakeClock()
-    config = ZohoConfig.from_settings(settings_for(zoho_sim, database_url, zoho_daily_limit=1000))
+    config = zoho_config(settings_for(zoho_sim, database_url, zoho_daily_limit=1000))
     async with ZohoClient(
         config, budget_store=PgDailyBudgetStore(database_url), budget_clock=clock
     ) as client:

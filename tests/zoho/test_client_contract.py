@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from connectors.zoho import Duplicate, NotFound, ResponseLost, ValidationFailed, ZohoClient, errors
+from consumer.pipeline.zoho_config import zoho_config
 from tests.zoho.conftest import customer_payload, fault_next, invoice_payload
 
 
 @pytest.fixture
 async def client(zoho_settings):
-    async with ZohoClient.from_settings(zoho_settings) as zoho:
+    async with ZohoClient(zoho_config(zoho_settings)) as zoho:
         yield zoho
 
 

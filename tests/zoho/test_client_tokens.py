@@ -10,6 +10,7 @@ import pytest
 from connectors.zoho import PgTokenStore, RefreshTokenRevoked, ZohoClient
 from connectors.zoho_sim import SimFaults, SimLimits
 from consumer.migrations import migrate
+from consumer.pipeline.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 
@@ -36,7 +37,7 @@ async def test_thirty_tasks_share_one_token_request_per_lifetime(zoho_sim_factor
         limits=FAST, token_lifetime=1.0, token_refresh_limit=1000, faults=SimFaults(latency=0.02)
     )
     settings = settings_for(sim, database_url, zoho_token_refresh_margin=0.3)
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         customer_id = (await client.create_customer(customer_payload(1)))["customer_id"]
         started = time.monotonic()
         assert await _hammer(client, customer_id, 1000, 30) == 1000
@@ -54,7 +55,7 @@ async def test_token_refusal_window_delays_calls_but_loses_none(zoho_sim_factory
         limits=FAST, token_lifetime=1.0, token_refresh_limit=100, faults=SimFaults(latency=0.01)
     )
     settings = settings_for(sim, database_url, zoho_token_refresh_margin=0.3)
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         customer_id = (await client.create_customer(customer_payload(1)))["customer_id"]
         sim.set_faults(token_refusal_seconds=1.5)
         assert await _hammer(client, customer_id, 300, 20) == 300
@@ -64,7 +65,7 @@ async def test_token_refusal_window_delays_calls_but_loses_none(zoho_sim_factory
 
 
 async def test_rejected_access_token_is_refreshed_once_and_the_call_retried(zoho_sim, zoho_settings):
-    async with ZohoClient.from_settings(zoho_settings) as client:
+    async with ZohoClient(zoho_config(zoho_settings)) as client:
         customer_id = (await client.create_customer(customer_payload(1)))["customer_id"]
         zoho_sim.expire_access_tokens()
         with client.tracking() as tracker:
@@ -75,7 +76,7 @@ async def test_rejected_access_token_is_refreshed_once_and_the_call_retried(zoho
 
 async def test_revoked_refresh_token_raises_refresh_token_revoked(zoho_sim, zoho_settings):
     zoho_sim.revoke_refresh_token()
-    async with ZohoClient.from_settings(zoho_settings) as client:
+    async with ZohoClient(zoho_config(zoho_settings)) as client:
         with pytest.raises(RefreshTokenRevoked) as revoked:
             await client.get_customer("1")
     assert "ZOHO_REFRESH_TOKEN" in str(revoked.value)
@@ -86,6 +87,6 @@ async def test_a_restart_within_the_lifetime_reuses_the_persisted_token(
 ):
     migrate(database_url)
     for _ in range(2):
-        async with ZohoClient.from_settings(zoho_settings, token_store=PgTokenStore(database_url)) as client:
+        async with ZohoClient(zoho_config(zoho_settings), token_store=PgTokenStore(database_url)) as client:
             await client.create_customer(customer_payload(_))
     assert zoho_sim.stats()["token_requests"] == 1

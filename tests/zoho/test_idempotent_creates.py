@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.zoho import MemoryTokenStore, ZohoClient
+from consumer.pipeline.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload, invoice_payload
 
@@ -47,7 +48,7 @@ def test_idempotent_creates_yield_exactly_one_record_per_logical_create(
     config = settings_for(zoho_sim, database_url, zoho_max_attempts=12, zoho_retry_base_seconds=0.01)
 
     async def run() -> None:
-        async with ZohoClient.from_settings(config, token_store=shared_token_store) as client:
+        async with ZohoClient(zoho_config(config), token_store=shared_token_store) as client:
 
             async def one(n: int) -> None:
                 customer = await client.create_customer_idempotent(

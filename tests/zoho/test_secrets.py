@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from connectors.zoho import AuthError, RefreshTokenRevoked, ZohoClient, ZohoConfig, ZohoError
+from connectors.zoho import AuthError, RefreshTokenRevoked, ZohoClient, ZohoError
+from consumer.pipeline.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 
@@ -20,7 +21,7 @@ async def test_secrets_stay_out_of_errors_reprs_and_logs(zoho_sim, database_url,
     caplog.set_level(logging.DEBUG)
     settings = settings_for(zoho_sim, database_url)
     texts: list[str] = []
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         await client.create_customer(customer_payload(1))
         access_token = client.auth._token.access_token
         texts += [repr(client), repr(client.config), repr(client.auth), repr(client.auth._token)]
@@ -35,10 +36,10 @@ async def test_secrets_stay_out_of_errors_reprs_and_logs(zoho_sim, database_url,
             await client.get_customer("1")
         texts += [str(revoked.value), repr(revoked.value)]
     bad = settings_for(zoho_sim, database_url, zoho_client_secret="wrong-secret-value")
-    async with ZohoClient.from_settings(bad) as client:
+    async with ZohoClient(zoho_config(bad)) as client:
         with pytest.raises(AuthError) as refused:
             await client.get_customer("1")
-        texts += [str(refused.value), repr(ZohoConfig.from_settings(bad))]
+        texts += [str(refused.value), repr(zoho_config(bad))]
     texts.append(caplog.text)
     assert "ZOHO_CLIENT_SECRET" in str(refused.value)
     for text in texts:

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import psycopg
 
-from connectors.zoho import ZohoClient, ZohoConfig
+from connectors.zoho import ZohoClient
 from connectors.zoho.stores import PgRateWindowStore
 from connectors.zoho.window import Block, Member, OrgRate, Reservation, decide, fair_shares
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
+from consumer.pipeline.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 
@@ -26,12 +27,12 @@ LIMITS = SimLimits(per_window=20, window_seconds=1.0, daily=100_000, concurrency
 
 
 async def _customer(sim, database_url) -> str:
-    async with ZohoClient.from_settings(settings_for(sim, database_url)) as client:
+    async with ZohoClient(zoho_config(settings_for(sim, database_url))) as client:
         return (await client.create_customer(customer_payload("shared")))["customer_id"]
 
 
 def _run_processes(sim, database_url, customer_id: str, count: int, calls: int, **zoho: object) -> list[dict]:
-    config = ZohoConfig.from_settings(settings_for(sim, database_url, zoho_rate_guard_seconds=0.1), **zoho)
+    config = zoho_config(settings_for(sim, database_url, zoho_rate_guard_seconds=0.1), **zoho)
     fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     start_at = time.time() + 4.0  # every process has imported and holds a token by then
     procs = []
@@ -103,7 +104,7 @@ async def test_a_lone_process_on_the_shared_store_uses_the_whole_window(zoho_sim
     migrate(database_url)
     sim = zoho_sim_factory(limits=LIMITS)
     settings = settings_for(sim, database_url, zoho_rate_guard_seconds=0.1)
-    async with ZohoClient.from_settings(settings, window_store=PgRateWindowStore(database_url)) as client:
+    async with ZohoClient(zoho_config(settings), window_store=PgRateWindowStore(database_url)) as client:
         customer_id = (await client.create_customer(customer_payload("alone")))["customer_id"]
         started = time.monotonic()
         for _ in range(3):
@@ -172,7 +173,7 @@ async def test_even_pacing_setting_spaces_calls_instead_of_spending_the_window_a
 
     sim = zoho_sim_factory(limits=LIMITS)
     settings = settings_for(sim, database_url, zoho_rate_guard_seconds=0.1, zoho_rate_pacing="even")
-    async with ZohoClient.from_settings(settings) as client:
+    async with ZohoClient(zoho_config(settings)) as client:
         customer_id = (await client.create_customer(customer_payload("even")))["customer_id"]
         started = time.monotonic()
         await asyncio.gather(*(client.get_customer(customer_id) for _ in range(19)))

@@ -6,6 +6,7 @@ import pytest
 
 from connectors.zoho.client import ZohoClient
 from connectors.zoho.errors import NotFound
+from consumer.pipeline.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 
@@ -13,7 +14,7 @@ from tests.zoho.conftest import customer_payload
 async def test_an_id_from_before_a_wipe_is_not_found_afterwards_never_someone_elses_record(
     zoho_sim, database_url
 ) -> None:
-    async with ZohoClient.from_settings(settings_for(zoho_sim, database_url)) as client:
+    async with ZohoClient(zoho_config(settings_for(zoho_sim, database_url))) as client:
         old = (await client.create_customer(customer_payload(1)))["customer_id"]
         zoho_sim.reset()
         new = (await client.create_customer(customer_payload(2)))["customer_id"]

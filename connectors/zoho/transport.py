@@ -1,0 +1,319 @@
+"""The one request path of the Zoho client: every call's gate, send, reply mapping and retry.
+
+Each attempt reserves a call of the daily budget, gets the shared token, then holds a slot and permit of
+the organisation's shared window while it sends; replies map to the `errors` tree and `RetryPolicy`
+retries by family. A create whose reply was lost raises `ResponseLost` (resolved by a lookup, not re-sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+import httpx
+
+from connectors.zoho import errors, tracking
+from connectors.zoho.auth import OAuthClient, TokenManager
+from connectors.zoho.config import ZohoConfig
+from connectors.zoho.daily_budget import DailyBudget
+from connectors.zoho.protocol import (
+    API_PATH,
+    AUTH_SCHEME,
+    CODE_RATE_PER_DAY,
+    CODE_RATE_PER_MINUTE,
+    DEFAULT_API_BASE,
+    ORG_HEADER,
+    error_from_reply,
+)
+from connectors.zoho.retry import RetryPolicy
+from connectors.zoho.send_guard import CURRENT_GUARD
+from connectors.zoho.shared_window import SharedWindow
+from connectors.zoho.stores.memory import MemoryDailyBudgetStore, MemoryRateWindowStore, MemoryTokenStore
+from connectors.zoho.stores.protocols import (
+    DailyBudgetStore,
+    RateWindowStore,
+    StoredToken,
+    TokenStore,
+    token_key,
+)
+
+PER_PAGE = 200
+
+BeforeSend = Callable[[], Awaitable[None]]
+
+
+def at_most_once(step: BeforeSend | None) -> BeforeSend | None:
+    """`step` made idempotent: the first call runs it, later calls return at once."""
+    if step is None or getattr(step, "_runs_once", False):
+        return step
+    done = False
+
+    async def run() -> None:
+        nonlocal done
+        if not done:
+            await step()
+            done = True
+
+    run._runs_once = True  # type: ignore[attr-defined]
+    return run
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+class ZohoTransport:
+    """One organisation's Zoho Billing API over one shared keep-alive `httpx.AsyncClient`."""
+
+    def __init__(
+        self,
+        config: ZohoConfig,
+        *,
+        token_store: TokenStore | None = None,
+        budget_store: DailyBudgetStore | None = None,
+        window_store: RateWindowStore | None = None,
+        rng: random.Random | None = None,
+        budget_clock: Any = None,
+    ) -> None:
+        self.config = config
+        self.metrics = tracking.ClientMetrics()
+        self._rng = rng or random.Random()
+        timeout = httpx.Timeout(config.read_timeout, connect=config.connect_timeout)
+        limits = httpx.Limits(
+            max_connections=config.max_concurrency + 2, max_keepalive_connections=config.max_concurrency + 2
+        )
+        self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        self.token_store = token_store or MemoryTokenStore()
+        self.budget_store = budget_store or MemoryDailyBudgetStore()
+        self.window_store = window_store or MemoryRateWindowStore()
+        oauth = OAuthClient(config.accounts_url, config.client_id, config.client_secret, config.refresh_token)
+        self.auth = TokenManager(
+            self._http,
+            oauth,
+            self.token_store,
+            token_key(config.accounts_url, config.client_id, config.refresh_token),
+            refresh_margin=config.token_refresh_margin,
+            backoff_seconds=config.token_backoff_seconds,
+            backoff_max_seconds=config.token_backoff_max_seconds,
+            metrics=self.metrics,
+            rng=self._rng,
+        )
+        self.window = SharedWindow(
+            self.window_store,
+            config.organization_id,
+            rate_per_window=config.rate_per_window,
+            window_seconds=config.rate_window_seconds,
+            guard_seconds=config.rate_guard_seconds,
+            concurrency=config.max_concurrency,
+            mode=config.rate_pacing,
+            block_size=config.rate_block_size,
+            block_seconds=config.rate_block_seconds,
+            label=config.instance_label,
+            rng=self._rng,
+        )
+        budget_kwargs = {"clock": budget_clock} if budget_clock is not None else {}
+        self.daily = DailyBudget(
+            self.budget_store,
+            config.organization_id,
+            config.daily_limit,
+            poll_seconds=config.budget_poll_seconds,
+            **budget_kwargs,
+        )
+        self.retry_policy = RetryPolicy(
+            max_attempts=config.max_attempts,
+            max_seconds=config.retry_max_seconds,
+            base_seconds=config.retry_base_seconds,
+            cap_seconds=min(60.0, config.retry_max_seconds),
+            rng=self._rng,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        try:
+            await self.daily.close()
+        except Exception:  # noqa: BLE001 - closing must not fail on it; the block is lost for today only
+            pass
+        await self.window.aclose()
+        await self._http.aclose()
+        await self.token_store.aclose()
+        await self.budget_store.aclose()
+        await self.window_store.aclose()
+
+    # --- accounting -------------------------------------------------------------------------
+
+    @contextmanager
+    def tracking(self) -> Iterator[tracking.CallTracker]:
+        """Count this task's attempts (then read t.attempts, t.http_status, t.calls)."""
+        with tracking.tracking() as tracker:
+            yield tracker
+
+    async def budget_state(self) -> dict[str, object]:
+        """Calls this window (the organisation's, all processes) and today, the limits, the current
+        adaptive rate, any pause and the processes sharing the window."""
+        return {
+            **self.window.state(),
+            **await self.window.shared_state(),
+            **await self.daily.state(),
+            "max_concurrency": self.config.max_concurrency,
+        }
+
+    @property
+    def current_rate_per_window(self) -> int:
+        return int(self.window.rate)
+
+    # --- the one request path ---------------------------------------------------------------
+
+    def _api_base(self, token: StoredToken) -> str:
+        if self.config.api_base == DEFAULT_API_BASE and token.api_domain:
+            return token.api_domain.rstrip("/") + API_PATH
+        return self.config.api_base
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        before_send: BeforeSend | None = None,
+    ) -> dict[str, Any]:
+        waited = await self.daily.spend()
+        if waited:
+            self.metrics.daily_wait_seconds += waited
+            tracking.record_budget_wait(waited)
+        await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
+        before = self.window.metrics.wait_seconds
+        async with self.window.send() as sent_at:
+            self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
+            token = await self.auth.token()  # cached, unless it expired while we waited for the slot
+            guard = CURRENT_GUARD.get()
+            if guard is not None:
+                guard.before_send()  # raises SendRevoked when the caller no longer owns this work
+            if before_send is not None:
+                await before_send()  # e.g. a durable create intent, written only once the call can go out
+            headers = {
+                "Authorization": f"{AUTH_SCHEME} {token.access_token}",
+                ORG_HEADER: self.config.organization_id,
+            }
+            started = time.monotonic()
+            try:
+                reply = await self._http.request(
+                    method, self._api_base(token) + path, params=params, json=body, headers=headers
+                )
+            except httpx.TransportError as exc:
+                elapsed = time.monotonic() - started
+                sent = not isinstance(exc, _NOT_SENT)
+                kind = errors.ResponseLost if sent else errors.TransientError
+                what = "no reply from Zoho" if sent else "could not reach Zoho"
+                self._record(endpoint, None, None, elapsed, kind.__name__)
+                raise kind(f"{what} for {endpoint} ({type(exc).__name__})") from None
+        elapsed = time.monotonic() - started
+        try:
+            payload = reply.json()
+        except ValueError:
+            payload = None
+        error = error_from_reply(reply.status_code, payload, reply.headers)
+        code = payload.get("code") if isinstance(payload, dict) else None
+        self._record(endpoint, reply.status_code, code, elapsed, type(error).__name__ if error else None)
+        if error is None:
+            self.window.on_success(sent_at)
+            return payload  # type: ignore[return-value]
+        if isinstance(error, errors.AccessTokenRejected):
+            await self.auth.invalidate(token)
+        elif isinstance(error, errors.RateLimited) and error.code in (CODE_RATE_PER_MINUTE, None):
+            await self.window.on_rate_limited(sent_at, error.retry_after)
+        elif isinstance(error, errors.DailyBudgetExhausted) or code == CODE_RATE_PER_DAY:
+            await self.daily.mark_exhausted()
+        raise error
+
+    def _record(
+        self, endpoint: str, status: int | None, code: Any, seconds: float, error: str | None
+    ) -> None:
+        call = tracking.CallRecord(endpoint, status, code if isinstance(code, int) else None, seconds, error)
+        tracking.record(call)
+        self.metrics.count(call)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        retry_in_doubt: bool = True,
+        before_send: BeforeSend | None = None,
+    ) -> dict[str, Any]:
+        before_send = at_most_once(before_send)
+        attempts = 0
+        token_retried = False
+        started = time.monotonic()
+        budget_wait_before = self.metrics.daily_wait_seconds
+        while True:
+            attempts += 1
+            try:
+                return await self._attempt(method, path, endpoint, params, body, before_send)
+            except errors.ZohoError as error:
+                error.attempts = attempts
+                if isinstance(error, errors.AccessTokenRejected) and not token_retried:
+                    token_retried = True  # the token was dropped in _attempt; the next attempt refreshes
+                    continue
+                if isinstance(error, errors.ResponseLost) and not retry_in_doubt:
+                    raise
+                # time spent waiting for the next day's budget is not charged to the retry window
+                elapsed = time.monotonic() - started - (self.metrics.daily_wait_seconds - budget_wait_before)
+                delay = self.retry_policy.delay(error, attempts, max(0.0, elapsed))
+                if delay is None:
+                    raise
+                self.metrics.retries += 1
+                if delay:
+                    await asyncio.sleep(delay)
+
+    async def _pages(
+        self, path: str, key: str, endpoint: str, filters: dict[str, Any]
+    ) -> AsyncIterator[dict]:
+        per_page = int(filters.pop("per_page", PER_PAGE))
+        page = int(filters.pop("page", 1))
+        while True:
+            body = await self._request(
+                "GET", path, endpoint, params={**filters, "page": page, "per_page": per_page}
+            )
+            items = body.get(key) or []
+            for item in items:
+                yield item
+            context = body.get("page_context")
+            if isinstance(context, dict) and "has_more_page" in context:
+                more = bool(context["has_more_page"])
+            else:
+                more = len(items) >= per_page
+            if not more or not items:
+                return
+            page += 1
+
+    async def _create_once(self, create: Any, lookup: Any) -> dict[str, Any]:
+        last: errors.ZohoError | None = None
+        for _ in range(self.config.max_attempts):
+            if last is not None:
+                try:
+                    found = await lookup()
+                except errors.TransientError as exc:
+                    last = exc
+                    continue
+                if found is not None:
+                    return found
+                if isinstance(last, errors.Duplicate):
+                    raise last  # it exists under another key: not ours to adopt
+            try:
+                return await create()
+            except (errors.TransientError, errors.Duplicate) as exc:
+                last = exc
+        assert last is not None
+        raise last
