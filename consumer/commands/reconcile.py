@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         """Find records missing in Zoho, duplicates, field and status drift, and Zoho-only records."""
         from connectors.zoho.errors import AuthError, ZohoError
         from consumer.commands.cli import fail, settings_or_exit
-        from consumer.jobs.reconcile import ReconcileError, reconcile
+        from consumer.jobs.reconcile.repair import ReconcileError
+        from consumer.jobs.reconcile.run import reconcile
         from consumer.pipeline.wiring import ServiceUnavailable
 
         settings = settings_or_exit()

@@ -19,7 +19,8 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from consumer.jobs.reconcile import SourceSnapshot, ZohoSnapshot, compare, read_source
+from consumer.jobs.reconcile.comparison import compare
+from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source
 from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.seed import seed

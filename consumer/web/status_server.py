@@ -27,7 +27,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from consumer.web import charts
 from consumer.jobs.health import HealthFacts, History, Sample, assess
 from consumer.jobs.status import (
     Status,
@@ -36,6 +35,7 @@ from consumer.jobs.status import (
     dlq_depth,
     replication_slot_active,
 )
+from consumer.web import charts
 
 log = structlog.get_logger("zoho_cdc.status")
 

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from consumer.web import charts
 from consumer.jobs.health import HealthFacts, History, Sample, assess
+from consumer.web import charts
 
 NOW = 1_800_000_000.0  # a whole minute
 OK = HealthFacts(slot_name="zoho_cdc", slot_active=True)
