@@ -32,62 +32,46 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.lag = Gauge(
-            "zoho_cdc_lag_records",
-            "Records behind the end offset",
-            ["topic", "partition"],
-            registry=self.registry,
-        )
-        self.in_flight = Gauge("zoho_cdc_in_flight_records", "Records held in memory", registry=self.registry)
-        self.group_members = Gauge(
-            "zoho_cdc_group_members", "Live members of the consumer group", registry=self.registry
-        )
-        self.member_partitions = Gauge(
+        self.lag = self._gauge("zoho_cdc_lag_records", "Records behind the end offset", "topic", "partition")
+        self.in_flight = self._gauge("zoho_cdc_in_flight_records", "Records held in memory")
+        self.group_members = self._gauge("zoho_cdc_group_members", "Live members of the consumer group")
+        self.member_partitions = self._gauge(
             "zoho_cdc_group_member_partitions",
             "Partitions held by each member of the consumer group",
-            ["instance"],
-            registry=self.registry,
+            "instance",
         )
-        self.org_window_calls = Gauge(
+        self.org_window_calls = self._gauge(
             "zoho_cdc_zoho_org_window_calls",
             "Calls of the organisation's current rate window, all processes together",
-            registry=self.registry,
         )
-        self.org_rate = Gauge(
+        self.org_rate = self._gauge(
             "zoho_cdc_zoho_org_rate_per_window",
             "The organisation's current (adaptive) calls per window, shared by every process",
-            registry=self.registry,
         )
-        self.org_processes = Gauge(
-            "zoho_cdc_zoho_org_processes",
-            "Processes holding a lease on the organisation's window",
-            registry=self.registry,
+        self.org_processes = self._gauge(
+            "zoho_cdc_zoho_org_processes", "Processes holding a lease on the organisation's window"
         )
         # Set at scrape time by the status server (read from Kafka, PostgreSQL and the Zoho client).
-        self.dlq_depth = Gauge(
-            "zoho_cdc_dlq_depth", "Records in the dead-letter topic", registry=self.registry
+        self.dlq_depth = self._gauge("zoho_cdc_dlq_depth", "Records in the dead-letter topic")
+        self.daily_calls = self._gauge("zoho_cdc_zoho_daily_calls", "Zoho calls spent this UTC day")
+        self.daily_limit = self._gauge(
+            "zoho_cdc_zoho_daily_limit", "Zoho calls allowed per UTC day (ZOHO_DAILY_LIMIT)"
         )
-        self.daily_calls = Gauge(
-            "zoho_cdc_zoho_daily_calls", "Zoho calls spent this UTC day", registry=self.registry
-        )
-        self.daily_limit = Gauge(
-            "zoho_cdc_zoho_daily_limit",
-            "Zoho calls allowed per UTC day (ZOHO_DAILY_LIMIT)",
-            registry=self.registry,
-        )
-        self.rate_limit = Gauge(
+        self.rate_limit = self._gauge(
             "zoho_cdc_zoho_rate_limit_per_minute",
             "Zoho calls allowed per minute (ZOHO_RATE_PER_MINUTE over ZOHO_RATE_WINDOW_SECONDS)",
-            registry=self.registry,
         )
-        self.slot_active = Gauge(
+        self.slot_active = self._gauge(
             "zoho_cdc_replication_slot_active",
             "1 while Debezium's replication slot is streaming, 0 when inactive or missing",
-            registry=self.registry,
         )
         self.tally: _Tally[str] = _Tally()
         self.attempts = 0
         self._watched: set[int] = set()
+
+    def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
+        """A gauge on this process's registry, set when it is read or at scrape time."""
+        return Gauge(name, documentation, list(labels), registry=self.registry)
 
     def watch_client(self, client: Any) -> None:
         """Expose the Zoho client's own counters (calls by status, 429s, tokens, limiter wait) here.

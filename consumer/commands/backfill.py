@@ -7,6 +7,8 @@ from enum import StrEnum
 
 import typer
 
+from consumer.commands.options import json_flag
+
 
 class Entity(StrEnum):
     customers = "customers"
@@ -30,7 +32,7 @@ def register(app: typer.Typer) -> None:
         resync: bool = typer.Option(
             False, "--resync", help="Ignore stored hashes; check every entity in Zoho."
         ),
-        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+        as_json: bool = json_flag("Print the summary as JSON."),
     ) -> None:
         """Replay the Debezium topics into Zoho (a new organisation, a lost week, a changed mapping)."""
         from consumer.commands.cli import parse_since, run_sync, settings_or_exit

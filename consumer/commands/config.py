@@ -6,10 +6,12 @@ import json
 
 import typer
 
+from consumer.commands.options import json_flag
+
 
 def register(app: typer.Typer) -> None:
     @app.command("config")
-    def config_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def config_command(as_json: bool = json_flag()) -> None:
         """Print the effective settings (secrets masked)."""
         from consumer.commands.cli import settings_or_exit
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import typer
 
+from consumer.commands.options import flag
+
 
 def register(app: typer.Typer) -> None:
     @app.command("relay")
     def relay_command(
-        reset_offsets: bool = typer.Option(
-            False,
-            "--reset-offsets",
-            help="Forget stored Debezium offsets (next start snapshots again) and exit.",
+        reset_offsets: bool = flag(
+            "--reset-offsets", "Forget stored Debezium offsets (next start snapshots again) and exit."
         ),
-        check: bool = typer.Option(
-            False, "--check", help="Only run the pre-start checks (wal_level, broker)."
-        ),
+        check: bool = flag("--check", "Only run the pre-start checks (wal_level, broker)."),
     ) -> None:
         """Stream row changes of customers and customer_invoices into Kafka (embedded Debezium)."""
         from consumer.commands.cli import fail, settings_or_exit

@@ -7,10 +7,12 @@ import json
 
 import typer
 
+from consumer.commands.options import json_flag
+
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
-    def status_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    def status_command(as_json: bool = json_flag()) -> None:
         """Show what the live sync has done and what is still waiting."""
         from rich.console import Console
         from rich.table import Table
@@ -18,7 +20,7 @@ def register(app: typer.Typer) -> None:
         from consumer.commands.cli import fail, settings_or_exit
         from consumer.migrations import migrate
         from consumer.pipeline.wiring import ServiceUnavailable, check_database
-        from consumer.web.status_server import gather_status
+        from consumer.web.status_facts import gather_status
 
         settings = settings_or_exit()
         try:

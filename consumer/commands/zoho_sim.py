@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any, Final
+
 import typer
 
 
@@ -52,60 +55,66 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("warning", help="uvicorn log level."),
     ) -> None:
         """Run a Zoho Billing simulator: OAuth, customers, invoices, limits and fault injection."""
+        options = dict(locals())  # the options by name, before anything else is bound here
         import uvicorn
 
         from connectors.zoho_sim.app import build_app
-        from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
         from connectors.zoho_sim.core import Simulator
         from connectors.zoho_sim.server import uvicorn_config
         from consumer.commands.cli import fail
 
-        for name, value in (
-            ("--fault-500", fault_500),
-            ("--fault-503", fault_503),
-            ("--timeout-rate", timeout_rate),
-            ("--lost-response-rate", lost_response_rate),
-            ("--drop-request-rate", drop_request_rate),
-        ):
-            if not 0.0 <= value <= 1.0:
-                fail(f"{name} must be a probability between 0 and 1.", code=2)
-        config = SimConfig(
-            client_id=client_id,
-            client_secret=client_secret,
-            refresh_tokens=tuple(refresh_token),
-            organization_id=org_id,
-            token_lifetime=token_lifetime,
-            token_refresh_limit=token_refresh_limit,
-            token_refresh_window=token_refresh_window,
-            max_active_tokens=max_active_tokens,
-            token_throttle_status=token_throttle_status,
-            require_email=require_email,
-            unique_display_names=unique_display_names,
-            not_found_status=not_found_status,
-            seed=seed if seed >= 0 else None,
-            db_path=db or None,
-            limits=SimLimits(
-                per_window=rate_per_window,
-                window_seconds=rate_window_seconds,
-                daily=daily_limit,
-                concurrency=concurrency,
-                retry_after=retry_after if retry_after >= 0 else None,
-            ),
-            faults=SimFaults(
-                error_500=fault_500,
-                error_503=fault_503,
-                latency=latency,
-                timeout=timeout_rate,
-                timeout_hold=timeout_hold,
-                lost_response=lost_response_rate,
-                drop_request=drop_request_rate,
-                token_refusal_seconds=token_refusal_seconds,
-            ),
-        )
+        for name in _PROBABILITIES:
+            if not 0.0 <= options[name] <= 1.0:
+                fail(f"--{name.replace('_', '-')} must be a probability between 0 and 1.", code=2)
         typer.echo(
             f"Zoho simulator on http://{host}:{port} (API base http://{host}:{port}/billing/v1)", err=True
         )
         try:
-            uvicorn.Server(uvicorn_config(build_app(Simulator(config)), host, port, log_level)).run()
+            uvicorn.Server(
+                uvicorn_config(build_app(Simulator(sim_config(options))), host, port, log_level)
+            ).run()
         except OSError as exc:
             fail(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port.")
+
+
+#: Fault options that are probabilities, by the `SimFaults` field each sets.
+_PROBABILITIES: Final = {
+    "fault_500": "error_500",
+    "fault_503": "error_503",
+    "timeout_rate": "timeout",
+    "lost_response_rate": "lost_response",
+    "drop_request_rate": "drop_request",
+}
+#: The other options that are not named as the config field they set, by that field.
+_RENAMED: Final = {"refresh_token": "refresh_tokens", "org_id": "organization_id", "db": "db_path"}
+_LIMITS: Final = {
+    "rate_per_window": "per_window",
+    "rate_window_seconds": "window_seconds",
+    "daily_limit": "daily",
+    "concurrency": "concurrency",
+    "retry_after": "retry_after",
+}
+_FAULTS: Final = {
+    **_PROBABILITIES,
+    "latency": "latency",
+    "timeout_hold": "timeout_hold",
+    "token_refusal_seconds": "token_refusal_seconds",
+}
+#: Options whose "off" value on the command line (negative, empty) is None in the config.
+_OFF: Final = {"retry_after": lambda v: v < 0, "seed": lambda v: v < 0, "db": lambda v: not v}
+
+
+def sim_config(options: dict[str, Any]) -> Any:
+    """The simulator's `SimConfig` from the command's options: each option sets the field of its name,
+    or the one the tables above name; an option at its "off" value sets None."""
+    from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
+
+    values = {name: None if name in _OFF and _OFF[name](v) else v for name, v in options.items()}
+    values["refresh_token"] = tuple(values["refresh_token"])
+
+    def part(names: dict[str, str]) -> dict[str, Any]:
+        return {field: values[name] for name, field in names.items()}
+
+    top = {f.name for f in fields(SimConfig)}
+    config = {name: v for name, v in values.items() if name in top} | part(_RENAMED)
+    return SimConfig(**config, limits=SimLimits(**part(_LIMITS)), faults=SimFaults(**part(_FAULTS)))

@@ -16,7 +16,7 @@ from consumer.pipeline.apply import Applied
 from consumer.pipeline.dead_letters import DeadLetter
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import EntityState, Plan
-from consumer.pipeline.store import EntityUpdate, Intent, OutcomeRow, SyncStore, WriteBack
+from consumer.pipeline.store import EntityUpdate, Intent, OutcomeRow, SyncStore
 
 
 @dataclass
@@ -44,11 +44,11 @@ class DryRunApplier:
         entity_type: EntityType,
         entity_id: str,
         plan: Plan,
-        row: Mapping[str, Any] | None,
+        row: Any,
         state_zoho_id: str | None,
-        *,
-        intent_left: bool = True,
+        **_: Any,
     ) -> Applied:
+        """Note the call the plan asks for; a create gets a made-up Zoho id, so later events update it."""
         self.planned.note_call(plan.action.value, entity_id, plan.payload, plan.reason)
         if state_zoho_id is None:
             self._next += 1
@@ -88,13 +88,9 @@ class DryRunStore:
         return await self._real.ping()
 
     async def record(
-        self,
-        outcomes: Sequence[OutcomeRow],
-        *,
-        entity: EntityUpdate | None = None,
-        write_back: WriteBack | None = None,
-        clear_intent: tuple[EntityType, str] | None = None,
+        self, outcomes: Sequence[OutcomeRow], *, entity: EntityUpdate | None = None, **_discarded: Any
     ) -> None:
+        """Count the outcomes and keep the entity's new state; write-backs and intents are dropped."""
         for row in outcomes:
             self._planned.outcomes[row.outcome] += 1
         if entity is not None:

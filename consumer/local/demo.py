@@ -21,7 +21,8 @@ from rich.table import Table
 
 from consumer.entities.customers import customer_zoho_status, is_internal_test
 from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
-from consumer.jobs.reconcile import SourceSnapshot, ZohoSnapshot, compare, read_source
+from consumer.jobs.reconcile.comparison import compare
+from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source
 from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.seed import seed

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
+from consumer.jobs.status import replication_slot_active
+
 
 class LocalPostgresError(Exception):
     """The local PostgreSQL could not be prepared; the message says what to do."""
@@ -103,14 +105,10 @@ def drop_inactive_slot(database_url: str, slot_name: str, wait_seconds: float = 
     with psycopg.connect(database_url, autocommit=True) as conn:
         deadline = time.monotonic() + wait_seconds
         while True:
-            row = conn.execute(
-                "SELECT active FROM pg_replication_slots"
-                " WHERE slot_name = %s AND database = current_database()",
-                (slot_name,),
-            ).fetchone()
-            if row is None:
+            active = replication_slot_active(conn, slot_name)
+            if active is None:
                 return False
-            if not row[0]:
+            if not active:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot_name,))
                 return True
             if time.monotonic() > deadline:

@@ -23,6 +23,7 @@ from consumer.pipeline.dead_letters import (
     header_int,
     parse_headers,
 )
+from consumer.pipeline.encode import encode_event
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.scheduler import WorkItem
 from consumer.pipeline.store import EntityUpdate, OutcomeRow
@@ -46,8 +47,14 @@ class DeadLetterDesk:
     """Publishes dead letters and records their outcomes."""
 
     def __init__(
-        self, publisher: DeadLetterPublisher, recorder: OutcomeRecorder, dlq_topic: str, max_reprocess: int
+        self,
+        publisher: DeadLetterPublisher,
+        recorder: OutcomeRecorder,
+        dlq_topic: str,
+        max_reprocess: int,
+        topic_prefix: str,
     ) -> None:
+        self._topic_prefix = topic_prefix
         self._publisher = publisher
         self._recorder = recorder
         self._dlq_topic = dlq_topic
@@ -81,13 +88,14 @@ class DeadLetterDesk:
                 row = self._row(item, "failed", refusal, error)
                 await recorder.record(Outcome([*(prior or []), row], entity=entity))
                 return
+        key, value = self._content(item)
         await self.publish(
             DeadLetter(
                 topic=headers.get(H_TOPIC) or rec.topic,
                 partition=header_int(headers, H_PARTITION, rec.partition),
                 offset=header_int(headers, H_OFFSET, rec.offset),
-                key=rec.key,
-                value=rec.value,
+                key=key,
+                value=value,
                 reason=refusal.reason,
                 kind=refusal.kind,
                 exception_class=refusal.exc_class,
@@ -103,6 +111,21 @@ class DeadLetterDesk:
         recorder.metrics.outcome("dead_lettered")
         row = self._row(item, "dead_lettered", refusal, refusal.reason)
         await recorder.record(Outcome([*(prior or []), row], entity=entity, write_back=wb))
+
+    def _content(self, item: WorkItem) -> tuple[bytes | None, bytes | None]:
+        """The record as it came, or, for a change a job handed over decoded (reconcile's repair reads the
+        source rows itself), the change as Debezium would have sent it, so `dlq reprocess` can re-drive it."""
+        rec, event = item.record, item.event
+        if rec.value is not None or event is None or event.row is None:
+            return rec.key, rec.value
+        return encode_event(
+            event.entity_type,
+            "r",
+            event.row,
+            key_id=event.entity_id,
+            topic_prefix=self._topic_prefix,
+            snapshot="true",
+        )
 
     async def publish(self, letter: DeadLetter) -> None:
         """Produce a dead letter. It is a send like a Zoho call: withdrawn before it, never cancelled once

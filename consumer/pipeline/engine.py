@@ -66,7 +66,13 @@ class SyncEngine:
         self.metrics = metrics or Metrics()
         self._scheduler = KeyScheduler(self._handle, on_done)
         self._recorder = OutcomeRecorder(store, options.consumer_group, self.metrics)
-        desk = DeadLetterDesk(dead_letters, self._recorder, options.dlq_topic, options.reprocess_max_attempts)
+        desk = DeadLetterDesk(
+            dead_letters,
+            self._recorder,
+            options.dlq_topic,
+            options.reprocess_max_attempts,
+            options.topic_prefix,
+        )
         policy_options = PolicyOptions(
             options.mapping, options.resync, options.ignore_stale, options.dlq_topic, options.topic_prefix
         )

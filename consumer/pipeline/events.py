@@ -170,6 +170,14 @@ class ChangeEvent:
         return self.op in (Op.DELETE, Op.TOMBSTONE)
 
 
+def snapshot_read(
+    entity_type: EntityType, entity_id: str, row: Mapping[str, Any], *, read_at_ms: int | None = None
+) -> ChangeEvent:
+    """The change a read of the current source row stands for: the whole row, no position in the WAL
+    (so it never makes a later streamed change look stale)."""
+    return ChangeEvent(entity_type, entity_id, Op.READ, row, frozenset(), None, None, True, read_at_ms)
+
+
 class DecodeError(Exception):
     """Raised when a Kafka message cannot be decoded into a `ChangeEvent`; it goes to the DLQ at once.
 

@@ -19,7 +19,7 @@ from consumer.entities.spec import EntitySpec, ParentRecord
 from consumer.pipeline import entity_map
 from consumer.pipeline.dead_letters import DeadLetter
 from consumer.pipeline.encode import encode_event
-from consumer.pipeline.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.events import ChangeEvent, EntityType, snapshot_read
 from consumer.pipeline.plan import Action, EntityState
 from consumer.pipeline.recording import Outcome
 from consumer.pipeline.row_images import state_digest
@@ -81,7 +81,7 @@ class ParentResolver:
                 raise ParentRefused(f"{spec.entity} {entity_id}: {REFUSED_BEFORE}")
             if policy.options.resync:
                 state = entity_map.as_listed(self._listing, policy.options.mapping, spec.entity, row, state)
-            event = ChangeEvent(spec.entity, entity_id, Op.READ, row, frozenset(), None, None, True, None)
+            event = snapshot_read(spec.entity, entity_id, row)
             return await self._sync(spec, event, state, digest, explicit=explicit)
 
     async def _sync(

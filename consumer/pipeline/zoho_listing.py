@@ -17,22 +17,29 @@ What the listings show (Billing's OpenAPI `list-all-customers-response` / `list-
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from connectors.zoho.customers import account_number_of
-from consumer.jobs.reconcile import _customer_drift, _invoice_drift, _invoice_number
+from consumer.pipeline.drift import COMPARISONS, ZohoView, drift
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
 
 #: Customer statuses, each read with its own listing (the list items carry no status).
 CUSTOMER_STATUS_FILTERS = {"Status.Active": "active", "Status.Inactive": "inactive"}
+#: How each entity is listed: the list filters to read, each with the status its items have (None: the
+#: items show their own status), and the client call that reads one listing page by page.
+_LISTINGS: Final[
+    Mapping[EntityType, tuple[Mapping[str | None, str | None], Callable[..., AsyncIterator[dict[str, Any]]]]]
+] = {
+    EntityType.CUSTOMER: (CUSTOMER_STATUS_FILTERS, lambda client, **kw: client.iter_customers(**kw)),
+    EntityType.INVOICE: ({None: None}, lambda client, **kw: client.iter_invoices(**kw)),
+}
 
 
 @dataclass
 class ZohoListing:
-    """Zoho's customers and invoices by id and by natural key, as listed when the resync started."""
+    """Zoho's records of each listed entity by id and by natural key, as listed when the resync started."""
 
     account_number_field: str
     list_filter: str
@@ -46,30 +53,29 @@ class ZohoListing:
         listing = cls(client.config.account_number_field, client.config.account_number_list_filter)
         wanted = set(entity_types) | {EntityType.CUSTOMER}
         with client.tracking() as tracker:
-            customers: dict[str, dict[str, Any]] = {}
-            keys: dict[str, str] = {}
-            for status_filter, status in CUSTOMER_STATUS_FILTERS.items():
-                async for item in client.iter_customers(filter_by=status_filter):
-                    zoho_id = str(item["customer_id"])
-                    customers[zoho_id] = {**item, "status": status}
-                    key = account_number_of(item, listing.account_number_field, listing.list_filter)
-                    if key:
-                        keys.setdefault(key, zoho_id)
-            listing.records[EntityType.CUSTOMER] = customers
-            listing.by_key[EntityType.CUSTOMER] = keys
-            if EntityType.INVOICE in wanted:
-                invoices: dict[str, dict[str, Any]] = {}
-                numbers: dict[str, str] = {}
-                async for item in client.iter_invoices():
-                    zoho_id = str(item["invoice_id"])
-                    invoices[zoho_id] = item
-                    number = _invoice_number(item)
-                    if number:
-                        numbers.setdefault(number, zoho_id)
-                listing.records[EntityType.INVOICE] = invoices
-                listing.by_key[EntityType.INVOICE] = numbers
+            for entity_type in EntityType:
+                if entity_type in wanted:
+                    await listing._list(client, entity_type)
         listing.reads = tracker.attempts
         return listing
+
+    async def _list(self, client: Any, entity_type: EntityType) -> None:
+        spec = COMPARISONS[entity_type]
+        # Reading a natural key needs only the account-number label, which the client's config names.
+        view = ZohoView(MappingConfig(account_number_field=self.account_number_field), self.list_filter)
+        records: dict[str, dict[str, Any]] = {}
+        keys: dict[str, str] = {}
+        status_filters, pages = _LISTINGS[entity_type]
+        for status_filter, status in status_filters.items():
+            filters = {} if status_filter is None else {"filter_by": status_filter}
+            async for item in pages(client, **filters):
+                zoho_id = spec.zoho_id(item)
+                records[zoho_id] = item if status is None else {**item, "status": status}
+                key = spec.natural_key(item, view)
+                if key:
+                    keys.setdefault(key, zoho_id)  # the first listed carrying the key
+        self.records[entity_type] = records
+        self.by_key[entity_type] = keys
 
     def covers(self, entity_type: EntityType) -> bool:
         return entity_type in self.records
@@ -97,12 +103,9 @@ class ZohoListing:
     ) -> bool:
         """True when a listed field differs from what the mapping sends (status aside: the plan's
         status rules compare it, from the record's `status`)."""
-        if entity_type is EntityType.CUSTOMER:
-            drift = _customer_drift(row, record, mapping, self.list_filter, False)
-        else:
-            drift = _invoice_drift(row, record, customer_zoho_id)
-        return any(name != "status" for name in drift)
+        found = drift(entity_type, row, record, ZohoView(mapping, self.list_filter), customer_zoho_id)
+        return any(name != "status" for name in found)
 
     @staticmethod
     def zoho_id_of(entity_type: EntityType, record: Mapping[str, Any]) -> str:
-        return str(record["customer_id"] if entity_type is EntityType.CUSTOMER else record["invoice_id"])
+        return COMPARISONS[entity_type].zoho_id(record)

@@ -22,9 +22,10 @@ from consumer.entities.spec import EntitySpec, ParentLink, PlanInput
 from consumer.migrations import migrate
 from consumer.pipeline.apply import Applied
 from consumer.pipeline.encode import encode_event
-from consumer.pipeline.engine import EngineOptions, InboundRecord, SyncEngine
+from consumer.pipeline.engine import EngineOptions, SyncEngine
 from consumer.pipeline.events import ColumnKind, EntityType, Op
 from consumer.pipeline.plan import Action, Plan, is_synced, payload_hash, row_of, skip
+from consumer.pipeline.scheduler import InboundRecord
 from consumer.pipeline.store import SyncStore
 from consumer.settings import Settings
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from connectors.zoho.client import ZohoClient
-from consumer.jobs.reconcile import reconcile
+from consumer.jobs.reconcile.run import reconcile
 from consumer.pipeline.zoho_config import zoho_config
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.ops import run_cli

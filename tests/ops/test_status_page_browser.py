@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from consumer.jobs.health import History
-from consumer.web.status_server import take_sample
+from consumer.web.status_facts import take_sample
 from tests.consumer.harness import LiveSync, settings_for, wait_for
 from tests.fixtures_zoho import settings_for as sim_settings
 from tests.ops import REPO, populate_world, status_server

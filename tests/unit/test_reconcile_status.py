@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.jobs.reconcile import SourceSnapshot, ZohoSnapshot, compare
+from consumer.jobs.reconcile.comparison import compare
+from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
 from consumer.pipeline.plan import MappingConfig
 
 CUSTOMER_ID = "00000000-0000-0000-0000-00000000000c"
