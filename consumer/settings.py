@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -22,6 +22,13 @@ DEFAULT_DAILY_LIMIT = 1000
 DEFAULT_MAX_CONCURRENCY = 5
 
 SECRET_FIELDS = ("zoho_client_secret", "zoho_refresh_token")
+
+
+def setting_default(name: str) -> Any:
+    """The default of a setting. The option values the pipeline takes (`MappingConfig`, `EngineOptions`,
+    `RunOptions`, `ApplyOptions`) default to it, so a default is written once: on its setting."""
+    default = Settings.model_fields[name].default
+    return default.get_secret_value() if isinstance(default, SecretStr) else default
 
 
 class ConfigError(Exception):

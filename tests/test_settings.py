@@ -119,3 +119,26 @@ def test_a_logged_crash_shows_no_local_variables(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "RuntimeError: boom" in err
     assert "secret-local-value-42" not in err
+
+
+def test_the_options_the_pipeline_takes_default_to_the_settings_defaults() -> None:
+    """A default is written once, on its setting: the option values built from Settings never restate it."""
+    from consumer.pipeline.apply import ApplyOptions
+    from consumer.pipeline.engine import EngineOptions
+    from consumer.pipeline.plan import MappingConfig
+    from consumer.pipeline.runner import RunOptions
+
+    defaults = Settings.model_construct()  # every field at its declared default, no environment read
+    assert MappingConfig() == MappingConfig.from_settings(defaults)
+    assert ApplyOptions() == ApplyOptions.from_settings(defaults)
+    engine = EngineOptions(consumer_group="g", topic_prefix="p")
+    assert (engine.dlq_topic, engine.reprocess_max_attempts) == (
+        defaults.dlq_topic,
+        defaults.reprocess_max_attempts,
+    )
+    run = RunOptions(topics=(), group_id="g", bootstrap_servers="b")
+    assert (run.max_in_flight, run.commit_interval, run.shutdown_timeout) == (
+        defaults.max_in_flight,
+        defaults.commit_interval_seconds,
+        defaults.shutdown_timeout_seconds,
+    )

@@ -6,10 +6,11 @@ never blindly: the create goes through the applier's intent and natural-key look
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from connectors.zoho.errors import NotFound
+from consumer.entities.spec import BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Action, Plan
 
@@ -24,25 +25,17 @@ class CustomerCalls:
         self._ctx = ctx
         self._client = ctx.client
 
-    async def find(
-        self, natural_key: str, entity_id: str, row: Mapping[str, Any] | None
-    ) -> dict[str, Any] | None:
+    async def find(self, natural_key: str, entity_id: str, row: Row) -> Record | None:
         found: dict[str, Any] | None = await self._client.find_customer(natural_key, _email(row))
         return found
 
-    async def create(
-        self,
-        payload: dict[str, Any],
-        natural_key: str,
-        row: Mapping[str, Any] | None,
-        before_send: Callable[[], Awaitable[None]],
-    ) -> dict[str, Any]:
+    async def create(self, payload: Record, natural_key: str, row: Row, before_send: BeforeSend) -> Record:
         body: dict[str, Any] = await self._client.create_customer_idempotent(
             payload, natural_key, _email(row), before_send=before_send
         )
         return body
 
-    async def adopt(self, existing: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    async def adopt(self, existing: Record, payload: Record) -> Record:
         body = await self._client.update_customer(str(existing["customer_id"]), payload)
         return {**body, "status": body.get("status", existing.get("status"))}
 

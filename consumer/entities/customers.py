@@ -12,21 +12,9 @@ from typing import Any, Final
 
 from consumer.entities.customer_calls import CustomerCalls
 from consumer.entities.spec import EntitySpec, PlanInput, SourceLookups
+from consumer.pipeline import plan as rules
 from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType, Op
-from consumer.pipeline.plan import (
-    DELETED_WHILE_CREATING,
-    Action,
-    EntityState,
-    MappingConfig,
-    Plan,
-    as_text,
-    is_synced,
-    payload_hash,
-    require_natural_key,
-    row_of,
-    skip,
-    without_create_only,
-)
+from consumer.pipeline.plan import Action, EntityState, MappingConfig, Plan, payload_hash
 
 _T, _J, _TS = ColumnKind.TEXT, ColumnKind.JSONB, ColumnKind.TIMESTAMPTZ
 
@@ -86,7 +74,7 @@ def is_internal_test(row: Mapping[str, Any]) -> bool:
 def customer_zoho_status(row: Mapping[str, Any], config: MappingConfig) -> str:
     """The Zoho status a customer row should have: `closed` is inactive; `suspended` as configured
     (default active: a suspended account still owes); internal test accounts are inactive."""
-    status = as_text(row.get("status")).lower()
+    status = rules.as_text(row.get("status")).lower()
     if is_internal_test(row) or status == CUSTOMER_CLOSED:
         return "inactive"
     if status == CUSTOMER_SUSPENDED:
@@ -96,11 +84,13 @@ def customer_zoho_status(row: Mapping[str, Any], config: MappingConfig) -> str:
 
 def customer_display_name(row: Mapping[str, Any]) -> str:
     """Company name, else "first last" (either part may be missing), else the account number."""
-    company = as_text(row.get("company_name"))
+    company = rules.as_text(row.get("company_name"))
     if company:
         return company
-    person = " ".join(p for p in (as_text(row.get("first_name")), as_text(row.get("last_name"))) if p)
-    return person or as_text(row.get("account_number"))
+    person = " ".join(
+        p for p in (rules.as_text(row.get("first_name")), rules.as_text(row.get("last_name"))) if p
+    )
+    return person or rules.as_text(row.get("account_number"))
 
 
 def customer_payload(
@@ -118,8 +108,8 @@ def customer_payload(
     }
     for column in ("first_name", "last_name", "company_name", "phone"):
         if column in row:
-            payload[column] = as_text(row[column])
-    email = as_text(row.get("email"))
+            payload[column] = rules.as_text(row[column])
+    email = rules.as_text(row.get("email"))
     if email:
         payload["email"] = email
     address = _billing_address(row.get("billing_address"))
@@ -127,7 +117,7 @@ def customer_payload(
         payload["billing_address"] = address
     if "account_number" in row:
         payload["custom_fields"] = [
-            {"label": config.account_number_field, "value": as_text(row["account_number"])}
+            {"label": config.account_number_field, "value": rules.as_text(row["account_number"])}
         ]
     return payload
 
@@ -161,22 +151,22 @@ def plan_customer(
     `payload_hash` is None, so it is never mistaken for "unchanged".
     """
     if event.op is Op.TOMBSTONE:
-        return skip("tombstone")
+        return rules.skip("tombstone")
     if event.op is Op.DELETE:
-        if not is_synced(state):
+        if not rules.is_synced(state):
             if state is not None and state.pending_create:
-                return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, DELETED_WHILE_CREATING)
-            return skip("deleted in the source and never synced")
+                return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, rules.DELETED_WHILE_CREATING)
+            return rules.skip("deleted in the source and never synced")
         assert state is not None
         if state.status == "inactive":
             return Plan(Action.NOOP, None, None, "deleted in the source; already inactive in Zoho")
         return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "deleted in the source")
 
-    row = row_of(event)
+    row = rules.row_of(event)
     if is_internal_test(row):
-        if is_synced(state) and state is not None and state.status != "inactive":
+        if rules.is_synced(state) and state is not None and state.status != "inactive":
             return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "became an internal test account")
-        return skip("internal test account")
+        return rules.skip("internal test account")
 
     payload = customer_payload(row, config, currency_code=currency_code)
     partial = sorted(event.unavailable & CUSTOMER_MAPPED_COLUMNS)
@@ -184,19 +174,19 @@ def plan_customer(
     note = f" (partial: {', '.join(partial)} unavailable)" if partial else ""
     target = customer_zoho_status(row, config)
 
-    if not is_synced(state):
-        require_natural_key(row, "account_number", "customer")
+    if not rules.is_synced(state):
+        rules.require_natural_key(row, "account_number", "customer")
         why = "not yet in Zoho" + (
             "; inactive once created (closed in the source)" if target == "inactive" else ""
         )
         return Plan(Action.CREATE_CUSTOMER, payload, digest, f"{why}{note}", status=target)
     assert state is not None
-    payload = without_create_only(payload)
+    payload = rules.without_create_only(payload)
     changed = digest is None or digest != state.payload_hash
     current = state.status or "active"
     if current != target:
         action = Action.MARK_CUSTOMER_ACTIVE if target == "active" else Action.MARK_CUSTOMER_INACTIVE
-        why = f"{as_text(row.get('status')) or 'active'} in the source; {current} in Zoho"
+        why = f"{rules.as_text(row.get('status')) or 'active'} in the source; {current} in Zoho"
         if target == "active":
             why = f"reactivated: {why}"
         return Plan(
@@ -216,7 +206,7 @@ def _plan(given: PlanInput) -> Plan:
 async def _facts(lookups: SourceLookups, event: ChangeEvent, state: EntityState | None) -> Mapping[str, Any]:
     """A customer not yet in Zoho is created in the currency of its invoices (Zoho bills an invoice in
     its customer's currency, fixed at create)."""
-    if is_synced(state):
+    if rules.is_synced(state):
         return {}
     currency = await lookups.first_child_value(EntityType.INVOICE, "customer_id", "currency", event.entity_id)
     return {"currency_code": currency}

@@ -8,13 +8,14 @@ lost reply or a crash it is found again on the invoice by our reference before a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
 from consumer.entities.invoice_items import ItemCatalogue
 from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
+from consumer.entities.spec import BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Action, Plan
 
@@ -34,27 +35,19 @@ class InvoiceCalls:
         self._client = ctx.client
         self._items = ItemCatalogue(ctx.client, ctx.store, ctx.options.lines)
 
-    async def find(
-        self, natural_key: str, entity_id: str, row: Mapping[str, Any] | None
-    ) -> dict[str, Any] | None:
+    async def find(self, natural_key: str, entity_id: str, row: Row) -> Record | None:
         found: dict[str, Any] | None = await self._client.find_invoice_by_number(
             natural_key, reference=entity_id
         )
         return found
 
-    async def create(
-        self,
-        payload: dict[str, Any],
-        natural_key: str,
-        row: Mapping[str, Any] | None,
-        before_send: Callable[[], Awaitable[None]],
-    ) -> dict[str, Any]:
+    async def create(self, payload: Record, natural_key: str, row: Row, before_send: BeforeSend) -> Record:
         body: dict[str, Any] = await self._client.create_invoice_idempotent(
             payload, natural_key, before_send=before_send
         )
         return body
 
-    async def adopt(self, existing: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    async def adopt(self, existing: Record, payload: Record) -> Record:
         if zoho_invoice_stage(existing.get("status")) not in ("draft", "sent"):
             # Paid or void already (a payment recorded before a crash): Zoho refuses edits, and the
             # content was sent before the payment was made.

@@ -15,15 +15,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from consumer.entities.invoice_payload import ITEM_CODE_KEY
+from consumer.settings import setting_default
 
 
 @dataclass(frozen=True, slots=True)
 class LineItemRules:
     """How invoice lines name Zoho items (settings ZOHO_DEFAULT_ITEM_ID, _NAME, ZOHO_ADHOC_LINE_ITEMS)."""
 
-    default_item_id: str = ""
-    default_item_name: str = "Invoice line"
-    adhoc_lines: bool = False
+    default_item_id: str = setting_default("zoho_default_item_id")
+    default_item_name: str = setting_default("zoho_default_item_name")
+    adhoc_lines: bool = setting_default("zoho_adhoc_line_items")
 
 
 def with_product_ids(

@@ -20,20 +20,9 @@ from consumer.entities.invoice_status import (
     zoho_invoice_stage,
 )
 from consumer.entities.spec import EntitySpec, ParentLink, PlanInput
+from consumer.pipeline import plan as rules
 from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType, Op
-from consumer.pipeline.plan import (
-    DELETED_WHILE_CREATING,
-    Action,
-    EntityState,
-    MappingError,
-    Plan,
-    as_text,
-    is_synced,
-    payload_hash,
-    require_natural_key,
-    row_of,
-    skip,
-)
+from consumer.pipeline.plan import Action, EntityState, MappingError, Plan, payload_hash
 
 _T, _N, _D, _J, _TS = (
     ColumnKind.TEXT,
@@ -99,19 +88,19 @@ def plan_invoice(
     one its Zoho customer was created with (`customer_currency`, when known) is a MappingError.
     """
     if event.op is Op.TOMBSTONE:
-        return skip("tombstone")
-    synced = is_synced(state)
+        return rules.skip("tombstone")
+    synced = rules.is_synced(state)
     zoho_status = state.status if state is not None else None
     if event.op is Op.DELETE:
         return _plan_delete(state)
-    row = row_of(event)
+    row = rules.row_of(event)
     target = invoice_source_stage(row)
     if target == "void":
         return _plan_void(synced, zoho_status)
 
     missing_for_create = sorted(event.unavailable & _INVOICE_CREATE_COLUMNS)
     if not synced and missing_for_create:
-        return skip(
+        return rules.skip(
             f"cannot create: {', '.join(missing_for_create)} unavailable (unchanged TOAST value); "
             "backfill the invoice or set REPLICA IDENTITY FULL"
         )
@@ -119,13 +108,13 @@ def plan_invoice(
     steps = invoice_status_steps(current or "draft", target, row)  # raises StatusBackwards
     action = Action.UPDATE_INVOICE if synced else Action.CREATE_INVOICE
     if customer_zoho_id is None:
-        customer_id = as_text(row.get("customer_id")) or None
+        customer_id = rules.as_text(row.get("customer_id")) or None
         return Plan(action, None, None, "customer not yet in Zoho", needs_parent=customer_id, status=target)
 
     currency = invoice_currency(row)
     if customer_currency and currency and currency != customer_currency.upper():
         raise MappingError(
-            f"invoice {as_text(row.get('invoice_number')) or event.entity_id} is in {currency} but its"
+            f"invoice {rules.as_text(row.get('invoice_number')) or event.entity_id} is in {currency} but its"
             " customer"
             f" was created in Zoho in {customer_currency.upper()}; Zoho bills an invoice in its customer's"
             " currency, so it is not sent"
@@ -137,7 +126,7 @@ def plan_invoice(
     moves = f"; {current or 'draft'} -> {target} in Zoho" if steps else ""
 
     if not synced:
-        require_natural_key(row, "invoice_number", "invoice")
+        rules.require_natural_key(row, "invoice_number", "invoice")
         return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}{moves}", status=target)
     assert state is not None
     return _plan_synced(state, payload, digest, steps, f"{note}{moves}", target)
@@ -146,10 +135,10 @@ def plan_invoice(
 def _plan_delete(state: EntityState | None) -> Plan:
     """A deleted invoice is deleted while a draft in Zoho, voided otherwise (never deleted once sent)."""
     zoho_status = state.status if state is not None else None
-    if not is_synced(state):
+    if not rules.is_synced(state):
         if state is not None and state.pending_create:
-            return Plan(Action.VOID_INVOICE, None, None, DELETED_WHILE_CREATING)
-        return skip("deleted in the source and never synced")
+            return Plan(Action.VOID_INVOICE, None, None, rules.DELETED_WHILE_CREATING)
+        return rules.skip("deleted in the source and never synced")
     if zoho_status == "void":
         return Plan(Action.NOOP, None, None, "deleted in the source; already void in Zoho")
     if zoho_status == "draft":
@@ -160,7 +149,7 @@ def _plan_delete(state: EntityState | None) -> Plan:
 def _plan_void(synced: bool, zoho_status: str | None) -> Plan:
     """A void source invoice that was never synced is skipped: no invoice is created just to void it."""
     if not synced:
-        return skip("void in the source and never synced")
+        return rules.skip("void in the source and never synced")
     if zoho_status == "void":
         return Plan(Action.NOOP, None, None, "void in the source; already void in Zoho")
     return Plan(Action.VOID_INVOICE, None, None, "void in the source", status="void", from_status=zoho_status)
@@ -186,7 +175,7 @@ def _plan_synced(
             action, None, digest, f"{target} in the source{note}", status=target, from_status=zoho_status
         )
     if current is not None and current not in EDITABLE_INVOICE_STAGES:
-        return skip(f"invoice no longer editable in Zoho (status {zoho_status})")
+        return rules.skip(f"invoice no longer editable in Zoho (status {zoho_status})")
     return Plan(
         Action.UPDATE_INVOICE, payload, digest, f"changed{note}", status=target, from_status=zoho_status
     )

@@ -53,32 +53,29 @@ class SourceLookups(Protocol):
     ) -> str | None: ...
 
 
+Row = Mapping[str, Any] | None  # a decoded source row (None for a delete)
+Record = dict[str, Any]  # a Zoho record, as Zoho answers it
+BeforeSend = Callable[[], Awaitable[None]]  # run once the create holds its send slot (writes the intent)
+
+
 class EntityCalls(Protocol):
     """One entity's Zoho calls: what a plan's action does, and how a record is found again."""
 
     async def carry_out(
-        self, plan: Plan, entity_id: str, row: Mapping[str, Any] | None, zoho_id: str | None
+        self, plan: Plan, entity_id: str, row: Row, zoho_id: str | None
     ) -> tuple[str | None, str | None]:
         """Make the plan's calls; returns the Zoho id and status the record ends with."""
         ...
 
-    async def find(
-        self, natural_key: str, entity_id: str, row: Mapping[str, Any] | None
-    ) -> dict[str, Any] | None:
+    async def find(self, natural_key: str, entity_id: str, row: Row) -> Record | None:
         """The Zoho record a create may have made (after a crash or a lost reply), by natural key."""
         ...
 
-    async def create(
-        self,
-        payload: dict[str, Any],
-        natural_key: str,
-        row: Mapping[str, Any] | None,
-        before_send: Callable[[], Awaitable[None]],
-    ) -> dict[str, Any]:
+    async def create(self, payload: Record, natural_key: str, row: Row, before_send: BeforeSend) -> Record:
         """Create the record (idempotently: a lost reply is resolved by natural key)."""
         ...
 
-    async def adopt(self, existing: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    async def adopt(self, existing: Record, payload: Record) -> Record:
         """Bring a record found by its natural key up to `payload`; returns Zoho's answer."""
         ...
 

@@ -15,10 +15,11 @@ from typing import Any, Protocol
 
 from consumer.entities.invoice_items import LineItemRules
 from consumer.entities.registry import spec_of
-from consumer.entities.spec import EntityCalls
+from consumer.entities.spec import EntityCalls, Row
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Plan
 from consumer.pipeline.store import Intent, SyncStore
+from consumer.settings import setting_default
 
 #: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
 #: A context variable, because one applier serves every worker task at once.
@@ -37,15 +38,10 @@ class Applied:
 
 
 class Applier(Protocol):
+    """Carries out a plan; `zoho_id` is the record the entity map knows (None: not in Zoho yet)."""
+
     async def apply(
-        self,
-        entity_type: EntityType,
-        entity_id: str,
-        plan: Plan,
-        row: Mapping[str, Any] | None,
-        state_zoho_id: str | None,
-        *,
-        intent_left: bool = True,
+        self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **kw: bool
     ) -> Applied: ...
 
 
@@ -57,7 +53,7 @@ def natural_key(entity_type: EntityType, row: Mapping[str, Any] | None) -> str |
 class ApplyOptions:
     """Settings the calls need: ZOHO_PAYMENT_MODE and the invoice-line item rules."""
 
-    payment_mode: str = "banktransfer"
+    payment_mode: str = setting_default("zoho_payment_mode")
     lines: LineItemRules = field(default_factory=LineItemRules)
 
     @classmethod
@@ -112,7 +108,7 @@ class ZohoApplier:
         entity_type: EntityType,
         entity_id: str,
         plan: Plan,
-        row: Mapping[str, Any] | None,
+        row: Row,
         state_zoho_id: str | None,
         *,
         intent_left: bool = True,

@@ -29,6 +29,7 @@ from consumer.pipeline.replay_index import ReplayIndex, Role
 from consumer.pipeline.row_images import coalesce
 from consumer.pipeline.scheduler import FatalSyncError, InboundRecord, Key, KeyScheduler, Partition, WorkItem
 from consumer.pipeline.store import OutcomeRow
+from consumer.settings import setting_default
 
 if TYPE_CHECKING:
     from consumer.pipeline.zoho_listing import ZohoListing
@@ -43,8 +44,8 @@ class EngineOptions:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     resync: bool = False  # ignore stored payload hashes and check every entity against Zoho
     ignore_stale: bool = False
-    dlq_topic: str = "zoho-sync.dlq"
-    reprocess_max_attempts: int = 3
+    dlq_topic: str = setting_default("dlq_topic")
+    reprocess_max_attempts: int = setting_default("reprocess_max_attempts")
 
 
 class SyncEngine:

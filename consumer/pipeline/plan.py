@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, Final
 
 from consumer.pipeline.events import ChangeEvent
+from consumer.settings import Settings, setting_default
 
 
 class MappingError(ValueError):
@@ -29,9 +30,19 @@ class MappingError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class MappingConfig:
-    account_number_field: str = "Account Number"  # Zoho customer custom-field label
-    default_currency: str = "ZAR"
-    suspended_status: str = "active"  # Zoho status of a suspended source customer: "active" or "inactive"
+    """What the mapping reads of the settings; defaults are the settings' own."""
+
+    account_number_field: str = setting_default("zoho_account_number_field")  # Zoho custom-field label
+    default_currency: str = setting_default("zoho_default_currency")
+    suspended_status: str = setting_default("zoho_suspended_customer_status")  # Zoho status when suspended
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MappingConfig:
+        return cls(
+            account_number_field=settings.zoho_account_number_field,
+            default_currency=settings.zoho_default_currency,
+            suspended_status=settings.zoho_suspended_customer_status,
+        )
 
 
 # --- hashing ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from consumer.pipeline.end_offsets import topic_partitions
 from consumer.pipeline.engine import SyncEngine
 from consumer.pipeline.scheduler import FatalSyncError, InboundRecord
 from consumer.pipeline.watermark import OffsetWatermark
+from consumer.settings import setting_default
 
 log = structlog.get_logger("zoho_cdc.runner")
 
@@ -41,9 +42,9 @@ class RunOptions:
     topics: tuple[str, ...]
     group_id: str
     bootstrap_servers: str
-    max_in_flight: int = 1000
-    commit_interval: float = 1.0
-    shutdown_timeout: float = 30.0
+    max_in_flight: int = setting_default("max_in_flight")
+    commit_interval: float = setting_default("commit_interval_seconds")
+    shutdown_timeout: float = setting_default("shutdown_timeout_seconds")
     # How long a rebalance waits for in-flight records before giving up its partitions. Records held
     # up by the Zoho rate window can wait a whole window; waiting that long in the revoke callback
     # makes the group miss its rebalance deadline and rebalance again (measured on Tansu).

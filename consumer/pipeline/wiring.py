@@ -56,11 +56,7 @@ def check_broker(settings: Settings) -> None:
 
 
 def mapping_config(settings: Settings) -> MappingConfig:
-    return MappingConfig(
-        account_number_field=settings.zoho_account_number_field,
-        default_currency=settings.zoho_default_currency,
-        suspended_status=settings.zoho_suspended_customer_status,
-    )
+    return MappingConfig.from_settings(settings)
 
 
 def zoho_client(settings: Settings) -> Any:
