@@ -127,6 +127,7 @@ def test_the_options_the_pipeline_takes_default_to_the_settings_defaults() -> No
     from consumer.pipeline.engine import EngineOptions
     from consumer.pipeline.plan import MappingConfig
     from consumer.pipeline.runner import RunOptions
+    from consumer.settings import Settings
 
     defaults = Settings.model_construct()  # every field at its declared default, no environment read
     assert MappingConfig() == MappingConfig.from_settings(defaults)
