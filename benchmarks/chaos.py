@@ -49,7 +49,7 @@ from psycopg.rows import dict_row
 from benchmarks import infra, report
 from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row, invoice_row
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
-from consumer.entities.customers import customer_payload, customer_zoho_status
+from consumer.entities.customer_rules import customer_payload, customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
 from consumer.pipeline.dead_letters import H_OFFSET, H_TOPIC
 from consumer.pipeline.plan import MappingConfig

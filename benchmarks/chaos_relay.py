@@ -38,7 +38,7 @@ import psycopg
 from benchmarks import infra, report
 from benchmarks.chaos import FAULTS, log
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
-from consumer.entities.customers import customer_zoho_status
+from consumer.entities.customer_rules import customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
 from consumer.pipeline.end_offsets import end_offsets
 from consumer.pipeline.plan import MappingConfig

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -229,25 +228,6 @@ class Settings(BaseSettings):
         return value.rstrip("/")
 
     # --- derived ------------------------------------------------------------------------
-    @cached_property
-    def customers_topic(self) -> str:
-        from consumer.pipeline.events import EntityType
-
-        return EntityType.CUSTOMER.topic(self.topic_prefix)
-
-    @cached_property
-    def invoices_topic(self) -> str:
-        from consumer.pipeline.events import EntityType
-
-        return EntityType.INVOICE.topic(self.topic_prefix)
-
-    @property
-    def source_topics(self) -> tuple[str, ...]:
-        """The topics of every registered entity, parents first."""
-        from consumer.entities.registry import specs  # the registry imports the pipeline, which imports this
-
-        return tuple(spec.entity.topic(self.topic_prefix) for spec in specs())
-
     def __repr_args__(self):  # type: ignore[no-untyped-def]
         # Reprs end up in tracebacks and test output: never show the database password there.
         for name, value in super().__repr_args__():

@@ -8,12 +8,16 @@ import sys
 
 import pytest
 
+from consumer.entities.registry import source_topics
 from consumer.settings import ConfigError, load_settings, mask_url_password
 
 
 def test_defaults_name_the_debezium_topics() -> None:
     settings = load_settings(topic_prefix="billing")
-    assert settings.source_topics == ("billing.public.customers", "billing.public.customer_invoices")
+    assert source_topics(settings.topic_prefix) == (
+        "billing.public.customers",
+        "billing.public.customer_invoices",
+    )
     assert settings.consumer_group == "zoho-sync"
     assert settings.dlq_topic == "zoho-sync.dlq"
 

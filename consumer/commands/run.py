@@ -6,6 +6,8 @@ import asyncio
 
 import typer
 
+from consumer.entities.registry import source_topics
+
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
@@ -50,7 +52,7 @@ async def run_live(settings, *, serve_status: bool = True) -> None:  # type: ign
         )
         log.info(
             "sync started",
-            topics=list(settings.source_topics),
+            topics=list(source_topics(settings.topic_prefix)),
             group=settings.consumer_group,
             instance=instance,
         )

@@ -7,15 +7,12 @@ never blindly: the create goes through the applier's intent and natural-key look
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connectors.zoho.errors import NotFound
-from consumer.entities.spec import BeforeSend, Record, Row
+from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Action, Plan
-
-if TYPE_CHECKING:
-    from consumer.pipeline.apply import ApplyContext
 
 
 class CustomerCalls:

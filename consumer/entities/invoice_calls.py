@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
 from consumer.entities.invoice_items import ItemCatalogue
 from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
-from consumer.entities.spec import BeforeSend, Record, Row
+from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Action, Plan
-
-if TYPE_CHECKING:
-    from consumer.pipeline.apply import ApplyContext
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"

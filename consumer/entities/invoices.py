@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from consumer.entities.invoice_calls import InvoiceCalls
+from consumer.entities.invoice_drift import InvoiceComparison
 from consumer.entities.invoice_payload import invoice_currency, invoice_payload
 from consumer.entities.invoice_status import (
     EDITABLE_INVOICE_STAGES,
@@ -204,4 +205,5 @@ SPEC: Final = EntitySpec(
     plan=_plan,
     calls=InvoiceCalls,
     parent=ParentLink(EntityType.CUSTOMER, "customer_id"),
+    comparison=InvoiceComparison(),
 )

@@ -47,6 +47,11 @@ def specs() -> Iterator[EntitySpec]:
     return iter(done)
 
 
+def source_topics(topic_prefix: str) -> tuple[str, ...]:
+    """The Debezium topics of every registered entity, parents first: what the live sync subscribes to."""
+    return tuple(spec.entity.topic(topic_prefix) for spec in specs())
+
+
 def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
     """The entity a Debezium topic carries, or DecodeError for any other topic."""
     for spec in specs():

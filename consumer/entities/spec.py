@@ -15,7 +15,7 @@ from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType
 from consumer.pipeline.plan import EntityState, MappingConfig, Plan
 
 if TYPE_CHECKING:
-    from consumer.pipeline.apply import ApplyContext
+    from consumer.entities.comparison import EntityComparison
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,22 @@ class EntityCalls(Protocol):
         ...
 
 
+class ApplyContext(Protocol):
+    """What an entity's calls may use: the client, the store, the options and the shared create path."""
+
+    client: Any
+    store: Any  # the pipeline's store: intents, items
+    options: Any  # ApplyOptions: the settings the calls read
+
+    async def create(
+        self, entity_type: EntityType, entity_id: str, payload: dict[str, Any], row: Mapping[str, Any] | None
+    ) -> tuple[str | None, dict[str, Any]]: ...
+
+    async def created_before(self, entity_type: EntityType, entity_id: str) -> str | None: ...
+
+    async def intent(self, entity_type: EntityType, entity_id: str) -> Any: ...
+
+
 PlanFacts = Callable[[SourceLookups, ChangeEvent, EntityState | None], Awaitable[Mapping[str, Any]]]
 
 
@@ -115,6 +131,7 @@ class EntitySpec:
     plan_facts: PlanFacts = no_facts  # source reads a plan needs beyond the row
     never_synced: Callable[[Mapping[str, Any]], str | None] = never_skipped  # why a row never goes to Zoho
     created_currency: Callable[[Plan], str | None] = nothing_created  # the currency a create gives the record
+    comparison: EntityComparison | None = None  # how reconcile and a resync compare it with Zoho
 
     def natural_key_of(self, row: Mapping[str, Any] | None) -> str | None:
         value = row.get(self.natural_key) if row else None
@@ -137,7 +154,7 @@ class EntitySpec:
     def missing_parts(self) -> list[str]:
         """What keeps this spec from working end to end (empty when it is complete)."""
         missing = [f.name for f in fields(self) if getattr(self, f.name) in (None, "", (), frozenset())]
-        missing = [name for name in missing if name not in ("parent", "calls")]
+        missing = [name for name in missing if name not in ("parent", "calls", "comparison")]
         for column in (self.natural_key, self.write_back_id_column, "id", *sorted(self.mapped_columns)):
             if column not in self.columns:
                 missing.append(f"column {column!r} (not in columns)")

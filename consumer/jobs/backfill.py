@@ -5,7 +5,7 @@ The first reads every record once and keeps, per entity, where its newest record
 memory per distinct entity); the second applies only those records through the live pipeline and
 records every other one `superseded` in bulk, so each entity costs at most one call however long the
 backlog. Already-synced entities cost no call (payload hash); `resync` checks every entity against
-Zoho's listings instead (`consumer.pipeline.zoho_listing`).
+Zoho's listings instead (`consumer.jobs.zoho_listing`).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from consumer.entities.registry import source_topics
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
+from consumer.jobs.zoho_listing import ZohoListing
 from consumer.pipeline.decode import decode_event
 from consumer.pipeline.events import DecodeError, EntityType
 from consumer.pipeline.replay_index import ReplayIndex
 from consumer.pipeline.runner import RunOptions, SyncRunner, assign_range, kafka_consumer
 from consumer.pipeline.wiring import SyncSession
-from consumer.pipeline.zoho_listing import ZohoListing
 
 ENTITIES = {"customers": "customers", "invoices": "customer_invoices"}
 ENTITY_TYPES = {
@@ -48,7 +49,7 @@ class BackfillResult:
 def backfill_topics(session: SyncSession, entity: str) -> tuple[str, ...]:
     s = session.settings
     if entity == "all":
-        return s.source_topics
+        return source_topics(s.topic_prefix)
     return (f"{s.topic_prefix}.public.{ENTITIES[entity]}",)
 
 

@@ -19,7 +19,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from consumer.entities.customers import customer_zoho_status, is_internal_test
+from consumer.entities.customer_rules import customer_zoho_status, is_internal_test
 from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
 from consumer.jobs.reconcile.comparison import compare
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source

@@ -68,22 +68,6 @@ class ApplyOptions:
         )
 
 
-class ApplyContext(Protocol):
-    """What an entity's calls may use: the client, the store, the options and the shared create path."""
-
-    client: Any
-    store: SyncStore
-    options: ApplyOptions
-
-    async def create(
-        self, entity_type: EntityType, entity_id: str, payload: dict[str, Any], row: Mapping[str, Any] | None
-    ) -> tuple[str | None, dict[str, Any]]: ...
-
-    async def created_before(self, entity_type: EntityType, entity_id: str) -> str | None: ...
-
-    async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None: ...
-
-
 class ZohoApplier:
     """Applies plans with the Zoho client; one instance shared by every worker."""
 

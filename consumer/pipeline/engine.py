@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -21,6 +20,7 @@ from consumer.pipeline.apply import Applied, Applier
 from consumer.pipeline.dead_lettering import DeadLetterDesk
 from consumer.pipeline.dead_letters import H_TOPIC, DeadLetterPublisher, parse_headers
 from consumer.pipeline.decode import decode_event
+from consumer.pipeline.entity_map import Listing
 from consumer.pipeline.events import ChangeEvent, DecodeError, Op
 from consumer.pipeline.plan import MappingConfig
 from consumer.pipeline.policy import EventPolicy, PolicyOptions
@@ -30,9 +30,6 @@ from consumer.pipeline.row_images import coalesce
 from consumer.pipeline.scheduler import FatalSyncError, InboundRecord, Key, KeyScheduler, Partition, WorkItem
 from consumer.pipeline.store import OutcomeRow
 from consumer.settings import setting_default
-
-if TYPE_CHECKING:
-    from consumer.pipeline.zoho_listing import ZohoListing
 
 log = structlog.get_logger("zoho_cdc.engine")
 
@@ -61,7 +58,7 @@ class SyncEngine:
         on_done: Callable[[InboundRecord], None],
         metrics: Metrics | None = None,
         replay: ReplayIndex | None = None,
-        listing: ZohoListing | None = None,
+        listing: Listing | None = None,
     ) -> None:
         self.options = options
         self.metrics = metrics or Metrics()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from consumer.entities.registry import spec_of
 from consumer.pipeline.apply import Applied
@@ -19,8 +19,27 @@ from consumer.pipeline.row_images import is_partial, remembered
 from consumer.pipeline.store import EntityUpdate
 from consumer.pipeline.write_back import WriteBack
 
-if TYPE_CHECKING:
-    from consumer.pipeline.zoho_listing import ZohoListing
+
+class Listing(Protocol):
+    """What Zoho held when a resync began, read page by page (`consumer.jobs.zoho_listing`)."""
+
+    def covers(self, entity_type: EntityType) -> bool: ...
+
+    def has(self, entity_type: EntityType, zoho_id: str | None) -> bool: ...
+
+    def find(
+        self, entity_type: EntityType, zoho_id: str | None, natural_key: str | None
+    ) -> Mapping[str, Any] | None: ...
+
+    def zoho_id_of(self, entity_type: EntityType, record: Mapping[str, Any]) -> str: ...
+
+    def differs(
+        self,
+        entity_type: EntityType,
+        row: Mapping[str, Any],
+        record: Mapping[str, Any],
+        mapping: MappingConfig,
+    ) -> bool: ...
 
 
 def position(event: ChangeEvent) -> int | None:
@@ -100,7 +119,7 @@ def settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | N
 
 
 def as_listed(
-    listing: ZohoListing | None,
+    listing: Listing | None,
     mapping: MappingConfig,
     entity_type: EntityType,
     row: Mapping[str, Any] | None,

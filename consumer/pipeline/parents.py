@@ -9,7 +9,7 @@ Zoho refuses now is dead-lettered once as its own reprocessable record.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -17,20 +17,40 @@ from connectors.zoho.errors import AuthError, PermanentError, ZohoError
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntitySpec, ParentRecord
 from consumer.pipeline import entity_map
+from consumer.pipeline.apply import Applied
+from consumer.pipeline.dead_lettering import DeadLetterDesk
 from consumer.pipeline.dead_letters import DeadLetter
 from consumer.pipeline.encode import encode_event
+from consumer.pipeline.entity_map import Listing
 from consumer.pipeline.events import ChangeEvent, EntityType, snapshot_read
-from consumer.pipeline.plan import Action, EntityState
-from consumer.pipeline.recording import Outcome
+from consumer.pipeline.plan import Action, EntityState, Plan
+from consumer.pipeline.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.row_images import state_digest
-from consumer.pipeline.scheduler import Key
+from consumer.pipeline.scheduler import Key, KeyScheduler
 from consumer.pipeline.write_back import WriteBack
 
-if TYPE_CHECKING:
-    from consumer.pipeline.policy import EventPolicy
-    from consumer.pipeline.zoho_listing import ZohoListing
-
 log = structlog.get_logger("zoho_cdc.engine")
+
+
+REFUSED_BEFORE: Final = (
+    "Zoho refused this same mapped state before (see the dead-letter topic); it is sent again only when"
+    " the row changes, or by `dlq reprocess` or `backfill --resync`"
+)
+
+
+class Steps(Protocol):
+    """What resolving a parent uses of the event policy: the same plan, apply and recording steps."""
+
+    options: Any  # PolicyOptions
+    recorder: OutcomeRecorder
+    desk: DeadLetterDesk
+    locks: KeyScheduler
+
+    async def plan(
+        self, spec: EntitySpec, event: ChangeEvent, state: EntityState | None, *, explicit: bool
+    ) -> Plan: ...
+
+    async def apply(self, event: ChangeEvent, plan: Plan, state: EntityState | None) -> Applied: ...
 
 
 class ParentRefused(Exception):
@@ -40,7 +60,7 @@ class ParentRefused(Exception):
 class ParentResolver:
     """Finds (or syncs first) the Zoho record of an entity's parent."""
 
-    def __init__(self, policy: EventPolicy, listing: ZohoListing | None) -> None:
+    def __init__(self, policy: Steps, listing: Listing | None) -> None:
         self._policy = policy
         self._listing = listing
         self._verified: set[Key] = set()  # parents checked against Zoho in this resync
@@ -76,8 +96,6 @@ class ParentResolver:
                 return None
             digest = state_digest(spec.entity, row)
             if state is not None and state.rejected == digest and not explicit:
-                from consumer.pipeline.policy import REFUSED_BEFORE
-
                 raise ParentRefused(f"{spec.entity} {entity_id}: {REFUSED_BEFORE}")
             if policy.options.resync:
                 state = entity_map.as_listed(self._listing, policy.options.mapping, spec.entity, row, state)

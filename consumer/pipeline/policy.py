@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any
 
 import structlog
 
@@ -24,8 +24,9 @@ from consumer.jobs.health import MOVED_BACK_MIN_STALE
 from consumer.pipeline import entity_map
 from consumer.pipeline.apply import Applied, Applier
 from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
+from consumer.pipeline.entity_map import Listing
 from consumer.pipeline.events import ChangeEvent, EntityType, Op
-from consumer.pipeline.parents import ParentRefused, ParentResolver
+from consumer.pipeline.parents import REFUSED_BEFORE, ParentRefused, ParentResolver
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, MappingError, Plan
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.row_images import coalesce, fill_unavailable, is_partial, state_digest
@@ -33,15 +34,7 @@ from consumer.pipeline.scheduler import FatalSyncError, Key, KeyScheduler, WorkI
 from consumer.pipeline.store import EntityUpdate, OutcomeRow
 from consumer.pipeline.write_back import WriteBack
 
-if TYPE_CHECKING:
-    from consumer.pipeline.zoho_listing import ZohoListing
-
 log = structlog.get_logger("zoho_cdc.engine")
-
-REFUSED_BEFORE: Final = (
-    "Zoho refused this same mapped state before (see the dead-letter topic); it is sent again only when"
-    " the row changes, or by `dlq reprocess` or `backfill --resync`"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +70,7 @@ class EventPolicy:
         desk: DeadLetterDesk,
         applier: Applier,
         scheduler: KeyScheduler,
-        listing: ZohoListing | None = None,
+        listing: Listing | None = None,
     ) -> None:
         self.options = options
         self.recorder = recorder

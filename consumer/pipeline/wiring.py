@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from consumer.entities.registry import source_topics
 from consumer.metrics import Metrics
 from consumer.migrations import migrate
 from consumer.pipeline.apply import Applier, ApplyOptions, ZohoApplier
@@ -117,7 +118,7 @@ class SyncSession:
     def run_options(self, group_id: str, topics: tuple[str, ...] | None = None, **kw: Any) -> RunOptions:
         s = self.settings
         return RunOptions(
-            topics=topics or s.source_topics,
+            topics=topics or source_topics(s.topic_prefix),
             group_id=group_id,
             bootstrap_servers=s.kafka_bootstrap_servers,
             max_in_flight=kw.pop("max_in_flight", None) or s.max_in_flight,

@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from consumer.entities.registry import source_topics
 from consumer.relay.properties import offsets_file, offsets_topic
 from consumer.settings import Settings
 
@@ -36,7 +37,7 @@ def discard_stale_offsets_file(settings: Settings) -> bool:
     if not path.exists():
         return False
     topics = asyncio.run(_existing_topics(settings.kafka_bootstrap_servers))
-    if topics.intersection(settings.source_topics):
+    if topics.intersection(source_topics(settings.topic_prefix)):
         return False
     path.unlink()
     log.warning(

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from consumer.entities.registry import source_topics
 from consumer.jobs.health import HealthFacts, History, Sample, assess
 from consumer.jobs.status import (
     PartitionLag,
@@ -36,7 +37,8 @@ SAMPLE_SECONDS = 15.0
 async def group_lag(settings: Any, group: str) -> list[PartitionLag]:
     """The group's lag by partition, read within READY_TIMEOUT_SECONDS."""
     return await asyncio.wait_for(
-        collect_lag(settings.kafka_bootstrap_servers, group, settings.source_topics), READY_TIMEOUT_SECONDS
+        collect_lag(settings.kafka_bootstrap_servers, group, source_topics(settings.topic_prefix)),
+        READY_TIMEOUT_SECONDS,
     )
 
 
@@ -106,7 +108,9 @@ async def gather_status(
     )
     kafka_reachable = True
     try:
-        status.lag = await collect_lag(settings.kafka_bootstrap_servers, group, settings.source_topics)
+        status.lag = await collect_lag(
+            settings.kafka_bootstrap_servers, group, source_topics(settings.topic_prefix)
+        )
         status.dlq_depth = await dlq_depth(settings.kafka_bootstrap_servers, settings.dlq_topic)
         if status.dlq_depth:
             from consumer.jobs.reprocess import list_dead_letters

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from connectors.zoho_sim import SimLimits
+from consumer.entities.registry import source_topics
 from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import list_dead_letters, reprocess
 from consumer.local.seed import seed
@@ -82,7 +83,9 @@ async def test_replay_of_a_fully_synced_topic_makes_zero_zoho_calls(
     first = await backfill(settings)
     assert first.outcomes.get("synced", 0) >= 12
     calls = zoho_sim.stats()["requests"]
-    live_before = await committed_offsets(kafka_bootstrap, settings.consumer_group, settings.source_topics)
+    live_before = await committed_offsets(
+        kafka_bootstrap, settings.consumer_group, source_topics(settings.topic_prefix)
+    )
 
     second = await backfill(settings)
 
@@ -92,7 +95,9 @@ async def test_replay_of_a_fully_synced_topic_makes_zero_zoho_calls(
     assert set(second.outcomes) <= {"unchanged", "skipped"}
     # the live group's offsets are untouched by backfills
     assert (
-        await committed_offsets(kafka_bootstrap, settings.consumer_group, settings.source_topics)
+        await committed_offsets(
+            kafka_bootstrap, settings.consumer_group, source_topics(settings.topic_prefix)
+        )
         == live_before
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from consumer.entities.registry import register, unregister
+from consumer.entities.registry import register, source_topics, unregister
 from consumer.entities.spec import EntitySpec, ParentLink, PlanInput
 from consumer.migrations import migrate
 from consumer.pipeline.apply import Applied
@@ -27,7 +27,6 @@ from consumer.pipeline.events import ColumnKind, EntityType, Op
 from consumer.pipeline.plan import Action, Plan, is_synced, payload_hash, row_of, skip
 from consumer.pipeline.scheduler import InboundRecord
 from consumer.pipeline.store import SyncStore
-from consumer.settings import Settings
 
 TICKET = EntityType.define("ticket", table="support_tickets")
 PREFIX = "xt"
@@ -165,7 +164,7 @@ async def test_an_entity_registered_from_outside_syncs_through_the_same_engine(
     migrate(database_url)
     customer, ticket = _source(database_url)
     applier, letters, done = StubApplier(), Letters(), []
-    assert TOPIC in Settings(topic_prefix=PREFIX).source_topics  # the live run subscribes to it
+    assert TOPIC in source_topics(PREFIX)  # the live run subscribes to it
 
     async with SyncStore(database_url) as store:
         engine = SyncEngine(

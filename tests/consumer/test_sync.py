@@ -12,7 +12,9 @@ import json
 import psycopg
 import pytest
 
+from consumer.entities.registry import source_topics
 from consumer.pipeline.dead_letters import H_EXC_MESSAGE, H_OFFSET, H_TOPIC, parse_headers
+from consumer.pipeline.events import EntityType
 from tests.consumer.harness import (
     LiveSync,
     SimView,
@@ -138,13 +140,13 @@ async def test_poison_events_go_to_the_dlq_with_headers_and_later_events_still_s
     letters = await read_topic(settings.kafka_bootstrap_servers, settings.dlq_topic)
     assert len(letters) == 2
     headers = [parse_headers(m.headers) for m in letters]
-    assert {h[H_TOPIC] for h in headers} == {settings.customers_topic}
+    assert {h[H_TOPIC] for h in headers} == {EntityType.CUSTOMER.topic(settings.topic_prefix)}
     assert all(h[H_OFFSET].isdigit() for h in headers)
     assert any("JSON" in h[H_EXC_MESSAGE] or "json" in h[H_EXC_MESSAGE] for h in headers)
     assert {m.value for m in letters} >= {b"\x00\x01 not json"}
-    ends = await end_offsets(settings.kafka_bootstrap_servers, settings.source_topics)
+    ends = await end_offsets(settings.kafka_bootstrap_servers, source_topics(settings.topic_prefix))
     committed = await committed_offsets(
-        settings.kafka_bootstrap_servers, settings.consumer_group, settings.source_topics
+        settings.kafka_bootstrap_servers, settings.consumer_group, source_topics(settings.topic_prefix)
     )
     assert committed == ends  # nothing blocked
 
@@ -174,7 +176,7 @@ async def test_offset_is_not_committed_before_the_sync_log_row_is_durable(settin
     bootstrap, group, topics = (
         settings.kafka_bootstrap_servers,
         settings.consumer_group,
-        settings.source_topics,
+        source_topics(settings.topic_prefix),
     )
     async with LiveSync(settings):
         await wait_for(
@@ -209,7 +211,7 @@ async def test_offset_is_not_committed_before_the_sync_log_row_is_durable(settin
 
 async def _committed_equals(settings, ends) -> bool:  # type: ignore[no-untyped-def]
     now = await committed_offsets(
-        settings.kafka_bootstrap_servers, settings.consumer_group, settings.source_topics
+        settings.kafka_bootstrap_servers, settings.consumer_group, source_topics(settings.topic_prefix)
     )
     return now == ends
 
@@ -248,7 +250,7 @@ async def test_revoked_refresh_token_stops_the_sync_with_one_sentence_and_advanc
     assert "ZOHO_REFRESH_TOKEN" in message
     assert settings.zoho_refresh_token.get_secret_value() not in message
     committed = await committed_offsets(
-        settings.kafka_bootstrap_servers, settings.consumer_group, settings.source_topics
+        settings.kafka_bootstrap_servers, settings.consumer_group, source_topics(settings.topic_prefix)
     )
     assert sum(committed.values()) == 0
     assert log_rows(source) == 0  # no outcome was invented for the event: it will be redelivered

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 import yaml
 
+from consumer.entities.registry import source_topics
 from consumer.local.broker import free_port
 from consumer.relay.properties import CONNECT_FILE
 from tests.consumer.harness import SimView, settings_for, wait_for
@@ -123,7 +124,7 @@ async def test_changes_reach_zoho_through_kafka_connect_and_zoho_cdc_run_across_
     settings = settings_for(
         sim_settings(zoho_sim, database_url), kafka_bootstrap, topic_prefix, debezium_slot_name=slot
     )
-    topics = list(settings.source_topics)
+    topics = list(source_topics(settings.topic_prefix))
     zoho = SimView(zoho_sim)
 
     # Rows that exist before the connector starts arrive as its initial snapshot.

@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from consumer.entities.registry import source_topics
 from tests.consumer.harness import (
     LiveSync,
     committed_offsets,
@@ -69,7 +70,7 @@ def sql_outcomes(source: Source, group: str) -> dict[str, int]:
 
 
 async def caught_up(settings) -> bool:  # type: ignore[no-untyped-def]
-    topics = settings.source_topics
+    topics = source_topics(settings.topic_prefix)
     ends = await end_offsets(settings.kafka_bootstrap_servers, topics)
     done = await committed_offsets(settings.kafka_bootstrap_servers, settings.consumer_group, topics)
     return bool(ends) and done == ends

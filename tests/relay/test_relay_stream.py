@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from consumer.local import postgres as local_pg
+from consumer.pipeline.events import EntityType
 from tests.fixtures_relay import KafkaRecord, RelayProcess, read_records, relay_env, wait_for_records
 
 pytestmark = pytest.mark.relay
@@ -66,7 +67,7 @@ def scenario(postgres_server: str, kafka_bootstrap: str, tmp_path_factory: pytes
         cwd=workdir,
     )
     s = Scenario(prefix, f"{prefix}.public.customers", f"{prefix}.public.customer_invoices")
-    topics = [s.customers_topic, s.invoices_topic]
+    topics = [EntityType.CUSTOMER.topic(s.topic_prefix), EntityType.INVOICE.topic(s.topic_prefix)]
 
     def sql(statement: str, *params: object) -> None:
         with psycopg.connect(url, autocommit=True) as conn:

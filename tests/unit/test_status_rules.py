@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.entities.customers import customer_zoho_status, plan_customer
+from consumer.entities.customer_rules import customer_zoho_status
+from consumer.entities.customers import plan_customer
 from consumer.entities.invoice_items import with_product_ids
 from consumer.entities.invoice_payload import invoice_payload, line_item_code
 from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage

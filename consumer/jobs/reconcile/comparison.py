@@ -2,7 +2,7 @@
 
 Per entity (parents first, so an invoice is checked against its customer's Zoho id) it finds source rows
 with no Zoho record (missing), Zoho records sharing one natural key (duplicates), Zoho records whose
-mapped fields or status differ from what the mapping sends (drift, `consumer.pipeline.drift`), and Zoho
+mapped fields or status differ from what the mapping sends (drift, `consumer.entities.comparison`), and Zoho
 records no source row accounts for (orphans).
 """
 
@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from consumer.entities.comparison import ZohoView, comparison_of, drift
+from consumer.entities.registry import spec_of
 from consumer.jobs.reconcile.findings import Drift, Duplicate, Missing, Orphan, ReconcileReport
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
-from consumer.pipeline.drift import COMPARISONS, ZohoView, drift
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
 
@@ -38,7 +39,7 @@ def compare(
     view = ZohoView(config, list_filter)
     matched: dict[EntityType, _Matched] = {}
     for entity_type in EntityType:  # EntityType names a parent before its children
-        records = {COMPARISONS[entity_type].zoho_id(r): r for r in zoho.records(entity_type)}
+        records = {comparison_of(entity_type).zoho_id(r): r for r in zoho.records(entity_type)}
         by_key = _by_natural_key(entity_type, records, view)
         done = matched[entity_type] = _match_rows(
             entity_type, source, zoho, records, by_key, view, matched, report
@@ -54,7 +55,7 @@ def _by_natural_key(
 ) -> dict[str, list[str]]:
     by_key: dict[str, list[str]] = defaultdict(list)
     for zoho_id, record in records.items():
-        key = COMPARISONS[entity_type].natural_key(record, view)
+        key = comparison_of(entity_type).natural_key(record, view)
         if key:
             by_key[key].append(zoho_id)
     return by_key
@@ -71,7 +72,7 @@ def _match_rows(
     report: ReconcileReport,
 ) -> _Matched:
     """Match each source row to its Zoho record; report it missing, or its drift."""
-    spec = COMPARISONS[entity_type]
+    spec = comparison_of(entity_type)
     done = _Matched()
     for row in source.rows(entity_type):
         key = str(row.get(spec.key_column) or "")
@@ -79,8 +80,9 @@ def _match_rows(
         zoho_id = _match(mapped, records, by_key.get(key, []))
         done.accounted.update(by_key.get(key, []))
         parent_zoho_id: str | None = None
-        if spec.parent is not None:
-            parent_type, column = spec.parent
+        link = spec_of(entity_type).parent
+        if link is not None:
+            parent_type, column = link.entity, link.column
             parent = matched[parent_type]  # KeyError: the parent was not compared first
             if str(row.get(column)) in parent.unsent:
                 continue  # never sent: the rows of an entity the sync never sends
@@ -119,7 +121,7 @@ def _id_order(zoho_id: str) -> tuple[int, str]:
 def _duplicates(
     entity_type: EntityType, source: SourceSnapshot, by_key: Mapping[str, list[str]], done: _Matched
 ) -> list[Duplicate]:
-    column = COMPARISONS[entity_type].key_column
+    column = comparison_of(entity_type).key_column
     source_by_key = {str(r.get(column)): r for r in source.rows(entity_type)}
     out = []
     for key, ids in sorted(by_key.items()):
@@ -134,7 +136,7 @@ def _duplicates(
 def _orphans(
     entity_type: EntityType, records: Mapping[str, Mapping[str, Any]], done: _Matched, view: ZohoView
 ) -> list[Orphan]:
-    spec = COMPARISONS[entity_type]
+    spec = comparison_of(entity_type)
     return [
         Orphan(
             entity_type.value,

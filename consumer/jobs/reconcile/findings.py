@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from consumer.pipeline.drift import FieldDrift
+from consumer.entities.comparison import FieldDrift
 from consumer.pipeline.events import EntityType
 
 

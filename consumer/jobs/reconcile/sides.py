@@ -16,8 +16,8 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.zoho.customers import account_number_of
+from consumer.entities.comparison import comparison_of
 from consumer.entities.registry import spec_of
-from consumer.pipeline.drift import COMPARISONS
 from consumer.pipeline.events import EntityType
 
 #: The snapshot field holding each entity's rows (source) or records (Zoho).
@@ -73,7 +73,7 @@ async def read_source(database_url: str) -> SourceSnapshot:
     rows = {
         entity_type: await fetch_rows(
             database_url,
-            f"SELECT * FROM {entity_type.table} ORDER BY {COMPARISONS[entity_type].key_column}",  # noqa: S608 - fixed names
+            f"SELECT * FROM {entity_type.table} ORDER BY {comparison_of(entity_type).key_column}",  # noqa: S608 - fixed names
         )
         for entity_type in EntityType
     }

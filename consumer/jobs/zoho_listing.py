@@ -17,24 +17,14 @@ What the listings show (Billing's OpenAPI `list-all-customers-response` / `list-
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any
 
-from consumer.pipeline.drift import COMPARISONS, ZohoView, drift
+from consumer.entities.comparison import ZohoView, comparison_of, drift
+from consumer.entities.registry import spec_of, specs
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
-
-#: Customer statuses, each read with its own listing (the list items carry no status).
-CUSTOMER_STATUS_FILTERS = {"Status.Active": "active", "Status.Inactive": "inactive"}
-#: How each entity is listed: the list filters to read, each with the status its items have (None: the
-#: items show their own status), and the client call that reads one listing page by page.
-_LISTINGS: Final[
-    Mapping[EntityType, tuple[Mapping[str | None, str | None], Callable[..., AsyncIterator[dict[str, Any]]]]]
-] = {
-    EntityType.CUSTOMER: (CUSTOMER_STATUS_FILTERS, lambda client, **kw: client.iter_customers(**kw)),
-    EntityType.INVOICE: ({None: None}, lambda client, **kw: client.iter_invoices(**kw)),
-}
 
 
 @dataclass
@@ -49,26 +39,26 @@ class ZohoListing:
 
     @classmethod
     async def read(cls, client: Any, entity_types: Iterable[EntityType]) -> ZohoListing:
-        """List every record of these types (customers are always listed: invoices need them)."""
+        """List every record of these types and of their parents (a child needs its parent's record)."""
         listing = cls(client.config.account_number_field, client.config.account_number_list_filter)
-        wanted = set(entity_types) | {EntityType.CUSTOMER}
+        wanted = set(entity_types)
+        wanted |= {parent.entity for t in entity_types if (parent := spec_of(t).parent) is not None}
         with client.tracking() as tracker:
-            for entity_type in EntityType:
-                if entity_type in wanted:
-                    await listing._list(client, entity_type)
+            for spec in specs():
+                if spec.entity in wanted:
+                    await listing._list(client, spec.entity)
         listing.reads = tracker.attempts
         return listing
 
     async def _list(self, client: Any, entity_type: EntityType) -> None:
-        spec = COMPARISONS[entity_type]
+        spec = comparison_of(entity_type)
         # Reading a natural key needs only the account-number label, which the client's config names.
         view = ZohoView(MappingConfig(account_number_field=self.account_number_field), self.list_filter)
         records: dict[str, dict[str, Any]] = {}
         keys: dict[str, str] = {}
-        status_filters, pages = _LISTINGS[entity_type]
-        for status_filter, status in status_filters.items():
+        for status_filter, status in spec.status_filters.items():
             filters = {} if status_filter is None else {"filter_by": status_filter}
-            async for item in pages(client, **filters):
+            async for item in spec.pages(client, **filters):
                 zoho_id = spec.zoho_id(item)
                 records[zoho_id] = item if status is None else {**item, "status": status}
                 key = spec.natural_key(item, view)
@@ -108,4 +98,4 @@ class ZohoListing:
 
     @staticmethod
     def zoho_id_of(entity_type: EntityType, record: Mapping[str, Any]) -> str:
-        return COMPARISONS[entity_type].zoho_id(record)
+        return comparison_of(entity_type).zoho_id(record)
