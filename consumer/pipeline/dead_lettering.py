@@ -43,22 +43,15 @@ class Refusal:
     http_status: int | None = None
 
 
+@dataclass(frozen=True)
 class DeadLetterDesk:
     """Publishes dead letters and records their outcomes."""
 
-    def __init__(
-        self,
-        publisher: DeadLetterPublisher,
-        recorder: OutcomeRecorder,
-        dlq_topic: str,
-        max_reprocess: int,
-        topic_prefix: str,
-    ) -> None:
-        self._topic_prefix = topic_prefix
-        self._publisher = publisher
-        self._recorder = recorder
-        self._dlq_topic = dlq_topic
-        self._max_reprocess = max_reprocess
+    publisher: DeadLetterPublisher
+    recorder: OutcomeRecorder
+    dlq_topic: str
+    max_reprocess: int  # reprocess attempts before a re-driven record is parked (`failed`)
+    topic_prefix: str
 
     async def dead_letter(
         self,
@@ -70,7 +63,7 @@ class DeadLetterDesk:
         entity: EntityUpdate | None = None,
     ) -> None:
         """Publish the record to the DLQ and record it; `entity` remembers the refused state."""
-        rec, recorder = item.record, self._recorder
+        rec, recorder = item.record, self.recorder
         if await recorder.read(
             recorder.store.has_outcome, recorder.consumer_group, rec.topic, rec.partition, rec.offset
         ):
@@ -78,9 +71,9 @@ class DeadLetterDesk:
             return
         headers = parse_headers(rec.headers)
         reprocess_count = header_int(headers, H_REPROCESS_COUNT, 0)
-        if rec.topic == self._dlq_topic:
+        if rec.topic == self.dlq_topic:
             reprocess_count += 1
-            if reprocess_count >= self._max_reprocess:
+            if reprocess_count >= self.max_reprocess:
                 # Parked: recorded as failed instead of going round the DLQ forever.
                 recorder.metrics.outcome("failed")
                 log.warning("parked after reprocess attempts", offset=rec.offset, reason=refusal.reason)
@@ -123,7 +116,7 @@ class DeadLetterDesk:
             "r",
             event.row,
             key_id=event.entity_id,
-            topic_prefix=self._topic_prefix,
+            topic_prefix=self.topic_prefix,
             snapshot="true",
         )
 
@@ -133,10 +126,10 @@ class DeadLetterDesk:
         guard = CURRENT_GUARD.get()
         if guard is not None:
             guard.before_send()  # raises SendRevoked when the record's partition was revoked
-        await self._recorder.retrying(lambda: self._publisher.publish(letter), what="dead-letter produce")
+        await self.recorder.retrying(lambda: self.publisher.publish(letter), what="dead-letter produce")
 
     def _row(self, item: WorkItem, outcome: str, refusal: Refusal, error: str) -> OutcomeRow:
-        return self._recorder.row(
+        return self.recorder.row(
             item,
             outcome,
             error=error,

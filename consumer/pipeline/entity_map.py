@@ -12,12 +12,15 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from consumer.entities.registry import spec_of
+from consumer.entities.spec import Record
 from consumer.pipeline.apply import Applied
 from consumer.pipeline.events import ChangeEvent, EntityType
 from consumer.pipeline.plan import EntityState, MappingConfig, Plan
 from consumer.pipeline.row_images import is_partial, remembered
 from consumer.pipeline.store import EntityUpdate
 from consumer.pipeline.write_back import WriteBack
+
+Row = Mapping[str, Any]
 
 
 class Listing(Protocol):
@@ -29,17 +32,13 @@ class Listing(Protocol):
 
     def find(
         self, entity_type: EntityType, zoho_id: str | None, natural_key: str | None
-    ) -> Mapping[str, Any] | None: ...
+    ) -> Record | None: ...
 
     def zoho_id_of(self, entity_type: EntityType, record: Mapping[str, Any]) -> str: ...
 
-    def differs(
-        self,
-        entity_type: EntityType,
-        row: Mapping[str, Any],
-        record: Mapping[str, Any],
-        mapping: MappingConfig,
-    ) -> bool: ...
+    def differs(self, entity_type: EntityType, row: Row, record: Record, mapping: MappingConfig) -> bool:
+        """True when a listed field differs from what the mapping sends for `row`."""
+        ...
 
 
 def position(event: ChangeEvent) -> int | None:
