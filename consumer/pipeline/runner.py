@@ -151,6 +151,10 @@ class SyncRunner:
         if wm is not None:
             wm.completed(record.offset)
 
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this process holds now (none before the group assigned any)."""
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
+
     def stop(self, reason: str = "signal") -> None:
         self._stopped_by = reason
         self._stop.set()
