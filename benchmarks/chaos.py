@@ -51,7 +51,9 @@ from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row, invo
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.entities.customer_rules import customer_payload, customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
+from consumer.entities.registry import source_topics
 from consumer.pipeline.dead_letters import H_OFFSET, H_TOPIC
+from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
 
 
@@ -206,7 +208,7 @@ def build_history(prefix: str, plan: Plan, rng: random.Random) -> Scenario:
             h.delete(CUSTOMERS, row_id)
         scenario.injected[kind.replace("_", " ") + "s"] += 1
     # poison: undecodable records at random positions of both topics
-    topics = {CUSTOMERS: f"{prefix}.public.{CUSTOMERS}", INVOICES: f"{prefix}.public.{INVOICES}"}
+    topics = {CUSTOMERS: EntityType.CUSTOMER.topic(prefix), INVOICES: EntityType.INVOICE.topic(prefix)}
     for p in range(plan.poison):
         table = CUSTOMERS if p % 2 == 0 else INVOICES
         at = rng.randrange(len(h.events) // 10, len(h.events))
@@ -456,7 +458,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
     prefix = f"chaos{uuid.uuid4().hex[:6]}"
     scenario = build_history(prefix, plan, rng)
     events = scenario.history.events
-    topics = (f"{prefix}.public.{CUSTOMERS}", f"{prefix}.public.{INVOICES}")
+    topics = source_topics(prefix)
     log(f"{len(events)} events ({plan.customers} customers, {plan.invoices} invoices, {plan.poison} poison)")
     started = time.monotonic()
     with infra.broker(workdir) as bootstrap, infra.fresh_database("chaos") as db:

@@ -40,6 +40,7 @@ from benchmarks.chaos import FAULTS, log
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.entities.customer_rules import customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
+from consumer.entities.registry import source_topics
 from consumer.pipeline.end_offsets import end_offsets
 from consumer.pipeline.plan import MappingConfig
 from tests.fixtures_relay import RelayProcess, relay_env
@@ -229,7 +230,7 @@ def _check(db: str, state: dict[str, Any], plan: Plan) -> dict[str, int]:
 async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
     rng = random.Random(seed)
     prefix = f"chr{uuid.uuid4().hex[:6]}"
-    topics = (f"{prefix}.public.customers", f"{prefix}.public.customer_invoices")
+    topics = source_topics(prefix)
     ledger = Ledger()
     started = time.monotonic()
     with infra.broker(workdir) as bootstrap, infra.fresh_database("chaos_relay") as db:

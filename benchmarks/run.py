@@ -30,8 +30,10 @@ from psycopg.rows import dict_row
 from benchmarks import infra, report, scale_out
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
+from consumer.entities.registry import source_topics
 from consumer.jobs.backfill import run_backfill
 from consumer.logs import configure_logging
+from consumer.pipeline.events import EntityType
 from consumer.pipeline.wiring import sync_session
 
 UNLIMITED = 100_000_000
@@ -103,7 +105,7 @@ async def bench_pipeline(scale: float, workdir: Path) -> dict[str, Any]:
         events = len(history.events)
         log(f"pipeline: {customers} customers, {invoices} invoices, {events} events; loading rows")
         history.load(db)
-        topics = (f"{prefix}.public.{CUSTOMERS}", f"{prefix}.public.{INVOICES}")
+        topics = source_topics(prefix)
         await infra.create_topics(bootstrap, topics)
         started = time.perf_counter()
         await infra.produce(bootstrap, history.events)
@@ -506,7 +508,7 @@ async def bench_latency(seconds: float, workdir: Path) -> dict[str, Any]:
             if relay.running:
                 relay.terminate()
             handle.stop()
-        records = await infra.read_all(bootstrap, (f"{prefix}.public.{CUSTOMERS}",))
+        records = await infra.read_all(bootstrap, (EntityType.CUSTOMER.topic(prefix),))
     committed: dict[str, int] = {}
     appended: dict[str, int] = {}  # when the relay's record reached the broker (producer timestamp)
     for m in records:

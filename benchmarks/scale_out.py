@@ -27,8 +27,9 @@ from typing import Any
 import psycopg
 
 from benchmarks import infra
-from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row
+from benchmarks.workload import CUSTOMERS, History, customer_row
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread
+from consumer.entities.registry import source_topics
 from consumer.pipeline.members import live_members
 
 UNLIMITED = 100_000_000
@@ -114,7 +115,7 @@ async def _scenario(
 ) -> dict[str, Any]:
     prefix = f"b{tag}{random.randrange(16**6):06x}"
     with infra.broker(workdir) as bootstrap, infra.fresh_database(tag) as db:
-        topics = [f"{prefix}.public.{CUSTOMERS}", f"{prefix}.public.{INVOICES}"]
+        topics = list(source_topics(prefix))
         await create_partitioned_topics(bootstrap, topics, PARTITIONS)
         history = History(prefix)
         for n in range(customers):

@@ -39,7 +39,7 @@ def envelope(
     prefix: str, table: str, op: str, row: dict[str, Any] | None, key_id: str, lsn: int, ts_ms: int
 ) -> tuple[str, bytes, bytes]:
     """One change event as the relay would publish it (the project's one encoder)."""
-    entity_type = EntityType.CUSTOMER if table == "customers" else EntityType.INVOICE
+    entity_type = _entity(table)
     key, value = encode_event(entity_type, op, row, key_id=key_id, topic_prefix=prefix, lsn=lsn, ts_ms=ts_ms)
     return entity_type.topic(prefix), key, value
 
@@ -127,11 +127,11 @@ class History:
         self._table(table).pop(row_id)
         self.deleted[table].add(row_id)
         self._emit(table, "d", None, row_id)
-        topic = f"{self.prefix}.public.{table}"
+        topic = _entity(table).topic(self.prefix)
         self.events.append((topic, json.dumps({"id": row_id}).encode(), None))  # the tombstone
 
     def poison(self, table: str, key: bytes, value: bytes) -> None:
-        self.events.append((f"{self.prefix}.public.{table}", key, value))
+        self.events.append((_entity(table).topic(self.prefix), key, value))
 
     def load(self, database_url: str) -> None:
         """Write the final rows with COPY (customers first: invoices reference them)."""
@@ -193,3 +193,7 @@ def bulk_history(
             else:  # sorted before its create by a tie: apply right after the create
                 pending_invoice_updates[n] = pending_invoice_updates.get(n, 0) + 1
     return history
+
+
+def _entity(table: str) -> EntityType:
+    return next(entity for entity in EntityType if entity.table == table)

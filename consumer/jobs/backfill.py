@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from consumer.entities.registry import source_topics
+from consumer.entities.registry import specs
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
 from consumer.jobs.zoho_listing import ZohoListing
 from consumer.pipeline.decode import decode_event
@@ -26,12 +26,12 @@ from consumer.pipeline.replay_index import ReplayIndex
 from consumer.pipeline.runner import RunOptions, SyncRunner, assign_range, kafka_consumer
 from consumer.pipeline.wiring import SyncSession
 
-ENTITIES = {"customers": "customers", "invoices": "customer_invoices"}
-ENTITY_TYPES = {
-    "customers": (EntityType.CUSTOMER,),
-    "invoices": (EntityType.INVOICE,),
-    "all": (EntityType.CUSTOMER, EntityType.INVOICE),
-}
+
+def chosen_entities(entity: str) -> tuple[EntityType, ...]:
+    """`all` (parents first), or one entity by its plural name (`customers`, `invoices`)."""
+    if entity == "all":
+        return tuple(spec.entity for spec in specs())
+    return (EntityType(entity.removesuffix("s")),)
 
 
 @dataclass
@@ -47,10 +47,7 @@ class BackfillResult:
 
 
 def backfill_topics(session: SyncSession, entity: str) -> tuple[str, ...]:
-    s = session.settings
-    if entity == "all":
-        return source_topics(s.topic_prefix)
-    return (f"{s.topic_prefix}.public.{ENTITIES[entity]}",)
+    return tuple(chosen.topic(session.settings.topic_prefix) for chosen in chosen_entities(entity))
 
 
 async def run_backfill(
@@ -79,7 +76,7 @@ async def run_backfill(
     planned = PlannedCalls() if dry_run else None
     listing = None
     if resync and planned is None:  # a dry run makes no Zoho call at all, not even a read
-        listing = await ZohoListing.read(session.client, ENTITY_TYPES[entity])
+        listing = await ZohoListing.read(session.client, chosen_entities(entity))
     http_429_before = _client_429(session.client)
     if planned is not None:
         runner: SyncRunner = session.runner(
