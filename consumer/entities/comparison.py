@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar, Final
 
-from consumer.entities.registry import spec_of
-from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
 
 #: A drifted field: (the value the mapping sends, the value Zoho shows).
@@ -77,7 +75,7 @@ class EntityComparison(ABC):
 
 
 def drift(
-    entity_type: EntityType,
+    comparison: EntityComparison,
     row: Mapping[str, Any],
     record: Mapping[str, Any],
     view: ZohoView,
@@ -86,7 +84,7 @@ def drift(
     """Every field (status included) whose Zoho value differs from what the mapping sends for `row`.
 
     A field the record does not show (a list item's billing address, say) is not compared."""
-    spec = comparison_of(entity_type)
+    spec = comparison
     expected = spec.expected(row, view, parent_zoho_id)
     out: dict[str, FieldDrift] = {}
     for name, want in expected.items():
@@ -112,10 +110,3 @@ def cents(value: Any) -> Decimal | None:
         return Decimal(str(value)).quantize(_CENT, ROUND_HALF_UP)
     except InvalidOperation:
         return None
-
-
-def comparison_of(entity_type: EntityType) -> EntityComparison:
-    comparison = spec_of(entity_type).comparison
-    if comparison is None:
-        raise LookupError(f"entity {entity_type} has no comparison with Zoho: it cannot be reconciled")
-    return comparison

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 
+from consumer.entities.comparison import EntityComparison
 from consumer.entities.spec import EntitySpec
 from consumer.pipeline.events import DecodeError, EntityType
 
@@ -50,6 +51,14 @@ def specs() -> Iterator[EntitySpec]:
 def source_topics(topic_prefix: str) -> tuple[str, ...]:
     """The Debezium topics of every registered entity, parents first: what the live sync subscribes to."""
     return tuple(spec.entity.topic(topic_prefix) for spec in specs())
+
+
+def comparison_of(entity: EntityType) -> EntityComparison:
+    """How reconcile and a resync compare the entity with Zoho; raises for an entity that has none."""
+    comparison = spec_of(entity).comparison
+    if comparison is None:
+        raise LookupError(f"entity {entity} has no comparison with Zoho: it cannot be reconciled")
+    return comparison
 
 
 def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:

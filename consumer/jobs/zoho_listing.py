@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.entities.comparison import ZohoView, comparison_of, drift
-from consumer.entities.registry import spec_of, specs
+from consumer.entities.comparison import ZohoView, drift
+from consumer.entities.registry import comparison_of, spec_of, specs
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
 
@@ -93,7 +93,9 @@ class ZohoListing:
     ) -> bool:
         """True when a listed field differs from what the mapping sends (status aside: the plan's
         status rules compare it, from the record's `status`)."""
-        found = drift(entity_type, row, record, ZohoView(mapping, self.list_filter), customer_zoho_id)
+        found = drift(
+            comparison_of(entity_type), row, record, ZohoView(mapping, self.list_filter), customer_zoho_id
+        )
         return any(name != "status" for name in found)
 
     @staticmethod

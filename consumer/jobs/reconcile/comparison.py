@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from consumer.entities.comparison import ZohoView, comparison_of, drift
-from consumer.entities.registry import spec_of
+from consumer.entities.comparison import ZohoView, drift
+from consumer.entities.registry import comparison_of, spec_of
 from consumer.jobs.reconcile.findings import Drift, Duplicate, Missing, Orphan, ReconcileReport
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
 from consumer.pipeline.events import EntityType
@@ -100,7 +100,7 @@ def _match_rows(
         done.accounted.add(zoho_id)
         done.zoho_ids[row["id"]] = zoho_id
         shown = replace(view, detailed=(entity_type, zoho_id) in zoho.detailed)
-        fields = drift(entity_type, row, records[zoho_id], shown, parent_zoho_id)
+        fields = drift(comparison_of(entity_type), row, records[zoho_id], shown, parent_zoho_id)
         if fields:
             report.drift.append(Drift(entity_type.value, row["id"], key, zoho_id, fields))
     return done

@@ -16,8 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.zoho.customers import account_number_of
-from consumer.entities.comparison import comparison_of
-from consumer.entities.registry import spec_of
+from consumer.entities.registry import comparison_of, spec_of
 from consumer.pipeline.events import EntityType
 
 #: The snapshot field holding each entity's rows (source) or records (Zoho).
