@@ -106,6 +106,14 @@ SHORT = Plan(
 )
 
 FAULTS = {"error_500": 0.025, "error_503": 0.025, "timeout": 0.03, "lost_response": 0.03}
+#: The client under faults: short timeouts (the simulator holds 3 % of replies past 2 s) and quick retries.
+FAULTY_CLIENT = {
+    "zoho_connect_timeout": 1.0,
+    "zoho_read_timeout": 2.0,
+    "zoho_retry_base_seconds": 0.2,
+    "zoho_max_attempts": 10,
+    "log_level": "info",
+}
 POISON_VALUES = (
     # each (key, value) must be unique bytes: the DLQ check finds them by value
     b'{"op": "c", "after": {"id": "nul\\u0000in-the-id"}, "source": {"lsn": 1}}',  # NUL in the id
@@ -475,15 +483,11 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         settings = infra.settings_for(
             sim, db, bootstrap, prefix,
             rate_per_window=plan.rate_per_minute,
-            zoho_connect_timeout=1.0,
-            zoho_read_timeout=2.0,
-            zoho_retry_base_seconds=0.2,
             zoho_retry_max_seconds=120.0,
-            zoho_max_attempts=10,
             zoho_token_backoff_seconds=1.0,
             zoho_token_backoff_max_seconds=4.0,
             commit_interval_seconds=0.5,
-            log_level="info",
+            **FAULTY_CLIENT,
         )  # fmt: skip
         consumer = infra.ConsumerProcess(settings, workdir / "consumer.log")
         visitor = infra.ConsumerProcess(settings, workdir / "consumer-visitor.log")

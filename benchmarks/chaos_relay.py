@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 
 from benchmarks import infra, report
-from benchmarks.chaos import FAULTS, log
+from benchmarks.chaos import FAULTS, FAULTY_CLIENT, log
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.entities.customer_rules import customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
@@ -245,11 +245,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         settings = infra.settings_for(
             sim, db, bootstrap, prefix,
             rate_per_window=3000,
-            zoho_connect_timeout=1.0,
-            zoho_read_timeout=2.0,
-            zoho_retry_base_seconds=0.2,
-            zoho_max_attempts=10,
-            log_level="info",
+            **FAULTY_CLIENT,
         )  # fmt: skip
         relay = RelayProcess(
             env=relay_env(db, prefix, bootstrap, workdir / "relay-state"),

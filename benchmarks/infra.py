@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import os
 import platform
+import random
 import signal
 import subprocess
 import sys
@@ -22,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import SecretStr
 
+from benchmarks.workload import customer_row
 from connectors.zoho_sim import SimHandle
 from consumer.local import broker as local_broker
 from consumer.local import postgres as local_pg
@@ -344,3 +347,78 @@ def wait_until(check: Any, timeout: float, interval: float = 0.5, what: str = "c
             return last
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout:.0f} s (last: {last!r})")
+
+
+# --- what the in-thread simulator saw -----------------------------------------------------------
+
+
+def record_admissions(handle: Any) -> list[float]:
+    """Arrival time (monotonic) of every request the in-thread simulator accepts."""
+    sim = handle.simulator
+    accepted: list[float] = []
+    original = sim.admit
+
+    def admit(*args: Any) -> Any:  # (authorization, organization[, endpoint])
+        admission = original(*args)
+        if admission.refusal is None:
+            accepted.append(time.monotonic())
+        return admission
+
+    sim.admit = admit
+    return accepted
+
+
+def record_customer_calls(handle: Any) -> dict[str, float]:
+    """Arrival time of the first customer call carrying each phone number (in-thread simulator)."""
+    customers = handle.simulator.customers
+    arrivals: dict[str, float] = {}
+    for name in ("create", "update"):
+        original = getattr(customers, name)
+
+        def wrapped(*args: Any, _original: Any = original) -> Any:
+            now = time.time()
+            body = args[-1]
+            phone = body.get("phone") if isinstance(body, dict) else None
+            if phone:
+                arrivals.setdefault(phone, now)
+            return _original(*args)
+
+        setattr(customers, name, wrapped)
+    return arrivals
+
+
+# --- source rows ---------------------------------------------------------------------------------
+
+
+def insert_customer(conn: psycopg.Connection[Any], row: dict[str, Any]) -> None:
+    """One source customer with the columns the benchmarks vary."""
+    conn.execute(
+        "INSERT INTO customers (id, account_number, email, first_name, last_name, phone)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (row["id"], row["account_number"], row["email"], row["first_name"], row["last_name"], row["phone"]),
+    )
+
+
+def create_customers(db: str, count: int) -> tuple[list[str], list[str]]:
+    """Insert `count` customers in one transaction; their ids and phones."""
+    ids, phones = [], []
+    with psycopg.connect(db) as conn:
+        for n in range(count):
+            row = customer_row(800_000 + n, random.Random(n), phone=f"+27 61 {n:07d}")
+            insert_customer(conn, row)
+            ids.append(row["id"])
+            phones.append(row["phone"])
+    return ids, phones
+
+
+def relay_process(workdir: Path, db: str, prefix: str, bootstrap: str) -> Any:
+    """The embedded relay for `prefix`, its state and log in a folder of its own under `workdir`."""
+    from tests.fixtures_relay import RelayProcess, relay_env  # the tests' relay runner, not a product module
+
+    relay_dir = workdir / f"relay-{prefix}"
+    relay_dir.mkdir(parents=True, exist_ok=True)
+    return RelayProcess(
+        env=relay_env(db, prefix, bootstrap, relay_dir / "state"),
+        log_path=relay_dir / "relay.log",
+        cwd=relay_dir,
+    )

@@ -235,22 +235,6 @@ class PeakRss:
 # --- 2. budget use --------------------------------------------------------------------------------
 
 
-def instrument_admissions(handle: Any) -> list[float]:
-    """Record the arrival time of every request the simulator accepts (in-thread simulator only)."""
-    sim = handle.simulator
-    accepted: list[float] = []
-    original = sim.admit
-
-    def admit(*args: Any) -> Any:  # (authorization, organization[, endpoint])
-        admission = original(*args)
-        if admission.refusal is None:
-            accepted.append(time.monotonic())
-        return admission
-
-    sim.admit = admit
-    return accepted
-
-
 async def bench_budget(window: float, customers: int, workdir: Path) -> dict[str, Any]:
     # 600 calls per window; a window shorter than 60 s keeps the ratio semantics and saves time.
     per_window = 600
@@ -264,7 +248,7 @@ async def bench_budget(window: float, customers: int, workdir: Path) -> dict[str
         handle = run_in_thread(
             SimConfig(seed=3, limits=SimLimits(per_window=per_window, window_seconds=window, daily=UNLIMITED))
         )
-        accepted = instrument_admissions(handle)
+        accepted = infra.record_admissions(handle)
         try:
             settings = infra.settings_for(
                 handle, db, bootstrap, prefix, rate_per_window=per_window, window_seconds=window
@@ -401,48 +385,6 @@ async def bench_seed(workdir: Path) -> dict[str, Any]:
 # --- 4. latency with the real relay -----------------------------------------------------------------
 
 
-def instrument_arrivals(handle: Any) -> dict[str, float]:
-    """Arrival time of the first customer call carrying each phone number (in-thread simulator)."""
-    customers = handle.simulator.customers
-    arrivals: dict[str, float] = {}
-    for name in ("create", "update"):
-        original = getattr(customers, name)
-
-        def wrapped(*args: Any, _original: Any = original) -> Any:
-            now = time.time()
-            body = args[-1]
-            phone = body.get("phone") if isinstance(body, dict) else None
-            if phone:
-                arrivals.setdefault(phone, now)
-            return _original(*args)
-
-        setattr(customers, name, wrapped)
-    return arrivals
-
-
-def create_customers(db: str, count: int) -> tuple[list[str], list[str]]:
-    """Insert `count` customers in one transaction; their ids and phones."""
-    ids, phones = [], []
-    with psycopg.connect(db) as conn:
-        for n in range(count):
-            row = customer_row(800_000 + n, random.Random(n), phone=f"+27 61 {n:07d}")
-            conn.execute(
-                "INSERT INTO customers (id, account_number, email, first_name, last_name, phone)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    row["id"],
-                    row["account_number"],
-                    row["email"],
-                    row["first_name"],
-                    row["last_name"],
-                    row["phone"],
-                ),
-            )
-            ids.append(row["id"])
-            phones.append(row["phone"])
-    return ids, phones
-
-
 def write_changes(db: str, rate: float, seconds: float, existing: list[str]) -> list[str]:
     """Commit `rate` changes per second, alternating a new customer and a phone update of an existing
     one (each existing customer is updated at most once, so no two changes can be coalesced)."""
@@ -457,18 +399,7 @@ def write_changes(db: str, rate: float, seconds: float, existing: list[str]) -> 
             phone = f"+27 60 {n:07d}"
             if n % 2 == 0:
                 row = customer_row(900_000 + n, random.Random(n), phone=phone)
-                conn.execute(
-                    "INSERT INTO customers (id, account_number, email, first_name, last_name, phone)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
-                    (
-                        row["id"],
-                        row["account_number"],
-                        row["email"],
-                        row["first_name"],
-                        row["last_name"],
-                        phone,
-                    ),
-                )
+                infra.insert_customer(conn, row)
             else:
                 conn.execute("UPDATE customers SET phone = %s WHERE id = %s", (phone, existing[n // 2]))
             phones.append(phone)
@@ -477,27 +408,20 @@ def write_changes(db: str, rate: float, seconds: float, existing: list[str]) -> 
 
 
 async def bench_latency(seconds: float, workdir: Path) -> dict[str, Any]:
-    from tests.fixtures_relay import RelayProcess, relay_env
 
     prefix = new_prefix("l")
     with infra.broker(workdir) as bootstrap, infra.fresh_database("latency") as db:
         # 5 changes/s is 300 calls/min: above Zoho's 100/min, so the limit is raised to 1,000/min here.
         handle = run_in_thread(SimConfig(seed=7, limits=SimLimits(per_window=1000, daily=UNLIMITED)))
-        arrivals = instrument_arrivals(handle)
-        relay_dir = workdir / f"relay-{prefix}"
-        relay_dir.mkdir(parents=True, exist_ok=True)
-        relay = RelayProcess(
-            env=relay_env(db, prefix, bootstrap, relay_dir / "state"),
-            log_path=relay_dir / "relay.log",
-            cwd=relay_dir,
-        )
+        arrivals = infra.record_customer_calls(handle)
+        relay = infra.relay_process(workdir, db, prefix, bootstrap)
         settings = infra.settings_for(handle, db, bootstrap, prefix, rate_per_window=1000, log_level="info")
         consumer = infra.ConsumerProcess(settings, workdir / f"consumer-{prefix}.log")
         try:
             relay.start(wait=True, timeout=180)
             consumer.start()
             # warm-up: customers that the measured minute updates, synced before it starts
-            existing, warm = create_customers(db, int(seconds * 5) // 2 + 5)
+            existing, warm = infra.create_customers(db, int(seconds * 5) // 2 + 5)
             infra.wait_until(lambda: all(p in arrivals for p in warm), 180, what="warm-up customers in Zoho")
             arrivals.clear()
             log(f"latency: relay and consumer up; writing 5 changes/s for {seconds:g} s")

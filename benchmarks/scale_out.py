@@ -43,22 +43,6 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def record_arrivals(handle: Any) -> list[float]:
-    """Arrival time (monotonic) of every request the in-thread simulator accepts."""
-    sim = handle.simulator
-    accepted: list[float] = []
-    original = sim.admit
-
-    def admit(*args: Any) -> Any:  # (authorization, organization[, endpoint])
-        admission = original(*args)
-        if admission.refusal is None:
-            accepted.append(time.monotonic())
-        return admission
-
-    sim.admit = admit
-    return accepted
-
-
 def record_creates(handle: Any) -> list[float]:
     """Time (monotonic) of every customer create the in-thread simulator carries out."""
     customers = handle.simulator.customers
@@ -124,7 +108,7 @@ async def _scenario(
         handle = run_in_thread(
             SimConfig(seed=12, limits=SimLimits(per_window=RATE, window_seconds=WINDOW, daily=UNLIMITED))
         )
-        accepted = record_arrivals(handle)
+        accepted = infra.record_admissions(handle)
         creates = record_creates(handle)
         settings = infra.settings_for(
             handle, db, bootstrap, prefix, rate_per_window=RATE, window_seconds=WINDOW
@@ -250,26 +234,18 @@ async def bench_single(workdir: Path) -> dict[str, Any]:
 
 async def bench_burst(workdir: Path) -> dict[str, Any]:
     """50 customers committed in one transaction, relay and `zoho-cdc run` at 100 calls/min."""
-    from benchmarks.run import create_customers, instrument_arrivals
-    from tests.fixtures_relay import RelayProcess, relay_env
 
     prefix = f"bburst{random.randrange(16**6):06x}"
     with infra.broker(workdir) as bootstrap, infra.fresh_database("burst") as db:
         handle = run_in_thread(SimConfig(seed=13, limits=SimLimits(per_window=100, daily=UNLIMITED)))
-        arrivals = instrument_arrivals(handle)
-        relay_dir = workdir / f"relay-{prefix}"
-        relay_dir.mkdir(parents=True, exist_ok=True)
-        relay = RelayProcess(
-            env=relay_env(db, prefix, bootstrap, relay_dir / "state"),
-            log_path=relay_dir / "relay.log",
-            cwd=relay_dir,
-        )
+        arrivals = infra.record_customer_calls(handle)
+        relay = infra.relay_process(workdir, db, prefix, bootstrap)
         settings = infra.settings_for(handle, db, bootstrap, prefix, rate_per_window=100)
         consumer = infra.ConsumerProcess(settings, workdir / f"consumer-{prefix}.log")
         try:
             relay.start(wait=True, timeout=180)
             consumer.start()
-            _, warm = create_customers(db, 1)
+            _, warm = infra.create_customers(db, 1)
             infra.wait_until(lambda: all(p in arrivals for p in warm), 180, what="warm-up customer in Zoho")
             # 50 new customers in one transaction (phones differ from the warm-up's)
             with psycopg.connect(db) as conn:
