@@ -23,7 +23,9 @@ def register(spec: EntitySpec) -> EntitySpec:
 
 
 def unregister(entity: EntityType) -> None:
+    """Remove an entity's spec and, unless it is a built-in one, its name (tests register their own)."""
     _SPECS.pop(entity, None)
+    EntityType.forget(entity)
 
 
 def spec_of(entity: EntityType | str) -> EntitySpec:
@@ -46,6 +48,11 @@ def specs() -> Iterator[EntitySpec]:
         done += ready
         pending = [s for s in pending if s not in ready]
     return iter(done)
+
+
+def registered() -> list[EntityType]:
+    """The entities with a spec, parents before their children."""
+    return [spec.entity for spec in specs()]
 
 
 def source_topics(topic_prefix: str) -> tuple[str, ...]:

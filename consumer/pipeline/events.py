@@ -66,6 +66,12 @@ class EntityType(str, metaclass=_Registry):
         cls._defined[name] = entity
         return entity
 
+    @classmethod
+    def forget(cls, entity: EntityType) -> None:
+        """Undo `define` for an entity of one's own; the built-in entities stay."""
+        if entity not in (cls.CUSTOMER, cls.INVOICE):
+            cls._defined.pop(entity.value, None)
+
     @property
     def value(self) -> str:
         return str.__str__(self)

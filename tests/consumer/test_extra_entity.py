@@ -28,9 +28,7 @@ from consumer.pipeline.plan import Action, Plan, is_synced, payload_hash, row_of
 from consumer.pipeline.scheduler import InboundRecord
 from consumer.pipeline.store import SyncStore
 
-TICKET = EntityType.define("ticket", table="support_tickets")
 PREFIX = "xt"
-TOPIC = TICKET.topic(PREFIX)
 
 TICKETS_SQL = """
 CREATE TABLE support_tickets (
@@ -67,28 +65,30 @@ def plan_ticket(given: PlanInput) -> Plan:
     return Plan(action, payload, digest, "changed")
 
 
-TICKETS = EntitySpec(
-    entity=TICKET,
-    columns={
-        "id": _T,
-        "customer_id": _T,
-        "ticket_number": _T,
-        "subject": _T,
-        "created_at": _TS,
-        "zoho_ticket_id": _T,
-        "zoho_sync_status": _T,
-        "zoho_last_synced_at": _TS,
-    },
-    natural_key="ticket_number",
-    zoho_id_field="ticket_id",
-    write_back_id_column="zoho_ticket_id",
-    mapped_columns=MAPPED,
-    remembered_columns=MAPPED,
-    required_fields=("subject",),
-    plan=plan_ticket,
-    calls=None,  # the stub applier below makes the calls
-    parent=ParentLink(EntityType.CUSTOMER, "customer_id"),
-)
+def tickets_spec(entity: EntityType) -> EntitySpec:
+    """The spec a team adding `support_tickets` would write (here: in the test, nowhere else)."""
+    return EntitySpec(
+        entity=entity,
+        columns={
+            "id": _T,
+            "customer_id": _T,
+            "ticket_number": _T,
+            "subject": _T,
+            "created_at": _TS,
+            "zoho_ticket_id": _T,
+            "zoho_sync_status": _T,
+            "zoho_last_synced_at": _TS,
+        },
+        natural_key="ticket_number",
+        zoho_id_field="ticket_id",
+        write_back_id_column="zoho_ticket_id",
+        mapped_columns=MAPPED,
+        remembered_columns=MAPPED,
+        required_fields=("subject",),
+        plan=plan_ticket,
+        calls=None,  # the stub applier below makes the calls
+        parent=ParentLink(EntityType.CUSTOMER, "customer_id"),
+    )
 
 
 class StubApplier:
@@ -120,10 +120,12 @@ class Letters:
 
 
 @pytest.fixture
-def tickets_registered() -> Iterator[None]:
-    register(TICKETS)
-    yield
-    unregister(TICKET)
+def ticket() -> Iterator[EntityType]:
+    """The `ticket` entity, named and registered for one test only (other tests never see it)."""
+    entity = EntityType.define("ticket", table="support_tickets")
+    register(tickets_spec(entity))
+    yield entity
+    unregister(entity)
 
 
 def _source(database_url: str) -> tuple[str, str]:
@@ -141,12 +143,13 @@ def _source(database_url: str) -> tuple[str, str]:
     return customer, ticket
 
 
-def _record(offset: int, ticket: str, customer: str, subject: str, lsn: int) -> InboundRecord:
+def _record(
+    entity: EntityType, offset: int, ticket: str, customer: str, subject: str, lsn: int
+) -> InboundRecord:
     row = {"id": ticket, "customer_id": customer, "ticket_number": "TK-1", "subject": subject}
-    key, value = encode_event(
-        TICKET, "u" if offset else "c", row, key_id=ticket, topic_prefix=PREFIX, lsn=lsn
-    )
-    return InboundRecord(TOPIC, 0, offset, key, value)
+    op = "u" if offset else "c"
+    key, value = encode_event(entity, op, row, key_id=ticket, topic_prefix=PREFIX, lsn=lsn)
+    return InboundRecord(entity.topic(PREFIX), 0, offset, key, value)
 
 
 async def _until(check: Any, timeout: float = 15.0) -> Any:
@@ -159,12 +162,13 @@ async def _until(check: Any, timeout: float = 15.0) -> Any:
 
 
 async def test_an_entity_registered_from_outside_syncs_through_the_same_engine(
-    database_url: str, tickets_registered: None
+    database_url: str, ticket: EntityType
 ) -> None:
+    entity, topic = ticket, ticket.topic(PREFIX)
     migrate(database_url)
-    customer, ticket = _source(database_url)
+    customer, ticket_id = _source(database_url)
     applier, letters, done = StubApplier(), Letters(), []
-    assert TOPIC in source_topics(PREFIX)  # the live run subscribes to it
+    assert topic in source_topics(PREFIX)  # the live run subscribes to it
 
     async with SyncStore(database_url) as store:
         engine = SyncEngine(
@@ -175,12 +179,14 @@ async def test_an_entity_registered_from_outside_syncs_through_the_same_engine(
             on_done=lambda record: done.append(record.offset),
         )
         try:
-            engine.submit(_record(0, ticket, customer, "Printer", lsn=100))
+            engine.submit(_record(entity, 0, ticket_id, customer, "Printer", lsn=100))
             await asyncio.wait_for(engine.wait_idle(), 15)
-            engine.submit(_record(1, ticket, customer, "Printer jams", lsn=200))
+            engine.submit(_record(entity, 1, ticket_id, customer, "Printer jams", lsn=200))
             await asyncio.wait_for(engine.wait_idle(), 15)
-            engine.submit(_record(2, ticket, customer, "Printer jams", lsn=300))  # an echo: same content
-            engine.submit(InboundRecord(TOPIC, 0, 3, str(uuid.uuid4()).encode(), b"{not json"))
+            engine.submit(
+                _record(entity, 2, ticket_id, customer, "Printer jams", lsn=300)
+            )  # an echo: same content
+            engine.submit(InboundRecord(topic, 0, 3, str(uuid.uuid4()).encode(), b"{not json"))
             await asyncio.wait_for(engine.wait_idle(), 15)
         finally:
             await engine.close()
@@ -190,8 +196,8 @@ async def test_an_entity_registered_from_outside_syncs_through_the_same_engine(
     # makes no call, the malformed record is dead-lettered once.
     assert applier.calls == [
         ("customer", customer, "create_customer"),
-        ("ticket", ticket, "create_ticket"),
-        ("ticket", ticket, "update_ticket"),
+        ("ticket", ticket_id, "create_ticket"),
+        ("ticket", ticket_id, "update_ticket"),
     ]
     assert len(letters.published) == 1 and letters.published[0].offset == 3
     assert sorted(done) == [0, 1, 2, 3]
@@ -209,8 +215,8 @@ async def test_an_entity_registered_from_outside_syncs_through_the_same_engine(
         (2, "ticket", "unchanged"),
         (3, "unknown", "dead_lettered"),
     ]
-    assert mapped == [("customer", f"Z-customer-{customer[:8]}"), ("ticket", f"Z-ticket-{ticket[:8]}")]
-    assert _ticket_row(database_url) == (f"Z-ticket-{ticket[:8]}", "synced")
+    assert mapped == [("customer", f"Z-customer-{customer[:8]}"), ("ticket", f"Z-ticket-{ticket_id[:8]}")]
+    assert _ticket_row(database_url) == (f"Z-ticket-{ticket_id[:8]}", "synced")
 
 
 def _ticket_row(database_url: str) -> tuple[str | None, str | None]:

@@ -66,8 +66,8 @@ def scenario(postgres_server: str, kafka_bootstrap: str, tmp_path_factory: pytes
         log_path=workdir / "relay.log",
         cwd=workdir,
     )
-    s = Scenario(prefix, f"{prefix}.public.customers", f"{prefix}.public.customer_invoices")
-    topics = [EntityType.CUSTOMER.topic(s.topic_prefix), EntityType.INVOICE.topic(s.topic_prefix)]
+    s = Scenario(prefix, EntityType.CUSTOMER.topic(prefix), EntityType.INVOICE.topic(prefix))
+    topics = [s.customers_topic, s.invoices_topic]
 
     def sql(statement: str, *params: object) -> None:
         with psycopg.connect(url, autocommit=True) as conn:

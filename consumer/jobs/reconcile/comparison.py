@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from consumer.entities.comparison import ZohoView, drift
-from consumer.entities.registry import comparison_of, spec_of
+from consumer.entities.registry import comparison_of, registered, spec_of
 from consumer.jobs.reconcile.findings import Drift, Duplicate, Missing, Orphan, ReconcileReport
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
 from consumer.pipeline.events import EntityType
@@ -38,7 +38,7 @@ def compare(
     report = ReconcileReport()
     view = ZohoView(config, list_filter)
     matched: dict[EntityType, _Matched] = {}
-    for entity_type in EntityType:  # EntityType names a parent before its children
+    for entity_type in registered():  # parents before their children
         records = {comparison_of(entity_type).zoho_id(r): r for r in zoho.records(entity_type)}
         by_key = _by_natural_key(entity_type, records, view)
         done = matched[entity_type] = _match_rows(

@@ -12,12 +12,13 @@ import time
 from collections import Counter
 from typing import Any, Final
 
+from consumer.entities.registry import registered
 from consumer.jobs.reconcile.findings import ReconcileReport, RepairResult
 from consumer.jobs.reconcile.sides import current_rows, fetch_rows
 from consumer.pipeline.apply import ApplyOptions, ZohoApplier
 from consumer.pipeline.dead_letters import DeadLetterPublisher
 from consumer.pipeline.engine import EngineOptions, SyncEngine
-from consumer.pipeline.events import EntityType, snapshot_read
+from consumer.pipeline.events import snapshot_read
 from consumer.pipeline.scheduler import InboundRecord
 from consumer.settings import Settings
 
@@ -60,7 +61,7 @@ async def repair(session: Any, report: ReconcileReport) -> RepairResult:
     engine = repair_engine(session, group)
     submitted = 0
     try:
-        for entity_type in EntityType:  # EntityType names a parent before its children
+        for entity_type in registered():  # parents before their children
             ids = report.ids_to_repair(entity_type)
             topic = entity_type.topic(settings.topic_prefix)
             for row in await current_rows(settings.database_url, entity_type, ids):

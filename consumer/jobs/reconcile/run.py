@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from consumer.entities.registry import registered
 from consumer.jobs.reconcile.comparison import compare
 from consumer.jobs.reconcile.findings import ReconcileReport, RepairResult
 from consumer.jobs.reconcile.repair import repair
 from consumer.jobs.reconcile.sides import read_source, read_zoho
-from consumer.pipeline.events import EntityType
 from consumer.settings import Settings
 
 
@@ -49,7 +49,7 @@ async def reconcile(settings: Settings, *, fix: bool = False, details: bool = Tr
             await client.aclose()
     async with sync_session(settings) as session:
         report = await inspect(settings, session.client, details=details)
-        if any(report.ids_to_repair(entity_type) for entity_type in EntityType):
+        if any(report.ids_to_repair(entity_type) for entity_type in registered()):
             with session.client.tracking() as tracker:
                 report.repair = await repair(session, report)
             report.zoho_calls += tracker.attempts

@@ -16,7 +16,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from connectors.zoho.customers import account_number_of
-from consumer.entities.registry import comparison_of, spec_of
+from consumer.entities.registry import comparison_of, registered, spec_of
 from consumer.pipeline.events import EntityType
 
 #: The snapshot field holding each entity's rows (source) or records (Zoho).
@@ -74,7 +74,7 @@ async def read_source(database_url: str) -> SourceSnapshot:
             database_url,
             f"SELECT * FROM {entity_type.table} ORDER BY {comparison_of(entity_type).key_column}",  # noqa: S608 - fixed names
         )
-        for entity_type in EntityType
+        for entity_type in registered()
     }
     mapped = await fetch_rows(
         database_url, "SELECT entity_type, entity_id, zoho_id FROM zoho_entity_map WHERE zoho_id IS NOT NULL"
@@ -103,7 +103,7 @@ async def read_zoho(client: Any, source: SourceSnapshot, *, details: bool = True
     """List every record of each entity; read a customer's full record when the list does not show
     its account number, or (with `details`) when it stands for a source row, to compare the
     fields the list leaves out (billing address)."""
-    listed = {t: [r async for r in _ZOHO_LISTS[t](client)] for t in EntityType}
+    listed = {t: [r async for r in _ZOHO_LISTS[t](client)] for t in registered()}
     snapshot = ZohoSnapshot(**{_SNAPSHOT_FIELDS[t]: records for t, records in listed.items()})
     # Only a customer's full record shows more than its list item (billing address, custom fields).
     wanted_keys = {str(c.get("account_number")) for c in source.customers}
