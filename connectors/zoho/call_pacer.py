@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from aiolimiter import AsyncLimiter
 
-from connectors.zoho.aimd import MIN_RATE, decrease, pause_seconds, recover
+from connectors.zoho.aimd import MIN_RATE, decrease, next_episode, pause_seconds, recover
 
 
 class CallPacer:
@@ -104,7 +104,7 @@ class CallPacer:
             self._paused_until = max(self._paused_until, now + retry_after)
         if sent_at <= self._last_decrease:
             return
-        self._episodes += 1
+        self._episodes = next_episode(self._episodes, now - self._last_decrease, self.window)
         inferred = sum(1 for t in self._sent if sent_at - self.window < t <= sent_at) - 1
         rate, self.ceiling = decrease(self.rate, self.ceiling, inferred, self._episodes)
         self._set_rate(rate)

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from connectors.zoho.aimd import MIN_RATE, decrease, pause_seconds, recover
+from connectors.zoho.aimd import MIN_RATE, decrease, next_episode, pause_seconds, recover
 
 PacingMode = Literal["burst", "even"]
 
@@ -233,8 +233,8 @@ def rate_limited(org: OrgRate, blocks: list[Block], report: RateLimitReport, now
     reserved_at = now - report.reserved_age if report.reserved_age is not None else sent_at
     if min(sent_at, reserved_at) <= org.last_decrease:
         return replace(org, paused_until=paused_until)
-    episodes = org.episodes + 1
     own_sends, window = report.own_sends, report.window
+    episodes = next_episode(org.episodes, now - org.last_decrease, window)
     others = [b for b in blocks if own_sends is None or b.member != report.member]
     inferred = sum(b.slots for b in others if b.reserved_at <= sent_at and b.last_at > sent_at - window)
     inferred += (own_sends or 0) - 1

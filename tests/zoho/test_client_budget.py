@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 
 from connectors.zoho import PgDailyBudgetStore, ZohoClient
+from connectors.zoho.aimd import CEILING_RECOVERY_PER_WINDOW
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
 from consumer.pipeline.zoho_config import zoho_config
@@ -52,7 +53,10 @@ async def test_client_rate_set_too_high_absorbs_429s_and_settles_under_the_limit
     async with ZohoClient(zoho_config(settings)) as client:
         assert await _calls(client, 100) == 100
         assert client.metrics.http_429 > 0
-        assert client.current_rate_per_window <= 20
+        # held near the server's 20: between refusals the learned ceiling fades back by a share of the
+        # configured rate per clean window (so a transient burst of 429s cannot cut the rate for good), and
+        # the next refusal teaches it again; the run may end up to one window's fade above 20
+        assert client.current_rate_per_window <= 20 + CEILING_RECOVERY_PER_WINDOW * 60
     assert sim.stats()["http_429"] == client.metrics.http_429
 
 
