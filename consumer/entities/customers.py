@@ -149,7 +149,6 @@ SPEC: Final = EntitySpec(
     columns=COLUMNS,
     natural_key="account_number",
     zoho_id_field="customer_id",
-    write_back_id_column="zoho_billing_customer_id",
     mapped_columns=CUSTOMER_MAPPED_COLUMNS,
     remembered_columns=CUSTOMER_MAPPED_COLUMNS,
     required_fields=("display_name",),

@@ -197,7 +197,6 @@ SPEC: Final = EntitySpec(
     columns=COLUMNS,
     natural_key="invoice_number",
     zoho_id_field="invoice_id",
-    write_back_id_column="zoho_billing_invoice_id",
     mapped_columns=INVOICE_MAPPED_COLUMNS,
     # what the mapping reads, plus the currency it checks against the customer's
     remembered_columns=INVOICE_MAPPED_COLUMNS | {"currency"},

@@ -121,7 +121,6 @@ class EntitySpec:
     columns: Mapping[str, ColumnKind]  # every column of the source table, by how Debezium sends it
     natural_key: str  # the column that finds the record in Zoho again (no duplicates after a lost reply)
     zoho_id_field: str  # the field of a Zoho record that holds its id
-    write_back_id_column: str  # the source column zoho-cdc writes the Zoho id to
     mapped_columns: frozenset[str]  # columns that feed the Zoho body or the plan
     remembered_columns: frozenset[str]  # the image kept to fill unavailable (TOAST) values later
     required_fields: tuple[str, ...]  # fields Zoho requires on create
@@ -132,6 +131,13 @@ class EntitySpec:
     never_synced: Callable[[Mapping[str, Any]], str | None] = never_skipped  # why a row never goes to Zoho
     created_currency: Callable[[Plan], str | None] = nothing_created  # the currency a create gives the record
     comparison: EntityComparison | None = None  # how reconcile and a resync compare it with Zoho
+    # The source column zoho-cdc writes the Zoho id to; by the source schema's convention
+    # `zoho_billing_<zoho_id_field>` (zoho_billing_customer_id, zoho_billing_invoice_id).
+    write_back_id_column: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.write_back_id_column:
+            object.__setattr__(self, "write_back_id_column", f"zoho_billing_{self.zoho_id_field}")
 
     def natural_key_of(self, row: Mapping[str, Any] | None) -> str | None:
         value = row.get(self.natural_key) if row else None
