@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from consumer.entities.spec import Row
 from consumer.pipeline.apply import Applied
 from consumer.pipeline.dead_letters import DeadLetter
 from consumer.pipeline.events import EntityType
@@ -40,20 +41,14 @@ class DryRunApplier:
         self._next = 0
 
     async def apply(
-        self,
-        entity_type: EntityType,
-        entity_id: str,
-        plan: Plan,
-        row: Any,
-        state_zoho_id: str | None,
-        **_: Any,
+        self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **_: bool
     ) -> Applied:
         """Note the call the plan asks for; a create gets a made-up Zoho id, so later events update it."""
         self.planned.note_call(plan.action.value, entity_id, plan.payload, plan.reason)
-        if state_zoho_id is None:
+        if zoho_id is None:
             self._next += 1
-            state_zoho_id = f"dry-run-{self._next}"
-        return Applied(zoho_id=state_zoho_id, zoho_status=plan.status, http_status=None, attempts=0, calls=0)
+            zoho_id = f"dry-run-{self._next}"
+        return Applied(zoho_id=zoho_id, zoho_status=plan.status, http_status=None, attempts=0, calls=0)
 
 
 class DryRunStore:

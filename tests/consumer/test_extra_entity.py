@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from consumer.entities.registry import register, source_topics, unregister
-from consumer.entities.spec import EntitySpec, ParentLink, PlanInput
+from consumer.entities.spec import EntitySpec, ParentLink, PlanInput, Row
 from consumer.migrations import migrate
 from consumer.pipeline.apply import Applied
 from consumer.pipeline.encode import encode_event
@@ -98,16 +98,10 @@ class StubApplier:
         self.calls: list[tuple[str, str, str]] = []
 
     async def apply(
-        self,
-        entity_type: EntityType,
-        entity_id: str,
-        plan: Plan,
-        row: Any,
-        state_zoho_id: str | None,
-        **_: Any,
+        self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **_: bool
     ) -> Applied:
         self.calls.append((str(entity_type), entity_id, str(plan.action)))
-        zoho_id = state_zoho_id or f"Z-{entity_type}-{entity_id[:8]}"
+        zoho_id = zoho_id or f"Z-{entity_type}-{entity_id[:8]}"
         return Applied(zoho_id, "active", 200, 1, 1)
 
 
