@@ -27,7 +27,7 @@ from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.seed import seed
 from consumer.pipeline.plan import MappingConfig
-from consumer.pipeline.wiring import mapping_config, sync_session
+from consumer.pipeline.wiring import sync_session
 from consumer.settings import Settings
 
 DEMO_DATABASE = "zoho_cdc_demo"
@@ -175,7 +175,7 @@ def run_demo(base: Settings, *, keep: bool = False, timeout: float = 300) -> Dem
             zoho_customers=len(state["customers"]),
             zoho_invoices=len(state["invoices"]),
             statuses=status_summary(
-                asyncio.run(read_source(settings.database_url)), state, mapping_config(settings)
+                asyncio.run(read_source(settings.database_url)), state, MappingConfig.from_settings(settings)
             ),
             elapsed_s=time.monotonic() - started,
         )

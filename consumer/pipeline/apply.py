@@ -45,10 +45,6 @@ class Applier(Protocol):
     ) -> Applied: ...
 
 
-def natural_key(entity_type: EntityType, row: Mapping[str, Any] | None) -> str | None:
-    return spec_of(entity_type).natural_key_of(row)
-
-
 @dataclass(frozen=True, slots=True)
 class ApplyOptions:
     """Settings the calls need: ZOHO_PAYMENT_MODE and the invoice-line item rules."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from connectors.zoho.errors import PermanentError, ZohoError
 from connectors.zoho.send_guard import CURRENT_GUARD
 from consumer.pipeline.dead_letters import (
     H_OFFSET,
@@ -24,6 +25,7 @@ from consumer.pipeline.dead_letters import (
     parse_headers,
 )
 from consumer.pipeline.encode import encode_event
+from consumer.pipeline.events import ChangeEvent
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.scheduler import WorkItem
 from consumer.pipeline.store import EntityUpdate, OutcomeRow
@@ -41,6 +43,28 @@ class Refusal:
     exc_class: str
     attempts: int = 0
     http_status: int | None = None
+
+    @classmethod
+    def of_error(cls, reason: str, exc: Exception) -> Refusal:
+        """A refusal by Zoho (or of a parent Zoho refused before): `exhausted` when retries ran out on a
+        transient error, else `permanent`."""
+        transient = isinstance(exc, ZohoError) and not isinstance(exc, PermanentError)
+        return cls(
+            reason,
+            "exhausted" if transient else "permanent",
+            type(exc).__name__,
+            attempts=getattr(exc, "attempts", 0) or 0,
+            http_status=getattr(exc, "http_status", None),
+        )
+
+
+def change_as_record(event: ChangeEvent, topic_prefix: str) -> tuple[bytes, bytes]:
+    """A change as Debezium would have sent it (a snapshot read of its row), so `dlq reprocess` can re-drive a
+    change that reached the pipeline without Kafka bytes."""
+    assert event.row is not None
+    return encode_event(
+        event.entity_type, "r", event.row, key_id=event.entity_id, topic_prefix=topic_prefix, snapshot="true"
+    )
 
 
 @dataclass(frozen=True)
@@ -111,13 +135,25 @@ class DeadLetterDesk:
         rec, event = item.record, item.event
         if rec.value is not None or event is None or event.row is None:
             return rec.key, rec.value
-        return encode_event(
-            event.entity_type,
-            "r",
-            event.row,
-            key_id=event.entity_id,
-            topic_prefix=self.topic_prefix,
-            snapshot="true",
+        return change_as_record(event, self.topic_prefix)
+
+    async def publish_change(self, event: ChangeEvent, refusal: Refusal) -> None:
+        """Dead-letter a change that is no Kafka record of its own (a parent Zoho refused while a child
+        needed it): published as its entity's record, with no source partition or offset."""
+        key, value = change_as_record(event, self.topic_prefix)
+        await self.publish(
+            DeadLetter(
+                topic=event.entity_type.topic(self.topic_prefix),
+                partition=-1,
+                offset=-1,
+                key=key,
+                value=value,
+                reason=refusal.reason,
+                kind=refusal.kind,
+                exception_class=refusal.exc_class,
+                attempts=refusal.attempts,
+                http_status=refusal.http_status,
+            )
         )
 
     async def publish(self, letter: DeadLetter) -> None:

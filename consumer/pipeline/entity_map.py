@@ -101,6 +101,12 @@ def rejection(event: ChangeEvent, state: EntityState | None, digest: str | None)
     )
 
 
+def refused_before(state: EntityState | None, digest: str | None, *, explicit: bool) -> bool:
+    """True when Zoho refused this same whole state before and nobody asked to send it again (a resync or
+    a DLQ reprocess is `explicit`): sending it again would be refused again."""
+    return digest is not None and state is not None and state.rejected == digest and not explicit
+
+
 def settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | None:
     """The write-back of an entity Zoho already matches: only when the row says otherwise.
 

@@ -13,14 +13,12 @@ from typing import Any, Final, Protocol
 
 import structlog
 
-from connectors.zoho.errors import AuthError, PermanentError, ZohoError
+from connectors.zoho.errors import AuthError, ZohoError
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntitySpec, ParentRecord
 from consumer.pipeline import entity_map
 from consumer.pipeline.apply import Applied
-from consumer.pipeline.dead_lettering import DeadLetterDesk
-from consumer.pipeline.dead_letters import DeadLetter
-from consumer.pipeline.encode import encode_event
+from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.entity_map import Listing
 from consumer.pipeline.events import ChangeEvent, EntityType, snapshot_read
 from consumer.pipeline.plan import Action, EntityState, Plan
@@ -95,7 +93,7 @@ class ParentResolver:
             if row is None or spec.never_synced(row) is not None:
                 return None
             digest = state_digest(spec.entity, row)
-            if state is not None and state.rejected == digest and not explicit:
+            if entity_map.refused_before(state, digest, explicit=explicit):
                 raise ParentRefused(f"{spec.entity} {entity_id}: {REFUSED_BEFORE}")
             if policy.options.resync:
                 state = entity_map.as_listed(self._listing, policy.options.mapping, spec.entity, row, state)
@@ -138,25 +136,10 @@ class ParentResolver:
         """Zoho refused a parent a child needed: dead-letter the parent's state once, as its own record (a
         snapshot-shaped event, so `dlq reprocess` can re-drive it), and remember the refusal so neither
         the parent's own event nor its write-back echo sends it again."""
-        assert event.row is not None
         policy = self._policy
-        prefix = policy.options.topic_prefix
-        key, value = encode_event(
-            event.entity_type, "r", event.row, key_id=event.entity_id, topic_prefix=prefix
+        await policy.desk.publish_change(
+            event, Refusal.of_error(f"{event.entity_type} synced for its child: {exc}", exc)
         )
-        letter = DeadLetter(
-            topic=event.entity_type.topic(prefix),
-            partition=-1,
-            offset=-1,
-            key=key,
-            value=value,
-            reason=f"{event.entity_type} synced for its child: {exc}",
-            kind="permanent" if isinstance(exc, PermanentError) else "exhausted",
-            exception_class=type(exc).__name__,
-            attempts=exc.attempts,
-            http_status=exc.http_status,
-        )
-        await policy.desk.publish(letter)
         refused = entity_map.rejection(event, state, digest)
         failed = WriteBack(event.entity_type, event.entity_id, None, "failed", called=False)
         await policy.recorder.record(Outcome([], refused, failed))

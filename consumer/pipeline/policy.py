@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from connectors.zoho.errors import AuthError, PermanentError, ZohoError
+from connectors.zoho.errors import AuthError, ZohoError
 from connectors.zoho.send_guard import SendRevoked
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntitySpec, PlanInput
@@ -154,7 +154,7 @@ class EventPolicy:
         )
         explicit = self._explicit(item)
         refused = entity_map.rejection(event, state, digest)
-        if digest is not None and state is not None and state.rejected == digest and not explicit:
+        if entity_map.refused_before(state, digest, explicit=explicit):
             # An echo (or replay) of a state Zoho refused: sending it again would be refused again.
             self.recorder.metrics.outcome("skipped")
             return Outcome(
@@ -222,14 +222,9 @@ class EventPolicy:
         except (ZohoError, ParentRefused) as exc:
             # Only reached for an entity whose parent had to be synced first and Zoho refused it.
             parent = spec.parent.entity if spec.parent else "parent"
-            refusal = Refusal(
-                f"its {parent} could not be synced to Zoho: {exc}",
-                "permanent" if isinstance(exc, PermanentError | ParentRefused) else "exhausted",
-                type(exc).__name__,
-                attempts=getattr(exc, "attempts", 0),
-                http_status=getattr(exc, "http_status", None),
+            return Refused(
+                Refusal.of_error(f"its {parent} could not be synced to Zoho: {exc}", exc), keep, refused
             )
-            return Refused(refusal, keep, refused)
         if plan.needs_parent is not None and plan.makes_call and plan.payload is None:
             return await self._parent_unavailable(item, spec, event)
         return plan
@@ -275,14 +270,8 @@ class EventPolicy:
         except AuthError as exc:
             raise credentials_refused(exc) from exc
         except ZohoError as exc:
-            metrics.zoho_calls(getattr(exc, "attempts", 0) or 0)
-            refusal = Refusal(
-                f"{plan.action}: {exc}",
-                "permanent" if isinstance(exc, PermanentError) else "exhausted",
-                type(exc).__name__,
-                attempts=getattr(exc, "attempts", 0) or 0,
-                http_status=getattr(exc, "http_status", None),
-            )
+            refusal = Refusal.of_error(f"{plan.action}: {exc}", exc)
+            metrics.zoho_calls(refusal.attempts)
             return Refused(refusal, event.op is not Op.DELETE, refused)
         metrics.zoho_calls(applied.calls)
         self._stale_streak = 0

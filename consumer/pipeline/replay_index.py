@@ -6,7 +6,7 @@ the partial ones in between). The second pass applies those records and records 
 `superseded` without a Zoho call, so a backlog costs one call per entity whatever its size or how
 far apart its updates lie, and memory grows with the number of distinct entities, never with the
 number of events. Records are ordered per entity by source LSN (arrival order when one has none),
-as `consumer.pipeline.engine._in_source_order` does. Pure data, no I/O.
+as `consumer.pipeline.policy.in_source_order` does. Pure data, no I/O.
 """
 
 from __future__ import annotations

@@ -56,10 +56,6 @@ def check_broker(settings: Settings) -> None:
     )
 
 
-def mapping_config(settings: Settings) -> MappingConfig:
-    return MappingConfig.from_settings(settings)
-
-
 def zoho_client(settings: Settings) -> Any:
     from connectors.zoho.client import ZohoClient
     from connectors.zoho.stores import PgDailyBudgetStore, PgRateWindowStore, PgTokenStore
@@ -98,7 +94,7 @@ class SyncSession:
                 options=EngineOptions(
                     consumer_group=run_options.group_id,
                     topic_prefix=self.settings.topic_prefix,
-                    mapping=mapping_config(self.settings),
+                    mapping=MappingConfig.from_settings(self.settings),
                     resync=resync,
                     dlq_topic=self.settings.dlq_topic,
                     reprocess_max_attempts=self.settings.reprocess_max_attempts,

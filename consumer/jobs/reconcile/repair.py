@@ -33,14 +33,14 @@ class ReconcileError(Exception):
 
 def repair_engine(session: Any, group: str) -> SyncEngine:
     """A `SyncEngine` on the session's store, Zoho client and producer, under its own sync-log group."""
-    from consumer.pipeline.wiring import mapping_config
+    from consumer.pipeline.plan import MappingConfig
 
     settings: Settings = session.settings
     return SyncEngine(
         options=EngineOptions(
             consumer_group=group,
             topic_prefix=settings.topic_prefix,
-            mapping=mapping_config(settings),
+            mapping=MappingConfig.from_settings(settings),
             resync=True,  # check against Zoho, never trust the stored payload hash
             ignore_stale=True,
             dlq_topic=settings.dlq_topic,

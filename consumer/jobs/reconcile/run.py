@@ -18,13 +18,16 @@ from consumer.settings import Settings
 
 async def inspect(settings: Settings, client: Any, *, details: bool = True) -> ReconcileReport:
     """Read both sides and compare them (no writes anywhere)."""
-    from consumer.pipeline.wiring import mapping_config
+    from consumer.pipeline.plan import MappingConfig
 
     source = await read_source(settings.database_url)
     with client.tracking() as tracker:
         zoho = await read_zoho(client, source, details=details)
     report = compare(
-        source, zoho, mapping_config(settings), list_filter=client.config.account_number_list_filter
+        source,
+        zoho,
+        MappingConfig.from_settings(settings),
+        list_filter=client.config.account_number_list_filter,
     )
     report.zoho_calls = tracker.attempts
     return report
