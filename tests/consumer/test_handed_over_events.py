@@ -19,6 +19,7 @@ from consumer.pipeline.engine import EngineOptions, SyncEngine
 from consumer.pipeline.events import EntityType, snapshot_read
 from consumer.pipeline.scheduler import InboundRecord
 from consumer.pipeline.store import SyncStore
+from tests.support import Source
 
 
 class Refusing:
@@ -68,3 +69,57 @@ async def test_a_refused_change_handed_over_decoded_is_dead_lettered_with_its_co
     redriven = decode_event(letter.topic, letter.key, letter.value, topic_prefix="ho")
     assert redriven.entity_id == customer and redriven.row is not None
     assert redriven.row["account_number"] == "CT-R1" and redriven.row["email"] == "r@example.com"
+
+
+class RefusingCustomers:
+    """Refuses every customer call (an email Zoho rejects); never reached for the invoice."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def apply(self, entity_type: EntityType, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(str(entity_type))
+        raise PermanentError("Invalid value passed for email", code=2, http_status=400, attempts=1)
+
+
+async def test_a_parent_refused_for_its_child_is_dead_lettered_once_as_its_own_redrivable_record(
+    database_url: str,
+) -> None:
+    """An invoice whose customer is not in Zoho makes the customer's sync; Zoho refuses it. The customer's
+    state is dead-lettered as a customer record (re-drivable, no source offset), the invoice as itself, and
+    both refusals are remembered: the invoice's redelivery makes no call and no second dead letter."""
+    migrate(database_url)
+    source = Source(database_url, "unused", "pr")
+    customer = source.insert_customer(1, email="not-an-email")
+    source.insert_invoice(customer, "INV-PR-1")
+    (topic, key, value) = source.pending[-1]
+    applier, letters = RefusingCustomers(), Letters()
+    async with SyncStore(database_url) as store:
+        for offset in (0, 1):  # the invoice, then its redelivery after a crash (a new offset of the same row)
+            engine = SyncEngine(
+                options=EngineOptions(consumer_group="pr", topic_prefix="pr", dlq_topic="pr.dlq"),
+                store=store,
+                applier=applier,  # type: ignore[arg-type]
+                dead_letters=letters,  # type: ignore[arg-type]
+                on_done=lambda _record: None,
+            )
+            engine.submit(InboundRecord(topic, 0, offset, key, value))
+            await asyncio.wait_for(engine.wait_idle(), 15)
+            await engine.close()
+        state = await store.entity_state(EntityType.CUSTOMER, customer)
+
+    assert applier.calls == ["customer"]  # one attempt at the customer; the remembered refusal stops a second
+    parent, *children = letters.published
+    assert (parent.topic, parent.partition, parent.offset) == (EntityType.CUSTOMER.topic("pr"), -1, -1)
+    assert parent.kind == "permanent" and parent.exception_class == "PermanentError"
+    redriven = decode_event(parent.topic, parent.key, parent.value, topic_prefix="pr")
+    assert redriven.entity_id == customer and redriven.row is not None
+    assert redriven.row["email"] == "not-an-email"
+    assert [(c.topic, c.offset) for c in children] == [(topic, 0)]
+    assert "its customer could not be synced to Zoho" in children[0].reason
+    assert state is not None and state.rejected is not None and state.zoho_id is None
+    with psycopg.connect(database_url) as conn:
+        outcomes = conn.execute(
+            "SELECT kafka_offset, outcome FROM zoho_sync_log ORDER BY kafka_offset"
+        ).fetchall()
+    assert outcomes == [(0, "dead_lettered"), (1, "skipped")]
