@@ -20,6 +20,7 @@ from connectors.zoho import errors, tracking
 from connectors.zoho.auth import OAuthClient, TokenManager
 from connectors.zoho.config import ZohoConfig
 from connectors.zoho.daily_budget import DailyBudget
+from connectors.zoho.http_pool import PooledTransport
 from connectors.zoho.protocol import (
     API_PATH,
     AUTH_SCHEME,
@@ -66,7 +67,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.
 
 
 class ZohoTransport:
-    """One organisation's Zoho Billing API over one shared keep-alive `httpx.AsyncClient`."""
+    """One organisation's Zoho Billing API over one shared keep-alive `httpx.AsyncClient` (aiohttp's pool)."""
 
     def __init__(
         self,
@@ -85,7 +86,7 @@ class ZohoTransport:
         limits = httpx.Limits(
             max_connections=config.max_concurrency + 2, max_keepalive_connections=config.max_concurrency + 2
         )
-        self._http = httpx.AsyncClient(timeout=timeout, limits=limits)
+        self._http = httpx.AsyncClient(timeout=timeout, transport=PooledTransport(limits))
         self.token_store = token_store or MemoryTokenStore()
         self.budget_store = budget_store or MemoryDailyBudgetStore()
         self.window_store = window_store or MemoryRateWindowStore()

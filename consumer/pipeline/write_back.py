@@ -2,8 +2,9 @@
 
 The outcome's transaction only queues the write-back (`zoho_pending_write_back`), so a source row
 held by an application transaction never blocks other outcomes or the offset commit. The queue is
-applied right after each commit and every few seconds, one savepoint per row under a short
-`lock_timeout`: a locked row is skipped and tried again later, the others go through.
+applied right after each commit and every few seconds, a batch at a time with one statement per table:
+rows an application transaction holds are skipped (`FOR UPDATE SKIP LOCKED`) and tried again later,
+the others go through.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from consumer.pipeline.events import EntityType
 
 log = structlog.get_logger("zoho_cdc.write_back")
 
-LOCK_TIMEOUT_MS: Final = 1000  # how long one write-back waits for a row another transaction holds
 RETRY_SECONDS: Final = 2.0  # how often the queue is looked at when nothing else applies it
 
 
@@ -64,18 +64,54 @@ def queue_rows(write_backs: Sequence[WriteBack]) -> list[tuple[Any, ...]]:
 def _update_sql(entity_type: EntityType) -> str:
     table, id_column = entity_type.table, spec_of(entity_type).write_back_id_column
     return (
-        f"UPDATE {table} SET {id_column} = COALESCE(%(zoho_id)s::text, {id_column}),"
-        " zoho_sync_status = %(status)s,"
-        " zoho_last_synced_at = CASE WHEN %(called)s THEN now() ELSE zoho_last_synced_at END"
-        " WHERE id = %(id)s AND (%(called)s OR zoho_sync_status IS DISTINCT FROM %(status)s"
-        f" OR (%(zoho_id)s::text IS NOT NULL AND {id_column} IS DISTINCT FROM %(zoho_id)s::text))"
+        f"UPDATE {table} AS t SET {id_column} = COALESCE(v.zoho_id, t.{id_column}),"
+        " zoho_sync_status = v.status,"
+        " zoho_last_synced_at = CASE WHEN v.called THEN now() ELSE t.zoho_last_synced_at END"
+        " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::bool[]) AS v(id, zoho_id, status, called)"
+        " WHERE t.id = v.id AND (v.called OR t.zoho_sync_status IS DISTINCT FROM v.status"
+        f" OR (v.zoho_id IS NOT NULL AND t.{id_column} IS DISTINCT FROM v.zoho_id))"
     )
+
+
+@functools.cache
+def _free_rows_sql(entity_type: EntityType) -> str:
+    # Rows another transaction holds are skipped, not waited for: they stay queued for a later pass.
+    return f"SELECT id FROM {entity_type.table} WHERE id = ANY(%s::uuid[]) FOR UPDATE SKIP LOCKED"
+
+
+@functools.cache
+def _existing_rows_sql(entity_type: EntityType) -> str:
+    return f"SELECT id FROM {entity_type.table} WHERE id = ANY(%s::uuid[])"
 
 
 # Only the version applied: a newer one queued meanwhile (a later queued_at) stays for the next pass.
 _DONE_SQL: Final = (
-    "DELETE FROM zoho_pending_write_back WHERE entity_type = %s AND entity_id = %s AND queued_at = %s"
+    "DELETE FROM zoho_pending_write_back p"
+    " USING unnest(%s::text[], %s::text[], %s::timestamptz[]) AS d(entity_type, entity_id, queued_at)"
+    " WHERE p.entity_type = d.entity_type AND p.entity_id = d.entity_id AND p.queued_at = d.queued_at"
 )
+_HELD_SQL: Final = (
+    "UPDATE zoho_pending_write_back SET attempts = attempts + 1"
+    " WHERE entity_type = %s AND entity_id = ANY(%s::text[])"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    entity_type: str
+    entity_id: str
+    zoho_id: str | None
+    status: str
+    called: bool
+    queued_at: Any
+
+    @property
+    def row_id(self) -> uuid.UUID | None:
+        """The source row's key; None for an id that is no source row (the source tables key by uuid)."""
+        try:
+            return uuid.UUID(self.entity_id)
+        except ValueError:
+            return None
 
 
 class WriteBackQueue:
@@ -85,6 +121,7 @@ class WriteBackQueue:
         self._pool = pool
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._applying = asyncio.Lock()  # one batch at a time in this process (the loop, `close`, tests)
 
     def poke(self) -> None:
         """Something was queued: apply it soon (starts the background task on first use)."""
@@ -110,51 +147,61 @@ class WriteBackQueue:
                 log.warning("write-backs postponed", error=str(exc))
 
     async def apply_pending(self, limit: int = 500) -> tuple[int, int]:
-        """Apply up to `limit` queued write-backs; returns (applied, left locked)."""
-        applied = locked = 0
-        async with self._pool.connection() as conn:
+        """Apply up to `limit` queued write-backs; returns (applied, left locked).
+
+        One statement per table for the whole batch, not one per row: rows an application transaction
+        holds are skipped (`SKIP LOCKED`) and stay queued, so a held row delays only itself."""
+        async with self._applying, self._pool.connection() as conn, conn.transaction():
+            # Queue rows another process is applying are skipped too: instances sharing the queue
+            # take disjoint batches.
             rows = await (
                 await conn.execute(
                     "SELECT entity_type, entity_id, zoho_id, sync_status, called, queued_at"
-                    " FROM zoho_pending_write_back ORDER BY queued_at LIMIT %s",
+                    " FROM zoho_pending_write_back ORDER BY queued_at LIMIT %s FOR UPDATE SKIP LOCKED",
                     (limit,),
                 )
             ).fetchall()
-            if not rows:
-                return 0, 0
-            async with conn.transaction():
-                await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms'")
-                for entity_type, entity_id, zoho_id, status, called, queued_at in rows:
-                    try:
-                        async with conn.transaction():  # a savepoint: a locked row fails alone
-                            await self._apply_one(
-                                conn, EntityType(entity_type), entity_id, zoho_id, status, called
-                            )
-                            await conn.execute(_DONE_SQL, (entity_type, entity_id, queued_at))
-                        applied += 1
-                    except psycopg.errors.LockNotAvailable:
-                        locked += 1
-                        await conn.execute(
-                            "UPDATE zoho_pending_write_back SET attempts = attempts + 1"
-                            " WHERE entity_type = %s AND entity_id = %s",
-                            (entity_type, entity_id),
-                        )
-        if locked:
-            log.warning("write-backs waiting for locked source rows", locked=locked, applied=applied)
-        return applied, locked
+            by_type: dict[str, list[_Queued]] = {}
+            for row in rows:
+                by_type.setdefault(row[0], []).append(_Queued(*row))
+            held: list[_Queued] = []
+            for entity_type, queued in by_type.items():
+                held += await _apply_table(conn, EntityType(entity_type), queued)
+        if held:
+            log.warning(
+                "write-backs waiting for locked source rows", locked=len(held), applied=len(rows) - len(held)
+            )
+        return len(rows) - len(held), len(held)
 
-    @staticmethod
-    async def _apply_one(
-        conn: psycopg.AsyncConnection[Any],
-        entity_type: EntityType,
-        entity_id: str,
-        zoho_id: str | None,
-        status: str,
-        called: bool,
-    ) -> None:
-        try:
-            row_id = uuid.UUID(entity_id)
-        except ValueError:
-            return  # not a source row id (the source tables key by uuid): nothing to write back
-        params = {"zoho_id": zoho_id, "status": status, "called": called, "id": row_id}
-        await conn.execute(_update_sql(entity_type), params)
+
+async def _apply_table(
+    conn: psycopg.AsyncConnection[Any], entity_type: EntityType, queued: list[_Queued]
+) -> list[_Queued]:
+    """Apply one table's queued write-backs in one transaction; returns those whose rows are held."""
+    ids = [q.row_id for q in queued if q.row_id is not None]
+    free = {r[0] for r in await (await conn.execute(_free_rows_sql(entity_type), (ids,))).fetchall()}
+    busy = [i for i in ids if i not in free]
+    if busy:  # not free: held by another transaction, or gone (then there is nothing to write back)
+        busy = [r[0] for r in await (await conn.execute(_existing_rows_sql(entity_type), (busy,))).fetchall()]
+    held_ids = set(busy)
+    apply = [q for q in queued if q.row_id is not None and q.row_id in free]
+    if apply:
+        await conn.execute(
+            _update_sql(entity_type),
+            (
+                [q.row_id for q in apply],
+                [q.zoho_id for q in apply],
+                [q.status for q in apply],
+                [q.called for q in apply],
+            ),
+        )
+    done = [q for q in queued if q.row_id not in held_ids]
+    held = [q for q in queued if q.row_id in held_ids]
+    if done:
+        await conn.execute(
+            _DONE_SQL,
+            ([q.entity_type for q in done], [q.entity_id for q in done], [q.queued_at for q in done]),
+        )
+    if held:
+        await conn.execute(_HELD_SQL, (entity_type.value, [q.entity_id for q in held]))
+    return held
