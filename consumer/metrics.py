@@ -66,6 +66,7 @@ class Metrics:
             "1 while Debezium's replication slot is streaming, 0 when inactive or missing",
         )
         self.tally: _Tally[str] = _Tally()
+        self._outcome_children: dict[str, Any] = {}
         self.attempts = 0
         self._watched: set[int] = set()
 
@@ -96,7 +97,10 @@ class Metrics:
 
     def outcome(self, name: str, count: int = 1) -> None:
         if count:
-            self._events.labels(outcome=name).inc(count)
+            child = self._outcome_children.get(name)
+            if child is None:  # `labels()` costs more than the increment; a replay counts every record
+                child = self._outcome_children[name] = self._events.labels(outcome=name)
+            child.inc(count)
             self.tally[name] += count
 
     def zoho_calls(self, count: int) -> None:

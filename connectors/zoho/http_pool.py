@@ -13,8 +13,6 @@ it up before sending again), so the mapping here is the one that matters and is 
 
 from __future__ import annotations
 
-import asyncio
-
 import aiohttp
 import httpx
 

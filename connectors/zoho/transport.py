@@ -86,7 +86,12 @@ class ZohoTransport:
         limits = httpx.Limits(
             max_connections=config.max_concurrency + 2, max_keepalive_connections=config.max_concurrency + 2
         )
-        self._http = httpx.AsyncClient(timeout=timeout, transport=PooledTransport(limits))
+        # API calls go straight to the pool with httpx's request and reply types; the client's layers
+        # (auth flows, redirects, cookies, hooks) serve no Zoho call and cost ~100 us each. The client
+        # over the same pool serves the token requests.
+        self._pool = PooledTransport(limits)
+        self._timeouts = timeout.as_dict()
+        self._http = httpx.AsyncClient(timeout=timeout, transport=self._pool)
         self.token_store = token_store or MemoryTokenStore()
         self.budget_store = budget_store or MemoryDailyBudgetStore()
         self.window_store = window_store or MemoryRateWindowStore()
@@ -206,9 +211,15 @@ class ZohoTransport:
             }
             started = time.monotonic()
             try:
-                reply = await self._http.request(
-                    method, self._api_base(token) + path, params=params, json=body, headers=headers
+                request = httpx.Request(
+                    method,
+                    self._api_base(token) + path,
+                    params=params,
+                    json=body,
+                    headers=headers,
+                    extensions={"timeout": self._timeouts},
                 )
+                reply = await self._pool.handle_async_request(request)
             except httpx.TransportError as exc:
                 elapsed = time.monotonic() - started
                 sent = not isinstance(exc, _NOT_SENT)

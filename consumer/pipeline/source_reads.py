@@ -1,8 +1,8 @@
 """Reads of the source tables: an entity's current row, and facts its children hold.
 
 Rows are shaped like a decoded Debezium `after` (uuid columns as strings), so a row read here and a row
-from an event are interchangeable. Questions asked by many workers in one event-loop tick are answered
-by one query.
+from an event are interchangeable. Questions asked by many workers within one short gathering pause
+(`GATHER_SECONDS`) are answered by one query.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from consumer.pipeline.events import EntityType
 
+# How long a batched read waits for other workers' questions before it asks the database. A worker
+# waits this long once per read; a busy pipeline saves a transaction (~0.3 ms of CPU) per question.
+GATHER_SECONDS = 0.002
+
 
 class SourceReader:
     """Reads the source tables the entity specs name."""
@@ -25,22 +29,43 @@ class SourceReader:
         # questions about child rows (table, parent column, value column) -> parent id -> answer
         self._child_requests: dict[tuple[str, str, str], dict[str, asyncio.Future[str | None]]] = {}
         self._child_loader: asyncio.Task[None] | None = None
+        self._row_requests: dict[str, dict[str, asyncio.Future[dict[str, Any] | None]]] = {}
+        self._row_loader: asyncio.Task[None] | None = None
 
     async def row(self, entity_type: EntityType, entity_id: str) -> dict[str, Any] | None:
-        """The current source row of an entity, shaped like a decoded Debezium `after`; None if gone."""
+        """The current source row of an entity, shaped like a decoded Debezium `after`; None if gone.
+        Asked by many workers in one gathering pause, answered by one query per table."""
         key = as_uuid(entity_id)
         if key is None:
             return None
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(f"SELECT * FROM {entity_type.table} WHERE id = %s", (key,))  # noqa: S608
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        for column, value in row.items():
-            if isinstance(value, uuid.UUID):  # Debezium sends uuid columns as strings
-                row[column] = str(value)
-        return row
+        requests = self._row_requests.setdefault(entity_type.table, {})
+        future = requests.get(str(key))
+        if future is None:
+            future = requests[str(key)] = asyncio.get_running_loop().create_future()
+        if self._row_loader is None or self._row_loader.done():
+            self._row_loader = asyncio.create_task(self._load_rows())
+        row = await asyncio.shield(future)
+        return None if row is None else dict(row)  # each caller its own copy
+
+    async def _load_rows(self) -> None:
+        while self._row_requests:
+            await asyncio.sleep(GATHER_SECONDS)
+            tables, self._row_requests = self._row_requests, {}
+            for table, requests in tables.items():
+                try:
+                    async with self._pool.connection() as conn:
+                        cur = conn.cursor(row_factory=dict_row)
+                        await cur.execute(
+                            f"SELECT * FROM {table} WHERE id = ANY(%s::uuid[])",  # noqa: S608
+                            (list(requests),),
+                        )
+                        found = {str(r["id"]): _as_debezium_row(r) for r in await cur.fetchall()}
+                except Exception as exc:
+                    settle_all(requests.values(), exc)
+                    continue
+                for row_id, future in requests.items():
+                    if not future.done():
+                        future.set_result(found.get(row_id))
 
     async def first_child_value(
         self, child: EntityType, parent_column: str, value_column: str, parent_id: str
@@ -61,7 +86,7 @@ class SourceReader:
 
     async def _load_child_values(self) -> None:
         while self._child_requests:
-            await asyncio.sleep(0)
+            await asyncio.sleep(GATHER_SECONDS)
             questions, self._child_requests = self._child_requests, {}
             for (table, parent_column, value_column), requests in questions.items():
                 try:
@@ -79,6 +104,13 @@ class SourceReader:
                 for parent_id, future in requests.items():
                     if not future.done():
                         future.set_result(found.get(parent_id))
+
+
+def _as_debezium_row(row: dict[str, Any]) -> dict[str, Any]:
+    for column, value in row.items():
+        if isinstance(value, uuid.UUID):  # Debezium sends uuid columns as strings
+            row[column] = str(value)
+    return row
 
 
 def as_uuid(value: str) -> uuid.UUID | None:

@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import EntityState
 from consumer.pipeline.row_images import recalled
-from consumer.pipeline.source_reads import SourceReader, settle_all
+from consumer.pipeline.source_reads import GATHER_SECONDS, SourceReader, settle_all
 from consumer.pipeline.write_back import QUEUE_SQL, WriteBack, WriteBackQueue, queue_rows
 
 log = structlog.get_logger("zoho_cdc.store")
@@ -122,7 +122,7 @@ class SyncStore:
 
     async def _load_states(self) -> None:
         while self._state_requests:
-            await asyncio.sleep(0)  # let the other workers of this tick ask too
+            await asyncio.sleep(GATHER_SECONDS)  # let the other workers ask too
             requests, self._state_requests = self._state_requests, {}
             try:
                 async with self._pool.connection() as conn:
@@ -201,7 +201,7 @@ class SyncStore:
 
     async def _write_intents(self) -> None:
         while self._intents:
-            await asyncio.sleep(0)
+            await asyncio.sleep(GATHER_SECONDS)
             batch, self._intents = self._intents, []
             rows = {(r[0], r[1]): r for r, _ in batch}  # one row per entity: ON CONFLICT cannot repeat a key
             try:
@@ -239,7 +239,7 @@ class SyncStore:
 
     async def _write_groups(self) -> None:
         while self._writes:
-            await asyncio.sleep(0)  # let the other workers of this tick join the group
+            await asyncio.sleep(GATHER_SECONDS)  # let the other workers join the group
             group, self._writes = self._writes, []
             try:
                 await self._write(group)
