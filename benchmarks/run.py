@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 from benchmarks import infra, report, scale_out
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
+from consumer import event_loop
 from consumer.entities.registry import source_topics
 from consumer.jobs.backfill import run_backfill
 from consumer.logs import configure_logging
@@ -692,7 +693,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print results only")
     args = parser.parse_args(argv)
     configure_logging("warning")
-    results = asyncio.run(main_async(args))
+    results = event_loop.run(main_async(args))
     print(json.dumps(results, indent=1, default=str))
     if not args.no_write:
         merged = report.merge_json(results)

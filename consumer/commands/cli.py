@@ -6,7 +6,6 @@ small file and every command lives next to the concern it drives.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import pkgutil
 import sys
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from consumer import commands
+from consumer import commands, event_loop
 from consumer.settings import ConfigError, Settings, load_settings
 
 T = TypeVar("T")
@@ -73,7 +72,7 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     from consumer.pipeline.wiring import ServiceUnavailable
 
     try:
-        return asyncio.run(coroutine)
+        return event_loop.run(coroutine)
     except ServiceUnavailable as exc:
         fail(str(exc))
     except FatalSyncError as exc:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import asdict
 
 import typer
+
+from consumer import event_loop
 
 dlq_app = typer.Typer(help="Inspect and reprocess the dead-letter topic.", no_args_is_help=True)
 
@@ -32,7 +33,7 @@ def list_command(
         check_broker(settings)
     except ServiceUnavailable as exc:
         fail(str(exc))
-    entries = asyncio.run(list_dead_letters(settings.kafka_bootstrap_servers, settings.dlq_topic, limit))
+    entries = event_loop.run(list_dead_letters(settings.kafka_bootstrap_servers, settings.dlq_topic, limit))
     if as_json:
         typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
         return

@@ -6,13 +6,13 @@ report as tables (or JSON).
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import typer
 
+from consumer import event_loop
 from consumer.commands.options import flag, json_flag
 
 
@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
 
         settings = settings_or_exit()
         try:
-            report = asyncio.run(reconcile(settings, fix=fix, details=not quick))
+            report = event_loop.run(reconcile(settings, fix=fix, details=not quick))
         except (ServiceUnavailable, ReconcileError) as exc:
             fail(str(exc))
         except AuthError as exc:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import typer
 
+from consumer import event_loop
 from consumer.commands.options import json_flag
 
 
@@ -28,8 +28,8 @@ def register(app: typer.Typer) -> None:
         except ServiceUnavailable as exc:
             fail(str(exc))
         migrate(settings.database_url)
-        status = asyncio.run(gather_status(settings, settings.consumer_group))
-        status.budget = asyncio.run(_budget_today(settings))
+        status = event_loop.run(gather_status(settings, settings.consumer_group))
+        status.budget = event_loop.run(_budget_today(settings))
         if as_json:
             typer.echo(json.dumps(status.as_dict(), indent=2, default=str))
             return

@@ -19,6 +19,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from consumer import event_loop
 from consumer.entities.customer_rules import customer_zoho_status, is_internal_test
 from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
 from consumer.jobs.reconcile.comparison import compare
@@ -158,7 +159,7 @@ def run_demo(base: Settings, *, keep: bool = False, timeout: float = 300) -> Dem
             f"seeded {summary.customers_inserted} customers and {summary.invoices_inserted} invoices "
             f"into {DEMO_DATABASE}; the relay streams them into Kafka"
         )
-        asyncio.run(_sync_until_caught_up(settings, console, timeout))
+        event_loop.run(_sync_until_caught_up(settings, console, timeout))
         sim_port = components["zoho_sim"].port
         admin = f"http://127.0.0.1:{sim_port}/__sim__"
         stats = httpx.get(f"{admin}/stats", timeout=5).json()
@@ -175,7 +176,9 @@ def run_demo(base: Settings, *, keep: bool = False, timeout: float = 300) -> Dem
             zoho_customers=len(state["customers"]),
             zoho_invoices=len(state["invoices"]),
             statuses=status_summary(
-                asyncio.run(read_source(settings.database_url)), state, MappingConfig.from_settings(settings)
+                event_loop.run(read_source(settings.database_url)),
+                state,
+                MappingConfig.from_settings(settings),
             ),
             elapsed_s=time.monotonic() - started,
         )
