@@ -201,7 +201,9 @@ class SyncStore:
 
     async def _write_intents(self) -> None:
         while self._intents:
-            await asyncio.sleep(GATHER_SECONDS)
+            # No gathering pause: an intent is written while its call holds one of Zoho's few concurrent
+            # permits, so its wait would idle the permit (measured: a third of a backfill's time).
+            await asyncio.sleep(0)
             batch, self._intents = self._intents, []
             rows = {(r[0], r[1]): r for r, _ in batch}  # one row per entity: ON CONFLICT cannot repeat a key
             try:
