@@ -81,7 +81,16 @@ class SyncStore:
         self._state_loader: asyncio.Task[None] | None = None
         self._intents: list[tuple[tuple[str, str, str, str], asyncio.Future[None]]] = []
         self._intent_writer: asyncio.Task[None] | None = None
-        self._pool = AsyncConnectionPool(database_url, min_size=1, max_size=max_size, open=False, timeout=10)
+        # Autocommit: a read or a one-statement write is one round trip, not BEGIN, statement, COMMIT;
+        # writes of several statements open their transaction explicitly (`conn.transaction()`).
+        self._pool = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=10,
+            kwargs={"autocommit": True},
+        )
         self.source = SourceReader(self._pool)
         self.write_backs = WriteBackQueue(self._pool)
 
@@ -207,12 +216,13 @@ class SyncStore:
             batch, self._intents = self._intents, []
             rows = {(r[0], r[1]): r for r, _ in batch}  # one row per entity: ON CONFLICT cannot repeat a key
             try:
-                async with self._pool.connection() as conn, conn.cursor() as cur:
-                    await cur.executemany(
+                async with self._pool.connection() as conn:  # one statement for the batch: atomic, one trip
+                    await conn.execute(
                         "INSERT INTO zoho_sync_intent (entity_type, entity_id, operation, natural_key)"
-                        " VALUES (%s, %s, %s, %s) ON CONFLICT (entity_type, entity_id)"
+                        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+                        " ON CONFLICT (entity_type, entity_id)"
                         " DO UPDATE SET operation = EXCLUDED.operation, natural_key = EXCLUDED.natural_key",
-                        list(rows.values()),
+                        [list(column) for column in zip(*rows.values(), strict=True)],
                     )
             except Exception as exc:
                 settle_all([f for _, f in batch], exc)
