@@ -137,3 +137,64 @@ async def test_a_source_row_locked_by_the_application_blocks_neither_outcomes_no
             "synced",
         )
         assert conn.execute("SELECT count(*) FROM zoho_pending_write_back").fetchone() == (0,)
+
+
+async def test_one_batch_of_write_backs_applies_free_rows_keeps_held_ones_and_drops_rows_that_are_gone(
+    database_url: str,
+) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url) as conn:
+        ids = [
+            str(
+                conn.execute(
+                    "INSERT INTO customers (account_number) VALUES (%s) RETURNING id", (n,)
+                ).fetchone()[0]
+            )  # type: ignore[index]
+            for n in ("CT-1", "CT-2", "CT-HELD", "CT-GONE")
+        ]
+        invoice = str(
+            conn.execute(
+                "INSERT INTO customer_invoices"
+                " (customer_id, invoice_number, invoice_date, subtotal, total_amount)"
+                " VALUES (%s, 'INV-1', '2026-11-01', 100, 115) RETURNING id",
+                (ids[0],),
+            ).fetchone()[0]  # type: ignore[index]
+        )
+    queued = [
+        WriteBack(EntityType.CUSTOMER, ids[0], "901", "synced"),
+        WriteBack(EntityType.CUSTOMER, ids[1], None, "failed", called=False),
+        WriteBack(EntityType.CUSTOMER, ids[2], "903", "synced"),
+        WriteBack(EntityType.CUSTOMER, ids[3], "904", "synced"),
+        WriteBack(EntityType.CUSTOMER, "not-a-uuid", "905", "synced"),
+        WriteBack(EntityType.INVOICE, invoice, "906", "synced"),
+    ]
+    app = psycopg.connect(database_url)
+    app.execute("SELECT 1 FROM customers WHERE id = %s FOR UPDATE", (ids[2],))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM customers WHERE id = %s", (ids[3],))
+    try:
+        async with SyncStore(database_url) as store:
+            for offset, write_back in enumerate(queued):
+                await store.record([row(offset)], write_back=write_back)
+            await store.write_backs.close()  # no background pass: this test applies the queue itself
+            applied, locked = await store.write_backs.apply_pending()
+            assert (applied, locked) == (5, 1)
+            with psycopg.connect(database_url) as conn:
+                customers = dict(
+                    conn.execute(
+                        "SELECT account_number, (zoho_billing_customer_id, zoho_sync_status) FROM customers"
+                    ).fetchall()
+                )
+                assert customers == {
+                    "CT-1": ("901", "synced"),
+                    "CT-2": (None, "failed"),
+                    "CT-HELD": (None, None),
+                }
+                assert conn.execute(
+                    "SELECT zoho_billing_invoice_id, zoho_sync_status FROM customer_invoices"
+                ).fetchone() == ("906", "synced")
+                assert conn.execute("SELECT entity_id, attempts FROM zoho_pending_write_back").fetchall() == [
+                    (ids[2], 1)
+                ]
+    finally:
+        app.close()
