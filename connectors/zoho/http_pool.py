@@ -13,8 +13,14 @@ it up before sending again), so the mapping here is the one that matters and is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import aiohttp
 import httpx
+import orjson
+from multidict import CIMultiDictProxy
 
 
 def _not_sent(exc: BaseException) -> httpx.TransportError | None:
@@ -35,6 +41,19 @@ def _in_doubt(exc: BaseException) -> httpx.TransportError:
     return httpx.ReadError(f"connection lost before the whole reply: {type(exc).__name__}: {exc}")
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One API reply, read whole: what the Zoho client maps to a result or an error."""
+
+    status_code: int
+    headers: CIMultiDictProxy[str]
+    content: bytes
+
+    def json(self) -> Any:
+        """The decoded JSON body; ValueError when it is not JSON (as `httpx.Response.json`)."""
+        return orjson.loads(self.content)
+
+
 class PooledTransport(httpx.AsyncBaseTransport):
     """An `httpx.AsyncBaseTransport` that sends through one `aiohttp.ClientSession`.
 
@@ -45,6 +64,38 @@ class PooledTransport(httpx.AsyncBaseTransport):
     def __init__(self, limits: httpx.Limits) -> None:
         self._limits = limits
         self._session: aiohttp.ClientSession | None = None
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        headers: Mapping[str, str],
+        timeouts: Mapping[str, float | None],
+    ) -> Reply:
+        """One API call without httpx's request and response objects (building both cost ~115 us a call,
+        a tenth of a backfill's CPU per entity); failures raise the same httpx errors as the transport."""
+        session = self._session if self._session is not None and not self._session.closed else self._open()
+        data = None
+        if body is not None:
+            data = orjson.dumps(body)
+            headers = {**headers, "Content-Type": "application/json"}
+        try:
+            async with session.request(
+                method,
+                url,
+                params=_query(params),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+                timeout=_timeout(timeouts),
+                auto_decompress=True,
+            ) as reply:
+                return Reply(reply.status, reply.headers, await reply.read())
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise (_not_sent(exc) or _in_doubt(exc)) from exc
 
     def _open(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -59,13 +110,7 @@ class PooledTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._session if self._session is not None and not self._session.closed else self._open()
-        timeouts = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=timeouts.get("pool"),
-            sock_connect=timeouts.get("connect"),
-            sock_read=timeouts.get("read"),
-        )
+        timeout = _timeout(request.extensions.get("timeout", {}))
         body = request.content or None  # httpx has already encoded json= and data= bodies
         try:
             async with session.request(
@@ -88,3 +133,24 @@ class PooledTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _timeout(timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
+    """httpx's timeouts (pool, connect, read) as aiohttp's."""
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=timeouts.get("pool"),
+        sock_connect=timeouts.get("connect"),
+        sock_read=timeouts.get("read"),
+    )
+
+
+def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Query parameters as text, as httpx writes them (booleans lower-case, None left out)."""
+    if not params:
+        return None
+    return {
+        k: ("true" if v is True else "false" if v is False else str(v))
+        for k, v in params.items()
+        if v is not None
+    }

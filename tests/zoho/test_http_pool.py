@@ -97,3 +97,39 @@ async def test_no_reply_in_time_is_a_read_timeout() -> None:
         async with _client(timeout=0.3) as http:
             with pytest.raises(httpx.ReadTimeout):
                 await http.post(url + "customers", json={})
+
+
+async def test_the_direct_send_writes_json_and_query_and_maps_a_dropped_reply_the_same_way() -> None:
+    seen: list[bytes] = []
+
+    async def echo_then_drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:  # requests on one kept-alive connection
+            seen.append(await _read_request(reader))
+            if len(seen) > 1:
+                writer.transport.abort()  # the second request arrived, its reply is lost
+                return
+            body = b'{"code":0,"customer":{"customer_id":"9"}}'
+            head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nRetry-After: 3\r\n\r\n" % len(body)
+            writer.write(head + body)
+            await writer.drain()
+
+    pool = PooledTransport(httpx.Limits(max_connections=2))
+    timeouts = {"connect": 2.0, "read": 5.0, "pool": None}
+    try:
+        async for url in _serve(echo_then_drop):
+            reply = await pool.send(
+                "POST", url + "customers", params={"send": False, "page": 2, "skip": None},
+                body={"display_name": "Zoë"}, headers={"Authorization": "x"}, timeouts=timeouts,
+            )  # fmt: skip
+            assert reply.status_code == 200 and reply.json() == {"code": 0, "customer": {"customer_id": "9"}}
+            assert reply.headers.get("retry-after") == "3"
+            with pytest.raises(httpx.ReadError):
+                await pool.send(
+                    "POST", url + "customers", params=None, body={}, headers={}, timeouts=timeouts
+                )
+    finally:
+        await pool.aclose()
+    first = seen[0]
+    assert first.startswith(b"POST /customers?send=false&page=2 HTTP/1.1")
+    assert b"content-type: application/json" in first.lower()
+    assert first.endswith('{"display_name":"Zoë"}'.encode())
