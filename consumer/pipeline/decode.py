@@ -7,18 +7,25 @@ bare payload; true: `{"schema":..., "payload":...}`), for key and value, and num
 
 When the message carries no schema, the column kinds of the source schema
 (each entity spec's `columns`, from `consumer/sql/source_schema.sql`) say how to read each value.
+
+Messages are parsed with orjson (a replay parses every record twice). It refuses what json let
+through but no PostgreSQL row can hold (lone surrogates, NaN, Infinity): those are DecodeErrors too.
+An integer literal beyond 64 bits becomes a float; no column of the source schema can hold one.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
+
 from consumer.entities.registry import entity_for_topic, spec_of
-from consumer.pipeline.column_values import decode_column, json_type
+from consumer.entities.spec import EntitySpec
+from consumer.pipeline.column_values import Reader, decode_column, json_type, reader_of_kind
 from consumer.pipeline.events import (
     UNAVAILABLE,
+    UNAVAILABLE_PLACEHOLDER,
     ChangeEvent,
     DecodeError,
     EntityType,
@@ -93,8 +100,8 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
 
 def _parse_json(data: bytes, what: str) -> Any:
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError, TypeError):
+        doc = orjson.loads(data)
+    except (ValueError, RecursionError, TypeError):  # orjson.JSONDecodeError is a ValueError
         raise DecodeError(f"{what} is not JSON") from None
     # PostgreSQL text and jsonb cannot hold NUL, so no real row has one; one here would fail every write.
     if b"\\u0000" in data and _holds_nul(doc):
@@ -200,6 +207,8 @@ def _fields_by_name(fields: list[Any]) -> dict[str, Mapping[str, Any]]:
 def _decode_row(
     entity: EntityType, image: Mapping[str, Any], fields: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], frozenset[str]]:
+    if not fields:
+        return _decode_schemaless_row(entity, image)
     kinds = spec_of(entity).columns
     row: dict[str, Any] = {}
     unavailable: set[str] = set()
@@ -210,6 +219,37 @@ def _decode_row(
         else:
             row[name] = value
     return row, frozenset(unavailable)
+
+
+def _decode_schemaless_row(
+    entity: EntityType, image: Mapping[str, Any]
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """`decode_column` without a schema, with each column's reader looked up once per entity."""
+    readers = _readers(entity)
+    row: dict[str, Any] = {}
+    unavailable: set[str] = set()
+    for name, raw in image.items():
+        if raw is None:
+            row[name] = None
+        elif raw == UNAVAILABLE_PLACEHOLDER:
+            unavailable.add(name)
+        else:
+            reader = readers.get(name)
+            row[name] = raw if reader is None else reader(name, raw)
+    return row, frozenset(unavailable)
+
+
+_READERS: dict[EntityType, tuple[EntitySpec, dict[str, Reader]]] = {}
+
+
+def _readers(entity: EntityType) -> dict[str, Reader]:
+    """Each column's reader by the entity spec's column kinds (rebuilt when the spec is replaced)."""
+    spec = spec_of(entity)
+    cached = _READERS.get(entity)
+    if cached is None or cached[0] is not spec:
+        readers = {name: reader_of_kind(kind) for name, kind in spec.columns.items()}
+        cached = _READERS[entity] = (spec, {n: r for n, r in readers.items() if r is not None})
+    return cached[1]
 
 
 def _fill_from_before(
