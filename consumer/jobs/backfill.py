@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from consumer.entities.registry import specs
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
 from consumer.jobs.zoho_listing import ZohoListing
-from consumer.pipeline.decode import decode_event
-from consumer.pipeline.events import DecodeError, EntityType
+from consumer.pipeline.decode import summarize_change
+from consumer.pipeline.events import DecodeError, EntityType, Op
 from consumer.pipeline.replay_index import ReplayIndex
 from consumer.pipeline.runner import RunOptions, SyncRunner, assign_range, kafka_consumer
 from consumer.pipeline.wiring import SyncSession
@@ -119,6 +119,8 @@ async def index_range(
 ) -> tuple[ReplayIndex, dict[TopicPartition, tuple[int, int]]]:
     """The first pass: read the run's range once, without a group, and index each entity's newest record.
 
+    Records are only summarized (entity, op, source position, whole image or not), not decoded.
+
     Returns the index and the (start, end) offsets read, which the second pass reads again exactly."""
     index = ReplayIndex()
     consumer = kafka_consumer(options.bootstrap_servers, None)  # type: ignore[arg-type]
@@ -134,17 +136,24 @@ async def index_range(
                 for m in messages:
                     if m.offset >= end:
                         break
-                    try:
-                        event = decode_event(m.topic, m.key, m.value, topic_prefix=topic_prefix)
-                    except DecodeError:
-                        continue  # dead-lettered by the second pass
-                    index.add(event, m.topic, m.partition, m.offset)
+                    _index_record(index, m, topic_prefix)
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
     finally:
         await consumer.stop()
     return index, bounds
+
+
+def _index_record(index: ReplayIndex, m: ConsumerRecord[bytes, bytes], topic_prefix: str) -> None:
+    try:
+        change = summarize_change(m.topic, m.key, m.value, topic_prefix=topic_prefix)
+    except DecodeError:
+        index.read_in_full(m.topic, m.partition, m.offset)  # dead-lettered by the second pass
+        return
+    if change.op is Op.TOMBSTONE and m.value is not None:
+        index.read_in_full(m.topic, m.partition, m.offset)  # a tombstone only its value tells
+    index.add(change, m.topic, m.partition, m.offset)
 
 
 def _client_429(client: Any) -> int:

@@ -28,7 +28,7 @@ _ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
 _JSON = "io.debezium.data.Json"
 
 # Binary columns carry the placeholder as base64 of its bytes.
-_PLACEHOLDER_B64 = base64.b64encode(UNAVAILABLE_PLACEHOLDER.encode()).decode()
+PLACEHOLDER_B64 = base64.b64encode(UNAVAILABLE_PLACEHOLDER.encode()).decode()
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 Reader = Callable[[str, Any], Any]  # (column name, raw JSON value) -> decoded value, or DecodeError
@@ -48,7 +48,7 @@ def decode_column(
     logical = field_schema.get("name") if field_schema else None
     if not isinstance(logical, str):
         logical = None
-    if field_schema and field_schema.get("type") == "bytes" and raw == _PLACEHOLDER_B64:
+    if field_schema and field_schema.get("type") == "bytes" and raw == PLACEHOLDER_B64:
         return UNAVAILABLE
     if logical == _DECIMAL:
         return _decimal_with_scale(name, raw, _schema_scale(name, field_schema or {}))
