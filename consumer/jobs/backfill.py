@@ -90,7 +90,12 @@ async def run_backfill(
         )
     else:
         runner = session.runner(
-            options, resync=resync, on_progress=on_progress, replay=replay, listing=listing
+            options,
+            resync=resync,
+            on_progress=on_progress,
+            replay=replay,
+            listing=listing,
+            unchanged_in_bulk=not resync,
         )
     before = dict(session.metrics.tally)
     attempts_before = session.metrics.attempts
