@@ -41,6 +41,9 @@ def _changed() -> None:
 
 
 def spec_of(entity: EntityType | str) -> EntitySpec:
+    spec = _SPECS.get(entity)  # type: ignore[call-overload]  # an entity is the string of its name
+    if spec is not None:
+        return spec
     _load_builtins()
     try:
         return _SPECS[EntityType(entity)]

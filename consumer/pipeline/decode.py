@@ -131,7 +131,10 @@ def _summary_of_common_shape(
         return None
     row_id = image.get("id") if type(image) is dict else None
     lsn, ts_ms = source.get("lsn"), source.get("ts_ms")
-    if (row_id is not None and row_id != key_id) or not _ints_or_none(lsn, ts_ms, source.get("txId")):
+    tx_id = source.get("txId")
+    if row_id is not None and row_id != key_id:
+        return None
+    if not (_int_or_none(lsn) and _int_or_none(ts_ms) and _int_or_none(tx_id)):
         return None
     return ChangeSummary(entity, key_id, op, lsn, ts_ms, True)
 
@@ -140,8 +143,8 @@ def _plain_id(raw: Any) -> bool:
     return type(raw) is str and 0 < len(raw) <= MAX_ID_CHARS and raw.isprintable()
 
 
-def _ints_or_none(*values: Any) -> bool:
-    return all(v is None or type(v) is int for v in values)
+def _int_or_none(value: Any) -> bool:
+    return value is None or type(value) is int
 
 
 def _may_hold_placeholder(after: Mapping[str, Any]) -> bool:
@@ -225,6 +228,13 @@ def _unwrap(doc: Any, what: str) -> tuple[Any, Mapping[str, Any] | None]:
 def key_id_of(key: bytes | None) -> str | None:
     """The entity id a message key names (`{"id": ...}`, either converter shape), as `decode_event` reads
     it; None when the key names none (the id is then the row's). Raises only `DecodeError`."""
+    if key and b"\\u0000" not in key:  # the common shape first: a bare {"id": "..."}
+        try:
+            doc = orjson.loads(key)
+        except ValueError:
+            doc = None
+        if type(doc) is dict and len(doc) == 1 and _plain_id(key_id := doc.get("id")):
+            return key_id  # type: ignore[no-any-return]
     return _key_id(key)
 
 

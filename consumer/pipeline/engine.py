@@ -160,7 +160,7 @@ class SyncEngine:
         return await self._scheduler.wait_in_flight(at_most, timeout)
 
     async def close(self) -> None:
-        await self._scheduler.close(self._settled.task, self._unchanged.task if self._unchanged else None)
+        await self._scheduler.close(*self._settled.tasks, self._unchanged.task if self._unchanged else None)
 
     def revoke(self, partitions: Iterable[Partition]) -> None:
         """Stop the work of revoked partitions before it calls Zoho (see `KeyScheduler.revoke`)."""

@@ -2,7 +2,9 @@
 
 Every such record still gets its own durable sync-log row before its offset may be committed: what one
 event-loop tick settles is written together (one group-committed transaction), and only then are its
-records finished. A failed write stops the sync loudly; it never drops a record.
+records finished. A tick's write is handed to the store without waiting for the one before, so the
+store has the next group ready when a commit returns. A failed write stops the sync loudly; it never
+drops a record.
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ log = structlog.get_logger("zoho_cdc.engine")
 
 
 class BulkSettler:
-    """Gathers settled outcomes and writes them in bulk; `task` is its writer, for shutdown."""
+    """Gathers settled outcomes and writes them in bulk."""
 
     def __init__(self, recorder: OutcomeRecorder, scheduler: KeyScheduler) -> None:
         self._recorder = recorder
         self._scheduler = scheduler
         self._rows: list[tuple[WorkItem, OutcomeRow]] = []  # counted in the metrics once written
         self._outcomes: list[tuple[WorkItem, Outcome]] = []  # counted by the step that decided them
-        self.task: asyncio.Task[None] | None = None
+        self._gathering: asyncio.Task[None] | None = None
+        self._writes: set[asyncio.Task[None]] = set()
 
     def row(self, item: WorkItem, row: OutcomeRow) -> None:
         """Record an admitted item's outcome row (superseded, a tombstone's skipped)."""
@@ -39,20 +42,33 @@ class BulkSettler:
         self._outcomes.append((item, outcome))
         self._wake()
 
-    def _wake(self) -> None:
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._write(), name="sync:settled")
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """What is still gathering or writing, for shutdown."""
+        return [t for t in (self._gathering, *self._writes) if t is not None and not t.done()]
 
-    async def _write(self) -> None:
+    def _wake(self) -> None:
+        if self._gathering is None or self._gathering.done():
+            self._gathering = asyncio.create_task(self._gather(), name="sync:settled")
+
+    async def _gather(self) -> None:
+        await asyncio.sleep(0)  # gather what this tick's intake settles
+        if self._scheduler.fatal is not None:
+            return
+        rows, self._rows = self._rows, []
+        outcomes, self._outcomes = self._outcomes, []
+        task = asyncio.create_task(self._write(rows, outcomes), name="sync:settled-write")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(
+        self, rows: list[tuple[WorkItem, OutcomeRow]], outcomes: list[tuple[WorkItem, Outcome]]
+    ) -> None:
         try:
-            while (self._rows or self._outcomes) and self._scheduler.fatal is None:
-                await asyncio.sleep(0)  # gather what this tick's intake settles
-                rows, self._rows = self._rows, []
-                outcomes, self._outcomes = self._outcomes, []
-                await self._record([row for _, row in rows], [outcome for _, outcome in outcomes])
-                for name, count in Counter(row.outcome for _, row in rows).items():
-                    self._recorder.metrics.outcome(name, count)
-                self._scheduler.finish([item for item, _ in rows] + [item for item, _ in outcomes])
+            await self._record([row for _, row in rows], [outcome for _, outcome in outcomes])
+            for name, count in Counter(row.outcome for _, row in rows).items():
+                self._recorder.metrics.outcome(name, count)
+            self._scheduler.finish([item for item, _ in rows] + [item for item, _ in outcomes])
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must stop the process loudly, never silently drop a record
