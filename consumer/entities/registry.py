@@ -14,11 +14,16 @@ from consumer.entities.spec import EntitySpec
 from consumer.pipeline.events import DecodeError, EntityType
 
 _SPECS: dict[EntityType, EntitySpec] = {}
+# What `specs()` and `entity_for_topic` derive from _SPECS, kept until the registry changes: every
+# record decoded asks for its topic's entity, so the lookups are dictionary reads, not loops.
+_ORDERED: list[EntitySpec] | None = None
+_BY_TOPIC: dict[tuple[str, str], EntityType] = {}
 
 
 def register(spec: EntitySpec) -> EntitySpec:
     """Add (or replace) the spec of an entity; returns it."""
     _SPECS[spec.entity] = spec
+    _changed()
     return spec
 
 
@@ -26,9 +31,19 @@ def unregister(entity: EntityType) -> None:
     """Remove an entity's spec and, unless it is a built-in one, its name (tests register their own)."""
     _SPECS.pop(entity, None)
     EntityType.forget(entity)
+    _changed()
+
+
+def _changed() -> None:
+    global _ORDERED
+    _ORDERED = None
+    _BY_TOPIC.clear()
 
 
 def spec_of(entity: EntityType | str) -> EntitySpec:
+    spec = _SPECS.get(entity)  # type: ignore[call-overload]  # an entity is the string of its name
+    if spec is not None:
+        return spec
     _load_builtins()
     try:
         return _SPECS[EntityType(entity)]
@@ -38,16 +53,22 @@ def spec_of(entity: EntityType | str) -> EntitySpec:
 
 def specs() -> Iterator[EntitySpec]:
     """Every registered spec, parents before their children (the order a repair must follow)."""
+    global _ORDERED
     _load_builtins()
+    if _ORDERED is None:
+        _ORDERED = _parents_first(list(_SPECS.values()))
+    return iter(_ORDERED)
+
+
+def _parents_first(pending: list[EntitySpec]) -> list[EntitySpec]:
     done: list[EntitySpec] = []
-    pending = list(_SPECS.values())
     while pending:
         ready = [s for s in pending if s.parent is None or s.parent.entity in {d.entity for d in done}]
         if not ready:  # a parent that is not registered: keep the rest in registration order
             ready = pending[:1]
         done += ready
         pending = [s for s in pending if s not in ready]
-    return iter(done)
+    return done
 
 
 def registered() -> list[EntityType]:
@@ -70,8 +91,12 @@ def comparison_of(entity: EntityType) -> EntityComparison:
 
 def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
     """The entity a Debezium topic carries, or DecodeError for any other topic."""
+    entity = _BY_TOPIC.get((topic_prefix, topic))
+    if entity is not None:
+        return entity
     for spec in specs():
         if topic == spec.entity.topic(topic_prefix):
+            _BY_TOPIC[(topic_prefix, topic)] = spec.entity
             return spec.entity
     raise DecodeError(f"topic {topic!r} is not a synced table topic for prefix {topic_prefix!r}")
 

@@ -28,8 +28,10 @@ _ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
 _JSON = "io.debezium.data.Json"
 
 # Binary columns carry the placeholder as base64 of its bytes.
-_PLACEHOLDER_B64 = base64.b64encode(UNAVAILABLE_PLACEHOLDER.encode()).decode()
+PLACEHOLDER_B64 = base64.b64encode(UNAVAILABLE_PLACEHOLDER.encode()).decode()
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+
+Reader = Callable[[str, Any], Any]  # (column name, raw JSON value) -> decoded value, or DecodeError
 
 
 def decode_column(
@@ -46,7 +48,7 @@ def decode_column(
     logical = field_schema.get("name") if field_schema else None
     if not isinstance(logical, str):
         logical = None
-    if field_schema and field_schema.get("type") == "bytes" and raw == _PLACEHOLDER_B64:
+    if field_schema and field_schema.get("type") == "bytes" and raw == PLACEHOLDER_B64:
         return UNAVAILABLE
     if logical == _DECIMAL:
         return _decimal_with_scale(name, raw, _schema_scale(name, field_schema or {}))
@@ -55,14 +57,15 @@ def decode_column(
     by_logical = _BY_LOGICAL_TYPE.get(logical) if logical else None
     if by_logical is not None:
         return by_logical(name, raw)
-    if kind is ColumnKind.NUMERIC:
-        return _decimal_with_scale(name, raw, SOURCE_NUMERIC_SCALE)
-    by_kind = _BY_KIND.get(kind) if kind else None
-    if by_kind is not None:
-        return by_kind(name, raw)
-    if kind is ColumnKind.TEXT and not isinstance(raw, str):
-        raise DecodeError(f"column {name} is a JSON {json_type(raw)}, expected a string")
-    return raw
+    by_kind = reader_of_kind(kind)
+    return raw if by_kind is None else by_kind(name, raw)
+
+
+def reader_of_kind(kind: ColumnKind | None) -> Reader | None:
+    """How a column of this kind is read when the message says nothing of it (None: as it is).
+
+    `decode_event` looks these up once per entity, so a schemaless row costs a call per column."""
+    return _BY_KIND.get(kind) if kind else None
 
 
 def _schema_scale(name: str, field_schema: Mapping[str, Any]) -> int:
@@ -131,6 +134,16 @@ def _variable_scale_decimal(name: str, raw: Any) -> Decimal:
     return _scaled(unscaled, scale)
 
 
+def _source_numeric(name: str, raw: Any) -> Decimal:
+    return _decimal_with_scale(name, raw, SOURCE_NUMERIC_SCALE)
+
+
+def _text(name: str, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise DecodeError(f"column {name} is a JSON {json_type(raw)}, expected a string")
+    return raw
+
+
 def _date(name: str, raw: Any) -> dt.date:
     try:
         if isinstance(raw, int) and not isinstance(raw, bool):
@@ -185,6 +198,8 @@ _BY_LOGICAL_TYPE: Final[Mapping[str, Callable[[str, Any], Any]]] = {
     _JSON: _jsonb,
 }
 _BY_KIND: Final[Mapping[ColumnKind, Callable[[str, Any], Any]]] = {
+    ColumnKind.TEXT: _text,
+    ColumnKind.NUMERIC: _source_numeric,
     ColumnKind.DATE: _date,
     ColumnKind.TIMESTAMPTZ: _timestamptz,
     ColumnKind.JSONB: _jsonb,

@@ -7,19 +7,33 @@ bare payload; true: `{"schema":..., "payload":...}`), for key and value, and num
 
 When the message carries no schema, the column kinds of the source schema
 (each entity spec's `columns`, from `consumer/sql/source_schema.sql`) say how to read each value.
+
+Messages are parsed with orjson (a replay parses every record twice). It refuses what json let
+through but no PostgreSQL row can hold (lone surrogates, NaN, Infinity): those are DecodeErrors too.
+An integer literal beyond 64 bits becomes a float; no column of the source schema can hold one.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, Final
 
+import orjson
+
 from consumer.entities.registry import entity_for_topic, spec_of
-from consumer.pipeline.column_values import decode_column, json_type
+from consumer.entities.spec import EntitySpec
+from consumer.pipeline.column_values import (
+    PLACEHOLDER_B64,
+    Reader,
+    decode_column,
+    json_type,
+    reader_of_kind,
+)
 from consumer.pipeline.events import (
     UNAVAILABLE,
+    UNAVAILABLE_PLACEHOLDER,
     ChangeEvent,
+    ChangeSummary,
     DecodeError,
     EntityType,
     Op,
@@ -38,46 +52,23 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
     A null value (or JSON `null`) is a tombstone and needs the key. A missing key falls back to
     the `id` in `after`/`before`. Raises only `DecodeError`.
     """
-    entity = entity_for_topic(topic, topic_prefix=topic_prefix)
-    key_id = _key_id(key)
-    payload, schema = (None, None) if value is None else _unwrap(_parse_json(value, "value"), "value")
-    if payload is None:
-        if key_id is None:
-            raise DecodeError("tombstone without a key id")
-        return ChangeEvent(entity, key_id, Op.TOMBSTONE, None, frozenset(), None, None, False, None)
-    if not isinstance(payload, dict):
-        raise DecodeError(f"value payload is a JSON {json_type(payload)}, not an object")
-
-    op = _op(payload)
-    fields = _row_fields(schema)
-    source = payload.get("source")
-    if source is None:
-        source = {}
-    elif not isinstance(source, dict):
-        raise DecodeError(f"source is a JSON {json_type(source)}, not an object")
-
+    entity, key_id, op, payload, fields, source = _open(topic, key, value, topic_prefix)
+    if op is Op.TOMBSTONE:
+        assert key_id is not None  # a tombstone without one is refused
+        return ChangeEvent(entity, key_id, op, None, frozenset(), None, None, False, None)
     row: dict[str, Any] | None = None
     unavailable: frozenset[str] = frozenset()
     if op is Op.DELETE:
         row_id = _image_id(payload.get("before"), "before")
     else:
-        after = payload.get("after")
-        if not isinstance(after, dict):
-            raise DecodeError(f"op {op.value!r} has {json_type(after)} 'after', expected an object")
+        after = payload["after"]
         row, unavailable = _decode_row(entity, after, fields)
         if unavailable:
             row, unavailable = _fill_from_before(entity, row, unavailable, payload.get("before"), fields)
         row_id = _image_id(after, "after")
-
-    if key_id is not None and row_id is not None and key_id != row_id:
-        raise DecodeError(f"key id {key_id!r} differs from row id {row_id!r}")
-    entity_id = key_id if key_id is not None else row_id
-    if entity_id is None:
-        raise DecodeError("missing key field id (no key and no id in the row)")
-
     return ChangeEvent(
         entity_type=entity,
-        entity_id=entity_id,
+        entity_id=_entity_id(key_id, row_id),
         op=op,
         row=row,
         unavailable=unavailable,
@@ -88,13 +79,125 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
     )
 
 
+def summarize_change(
+    topic: str, key: bytes | None, value: bytes | None, *, topic_prefix: str
+) -> ChangeSummary:
+    """What `decode_event` would say of a message's entity, op and source position, without decoding
+    its row: a replay needs only that of most records.
+
+    Only an image that may hold the TOAST placeholder is decoded in full, to tell whether it is whole.
+    Raises only `DecodeError`, and only for messages `decode_event` refuses too (one with an unreadable
+    column value passes here and fails there)."""
+    summary = _summary_of_common_shape(entity_for_topic(topic, topic_prefix=topic_prefix), key, value)
+    if summary is not None:
+        return summary
+    entity, key_id, op, payload, _, source = _open(topic, key, value, topic_prefix)
+    if op is Op.TOMBSTONE:
+        assert key_id is not None  # a tombstone without one is refused
+        return ChangeSummary(entity, key_id, op, None, None, True)
+    if op is Op.DELETE:
+        row_id = _image_id(payload.get("before"), "before")
+    else:
+        after = payload["after"]
+        row_id = _image_id(after, "after")
+        if _may_hold_placeholder(after):
+            return ChangeSummary.of(decode_event(topic, key, value, topic_prefix=topic_prefix))
+    _source_int(source, "txId")  # checked as decode_event checks it
+    return ChangeSummary(
+        entity, _entity_id(key_id, row_id), op, _source_int(source, "lsn"), _source_int(source, "ts_ms"), True
+    )
+
+
+def _summary_of_common_shape(
+    entity: EntityType, key: bytes | None, value: bytes | None
+) -> ChangeSummary | None:
+    """The summary of a message in the shape nearly every one has (key `{"id": ...}`, a bare payload with
+    a known op, a whole image, integer or null source fields), read with fewer steps; None for any other
+    message, which the general reading then reads (and refuses, when it must)."""
+    if not key or value is None or b"\\u0000" in key or b"\\u0000" in value:
+        return None
+    try:
+        key_doc, doc = orjson.loads(key), orjson.loads(value)
+    except ValueError:
+        return None
+    if type(key_doc) is not dict or type(doc) is not dict or len(key_doc) != 1 or "payload" in doc:
+        return None
+    key_id, raw_op, source = key_doc.get("id"), doc.get("op"), doc.get("source")
+    op = _OPS.get(raw_op) if type(raw_op) is str else None
+    if op is None or type(source) is not dict or not _plain_id(key_id):
+        return None
+    image = doc.get("before" if op is Op.DELETE else "after")
+    if op is not Op.DELETE and (type(image) is not dict or _may_hold_placeholder(image)):
+        return None
+    row_id = image.get("id") if type(image) is dict else None
+    lsn, ts_ms = source.get("lsn"), source.get("ts_ms")
+    tx_id = source.get("txId")
+    if row_id is not None and row_id != key_id:
+        return None
+    if not (_int_or_none(lsn) and _int_or_none(ts_ms) and _int_or_none(tx_id)):
+        return None
+    return ChangeSummary(entity, key_id, op, lsn, ts_ms, True)
+
+
+def _plain_id(raw: Any) -> bool:
+    return type(raw) is str and 0 < len(raw) <= MAX_ID_CHARS and raw.isprintable()
+
+
+def _int_or_none(value: Any) -> bool:
+    return value is None or type(value) is int
+
+
+def _may_hold_placeholder(after: Mapping[str, Any]) -> bool:
+    """True when a column of `after` may be the TOAST placeholder (plain, or base64 for a bytes column:
+    only the schema tells, so the full decode decides). A scan of the parsed values: the raw bytes
+    would miss a placeholder spelt with \\u escapes."""
+    columns = after.values()
+    return UNAVAILABLE_PLACEHOLDER in columns or PLACEHOLDER_B64 in columns
+
+
+def _open(
+    topic: str, key: bytes | None, value: bytes | None, topic_prefix: str
+) -> tuple[EntityType, str | None, Op, dict[str, Any], Mapping[str, Mapping[str, Any]], Mapping[str, Any]]:
+    """The envelope both readings share: entity, key id, op, payload (with an object `after` unless
+    the op is a delete), the row's field schemas and `source`. A tombstone comes with its key id."""
+    entity = entity_for_topic(topic, topic_prefix=topic_prefix)
+    key_id = _key_id(key)
+    payload, schema = (None, None) if value is None else _unwrap(_parse_json(value, "value"), "value")
+    if payload is None:
+        if key_id is None:
+            raise DecodeError("tombstone without a key id")
+        return entity, key_id, Op.TOMBSTONE, {}, {}, {}
+    if not isinstance(payload, dict):
+        raise DecodeError(f"value payload is a JSON {json_type(payload)}, not an object")
+    op = _op(payload)
+    fields = _row_fields(schema)
+    source = payload.get("source")
+    if source is None:
+        source = {}
+    elif not isinstance(source, dict):
+        raise DecodeError(f"source is a JSON {json_type(source)}, not an object")
+    if op is not Op.DELETE and not isinstance(payload.get("after"), dict):
+        after = payload.get("after")
+        raise DecodeError(f"op {op.value!r} has {json_type(after)} 'after', expected an object")
+    return entity, key_id, op, payload, fields, source
+
+
+def _entity_id(key_id: str | None, row_id: str | None) -> str:
+    if key_id is not None and row_id is not None and key_id != row_id:
+        raise DecodeError(f"key id {key_id!r} differs from row id {row_id!r}")
+    entity_id = key_id if key_id is not None else row_id
+    if entity_id is None:
+        raise DecodeError("missing key field id (no key and no id in the row)")
+    return entity_id
+
+
 # --- envelope -----------------------------------------------------------------------------
 
 
 def _parse_json(data: bytes, what: str) -> Any:
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError, TypeError):
+        doc = orjson.loads(data)
+    except (ValueError, RecursionError, TypeError):  # orjson.JSONDecodeError is a ValueError
         raise DecodeError(f"{what} is not JSON") from None
     # PostgreSQL text and jsonb cannot hold NUL, so no real row has one; one here would fail every write.
     if b"\\u0000" in data and _holds_nul(doc):
@@ -120,6 +223,19 @@ def _unwrap(doc: Any, what: str) -> tuple[Any, Mapping[str, Any] | None]:
             raise DecodeError(f"{what} schema is a JSON {json_type(schema)}, not an object")
         return doc["payload"], schema
     return doc, None
+
+
+def key_id_of(key: bytes | None) -> str | None:
+    """The entity id a message key names (`{"id": ...}`, either converter shape), as `decode_event` reads
+    it; None when the key names none (the id is then the row's). Raises only `DecodeError`."""
+    if key and b"\\u0000" not in key:  # the common shape first: a bare {"id": "..."}
+        try:
+            doc = orjson.loads(key)
+        except ValueError:
+            doc = None
+        if type(doc) is dict and len(doc) == 1 and _plain_id(key_id := doc.get("id")):
+            return key_id  # type: ignore[no-any-return]
+    return _key_id(key)
 
 
 def _key_id(key: bytes | None) -> str | None:
@@ -200,6 +316,8 @@ def _fields_by_name(fields: list[Any]) -> dict[str, Mapping[str, Any]]:
 def _decode_row(
     entity: EntityType, image: Mapping[str, Any], fields: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Any], frozenset[str]]:
+    if not fields:
+        return _decode_schemaless_row(entity, image)
     kinds = spec_of(entity).columns
     row: dict[str, Any] = {}
     unavailable: set[str] = set()
@@ -210,6 +328,37 @@ def _decode_row(
         else:
             row[name] = value
     return row, frozenset(unavailable)
+
+
+def _decode_schemaless_row(
+    entity: EntityType, image: Mapping[str, Any]
+) -> tuple[dict[str, Any], frozenset[str]]:
+    """`decode_column` without a schema, with each column's reader looked up once per entity."""
+    readers = _readers(entity)
+    row: dict[str, Any] = {}
+    unavailable: set[str] = set()
+    for name, raw in image.items():
+        if raw is None:
+            row[name] = None
+        elif raw == UNAVAILABLE_PLACEHOLDER:
+            unavailable.add(name)
+        else:
+            reader = readers.get(name)
+            row[name] = raw if reader is None else reader(name, raw)
+    return row, frozenset(unavailable)
+
+
+_READERS: dict[EntityType, tuple[EntitySpec, dict[str, Reader]]] = {}
+
+
+def _readers(entity: EntityType) -> dict[str, Reader]:
+    """Each column's reader by the entity spec's column kinds (rebuilt when the spec is replaced)."""
+    spec = spec_of(entity)
+    cached = _READERS.get(entity)
+    if cached is None or cached[0] is not spec:
+        readers = {name: reader_of_kind(kind) for name, kind in spec.columns.items()}
+        cached = _READERS[entity] = (spec, {n: r for n, r in readers.items() if r is not None})
+    return cached[1]
 
 
 def _fill_from_before(

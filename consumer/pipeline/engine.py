@@ -4,12 +4,12 @@ It wires the three parts a newcomer reads in turn: the `KeyScheduler` (one worke
 Parallel Consumer model), the `EventPolicy` (what a key's batch becomes, step by step) and the
 `OutcomeRecorder` (durable rows). Records are decoded on arrival; `on_done` (which advances the
 offset watermark) is called only after a record's row is durable. A backfill's replay settles every
-record but each entity's newest at once, in bulk, without a call.
+record but each entity's newest at once, in bulk, without a call and without decoding it
+(`ReplayIntake`); the newest ones Zoho already holds can be settled in bulk too (`UnchangedInBulk`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -21,14 +21,15 @@ from consumer.pipeline.dead_lettering import DeadLetterDesk
 from consumer.pipeline.dead_letters import H_TOPIC, DeadLetterPublisher, parse_headers
 from consumer.pipeline.decode import decode_event
 from consumer.pipeline.entity_map import Listing
-from consumer.pipeline.events import ChangeEvent, DecodeError, Op
+from consumer.pipeline.events import ChangeEvent, DecodeError
 from consumer.pipeline.plan import MappingConfig
 from consumer.pipeline.policy import EventPolicy, PolicyOptions
-from consumer.pipeline.recording import Outcome, OutcomeRecorder, Store
-from consumer.pipeline.replay_index import ReplayIndex, Role
-from consumer.pipeline.row_images import coalesce
+from consumer.pipeline.recording import OutcomeRecorder, Store
+from consumer.pipeline.replay_index import ReplayIndex
+from consumer.pipeline.replay_intake import ReplayIntake
+from consumer.pipeline.replay_unchanged import BulkReads, UnchangedInBulk
 from consumer.pipeline.scheduler import FatalSyncError, InboundRecord, Key, KeyScheduler, Partition, WorkItem
-from consumer.pipeline.store import OutcomeRow
+from consumer.pipeline.settling import BulkSettler
 from consumer.settings import setting_default
 
 log = structlog.get_logger("zoho_cdc.engine")
@@ -59,6 +60,7 @@ class SyncEngine:
         metrics: Metrics | None = None,
         replay: ReplayIndex | None = None,
         listing: Listing | None = None,
+        unchanged_reads: BulkReads | None = None,
     ) -> None:
         self.options = options
         self.metrics = metrics or Metrics()
@@ -75,11 +77,30 @@ class SyncEngine:
             options.mapping, options.resync, options.ignore_stale, options.dlq_topic, options.topic_prefix
         )
         self._policy = EventPolicy(policy_options, self._recorder, desk, applier, self._scheduler, listing)
-        # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on.
-        self._replay = replay
-        self._images: dict[Key, ChangeEvent] = {}  # images a newest record is made whole from
-        self._settling: list[tuple[WorkItem, OutcomeRow]] = []  # outcomes decided on arrival, written in bulk
-        self._settler: asyncio.Task[None] | None = None
+        # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on; the
+        # newest ones Zoho already holds are checked in bulk when the replay trusts the entity map.
+        self._settled = BulkSettler(self._recorder, self._scheduler)
+        self._unchanged = None
+        if replay is not None and unchanged_reads is not None and not options.resync:
+            self._unchanged = UnchangedInBulk(
+                unchanged_reads,
+                self._policy,
+                settle=self._settled.outcome,
+                work=self._scheduler.enqueue,
+                fail=self._scheduler.fail,
+            )
+        self._replay = None
+        if replay is not None:
+            self._replay = ReplayIntake(
+                replay,
+                topic_prefix=options.topic_prefix,
+                recorder=self._recorder,
+                scheduler=self._scheduler,
+                settled=self._settled,
+                decode=self._decoded,
+                pipeline=self._admitted,
+                unchanged=self._unchanged,
+            )
 
     async def _handle(self, key: Key, batch: list[WorkItem]) -> None:
         await self._policy.handle(key, batch)
@@ -98,22 +119,13 @@ class SyncEngine:
 
         `event` is given by jobs that already hold the change (reconcile's repair reads the source rows
         itself): the record then only names the sync-log position, and nothing is decoded."""
+        if self._replay is not None and record.topic != self.options.dlq_topic:
+            self._replay.submit(record, event)
+            return
         error: DecodeError | None = None
         if event is None:
             event, error = self._decoded(record)
-        key = (
-            (event.entity_type.value, event.entity_id)
-            if event is not None
-            else ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
-        )
-        item = WorkItem(record, event, error)
-        self._scheduler.admit(item)
-        if event is not None and self._replay is not None and record.topic != self.options.dlq_topic:
-            settled = self._replayed(key, item, event)
-            if settled is None:
-                return
-            item = settled
-        self._scheduler.enqueue(key, item)
+        self._admitted(WorkItem(record, event, error))
 
     def _decoded(self, record: InboundRecord) -> tuple[ChangeEvent | None, DecodeError | None]:
         # A record re-driven from the DLQ is decoded as the record of its original topic.
@@ -127,45 +139,9 @@ class SyncEngine:
         except DecodeError as exc:
             return None, exc
 
-    def _replayed(self, key: Key, item: WorkItem, event: ChangeEvent) -> WorkItem | None:
-        """A replayed record: its entity's newest record goes on (made whole from the images before it),
-        every other one gets its outcome at once, without a call; None when it was settled."""
-        assert self._replay is not None
-        record, row = item.record, self._recorder.row
-        if event.op is Op.TOMBSTONE:
-            self._settle(item, row(item, "skipped", operation="none", error="tombstone"))
-            return None
-        role, newest = self._replay.role(key, record.topic, record.partition, record.offset)
-        if role is Role.APPLY:
-            image = self._images.pop(key, None)
-            if image is None:
-                return item
-            return WorkItem(record, coalesce([image, event]), None)
-        if role is Role.MERGE:
-            image = self._images.get(key)
-            self._images[key] = event if image is None else coalesce([image, event])
-        self._settle(item, row(item, "superseded", error=f"newer event at offset {newest}"))
-        return None
-
-    def _settle(self, item: WorkItem, row: OutcomeRow) -> None:
-        """Record an outcome decided without any work; such rows are written in bulk."""
-        self.metrics.outcome(row.outcome)
-        self._settling.append((item, row))
-        if self._settler is None or self._settler.done():
-            self._settler = asyncio.create_task(self._write_settled(), name="sync:settled")
-
-    async def _write_settled(self) -> None:
-        try:
-            while self._settling and self.fatal is None:
-                await asyncio.sleep(0)  # gather what this tick's intake settles
-                batch, self._settling = self._settling, []
-                await self._recorder.record(Outcome([row for _, row in batch]), quiet=True)
-                self._scheduler.finish([item for item, _ in batch])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must stop the process loudly, never silently drop a record
-            log.exception("writing settled outcomes failed")
-            self._scheduler.fail(exc)
+    def _admitted(self, item: WorkItem) -> None:
+        self._scheduler.admit(item)
+        self._scheduler.enqueue(_key(item), item)
 
     # --- flow control and partitions (the scheduler's) ----------------------------------
     def hold(self) -> None:
@@ -179,8 +155,12 @@ class SyncEngine:
         """Wait until every submitted record has a durable outcome. False on timeout."""
         return await self._scheduler.wait_idle(timeout)
 
+    async def wait_in_flight(self, at_most: int, timeout: float) -> bool:
+        """Wait until at most `at_most` records are in flight (back-pressure eased); False on timeout."""
+        return await self._scheduler.wait_in_flight(at_most, timeout)
+
     async def close(self) -> None:
-        await self._scheduler.close(self._settler)
+        await self._scheduler.close(*self._settled.tasks, self._unchanged.task if self._unchanged else None)
 
     def revoke(self, partitions: Iterable[Partition]) -> None:
         """Stop the work of revoked partitions before it calls Zoho (see `KeyScheduler.revoke`)."""
@@ -194,6 +174,14 @@ class SyncEngine:
 
     async def wait_partitions_idle(self, partitions: Iterable[Partition], timeout: float) -> bool:
         return await self._scheduler.wait_partitions_idle(partitions, timeout)
+
+
+def _key(item: WorkItem) -> Key:
+    """The scheduler key of a record: its entity, or its own position when it could not be decoded."""
+    if item.event is not None:
+        return (item.event.entity_type.value, item.event.entity_id)
+    record = item.record
+    return ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
 
 
 __all__ = ["SyncEngine", "EngineOptions", "InboundRecord", "FatalSyncError", "Applied"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, NamedTuple
 
 
 class Op(StrEnum):
@@ -174,6 +174,24 @@ class ChangeEvent:
     def is_removal(self) -> bool:
         """True for deletes and tombstones: the row no longer exists in the source."""
         return self.op in (Op.DELETE, Op.TOMBSTONE)
+
+
+class ChangeSummary(NamedTuple):
+    """What a replay needs of most records: whose change it is, where it stands in the source, and
+    whether its image is whole (no column left unavailable), read without decoding the row
+    (`consumer.pipeline.decode.summarize_change`). Fields named as `ChangeEvent`'s."""
+
+    entity_type: EntityType
+    entity_id: str
+    op: Op
+    lsn: int | None
+    source_ts_ms: int | None
+    whole: bool
+
+    @classmethod
+    def of(cls, event: ChangeEvent) -> ChangeSummary:
+        whole = event.row is None or not event.unavailable
+        return cls(event.entity_type, event.entity_id, event.op, event.lsn, event.source_ts_ms, whole)
 
 
 def snapshot_read(

@@ -83,12 +83,12 @@ class ParentResolver:
         read, store = policy.recorder.read, policy.recorder.store
         state = await read(store.entity_state, spec.entity, entity_id)
         if self._usable(spec.entity, entity_id, state):
-            return _record_of(state)
+            return parent_record(state)
         # Wait for (or do) the parent's sync under the parent's own key lock, so the two never race.
         async with policy.locks.locked((spec.entity.value, entity_id)):
             state = await read(store.entity_state, spec.entity, entity_id)
             if self._usable(spec.entity, entity_id, state):
-                return _record_of(state)
+                return parent_record(state)
             row = await read(store.source_row, spec.entity, entity_id)
             if row is None or spec.never_synced(row) is not None:
                 return None
@@ -107,7 +107,7 @@ class ParentResolver:
         plan = await policy.plan(spec, event, state, explicit=explicit)
         if plan.action is Action.NOOP and state is not None:
             self._verified.add((spec.entity.value, event.entity_id))
-            return _record_of(state)
+            return parent_record(state)
         if not plan.makes_call:
             return None
         try:
@@ -152,7 +152,8 @@ class ParentResolver:
         return not self._policy.options.resync or (entity.value, entity_id) in self._verified
 
 
-def _record_of(state: EntityState | None) -> ParentRecord | None:
+def parent_record(state: EntityState | None) -> ParentRecord | None:
+    """What a child needs of a parent the entity map shows in Zoho; None when it is not there."""
     if state is None or not state.zoho_id:
         return None
     return ParentRecord(state.zoho_id, state.currency_code)

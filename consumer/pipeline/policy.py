@@ -166,13 +166,7 @@ class EventPolicy:
         return await self._execute(item, event, state, planned, started, refused)
 
     def _stale(self, item: WorkItem, event: ChangeEvent, state: EntityState | None) -> Outcome | None:
-        if (
-            self.options.ignore_stale
-            or state is None
-            or state.last_lsn is None
-            or event.lsn is None
-            or event.lsn >= state.last_lsn
-        ):
+        if self.options.ignore_stale or not older_than_applied(event, state):
             return None
         self.recorder.metrics.outcome("stale")
         self._stale_streak += 1
@@ -182,6 +176,7 @@ class EventPolicy:
                 " cluster? Changes are being skipped as stale; run `zoho-cdc backfill --resync`",
                 stale_in_a_row=self._stale_streak,
             )
+        assert state is not None
         error = f"source lsn {event.lsn} older than applied {state.last_lsn}"
         return Outcome([self.recorder.row(item, "stale", error=error)])
 
@@ -264,7 +259,7 @@ class EventPolicy:
             metrics.outcome("skipped")
             return Outcome([self.recorder.row(item, "skipped", operation="none", error=plan.reason)])
         if plan.action is Action.NOOP:
-            return self._unchanged(item, event, state, plan)
+            return self.unchanged(item, event, state, plan)
         try:
             applied = await self.apply(event, plan, state)
         except AuthError as exc:
@@ -299,9 +294,9 @@ class EventPolicy:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
         return Outcome([row], entity_map.synced(event, plan, applied), write_back, done)
 
-    def _unchanged(
-        self, item: WorkItem, event: ChangeEvent, state: EntityState | None, plan: Plan
-    ) -> Outcome:
+    def unchanged(self, item: WorkItem, event: ChangeEvent, state: EntityState | None, plan: Plan) -> Outcome:
+        """The outcome of a change Zoho already matches (its plan is NOOP); a replay's bulk check of its
+        newest records (`consumer.pipeline.replay_unchanged`) ends the same way."""
         self.recorder.metrics.outcome("unchanged")
         self._stale_streak = 0
         zoho_id = state.zoho_id if state else None
@@ -352,6 +347,16 @@ def credentials_refused(exc: AuthError) -> FatalSyncError:
     return FatalSyncError(
         f"Zoho refused our credentials ({exc}); fix ZOHO_REFRESH_TOKEN / ZOHO_CLIENT_ID / "
         "ZOHO_CLIENT_SECRET and restart: no offsets were advanced."
+    )
+
+
+def older_than_applied(event: ChangeEvent, state: EntityState | None) -> bool:
+    """True when the entity map holds a later source position than the change: it is stale."""
+    return (
+        state is not None
+        and state.last_lsn is not None
+        and event.lsn is not None
+        and event.lsn < state.last_lsn
     )
 
 

@@ -20,7 +20,7 @@ import structlog
 from consumer.metrics import Metrics
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import EntityState
-from consumer.pipeline.scheduler import WorkItem
+from consumer.pipeline.scheduler import InboundRecord, WorkItem
 from consumer.pipeline.store import EntityUpdate, OutcomeRow
 from consumer.pipeline.write_back import WriteBack
 
@@ -77,16 +77,36 @@ class OutcomeRecorder:
 
     def row(self, item: WorkItem, outcome: str, **fields: Any) -> OutcomeRow:
         event = item.event
+        if event is None:
+            return self.named_row(item.record, None, None, outcome, **fields)
+        return self.named_row(
+            item.record,
+            event.entity_type,
+            event.entity_id,
+            outcome,
+            source_lsn=event.lsn,
+            source_ts_ms=event.source_ts_ms,
+            **fields,
+        )
+
+    def named_row(
+        self,
+        record: InboundRecord,
+        entity_type: EntityType | None,
+        entity_id: str | None,
+        outcome: str,
+        **fields: Any,
+    ) -> OutcomeRow:
+        """The sync-log row of a record known by its entity alone (a replay's superseded records are
+        read by their key only: their row has no source position)."""
         return OutcomeRow(
             consumer_group=self.consumer_group,
-            topic=item.record.topic,
-            partition=item.record.partition,
-            offset=item.record.offset,
-            entity_type=event.entity_type.value if event else "unknown",
-            entity_id=event.entity_id if event else None,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            entity_type=entity_type.value if entity_type else "unknown",
+            entity_id=entity_id,
             outcome=outcome,
-            source_lsn=event.lsn if event else None,
-            source_ts_ms=event.source_ts_ms if event else None,
             **fields,
         )
 

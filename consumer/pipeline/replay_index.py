@@ -6,7 +6,9 @@ the partial ones in between). The second pass applies those records and records 
 `superseded` without a Zoho call, so a backlog costs one call per entity whatever its size or how
 far apart its updates lie, and memory grows with the number of distinct entities, never with the
 number of events. Records are ordered per entity by source LSN (arrival order when one has none),
-as `consumer.pipeline.policy.in_source_order` does. Pure data, no I/O.
+as `consumer.pipeline.policy.in_source_order` does. The second pass reads a superseded record by its
+key alone; the first pass keeps the positions of the few records that must be read in full (those it
+could not read, which are dead-lettered, and tombstones that have a value). Pure data, no I/O.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import NamedTuple
 
-from consumer.pipeline.events import ChangeEvent, Op
+from consumer.pipeline.events import ChangeSummary, Op
 
 
 class Role(Enum):
@@ -46,6 +48,7 @@ class ReplayIndex:
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str], list[_Position]] = {}
         self._topics: dict[str, int] = {}
+        self._full_reads: set[tuple[int, int, int]] = set()  # (topic, partition, offset)
         self._seq = 0
         self.records = 0
 
@@ -55,15 +58,15 @@ class ReplayIndex:
     def _topic(self, topic: str) -> int:
         return self._topics.setdefault(topic, len(self._topics))
 
-    def add(self, event: ChangeEvent, topic: str, partition: int, offset: int) -> None:
-        """Index one decoded change (tombstones carry no state and are not indexed)."""
-        if event.op is Op.TOMBSTONE:
+    def add(self, change: ChangeSummary, topic: str, partition: int, offset: int) -> None:
+        """Index one change, read by `summarize_change` (tombstones carry no state and are not indexed)."""
+        if change.op is Op.TOMBSTONE:
             return
         self.records += 1
         self._seq += 1
-        whole = event.row is None or not event.unavailable
-        new = _Position(event.lsn, self._seq, self._topic(topic), partition, offset, whole)
-        key = (event.entity_type.value, event.entity_id)
+        whole = change.whole
+        new = _Position(change.lsn, self._seq, self._topic(topic), partition, offset, whole)
+        key = (change.entity_type.value, change.entity_id)
         entries = self._keys.get(key)
         if entries is None:
             self._keys[key] = [new]
@@ -76,6 +79,14 @@ class ReplayIndex:
         ordered = _newest_last(entries)
         start = max((i for i, e in enumerate(ordered) if e.whole), default=0)
         entries[:] = ordered[start:]
+
+    def read_in_full(self, topic: str, partition: int, offset: int) -> None:
+        """Mark a record whose key alone does not tell what the second pass must record for it."""
+        self._full_reads.add((self._topic(topic), partition, offset))
+
+    def needs_full_read(self, topic: str, partition: int, offset: int) -> bool:
+        topic_id = self._topics.get(topic)
+        return topic_id is None or (topic_id, partition, offset) in self._full_reads
 
     def role(self, key: tuple[str, str], topic: str, partition: int, offset: int) -> tuple[Role, int | None]:
         """The role of a record in the second pass, with the offset of the entity's newest record.

@@ -173,9 +173,14 @@ class SyncRunner:
             while not self._stop.is_set():
                 if self.engine.fatal is not None:
                     raise FatalSyncError(str(self.engine.fatal)) from self.engine.fatal
+                # Paused, nothing can arrive: the wait for the engine below replaces the poll's wait.
+                wait_ms = 0 if self._paused else 200
                 self._submit(
-                    await consumer.getmany(timeout_ms=200, max_records=self.options.max_poll_records)
+                    await consumer.getmany(timeout_ms=wait_ms, max_records=self.options.max_poll_records)
                 )
+                # A poll served from the prefetch buffer never yields: let the writes and reads the
+                # records just started get under way while the next ones are read.
+                await asyncio.sleep(0)
                 self._apply_backpressure(consumer)
                 await self._gate_read_ahead()
                 if time.monotonic() - last_commit >= self.options.commit_interval:
@@ -183,9 +188,12 @@ class SyncRunner:
                     last_commit = time.monotonic()
                 if self._on_progress:
                     self._on_progress(self)
-                if self.options.bounded and await self._reached_end():
-                    await self.engine.wait_idle()
-                    break
+                if self.options.bounded and await self._intake_done():
+                    # woken by the last outcome, not by a poll; a fatal error is raised above instead
+                    if await self.engine.wait_idle(0.2) and self.engine.fatal is None:
+                        break
+                elif self._paused:
+                    await self.engine.wait_in_flight(self.options.max_in_flight // 2, 0.2)
         finally:
             await self._shut_down()
         return RunSummary(
@@ -248,11 +256,6 @@ class SyncRunner:
             partitions = list(self.end_offsets)
         for tp in partitions:
             self.watermarks[tp] = OffsetWatermark()
-
-    async def _reached_end(self) -> bool:
-        if self.engine.in_flight:
-            return False
-        return await self._intake_done()
 
     async def _intake_done(self) -> bool:
         consumer = self._consumer

@@ -260,6 +260,20 @@ class KeyScheduler:
     def in_flight_for(self, partitions: Iterable[Partition]) -> int:
         return sum(self._in_flight_by_partition.get(tp, 0) for tp in partitions)
 
+    async def wait_in_flight(self, at_most: int, timeout: float) -> bool:
+        """Wait until at most `at_most` records are in flight; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight > at_most and self.fatal is None:
+            self._progress.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._progress.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
     async def wait_partitions_idle(self, partitions: Iterable[Partition], timeout: float) -> bool:
         """Wait until no record of these partitions is in flight; False on timeout."""
         wanted = list(partitions)

@@ -88,7 +88,11 @@ class SyncSession:
         on_progress: Callable[[SyncRunner], None] | None = None,
         replay: ReplayIndex | None = None,
         listing: Any = None,
+        unchanged_in_bulk: bool = False,
     ) -> SyncRunner:
+        """The runner of one run; a replay (`replay`) that trusts the entity map may settle the newest
+        records Zoho already holds in bulk (`unchanged_in_bulk`: not for a resync or a dry run)."""
+
         def make_engine(on_done: Callable[[InboundRecord], None]) -> SyncEngine:
             return SyncEngine(
                 options=EngineOptions(
@@ -107,6 +111,7 @@ class SyncSession:
                 metrics=self.metrics,
                 replay=replay,
                 listing=listing,
+                unchanged_reads=self.store if unchanged_in_bulk else None,
             )
 
         return SyncRunner(run_options, make_engine, on_progress=on_progress)

@@ -295,6 +295,22 @@ MALFORMED: list[tuple[str, str, bytes | None, bytes | None, str]] = [
     ("op-not-string", CUSTOMERS, GOOD_KEY, _enc({**GOOD_VALUE, "op": 1}), "op is a JSON number"),
     ("key-without-id", CUSTOMERS, _enc({"account_number": "x"}), _enc(GOOD_VALUE), "missing key field id"),
     ("key-not-json", CUSTOMERS, b"{", _enc(GOOD_VALUE), "key is not JSON"),
+    # a lone surrogate is valid JSON text but no UTF-8 string: PostgreSQL could never store it
+    (
+        "lone-surrogate",
+        CUSTOMERS,
+        GOOD_KEY,
+        _enc(_envelope(_customer_after(first_name="\ud800"))),
+        "not JSON",
+    ),
+    ("key-lone-surrogate", CUSTOMERS, b'{"id": "\\udfff"}', _enc(GOOD_VALUE), "key is not JSON"),
+    (
+        "nan-literal",
+        INVOICES,
+        _enc({"id": INVOICE_ID}),
+        b'{"op": "c", "after": {"subtotal": NaN}}',
+        "not JSON",
+    ),
     ("key-id-not-string", CUSTOMERS, _enc({"id": 5}), _enc(GOOD_VALUE), "key field id is not"),
     ("tombstone-without-key", CUSTOMERS, None, None, "tombstone without a key"),
     (

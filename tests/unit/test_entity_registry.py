@@ -66,3 +66,32 @@ def test_the_pipeline_names_no_entity_outside_the_built_in_names() -> None:
             continue
         text = path.read_text()
         assert "EntityType.CUSTOMER" not in text and "EntityType.INVOICE" not in text, path.name
+
+
+def test_lookups_follow_the_registry_as_it_changes() -> None:
+    """`specs()` and `entity_for_topic` are cached: registering or removing a spec must show at once."""
+    from dataclasses import replace
+
+    from consumer.entities.registry import register, unregister
+    from consumer.pipeline.decode import decode_event
+
+    topic = "billing.public.support_tickets"
+    with pytest.raises(DecodeError):
+        entity_for_topic(topic, topic_prefix="billing")  # asked (and missed) before it exists
+    ticket = EntityType.define("ticket", table="support_tickets")
+    columns = {"id": spec_of(EntityType.CUSTOMER).columns["id"]}
+    register(replace(spec_of(EntityType.CUSTOMER), entity=ticket, columns=columns, parent=None))
+    try:
+        assert entity_for_topic(topic, topic_prefix="billing") is ticket
+        assert ticket in [spec.entity for spec in specs()]
+        key, value = b'{"id": "t-1"}', b'{"op": "c", "after": {"id": "t-1", "note": 5}, "source": {}}'
+        assert decode_event(topic, key, value, topic_prefix="billing").row == {"id": "t-1", "note": 5}
+        # the spec replaced: its columns are read by the new kinds (a number is no text)
+        register(replace(spec_of(ticket), columns={**columns, "note": columns["id"]}))
+        with pytest.raises(DecodeError, match="column note is a JSON number"):
+            decode_event(topic, key, value, topic_prefix="billing")
+    finally:
+        unregister(ticket)
+    assert ticket not in [spec.entity for spec in specs()]
+    with pytest.raises(DecodeError):
+        entity_for_topic(topic, topic_prefix="billing")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.pipeline.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.events import ChangeEvent, ChangeSummary, EntityType, Op
 from consumer.pipeline.replay_index import ReplayIndex, Role
 
 T = "p.public.customers"
@@ -58,7 +58,7 @@ KEY = ("customer", "a")
 def test_the_second_pass_applies_only_the_newest_record_of_an_entity(records, expected):  # type: ignore[no-untyped-def]
     index = ReplayIndex()
     for partition, offset, event in records:
-        index.add(event, T, partition, offset)
+        index.add(ChangeSummary.of(event), T, partition, offset)
     assert len(index) == 1
     winner = next(o for (p, o, _), role in zip(records, expected, strict=True) if role == "apply")
     roles = []
@@ -77,6 +77,6 @@ def test_the_second_pass_applies_only_the_newest_record_of_an_entity(records, ex
 def test_memory_is_one_entry_per_entity_however_many_updates():
     index = ReplayIndex()
     for offset in range(10_000):
-        index.add(change(offset + 1, entity_id=str(offset % 7)), T, 0, offset)
+        index.add(ChangeSummary.of(change(offset + 1, entity_id=str(offset % 7))), T, 0, offset)
     assert len(index) == 7
     assert sum(len(v) for v in index._keys.values()) == 7
