@@ -29,6 +29,7 @@ RETRY_SECONDS: Final = 2.0  # how often the queue is looked at when nothing else
 # How long a wake-up waits for more write-backs before applying: one transaction then carries the
 # write-backs of many outcomes (a backfill queues hundreds a second), at 50 ms of delay to the source row.
 GATHER_SECONDS: Final = 0.05
+BATCH_SIZE: Final = 500  # write-backs applied in one transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +148,14 @@ class WriteBackQueue:
                 await asyncio.sleep(GATHER_SECONDS)
             self._wake.clear()
             try:
-                await self.apply_pending()
+                applied, held = await self.apply_pending()
             except psycopg.Error as exc:  # the database is away: the queue is durable, try again later
                 log.warning("write-backs postponed", error=str(exc))
+                continue
+            if applied and applied + held >= BATCH_SIZE:
+                self._wake.set()  # a full batch: more may be queued (a backfill's), go on at once
 
-    async def apply_pending(self, limit: int = 500) -> tuple[int, int]:
+    async def apply_pending(self, limit: int = BATCH_SIZE) -> tuple[int, int]:
         """Apply up to `limit` queued write-backs; returns (applied, left locked).
 
         One statement per table for the whole batch, not one per row: rows an application transaction
