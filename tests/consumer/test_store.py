@@ -198,3 +198,25 @@ async def test_one_batch_of_write_backs_applies_free_rows_keeps_held_ones_and_dr
                 ]
     finally:
         app.close()
+
+
+async def test_a_bulk_of_outcomes_is_copied_once_each_even_when_some_were_logged_before(
+    database_url: str,
+) -> None:
+    migrate(database_url)
+    async with SyncStore(database_url) as store:
+        await store.record([row(3), row(7, "unchanged")])  # logged before: a redelivery must not add rows
+        bulk = [row(n, "superseded", error=f"newer event at offset {n + 1}") for n in range(200)]
+        await store.record([*bulk, row(150, "superseded")])  # the same offset twice in one bulk too
+        await store.record([row(n, "superseded") for n in range(190, 260)])  # a second bulk, overlapping
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT kafka_offset, outcome, error FROM zoho_sync_log ORDER BY kafka_offset"
+        ).fetchall()
+    assert [r[0] for r in rows] == list(range(260))
+    assert rows[3] == (3, "synced", None) and rows[7] == (
+        7,
+        "unchanged",
+        None,
+    )  # the first row of an offset stays
+    assert rows[100] == (100, "superseded", "newer event at offset 101")
