@@ -7,6 +7,7 @@ replies); uvloop's are cheaper. Without uvloop (Windows) asyncio's own loop runs
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -21,7 +22,22 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+# The cyclic garbage collector's young generation runs every 700 net container allocations by default;
+# a backfill allocates millions (decoded rows, futures, rows of outcomes), so collections took 15 % of
+# its CPU (measured: 2.9 s of 19 s). A larger young generation and the start-up objects frozen out of
+# every scan (`gc.freeze`) leave 0.3 s. Reference counting still frees almost everything at once; only
+# reference cycles wait longer.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_garbage_collection() -> None:
+    gc.collect()
+    gc.freeze()  # modules, settings, registries: alive for the whole process, never worth a scan
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` on the project's event loop."""
+    """`asyncio.run` on the project's event loop, with the collector tuned for a long-running pipeline."""
+    tune_garbage_collection()
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coroutine)
