@@ -16,15 +16,15 @@ from typing import Any
 import orjson
 import psycopg
 import structlog
-from psycopg.types.json import Jsonb, set_json_dumps
+from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.pipeline.events import EntityType
+from consumer.pipeline.group_writes import write_group
 from consumer.pipeline.plan import EntityState
 from consumer.pipeline.row_images import recalled
 from consumer.pipeline.source_reads import GATHER_SECONDS, SourceReader, settle_all
-from consumer.pipeline.sync_log_writes import write_outcomes
-from consumer.pipeline.write_back import QUEUE_SQL, WriteBack, WriteBackQueue, queue_rows
+from consumer.pipeline.write_back import WriteBack, WriteBackQueue
 
 log = structlog.get_logger("zoho_cdc.store")
 
@@ -292,47 +292,8 @@ class SyncStore:
         entities = [item.entity for item in group if item.entity is not None]
         intents = [item.clear_intent for item in group if item.clear_intent is not None]
         write_backs = [item.write_back for item in group if item.write_back is not None]
-        async with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            if outcomes:
-                await write_outcomes(cur, outcomes)
-            if entities:
-                await cur.executemany(
-                    "INSERT INTO zoho_entity_map (entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
-                    " zoho_status, natural_key, source_row, rejected_digest, currency_code, updated_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-                    " ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
-                    " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
-                    " payload_hash = EXCLUDED.payload_hash,"
-                    " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
-                    " zoho_status = COALESCE(EXCLUDED.zoho_status, zoho_entity_map.zoho_status),"
-                    " natural_key = COALESCE(EXCLUDED.natural_key, zoho_entity_map.natural_key),"
-                    " source_row = COALESCE(EXCLUDED.source_row, zoho_entity_map.source_row),"
-                    " rejected_digest = EXCLUDED.rejected_digest,"
-                    " currency_code = COALESCE(EXCLUDED.currency_code, zoho_entity_map.currency_code),"
-                    " updated_at = now()",
-                    [
-                        (
-                            e.entity_type.value,
-                            e.entity_id,
-                            e.zoho_id,
-                            e.payload_hash,
-                            e.last_lsn,
-                            e.zoho_status,
-                            e.natural_key,
-                            None if e.source_row is None else Jsonb(e.source_row),
-                            e.rejected_digest,
-                            e.currency_code,
-                        )
-                        for e in entities
-                    ],
-                )
-            if intents:
-                await cur.executemany(
-                    "DELETE FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
-                    [(t.value, i) for t, i in intents],
-                )
-            if write_backs:
-                await cur.executemany(QUEUE_SQL, queue_rows(write_backs))
+        async with self._pool.connection() as conn:
+            await write_group(conn, outcomes, entities, intents, write_backs)
         if write_backs:
             self.write_backs.poke()
 

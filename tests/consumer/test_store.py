@@ -220,3 +220,20 @@ async def test_a_bulk_of_outcomes_is_copied_once_each_even_when_some_were_logged
         None,
     )  # the first row of an offset stays
     assert rows[100] == (100, "superseded", "newer event at offset 101")
+
+
+@pytest.mark.parametrize("bulk", [0, 80], ids=["pipelined group", "group with a COPY bulk"])
+async def test_a_bad_row_in_a_group_commit_fails_alone(database_url: str, bulk: int) -> None:
+    migrate(database_url)
+    async with SyncStore(database_url) as store:
+        results = await asyncio.gather(
+            store.record([row(1)]),
+            store.record([row(2, "not-an-outcome")]),  # refused by the check constraint
+            store.record([row(n, "superseded") for n in range(10, 10 + bulk)]),
+            return_exceptions=True,
+        )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], psycopg.errors.CheckViolation)
+    with psycopg.connect(database_url) as conn:
+        offsets = [r[0] for r in conn.execute("SELECT kafka_offset FROM zoho_sync_log ORDER BY 1").fetchall()]
+    assert offsets == [1, *range(10, 10 + bulk)]
