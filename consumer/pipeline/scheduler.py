@@ -262,23 +262,17 @@ class KeyScheduler:
 
     async def wait_in_flight(self, at_most: int, timeout: float) -> bool:
         """Wait until at most `at_most` records are in flight; False on timeout."""
-        deadline = time.monotonic() + timeout
-        while self._in_flight > at_most and self.fatal is None:
-            self._progress.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self._progress.wait(), remaining)
-            except TimeoutError:
-                return False
-        return True
+        return await self._wait_until(lambda: self._in_flight <= at_most or self.fatal is not None, timeout)
 
     async def wait_partitions_idle(self, partitions: Iterable[Partition], timeout: float) -> bool:
         """Wait until no record of these partitions is in flight; False on timeout."""
         wanted = list(partitions)
+        return await self._wait_until(lambda: not self.in_flight_for(wanted), timeout)
+
+    async def _wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait, woken by each finished record, until `done()`; False on timeout."""
         deadline = time.monotonic() + timeout
-        while self.in_flight_for(wanted):
+        while not done():
             self._progress.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -20,10 +20,11 @@ from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.pipeline.events import EntityType
+from consumer.pipeline.gathered import GATHER_SECONDS, settle_all
 from consumer.pipeline.group_writes import write_group
 from consumer.pipeline.plan import EntityState
 from consumer.pipeline.row_images import recalled
-from consumer.pipeline.source_reads import GATHER_SECONDS, SourceReader, settle_all
+from consumer.pipeline.source_reads import SourceReader
 from consumer.pipeline.write_back import WriteBack, WriteBackQueue
 
 log = structlog.get_logger("zoho_cdc.store")
