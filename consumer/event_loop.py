@@ -24,11 +24,12 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 # The cyclic garbage collector's young generation runs every 700 net container allocations by default;
 # a backfill allocates millions (decoded rows, futures, rows of outcomes), so collections took 15 % of
-# its CPU (measured on the 50,000-event backfill: 2.9 s of 19 s). With the start-up objects frozen out
-# of every scan (`gc.freeze`) and these thresholds they take 1.0 s. Reference counting still frees
+# its CPU (measured on the 50,000-event backfill: 3.1 s of 18.5 s). With the start-up objects frozen out
+# of every scan (`gc.freeze`) and these thresholds they take 1.2 s. Reference counting still frees
 # almost everything at once; only reference cycles wait longer, which costs memory: (50_000, 50, 100)
-# saved another 0.5 s but raised the backfill's peak RSS by 80 MB, these by 20 MB.
-GC_THRESHOLDS = (20_000, 10, 10)
+# saved another 0.9 s but raised the backfill's peak RSS by 80 MB and a replay's by 110 MB; these
+# thresholds cost about +30 MB in a replay and nothing measurable in the backfill.
+GC_THRESHOLDS = (10_000, 10, 10)
 
 
 def tune_garbage_collection() -> None:
