@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -15,6 +16,8 @@ T = TypeVar("T")
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if os.environ.get("ZCDC_EVENT_LOOP") == "asyncio":  # asyncio's own loop, e.g. to rule uvloop out
+        return None
     try:
         import uvloop
     except ImportError:

@@ -173,14 +173,18 @@ class SyncRunner:
             while not self._stop.is_set():
                 if self.engine.fatal is not None:
                     raise FatalSyncError(str(self.engine.fatal)) from self.engine.fatal
-                # Paused, nothing can arrive: the wait for the engine below replaces the poll's wait.
-                wait_ms = 0 if self._paused else 200
+                bounded = self.options.bounded
+                # A bounded run (backfill, reprocess) that is paused waits for the engine below instead of
+                # the poll. A live run keeps polling with a wait: with static membership, a restarted
+                # member got no partitions back while the others polled without one (benchmark 6).
+                wait_ms = 0 if bounded and self._paused else 200
                 self._submit(
                     await consumer.getmany(timeout_ms=wait_ms, max_records=self.options.max_poll_records)
                 )
-                # A poll served from the prefetch buffer never yields: let the writes and reads the
-                # records just started get under way while the next ones are read.
-                await asyncio.sleep(0)
+                if bounded:
+                    # A poll served from the prefetch buffer never yields: let the writes and reads the
+                    # records just started get under way while the next ones are read.
+                    await asyncio.sleep(0)
                 self._apply_backpressure(consumer)
                 await self._gate_read_ahead()
                 if time.monotonic() - last_commit >= self.options.commit_interval:
@@ -188,11 +192,11 @@ class SyncRunner:
                     last_commit = time.monotonic()
                 if self._on_progress:
                     self._on_progress(self)
-                if self.options.bounded and await self._intake_done():
+                if bounded and await self._intake_done():
                     # woken by the last outcome, not by a poll; a fatal error is raised above instead
                     if await self.engine.wait_idle(0.2) and self.engine.fatal is None:
                         break
-                elif self._paused:
+                elif bounded and self._paused:
                     await self.engine.wait_in_flight(self.options.max_in_flight // 2, 0.2)
         finally:
             await self._shut_down()
