@@ -57,6 +57,30 @@ class Refusal:
             http_status=getattr(exc, "http_status", None),
         )
 
+    def letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        content: tuple[bytes | None, bytes | None],
+        reprocess_count: int = 0,
+    ) -> DeadLetter:
+        """The dead letter of a record (`content`: its key and value) refused for this reason."""
+        key, value = content
+        return DeadLetter(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            reason=self.reason,
+            kind=self.kind,
+            exception_class=self.exc_class,
+            attempts=self.attempts,
+            http_status=self.http_status,
+            reprocess_count=reprocess_count,
+        )
+
 
 def change_as_record(event: ChangeEvent, topic_prefix: str) -> tuple[bytes, bytes]:
     """A change as Debezium would have sent it (a snapshot read of its row), so `dlq reprocess` can re-drive a
@@ -105,20 +129,13 @@ class DeadLetterDesk:
                 row = self._row(item, "failed", refusal, error)
                 await recorder.record(Outcome([*(prior or []), row], entity=entity))
                 return
-        key, value = self._content(item)
         await self.publish(
-            DeadLetter(
-                topic=headers.get(H_TOPIC) or rec.topic,
-                partition=header_int(headers, H_PARTITION, rec.partition),
-                offset=header_int(headers, H_OFFSET, rec.offset),
-                key=key,
-                value=value,
-                reason=refusal.reason,
-                kind=refusal.kind,
-                exception_class=refusal.exc_class,
-                attempts=refusal.attempts,
-                http_status=refusal.http_status,
-                reprocess_count=reprocess_count,
+            refusal.letter(
+                headers.get(H_TOPIC) or rec.topic,
+                header_int(headers, H_PARTITION, rec.partition),
+                header_int(headers, H_OFFSET, rec.offset),
+                self._content(item),
+                reprocess_count,
             )
         )
         event = item.event
@@ -140,21 +157,8 @@ class DeadLetterDesk:
     async def publish_change(self, event: ChangeEvent, refusal: Refusal) -> None:
         """Dead-letter a change that is no Kafka record of its own (a parent Zoho refused while a child
         needed it): published as its entity's record, with no source partition or offset."""
-        key, value = change_as_record(event, self.topic_prefix)
-        await self.publish(
-            DeadLetter(
-                topic=event.entity_type.topic(self.topic_prefix),
-                partition=-1,
-                offset=-1,
-                key=key,
-                value=value,
-                reason=refusal.reason,
-                kind=refusal.kind,
-                exception_class=refusal.exc_class,
-                attempts=refusal.attempts,
-                http_status=refusal.http_status,
-            )
-        )
+        content = change_as_record(event, self.topic_prefix)
+        await self.publish(refusal.letter(event.entity_type.topic(self.topic_prefix), -1, -1, content))
 
     async def publish(self, letter: DeadLetter) -> None:
         """Produce a dead letter. It is a send like a Zoho call: withdrawn before it, never cancelled once
