@@ -13,7 +13,7 @@ import asyncio
 import functools
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import psycopg
@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from consumer.entities.registry import spec_of
 from consumer.pipeline.events import EntityType
+from consumer.pipeline.source_reads import as_uuid
 
 log = structlog.get_logger("zoho_cdc.write_back")
 
@@ -108,14 +109,10 @@ class _Queued:
     status: str
     called: bool
     queued_at: Any
+    row_id: uuid.UUID | None = field(init=False)  # the source row's key; None for an id no source row has
 
-    @property
-    def row_id(self) -> uuid.UUID | None:
-        """The source row's key; None for an id that is no source row (the source tables key by uuid)."""
-        try:
-            return uuid.UUID(self.entity_id)
-        except ValueError:
-            return None
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "row_id", as_uuid(self.entity_id))  # parsed once, read four times
 
 
 class WriteBackQueue:
