@@ -3,9 +3,9 @@
 It wires the three parts a newcomer reads in turn: the `KeyScheduler` (one worker per entity key, the
 Parallel Consumer model), the `EventPolicy` (what a key's batch becomes, step by step) and the
 `OutcomeRecorder` (durable rows). Records are decoded on arrival; `on_done` (which advances the
-offset watermark) is called only after a record's row is durable. A backfill's replay settles every
-record but each entity's newest at once, in bulk, without a call and without decoding it
-(`ReplayIntake`); the newest ones Zoho already holds can be settled in bulk too (`UnchangedInBulk`).
+offset watermark) is called only after a record's row is durable. A backfill's replay only moves past
+the records its first pass already recorded (`ReplayIntake`); the newest ones Zoho already holds are
+settled in bulk too (`UnchangedInBulk`).
 """
 
 from __future__ import annotations
@@ -93,7 +93,6 @@ class SyncEngine:
         if replay is not None:
             self._replay = ReplayIntake(
                 replay,
-                topic_prefix=options.topic_prefix,
                 recorder=self._recorder,
                 scheduler=self._scheduler,
                 settled=self._settled,
@@ -101,6 +100,10 @@ class SyncEngine:
                 pipeline=self._admitted,
                 unchanged=self._unchanged,
             )
+        # A replay's first pass already recorded most records: the runner moves past them unread.
+        self.recorded_before: Callable[[str, int, int], bool] | None = None
+        if replay is not None:
+            self.recorded_before = replay.recorded_in_first_pass
 
     async def _handle(self, key: Key, batch: list[WorkItem]) -> None:
         await self._policy.handle(key, batch)

@@ -64,6 +64,7 @@ class Store(Protocol):
         entity: EntityUpdate | None = None,
         write_back: WriteBack | None = None,
         clear_intent: tuple[EntityType, str] | None = None,
+        at_once: bool = False,
     ) -> None: ...
 
 
@@ -97,26 +98,44 @@ class OutcomeRecorder:
         outcome: str,
         **fields: Any,
     ) -> OutcomeRow:
-        """The sync-log row of a record known by its entity alone (a replay's superseded records are
-        read by their key only: their row has no source position)."""
+        """The sync-log row of a record known by its entity alone, without its decoded change."""
+        return self.position_row(
+            record.topic, record.partition, record.offset, entity_type, entity_id, outcome, **fields
+        )
+
+    def position_row(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        entity_type: EntityType | None,
+        entity_id: str | None,
+        outcome: str,
+        **fields: Any,
+    ) -> OutcomeRow:
+        """The sync-log row of the record at a Kafka position (a replay's first pass holds no record)."""
         return OutcomeRow(
             consumer_group=self.consumer_group,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
+            topic=topic,
+            partition=partition,
+            offset=offset,
             entity_type=entity_type.value if entity_type else "unknown",
             entity_id=entity_id,
             outcome=outcome,
             **fields,
         )
 
-    async def record(self, outcome: Outcome, *, quiet: bool = False) -> None:
-        """Write an outcome in one transaction; see the module docstring for what cannot stop it."""
+    async def record(self, outcome: Outcome, *, bulk: bool = False) -> None:
+        """Write an outcome in one transaction; see the module docstring for what cannot stop it.
+
+        `bulk`: many records settled at once (a replay's): written without waiting for other writes to
+        join its group, and logged in one line."""
         rows = outcome.rows
         parts = {
             "entity": outcome.entity,
             "write_back": outcome.write_back,
             "clear_intent": outcome.clear_intent,
+            "at_once": bulk,
         }
         try:
             await self.retrying(lambda: self.store.record(rows, **parts), what="sync-log write")
@@ -127,8 +146,8 @@ class OutcomeRecorder:
             rows = [
                 _bare(row, f"PostgreSQL refused this outcome's content: {type(exc).__name__}") for row in rows
             ]
-            await self.retrying(lambda: self.store.record(rows), what="sync-log write")
-        if quiet:  # a replay's settled records: one line per bulk write, not one per record
+            await self.retrying(lambda: self.store.record(rows, at_once=bulk), what="sync-log write")
+        if bulk:  # one line per bulk write, not one per record
             log.info("settled in bulk", records=len(rows), outcomes=dict(Counter(r.outcome for r in rows)))
             return
         for row in rows:  # one log line per durable outcome

@@ -2,13 +2,15 @@
 
 The first pass reads the whole range once and keeps, per entity, only the positions of its newest
 record and of the images that record needs to be made whole (the newest full image before it and
-the partial ones in between). The second pass applies those records and records every other one
-`superseded` without a Zoho call, so a backlog costs one call per entity whatever its size or how
-far apart its updates lie, and memory grows with the number of distinct entities, never with the
-number of events. Records are ordered per entity by source LSN (arrival order when one has none),
-as `consumer.pipeline.policy.in_source_order` does. The second pass reads a superseded record by its
-key alone; the first pass keeps the positions of the few records that must be read in full (those it
-could not read, which are dead-lettered, and tombstones that have a value). Pure data, no I/O.
+the partial ones in between). A record that falls out of that set is superseded for good: everything
+kept from then on is at least as new as the full image that pushed it out. `add` hands such records
+back at once, so the first pass records them `superseded` while it reads (with their source position)
+and the second pass passes over them without reading them again. The second pass applies the kept
+records; memory grows with the number of distinct entities, never with the number of events.
+Records are ordered per entity by source LSN (arrival order when one has none), as
+`consumer.pipeline.policy.in_source_order` does. The first pass also keeps the positions of the few
+records it leaves to the second pass to read in full (those it could not read, which are
+dead-lettered, and tombstones that have a value). Pure data, no I/O.
 """
 
 from __future__ import annotations
@@ -34,6 +36,18 @@ class _Position(NamedTuple):
     partition: int
     offset: int
     whole: bool  # a full image, or a delete: nothing before it is needed
+    source_ts_ms: int | None
+
+
+class Superseded(NamedTuple):
+    """A record the first pass has seen superseded for good, and the newer record that did it."""
+
+    topic: str
+    partition: int
+    offset: int
+    lsn: int | None
+    source_ts_ms: int | None
+    by_offset: int
 
 
 def _newest_last(entries: list[_Position]) -> list[_Position]:
@@ -48,7 +62,9 @@ class ReplayIndex:
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str], list[_Position]] = {}
         self._topics: dict[str, int] = {}
-        self._full_reads: set[tuple[int, int, int]] = set()  # (topic, partition, offset)
+        self._topic_names: list[str] = []
+        self._kept: set[tuple[int, int, int]] = set()  # (topic, partition, offset) of every kept entry
+        self._full_reads: set[tuple[int, int, int]] = set()
         self._seq = 0
         self.records = 0
 
@@ -56,37 +72,59 @@ class ReplayIndex:
         return len(self._keys)
 
     def _topic(self, topic: str) -> int:
-        return self._topics.setdefault(topic, len(self._topics))
+        topic_id = self._topics.get(topic)
+        if topic_id is None:
+            topic_id = self._topics[topic] = len(self._topic_names)
+            self._topic_names.append(topic)
+        return topic_id
 
-    def add(self, change: ChangeSummary, topic: str, partition: int, offset: int) -> None:
-        """Index one change, read by `summarize_change` (tombstones carry no state and are not indexed)."""
+    def add(self, change: ChangeSummary, topic: str, partition: int, offset: int) -> list[Superseded]:
+        """Index one change, read by `summarize_change`; returns the records it supersedes for good.
+
+        A tombstone carries no state: it is not indexed, and its record is the caller's to settle."""
         if change.op is Op.TOMBSTONE:
-            return
+            self._topic(topic)
+            return []
         self.records += 1
         self._seq += 1
         whole = change.whole
-        new = _Position(change.lsn, self._seq, self._topic(topic), partition, offset, whole)
+        new = _Position(
+            change.lsn, self._seq, self._topic(topic), partition, offset, whole, change.source_ts_ms
+        )
         key = (change.entity_type.value, change.entity_id)
+        self._kept.add((new.topic, partition, offset))
         entries = self._keys.get(key)
         if entries is None:
             self._keys[key] = [new]
-            return
+            return []
         last = entries[-1]
         if whole and new.lsn is not None and last.lsn is not None and new.lsn >= last.lsn:
-            entries[:] = [new]  # the common case: a newer full image replaces everything kept
-            return
-        entries.append(new)
-        ordered = _newest_last(entries)
-        start = max((i for i, e in enumerate(ordered) if e.whole), default=0)
-        entries[:] = ordered[start:]
+            dropped = entries  # the common case: a newer full image replaces everything kept
+            self._keys[key] = [new]
+        else:
+            ordered = _newest_last([*entries, new])
+            start = max((i for i, e in enumerate(ordered) if e.whole), default=0)
+            dropped, entries[:] = ordered[:start], ordered[start:]
+        if not dropped:
+            return []
+        by = self._keys[key][0].offset  # the full image every dropped record is older than
+        name = self._topic_names
+        for e in dropped:
+            self._kept.discard((e.topic, e.partition, e.offset))
+        return [Superseded(name[e.topic], e.partition, e.offset, e.lsn, e.source_ts_ms, by) for e in dropped]
 
     def read_in_full(self, topic: str, partition: int, offset: int) -> None:
         """Mark a record whose key alone does not tell what the second pass must record for it."""
         self._full_reads.add((self._topic(topic), partition, offset))
 
-    def needs_full_read(self, topic: str, partition: int, offset: int) -> bool:
+    def recorded_in_first_pass(self, topic: str, partition: int, offset: int) -> bool:
+        """True for a record the first pass saw and recorded itself (superseded, or a tombstone): neither
+        kept for the second pass nor left to it to read in full."""
         topic_id = self._topics.get(topic)
-        return topic_id is None or (topic_id, partition, offset) in self._full_reads
+        if topic_id is None:
+            return False
+        position = (topic_id, partition, offset)
+        return position not in self._kept and position not in self._full_reads
 
     def role(self, key: tuple[str, str], topic: str, partition: int, offset: int) -> tuple[Role, int | None]:
         """The role of a record in the second pass, with the offset of the entity's newest record.
@@ -100,7 +138,7 @@ class ReplayIndex:
             return Role.APPLY, None
         newest = entries[-1]
         if (newest.topic, newest.partition, newest.offset) == (topic_id, partition, offset):
-            del self._keys[key]
+            del self._keys[key]  # its positions stay kept: a merge image may still come, on another partition
             return Role.APPLY, offset
         for e in entries[:-1]:
             if (e.topic, e.partition, e.offset) == (topic_id, partition, offset):

@@ -1,10 +1,10 @@
 """A backfill's second pass: what each replayed record needs, decided as it arrives.
 
-The first pass (`ReplayIndex`) named each entity's newest record and the partial images it is made whole
-from. Those are decoded and go on: the newest to the pipeline, or to the bulk check of entities Zoho
-already holds (`UnchangedInBulk`). Every other record gets its outcome at once, without a call and
-without decoding: a superseded record or a tombstone is read by its key alone, so its sync-log row names
-the entity but no source position. A record the first pass could not read is decoded in full and
+The first pass recorded every record it saw superseded, and every tombstone; the runner moves the
+offsets past those (`SyncEngine.recorded_before`) without handing them here. What remains is each entity's
+newest record and the partial images it is made whole from: they are decoded and go on, the newest to
+the pipeline or to the bulk check of entities Zoho already holds (`UnchangedInBulk`), the images folded
+into it and recorded `superseded`. A record the first pass could not read is decoded in full and
 dead-lettered by the pipeline with its reason, as is one whose columns turn out unreadable.
 """
 
@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from consumer.entities.registry import entity_for_topic
-from consumer.pipeline.decode import key_id_of, summarize_change
-from consumer.pipeline.events import ChangeEvent, ChangeSummary, DecodeError, EntityType, Op
+from consumer.pipeline.events import ChangeEvent, DecodeError, Op
 from consumer.pipeline.recording import OutcomeRecorder
 from consumer.pipeline.replay_index import ReplayIndex, Role
 from consumer.pipeline.replay_unchanged import UnchangedInBulk
@@ -33,7 +31,6 @@ class ReplayIntake:
         self,
         index: ReplayIndex,
         *,
-        topic_prefix: str,
         recorder: OutcomeRecorder,
         scheduler: KeyScheduler,
         settled: BulkSettler,
@@ -42,7 +39,6 @@ class ReplayIntake:
         unchanged: UnchangedInBulk | None,
     ) -> None:
         self._index = index
-        self._prefix = topic_prefix
         self._recorder = recorder
         self._scheduler = scheduler
         self._settled = settled
@@ -52,50 +48,22 @@ class ReplayIntake:
         self._images: dict[Key, ChangeEvent] = {}  # images a newest record is made whole from
 
     def submit(self, record: InboundRecord, event: ChangeEvent | None = None) -> None:
-        named = None
-        if event is None and not self._index.needs_full_read(record.topic, record.partition, record.offset):
-            named = self._named_by_key(record)
-        if named is None:
-            change = ChangeSummary.of(event) if event is not None else self._summarized(record)
-            if change is None:
-                self._pipeline(WorkItem(record, *self._decode(record)))  # dead-lettered with its reason
-                return
-            named = _Named(change.entity_type, change.entity_id, change.op is Op.TOMBSTONE, change)
-        self._route(record, named, event)
-
-    def _named_by_key(self, record: InboundRecord) -> _Named | None:
-        """The entity of a record from its key alone; None when only its value tells."""
-        try:
-            entity_id = key_id_of(record.key)
-            entity = entity_for_topic(record.topic, topic_prefix=self._prefix)
-        except DecodeError:
-            return None
-        return None if entity_id is None else _Named(entity, entity_id, record.value is None, None)
-
-    def _summarized(self, record: InboundRecord) -> ChangeSummary | None:
-        try:
-            return summarize_change(record.topic, record.key, record.value, topic_prefix=self._prefix)
-        except DecodeError:
-            return None
-
-    def _route(self, record: InboundRecord, named: _Named, event: ChangeEvent | None) -> None:
-        if named.tombstone:
-            self._settle(record, named, "skipped", operation="none", error="tombstone")
-            return
-        key = (named.entity.value, named.entity_id)
-        role, newest = self._index.role(key, record.topic, record.partition, record.offset)
-        if role is Role.SUPERSEDED:
-            self._settle(record, named, "superseded", error=f"newer event at offset {newest}")
-            return
-        error = None
         if event is None:
             event, error = self._decode(record)
-        if event is None:  # a column the first pass does not read is unreadable
-            self._pipeline(WorkItem(record, None, error))
+            if event is None:
+                self._pipeline(WorkItem(record, None, error))  # dead-lettered with its reason
+                return
+        if event.op is Op.TOMBSTONE:  # one only its value tells (e.g. JSON null)
+            self._settle(record, event, "skipped", operation="none", error="tombstone")
+            return
+        key = (event.entity_type.value, event.entity_id)
+        role, newest = self._index.role(key, record.topic, record.partition, record.offset)
+        if role is Role.SUPERSEDED:  # a record given with its change, which the first pass did not record
+            self._settle(record, event, "superseded", error=f"newer event at offset {newest}")
         elif role is Role.MERGE:
             image = self._images.get(key)
             self._images[key] = event if image is None else coalesce([image, event])
-            self._settle(record, named, "superseded", error=f"newer event at offset {newest}")
+            self._settle(record, event, "superseded", error=f"newer event at offset {newest}")
         else:
             self._apply(key, record, event, indexed=newest is not None)
 
@@ -109,24 +77,8 @@ class ReplayIntake:
         else:  # a record the first pass never saw goes through every check of the pipeline
             self._pipeline(item)
 
-    def _settle(self, record: InboundRecord, named: _Named, outcome: str, **fields: Any) -> None:
+    def _settle(self, record: InboundRecord, event: ChangeEvent, outcome: str, **fields: Any) -> None:
         """Record an outcome decided without any work; such rows are written in bulk."""
-        item = WorkItem(record, None, None)
+        item = WorkItem(record, event, None)
         self._scheduler.admit(item)
-        change = named.change
-        if change is not None:
-            fields.update(source_lsn=change.lsn, source_ts_ms=change.source_ts_ms)
-        self._settled.row(
-            item, self._recorder.named_row(record, named.entity, named.entity_id, outcome, **fields)
-        )
-
-
-class _Named:
-    """A replayed record's entity, and its summary when the value had to be read."""
-
-    __slots__ = ("entity", "entity_id", "tombstone", "change")
-
-    def __init__(
-        self, entity: EntityType, entity_id: str, tombstone: bool, change: ChangeSummary | None
-    ) -> None:
-        self.entity, self.entity_id, self.tombstone, self.change = entity, entity_id, tombstone, change
+        self._settled.row(item, self._recorder.row(item, outcome, **fields))

@@ -216,8 +216,13 @@ class SyncRunner:
                 continue  # revoked while we were fetching
             wm = self.watermarks.setdefault(tp, OffsetWatermark())
             end = self.end_offsets.get(tp, 0) if self.options.bounded else None
+            recorded = self.engine.recorded_before
             for m in messages:
                 if end is not None and m.offset >= end:
+                    continue
+                if recorded is not None and recorded(m.topic, m.partition, m.offset):
+                    self.records += 1
+                    wm.passed(m.offset)  # its durable row was written before this run read it
                     continue
                 wm.received(m.offset)
                 if self.options.accept is not None and not self.options.accept(m):

@@ -80,7 +80,7 @@ class BulkSettler:
         commits the outcomes written together in one transaction)."""
         whole = [o for o in outcomes if o.entity or o.write_back or o.clear_intent]
         rows += [row for o in outcomes if not (o.entity or o.write_back or o.clear_intent) for row in o.rows]
-        writes = [self._recorder.record(outcome, quiet=True) for outcome in whole]
+        writes = [self._recorder.record(outcome, bulk=True) for outcome in whole]
         if rows:
-            writes.append(self._recorder.record(Outcome(rows), quiet=True))
+            writes.append(self._recorder.record(Outcome(rows), bulk=True))
         await asyncio.gather(*writes)

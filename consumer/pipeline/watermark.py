@@ -28,6 +28,11 @@ class OffsetWatermark:
         if self._highest_seen is None or offset > self._highest_seen:
             self._highest_seen = offset
 
+    def passed(self, offset: int) -> None:
+        """A record whose outcome was durable before it arrived (`received` and `completed` at once)."""
+        if self._highest_seen is None or offset > self._highest_seen:
+            self._highest_seen = offset
+
     def completed(self, offset: int) -> None:
         self._pending.discard(offset)
         # Completed offsets behind a slow one stay in the heap until it completes; rebuild it from the

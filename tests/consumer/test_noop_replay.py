@@ -83,6 +83,13 @@ async def test_a_replay_of_an_already_synced_range_calls_zoho_zero_times_and_rec
     assert all(
         entity_type in ("customer", "invoice") and entity_id for *_, entity_type, entity_id, _ in logged
     )
+    # the first pass recorded the superseded records as it read them, with their place in the source
+    superseded = source.query(
+        "SELECT source_lsn, error FROM zoho_sync_log WHERE consumer_group = %s AND outcome = 'superseded'",
+        f"{topic_prefix}-replay",
+    )
+    assert len(superseded) == records - 11
+    assert all(lsn is not None and error.startswith("newer event at offset ") for lsn, error in superseded)
     # the source rows already say 'synced' and the Zoho id: nothing is written back to them
     assert written_back == []
     topics = source_topics(topic_prefix)

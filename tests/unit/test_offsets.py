@@ -25,6 +25,19 @@ def test_watermark_stops_at_the_lowest_pending_offset() -> None:
     assert wm.committable() == 14
 
 
+def test_a_record_recorded_before_it_arrived_moves_the_watermark_only_past_the_pending_ones() -> None:
+    wm = OffsetWatermark()
+    wm.received(0)
+    wm.passed(1)  # a replay's first pass recorded it: no pending state at all
+    wm.passed(2)
+    assert wm.committable() == 0  # 0 is still pending: nothing past it
+    wm.completed(0)
+    assert wm.committable() == 3
+    wm.received(3)
+    wm.passed(4)
+    assert wm.committable() == 3
+
+
 def test_already_committed_offset_is_not_offered_again() -> None:
     wm = OffsetWatermark()
     wm.received(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumer.pipeline.events import ChangeEvent, ChangeSummary, EntityType, Op
-from consumer.pipeline.replay_index import ReplayIndex, Role
+from consumer.pipeline.replay_index import ReplayIndex, Role, Superseded
 
 T = "p.public.customers"
 
@@ -80,3 +80,45 @@ def test_memory_is_one_entry_per_entity_however_many_updates():
         index.add(ChangeSummary.of(change(offset + 1, entity_id=str(offset % 7))), T, 0, offset)
     assert len(index) == 7
     assert sum(len(v) for v in index._keys.values()) == 7
+
+
+def test_a_record_is_handed_back_once_it_is_superseded_for_good_with_its_source_position():
+    index = ReplayIndex()
+    assert index.add(ChangeSummary.of(change(10)), T, 0, 0) == []
+    assert index.add(ChangeSummary.of(change(20)), T, 0, 1) == [Superseded(T, 0, 0, 10, None, 1)]
+    # partial images are kept with the full image before them: nothing is superseded yet
+    assert index.add(ChangeSummary.of(change(30, partial=True)), T, 0, 2) == []
+    assert index.add(ChangeSummary.of(change(40, partial=True)), T, 0, 3) == []
+    # a newer full image supersedes the full one and the partials kept for it
+    dropped = index.add(ChangeSummary.of(change(50)), T, 0, 4)
+    assert [(d.offset, d.lsn, d.by_offset) for d in dropped] == [(1, 20, 4), (2, 30, 4), (3, 40, 4)]
+    # an older image arriving late (another partition) is superseded itself, at once
+    assert index.add(ChangeSummary.of(change(45)), T, 1, 0) == [Superseded(T, 1, 0, 45, None, 4)]
+
+
+def test_the_second_pass_passes_over_exactly_the_records_the_first_pass_recorded():
+    index = ReplayIndex()
+    recorded = set()
+    arrivals = [
+        (0, 0, change(10)),
+        (0, 1, change(20)),
+        (0, 2, change(30, partial=True)),
+        (1, 0, change(5, entity_id="b")),
+        (1, 1, change(40, partial=True)),
+        (1, 2, change(None, op=Op.TOMBSTONE, entity_id="b")),
+    ]
+    for partition, offset, event in arrivals:
+        recorded |= {
+            (d.partition, d.offset) for d in index.add(ChangeSummary.of(event), T, partition, offset)
+        }
+    index.read_in_full(T, 1, 3)  # e.g. a record the first pass could not read
+    # the tombstone (1, 2) is not indexed: the first pass records it itself
+    assert recorded == {(0, 0)}
+    passed_over = {(p, o) for p, o in [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (1, 3)]
+                   if index.recorded_in_first_pass(T, p, o)}  # fmt: skip
+    assert passed_over == recorded | {(1, 2)}
+    assert not index.recorded_in_first_pass("p.public.other", 0, 0)  # a topic the first pass never read
+    # handing out the newest record keeps the images before it unrecorded, even if they come after it
+    assert index.role(KEY, T, 1, 1) == (Role.APPLY, 1)
+    assert not index.recorded_in_first_pass(T, 0, 1)
+    assert not index.recorded_in_first_pass(T, 0, 2)
