@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,17 +150,24 @@ class EventPolicy:
         if stale is not None:
             return stale
         event = await self._made_whole(event, state)
-        digest = (
-            None if event.row is None or is_partial(event) else state_digest(event.entity_type, event.row)
-        )
+        whole = event.row is not None and not is_partial(event)
         explicit = self._explicit(item)
-        refused = entity_map.rejection(event, state, digest)
-        if entity_map.refused_before(state, digest, explicit=explicit):
-            # An echo (or replay) of a state Zoho refused: sending it again would be refused again.
-            self.recorder.metrics.outcome("skipped")
-            return Outcome(
-                [self.recorder.row(item, "skipped", operation="none", error=REFUSED_BEFORE)], refused
+
+        def refused() -> EntityUpdate | None:
+            """The map row remembering this state as refused: built only once Zoho refuses it."""
+            return entity_map.rejection(
+                event, state, state_digest(event.entity_type, event.row) if whole else None
             )
+
+        # Only an entity with a refused state on record is compared with it (a digest costs a JSON dump).
+        if whole and state is not None and state.rejected is not None:
+            digest = state_digest(event.entity_type, event.row)  # type: ignore[arg-type]
+            if entity_map.refused_before(state, digest, explicit=explicit):
+                # An echo (or replay) of a state Zoho refused: sending it again would be refused again.
+                self.recorder.metrics.outcome("skipped")
+                return Outcome(
+                    [self.recorder.row(item, "skipped", operation="none", error=REFUSED_BEFORE)], refused()
+                )
         planned = await self._plan(item, event, state, explicit=explicit, refused=refused)
         if not isinstance(planned, Plan):
             return planned
@@ -203,7 +211,7 @@ class EventPolicy:
         state: EntityState | None,
         *,
         explicit: bool,
-        refused: EntityUpdate | None,
+        refused: Callable[[], EntityUpdate | None],
     ) -> Plan | Decision:
         spec = spec_of(event.entity_type)
         keep = event.op is not Op.DELETE  # write 'failed' back to a row that still exists
@@ -211,14 +219,14 @@ class EventPolicy:
             plan = await self.plan(spec, event, state, explicit=explicit)
         except MappingError as exc:
             refusal = Refusal(f"cannot map row: {exc.reason}", "mapping", "MappingError")
-            return Refused(refusal, keep, refused)
+            return Refused(refusal, keep, refused())
         except AuthError as exc:
             raise credentials_refused(exc) from exc
         except (ZohoError, ParentRefused) as exc:
             # Only reached for an entity whose parent had to be synced first and Zoho refused it.
             parent = spec.parent.entity if spec.parent else "parent"
             return Refused(
-                Refusal.of_error(f"its {parent} could not be synced to Zoho: {exc}", exc), keep, refused
+                Refusal.of_error(f"its {parent} could not be synced to Zoho: {exc}", exc), keep, refused()
             )
         if plan.needs_parent is not None and plan.makes_call and plan.payload is None:
             return await self._parent_unavailable(item, spec, event)
@@ -252,7 +260,7 @@ class EventPolicy:
         state: EntityState | None,
         plan: Plan,
         started: float,
-        refused: EntityUpdate | None,
+        refused: Callable[[], EntityUpdate | None],
     ) -> Decision:
         metrics = self.recorder.metrics
         if plan.action is Action.SKIP:
@@ -267,7 +275,7 @@ class EventPolicy:
         except ZohoError as exc:
             refusal = Refusal.of_error(f"{plan.action}: {exc}", exc)
             metrics.zoho_calls(refusal.attempts)
-            return Refused(refusal, event.op is not Op.DELETE, refused)
+            return Refused(refusal, event.op is not Op.DELETE, refused())
         metrics.zoho_calls(applied.calls)
         self._stale_streak = 0
         done = (event.entity_type, event.entity_id)
