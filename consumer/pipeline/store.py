@@ -231,7 +231,7 @@ class SyncStore:
         self._intents.append(((entity_type.value, entity_id, operation, natural_key), future))
         if self._intent_writer is None or self._intent_writer.done():
             self._intent_writer = asyncio.create_task(self._write_intents())
-        await asyncio.shield(future)
+        await future  # this caller's alone: if it is cancelled, the intent is still written
 
     async def _write_intents(self) -> None:
         while self._intents:
@@ -277,7 +277,7 @@ class SyncStore:
             self._group_full.set()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_groups())
-        await asyncio.shield(future)
+        await future  # this caller's alone (no shield needed): if it is cancelled, the write still goes
 
     async def _write_groups(self) -> None:
         while self._writes:
