@@ -50,7 +50,8 @@ class CustomerCalls(ZohoTransport):
         self, payload: dict[str, Any], before_send: BeforeSend | None = None
     ) -> dict[str, Any]:
         """POST /customers. On a display-name clash (3062) retries once as "Name (<account number>)".
-        `before_send` runs once, when the first request holds its send slot, before it is sent.
+        `before_send` runs once, before the first request is sent: when it can go out at once, or once it
+        holds its send slot.
 
         Raises ResponseLost when the reply was lost (the customer may exist): resolve with find_customer.
         """

@@ -56,6 +56,7 @@ class SharedWindow:
     PERMIT_POLL_SECONDS = 0.2
     MAX_SLEEP_SECONDS = 1.0
     IDLE_REPORT_SECONDS = 0.2
+    SHORT_WAIT_SECONDS = 0.05  # a send spaced less than this after the last one counts as going out at once
 
     def __init__(
         self,
@@ -116,6 +117,7 @@ class SharedWindow:
         self._changed = asyncio.Event()
         self._queue = asyncio.Lock()
         self._sent: deque[float] = deque(maxlen=rate_per_window + 1)
+        self._window_open = False  # the last reservation: granted in full, at once, with room left
         self._reserved_at: dict[float, float] = {}  # send time -> when its block was reserved
 
     @staticmethod
@@ -154,6 +156,18 @@ class SharedWindow:
     def _usable(self, now: float) -> bool:
         b = self._block
         return b is not None and b.left > 0 and now < b.valid_until
+
+    def open_now(self) -> bool:
+        """True when a call asking now is not expected to wait for the rate window: no pause, and either a
+        slot in hand that is due now or a last reservation granted in full, at once, with room left in the
+        organisation's window. A hint only: it may still wait briefly for a permit or for another process."""
+        now = self._now()
+        if now < self._paused_until or now >= self._lease_until or self._permits == 0:
+            return False
+        b = self._block
+        if b is not None and self._usable(now):
+            return now >= b.next_at
+        return self._window_open
 
     def _take(self, now: float) -> bool:
         b = self._block
@@ -259,6 +273,14 @@ class SharedWindow:
             self._paused_until = replied + grant.paused_for if grant.paused_for else 0.0
             if math.isfinite(grant.since_decrease):
                 self._last_decrease = max(self._last_decrease, replied - grant.since_decrease)
+            if want:
+                self._window_open = (
+                    grant.slots >= want
+                    and grant.start_in <= 0
+                    and grant.spacing < self.SHORT_WAIT_SECONDS
+                    and not grant.paused_for
+                    and grant.used_in_window < math.floor(grant.rate)
+                )
             if grant.slots:
                 self._block = _LocalBlock(
                     grant.block_id,
@@ -284,6 +306,7 @@ class SharedWindow:
 
     async def on_rate_limited(self, sent_at: float, retry_after: float | None = None) -> None:
         self.metrics.rate_limited += 1
+        self._window_open = False
         now = self._now()
         self._last_decrease = max(self._last_decrease, now)
         own = sum(1 for t in self._sent if sent_at - self.terms.window < t <= sent_at)

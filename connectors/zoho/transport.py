@@ -196,6 +196,12 @@ class ZohoTransport:
             self.metrics.daily_wait_seconds += waited
             tracking.record_budget_wait(waited)
         await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
+        if before_send is not None and self.window.open_now():
+            # The call can go out at once: run the step (a durable create intent) before taking the slot,
+            # so the slot and its permit are held for the call alone (one of Zoho's 10 concurrent permits
+            # held across a commit idled a backfill). When calls queue for the window, the step runs
+            # once the slot is held, so a wait for the rate window leaves no intent behind.
+            await before_send()  # runs once (`at_most_once`): the call in the slot below skips it
         before = self.window.metrics.wait_seconds
         async with self.window.send() as sent_at:
             self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before

@@ -141,8 +141,9 @@ class ZohoApplier:
             # A previous process died between intent and outcome: the create may have happened.
             existing = await calls.find(key, entity_id, row)
         if existing is None:
-            # written once the create holds its Zoho send slot, so waiting for the rate window leaves
-            # no intent behind (a crash then costs no natural-key lookups for calls never sent)
+            # written just before the create is sent (once it can go out at once, or holds its send slot),
+            # so waiting for the rate window leaves no intent behind (a crash then costs no natural-key
+            # lookups for calls never sent)
             async def intent() -> None:
                 await self.store.write_intent(entity_type, entity_id, "create", key)
 
