@@ -142,6 +142,10 @@ class SyncRunner:
         self._stop = asyncio.Event()
         self._stopped_by = "end"
         self._paused = False
+        # Paused partitions resume once in-flight records fall to this. A bounded run (a replay) is
+        # CPU-bound and refills at once, so it resumes sooner and keeps its pipeline fuller (the no-op
+        # replay of benchmark 1: about 10 % faster at 3/4 than at 1/2); a live run keeps the wider margin.
+        self._resume_at = options.max_in_flight * 3 // 4 if options.bounded else options.max_in_flight // 2
         self._on_progress = on_progress
         self.records = 0
 
@@ -197,7 +201,7 @@ class SyncRunner:
                     if await self.engine.wait_idle(0.2) and self.engine.fatal is None:
                         break
                 elif bounded and self._paused:
-                    await self.engine.wait_in_flight(self.options.max_in_flight // 2, 0.2)
+                    await self.engine.wait_in_flight(self._resume_at, 0.2)
         finally:
             await self._shut_down()
         return RunSummary(
@@ -282,7 +286,7 @@ class SyncRunner:
         if not self._paused and in_flight >= self.options.max_in_flight:
             consumer.pause(*consumer.assignment())
             self._paused = True
-        elif self._paused and in_flight <= self.options.max_in_flight // 2:
+        elif self._paused and in_flight <= self._resume_at:
             consumer.resume(*consumer.assignment())
             self._paused = False
         elif self._paused:
