@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -63,6 +63,9 @@ class RunOptions:
     read_ahead: bool = True
     # Records for which this returns False are left untouched: no outcome, and the commit stops before them.
     accept: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None
+    # A live static member that has not completed a join after this long rejoins as a dynamic member (see
+    # `SyncRunner.run`).
+    static_join_timeout: float = 30.0
 
 
 @dataclass
@@ -97,6 +100,7 @@ class _Revocation(ConsumerRebalanceListener):
         await self._runner.drain_and_commit(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self._runner.joined = True
         assigned = list(assigned)
         self._runner.engine.assigned((tp.topic, tp.partition) for tp in assigned)
         for tp in assigned:
@@ -148,6 +152,7 @@ class SyncRunner:
         self._resume_at = options.max_in_flight * 3 // 4 if options.bounded else options.max_in_flight // 2
         self._on_progress = on_progress
         self.records = 0
+        self.joined = False  # a join completed (an assignment arrived, even an empty one)
 
     # --- callbacks ------------------------------------------------------------------------
     def _record_done(self, record: InboundRecord) -> None:
@@ -164,8 +169,19 @@ class SyncRunner:
         self._stop.set()
 
     # --- the loop -------------------------------------------------------------------------
-    async def run(self, consumer: AIOKafkaConsumer) -> RunSummary:
-        """Fetch -> submit -> commit until stopped (live) or until the end offsets are done (bounded)."""
+    async def run(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        rejoin_dynamically: Callable[[AIOKafkaConsumer], Awaitable[AIOKafkaConsumer]] | None = None,
+    ) -> RunSummary:
+        """Fetch -> submit -> commit until stopped (live) or until the end offsets are done (bounded).
+
+        `rejoin_dynamically` (a live static member): replaces the consumer by one without
+        `group.instance.id`. It is used once, when no join completed within `static_join_timeout`: the local
+        Tansu broker can leave a static member restarted within its session timeout rejoining forever with
+        no assignment, while the others keep their partitions and its own have no owner. A dynamic member's
+        join makes the group rebalance."""
         started = time.monotonic()
         self._consumer = consumer
         if self.options.bounded:
@@ -177,6 +193,18 @@ class SyncRunner:
             while not self._stop.is_set():
                 if self.engine.fatal is not None:
                     raise FatalSyncError(str(self.engine.fatal)) from self.engine.fatal
+                if (
+                    rejoin_dynamically is not None
+                    and not self.joined
+                    and time.monotonic() - started > self.options.static_join_timeout
+                ):
+                    log.warning(
+                        "no assignment since joining as a static member; rejoining as a dynamic member",
+                        waited_s=round(time.monotonic() - started, 1),
+                    )
+                    consumer = self._consumer = await rejoin_dynamically(consumer)
+                    consumer.subscribe(list(self.options.topics), listener=_Revocation(self))
+                    rejoin_dynamically = None
                 bounded = self.options.bounded
                 # A bounded run (backfill, reprocess) that is paused waits for the engine below instead of
                 # the poll. A live run keeps polling with a wait: with static membership, a restarted

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+from aiokafka import AIOKafkaConsumer
 
 from consumer.entities.registry import source_topics
 from consumer.metrics import Metrics
@@ -126,6 +127,7 @@ class SyncSession:
             commit_interval=s.commit_interval_seconds,
             shutdown_timeout=s.shutdown_timeout_seconds,
             revoke_drain_timeout=min(s.shutdown_timeout_seconds, s.kafka_session_timeout_ms / 4000),
+            static_join_timeout=max(30.0, 3 * s.kafka_session_timeout_ms / 1000),
             **kw,
         )
 
@@ -135,15 +137,25 @@ class SyncSession:
             "session_timeout_ms": s.kafka_session_timeout_ms,
             "heartbeat_interval_ms": s.kafka_heartbeat_interval_ms,
         }
-        if s.kafka_group_instance_id and not runner.options.bounded:
-            # static membership: a restart within the session timeout gets its partitions straight back
-            membership["group_instance_id"] = s.kafka_group_instance_id
-        consumer = kafka_consumer(runner.options.bootstrap_servers, runner.options.group_id, **membership)
+        static = bool(s.kafka_group_instance_id) and not runner.options.bounded
+        bootstrap, group = runner.options.bootstrap_servers, runner.options.group_id
+        # static membership: a restart within the session timeout gets its partitions straight back
+        instance = {"group_instance_id": s.kafka_group_instance_id} if static else {}
+        consumer = kafka_consumer(bootstrap, group, **membership, **instance)
+        current = [consumer]
+
+        async def as_dynamic(old: AIOKafkaConsumer) -> AIOKafkaConsumer:
+            await old.stop()
+            new = kafka_consumer(bootstrap, group, **membership)
+            current.append(new)
+            await new.start()
+            return new
+
         await consumer.start()
         try:
-            return await runner.run(consumer)
+            return await runner.run(consumer, rejoin_dynamically=as_dynamic if static else None)
         finally:
-            await consumer.stop()
+            await current[-1].stop()
 
 
 @asynccontextmanager
