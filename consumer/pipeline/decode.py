@@ -225,19 +225,6 @@ def _unwrap(doc: Any, what: str) -> tuple[Any, Mapping[str, Any] | None]:
     return doc, None
 
 
-def key_id_of(key: bytes | None) -> str | None:
-    """The entity id a message key names (`{"id": ...}`, either converter shape), as `decode_event` reads
-    it; None when the key names none (the id is then the row's). Raises only `DecodeError`."""
-    if key and b"\\u0000" not in key:  # the common shape first: a bare {"id": "..."}
-        try:
-            doc = orjson.loads(key)
-        except ValueError:
-            doc = None
-        if type(doc) is dict and len(doc) == 1 and _plain_id(key_id := doc.get("id")):
-            return key_id  # type: ignore[no-any-return]
-    return _key_id(key)
-
-
 def _key_id(key: bytes | None) -> str | None:
     if key is None or key == b"":
         return None

@@ -101,9 +101,7 @@ class SyncEngine:
                 unchanged=self._unchanged,
             )
         # A replay's first pass already recorded most records: the runner moves past them unread.
-        self.recorded_before: Callable[[str, int, int], bool] | None = None
-        if replay is not None:
-            self.recorded_before = replay.recorded_in_first_pass
+        self.recorded_before = replay.recorded_in_first_pass if replay is not None else None
 
     async def _handle(self, key: Key, batch: list[WorkItem]) -> None:
         await self._policy.handle(key, batch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Protocol
 
@@ -20,7 +20,7 @@ import structlog
 from consumer.metrics import Metrics
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import EntityState
-from consumer.pipeline.scheduler import InboundRecord, WorkItem
+from consumer.pipeline.scheduler import WorkItem
 from consumer.pipeline.store import EntityUpdate, OutcomeRow
 from consumer.pipeline.write_back import WriteBack
 
@@ -77,30 +77,18 @@ class OutcomeRecorder:
         self.metrics = metrics
 
     def row(self, item: WorkItem, outcome: str, **fields: Any) -> OutcomeRow:
-        event = item.event
+        record, event = item.record, item.event
+        where = (record.topic, record.partition, record.offset)
         if event is None:
-            return self.named_row(item.record, None, None, outcome, **fields)
-        return self.named_row(
-            item.record,
+            return self.position_row(*where, None, None, outcome, **fields)
+        return self.position_row(
+            *where,
             event.entity_type,
             event.entity_id,
             outcome,
             source_lsn=event.lsn,
             source_ts_ms=event.source_ts_ms,
             **fields,
-        )
-
-    def named_row(
-        self,
-        record: InboundRecord,
-        entity_type: EntityType | None,
-        entity_id: str | None,
-        outcome: str,
-        **fields: Any,
-    ) -> OutcomeRow:
-        """The sync-log row of a record known by its entity alone, without its decoded change."""
-        return self.position_row(
-            record.topic, record.partition, record.offset, entity_type, entity_id, outcome, **fields
         )
 
     def position_row(
@@ -164,6 +152,11 @@ class OutcomeRecorder:
                 duration_ms=row.duration_ms,
                 error=row.error,
             )
+
+    def count(self, rows: Iterable[OutcomeRow]) -> None:
+        """Count durable rows in the outcome metrics (rows settled in bulk; a policy step counts its own)."""
+        for name, n in Counter(row.outcome for row in rows).items():
+            self.metrics.outcome(name, n)
 
     async def read(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         return await self.retrying(lambda: fn(*args), what="database read")

@@ -11,7 +11,7 @@ after these rows are written, as every other offset is.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter, deque
+from collections import deque
 from typing import Final
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -136,5 +136,4 @@ class _RowWriter:
 
     async def _write(self, rows: list[OutcomeRow]) -> None:
         await self._recorder.record(Outcome(rows), bulk=True)
-        for name, count in Counter(row.outcome for row in rows).items():
-            self._recorder.metrics.outcome(name, count)
+        self._recorder.count(rows)

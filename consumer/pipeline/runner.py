@@ -207,8 +207,9 @@ class SyncRunner:
                     rejoin_dynamically = None
                 bounded = self.options.bounded
                 # A bounded run (backfill, reprocess) that is paused waits for the engine below instead of
-                # the poll. A live run keeps polling with a wait: with static membership, a restarted
-                # member got no partitions back while the others polled without one (benchmark 6).
+                # the poll. A live run keeps its poll as it was: benchmark 6's restarted static member that
+                # got no partitions back was first blamed on this change, but it stalls without it too
+                # (docs/BENCHMARKS.md); the change was never measured for live runs.
                 wait_ms = 0 if bounded and self._paused else 200
                 self._submit(
                     await consumer.getmany(timeout_ms=wait_ms, max_records=self.options.max_poll_records)

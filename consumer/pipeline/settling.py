@@ -10,7 +10,6 @@ drops a record.
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 
 import structlog
 
@@ -66,8 +65,7 @@ class BulkSettler:
     ) -> None:
         try:
             await self._record([row for _, row in rows], [outcome for _, outcome in outcomes])
-            for name, count in Counter(row.outcome for _, row in rows).items():
-                self._recorder.metrics.outcome(name, count)
+            self._recorder.count(row for _, row in rows)
             self._scheduler.finish([item for item, _ in rows] + [item for item, _ in outcomes])
         except asyncio.CancelledError:
             raise

@@ -41,9 +41,8 @@ GROUP_FULL_ROWS = 500
 OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered")
 
 
-@dataclass(
-    slots=True
-)  # not frozen: that triples the cost of building one, and a replay builds one per record
+# Not frozen: that triples the cost of building one, and a replay builds one per record.
+@dataclass(slots=True)
 class OutcomeRow:
     """One sync-log row: the outcome of one Kafka record (a value: never changed once built)."""
 
