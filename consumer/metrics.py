@@ -26,6 +26,11 @@ class Metrics:
         self._calls = Counter(
             "zoho_cdc_zoho_attempts_total", "Zoho API attempts made", registry=self.registry
         )
+        self._already_applied = Counter(
+            "zoho_cdc_replay_already_applied_total",
+            "Replayed records recorded unchanged by their replay memo, without decoding or planning",
+            registry=self.registry,
+        )
         self._latency = Histogram(
             "zoho_cdc_end_to_end_seconds",
             "Source commit (source.ts_ms) to Zoho reply",
@@ -68,6 +73,7 @@ class Metrics:
         self.tally: _Tally[str] = _Tally()
         self._outcome_children: dict[str, Any] = {}
         self.attempts = 0
+        self.already_applied = 0
         self._watched: set[int] = set()
 
     def _gauge(self, name: str, documentation: str, *labels: str) -> Gauge:
@@ -102,6 +108,10 @@ class Metrics:
                 child = self._outcome_children[name] = self._events.labels(outcome=name)
             child.inc(count)
             self.tally[name] += count
+
+    def replay_already_applied(self) -> None:
+        self._already_applied.inc()
+        self.already_applied += 1
 
     def zoho_calls(self, count: int) -> None:
         if count:

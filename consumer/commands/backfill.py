@@ -98,6 +98,7 @@ def _print_summary(result, as_json: bool) -> None:  # type: ignore[no-untyped-de
         "zoho_calls": result.zoho_attempts,
         "http_429": result.http_429,
         "elapsed_s": round(result.elapsed_s, 2),
+        "already_applied": result.extra.get("already_applied", 0),
     }
     if result.planned is not None:
         data["dry_run"] = True
@@ -113,6 +114,7 @@ def _print_summary(result, as_json: bool) -> None:  # type: ignore[no-untyped-de
     table.add_column("count", justify="right")
     for name in ("synced", "unchanged", "skipped", "stale", "superseded", "failed", "dead_lettered"):
         table.add_row(name, str(result.outcomes.get(name, 0)))
+    table.add_row("  of unchanged: known by replay memo", str(result.extra.get("already_applied", 0)))
     table.add_row("events", str(result.records))
     table.add_row("zoho calls", str(result.zoho_attempts))
     table.add_row("429s seen", str(result.http_429))

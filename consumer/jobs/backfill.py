@@ -72,6 +72,7 @@ async def run_backfill(
     store: Any = session.store if planned is None else DryRunStore(session.store, planned)
     before = dict(session.metrics.tally)
     attempts_before = session.metrics.attempts
+    already_applied_before = session.metrics.already_applied
     started = time.monotonic()  # the run's time covers both passes: the index is part of the replay
     replay, options.bounds = await first_pass(
         options, session.settings.topic_prefix, OutcomeRecorder(store, group, session.metrics)
@@ -117,6 +118,8 @@ async def run_backfill(
             "entities": entities,
             "index_s": round(index_s, 2),
             "listing_reads": listing.reads if listing else 0,
+            # newest records recorded unchanged by their replay memo, without decoding or planning
+            "already_applied": session.metrics.already_applied - already_applied_before,
         },
     )
 

@@ -114,6 +114,24 @@ def _summary_of_common_shape(
     """The summary of a message in the shape nearly every one has (key `{"id": ...}`, a bare payload with
     a known op, a whole image, integer or null source fields), read with fewer steps; None for any other
     message, which the general reading then reads (and refuses, when it must)."""
+    read = _common_shape(entity, key, value)
+    return None if read is None else read[0]
+
+
+def summarize_whole(
+    topic: str, key: bytes | None, value: bytes | None, *, topic_prefix: str
+) -> tuple[ChangeSummary, Mapping[str, Any]] | None:
+    """A message of the common shape (`_summary_of_common_shape`) that is not a delete: its summary and
+    its raw `after` image (column values as Debezium sent them, not decoded); None for any other."""
+    read = _common_shape(entity_for_topic(topic, topic_prefix=topic_prefix), key, value)
+    if read is None or read[0].op is Op.DELETE:
+        return None
+    return read  # type: ignore[return-value]  # a change other than a delete has its image
+
+
+def _common_shape(
+    entity: EntityType, key: bytes | None, value: bytes | None
+) -> tuple[ChangeSummary, Mapping[str, Any] | None] | None:
     if not key or value is None or b"\\u0000" in key or b"\\u0000" in value:
         return None
     try:
@@ -136,7 +154,7 @@ def _summary_of_common_shape(
         return None
     if not (_int_or_none(lsn) and _int_or_none(ts_ms) and _int_or_none(tx_id)):
         return None
-    return ChangeSummary(entity, key_id, op, lsn, ts_ms, True)
+    return ChangeSummary(entity, key_id, op, lsn, ts_ms, True), (image if op is not Op.DELETE else None)
 
 
 def _plain_id(raw: Any) -> bool:

@@ -28,7 +28,15 @@ from consumer.pipeline.recording import OutcomeRecorder, Store
 from consumer.pipeline.replay_index import ReplayIndex
 from consumer.pipeline.replay_intake import ReplayIntake
 from consumer.pipeline.replay_unchanged import BulkReads, UnchangedInBulk
-from consumer.pipeline.scheduler import FatalSyncError, InboundRecord, Key, KeyScheduler, Partition, WorkItem
+from consumer.pipeline.scheduler import (
+    FatalSyncError,
+    InboundRecord,
+    Key,
+    KeyScheduler,
+    Partition,
+    WorkItem,
+    key_of,
+)
 from consumer.pipeline.settling import BulkSettler
 from consumer.settings import setting_default
 
@@ -88,6 +96,7 @@ class SyncEngine:
                 settle=self._settled.outcome,
                 work=self._scheduler.enqueue,
                 fail=self._scheduler.fail,
+                decode=self._decoded,
             )
         self._replay = None
         if replay is not None:
@@ -99,6 +108,7 @@ class SyncEngine:
                 decode=self._decoded,
                 pipeline=self._admitted,
                 unchanged=self._unchanged,
+                topic_prefix=options.topic_prefix,
             )
         # A replay's first pass already recorded most records: the runner moves past them unread.
         self.recorded_before = replay.recorded_in_first_pass if replay is not None else None
@@ -142,7 +152,7 @@ class SyncEngine:
 
     def _admitted(self, item: WorkItem) -> None:
         self._scheduler.admit(item)
-        self._scheduler.enqueue(_key(item), item)
+        self._scheduler.enqueue(key_of(item), item)
 
     # --- flow control and partitions (the scheduler's) ----------------------------------
     def hold(self) -> None:
@@ -175,14 +185,6 @@ class SyncEngine:
 
     async def wait_partitions_idle(self, partitions: Iterable[Partition], timeout: float) -> bool:
         return await self._scheduler.wait_partitions_idle(partitions, timeout)
-
-
-def _key(item: WorkItem) -> Key:
-    """The scheduler key of a record: its entity, or its own position when it could not be decoded."""
-    if item.event is not None:
-        return (item.event.entity_type.value, item.event.entity_id)
-    record = item.record
-    return ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
 
 
 __all__ = ["SyncEngine", "EngineOptions", "InboundRecord", "FatalSyncError", "Applied"]

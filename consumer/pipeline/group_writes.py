@@ -88,8 +88,8 @@ async def write_outcomes(cur: psycopg.AsyncCursor[Any], outcomes: Sequence[Outco
 
 _ENTITY_MAP_UPSERT: Final = (
     "INSERT INTO zoho_entity_map (entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
-    " zoho_status, natural_key, source_row, rejected_digest, currency_code, updated_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+    " zoho_status, natural_key, source_row, rejected_digest, currency_code, replay_memo, updated_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
     " ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
     " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
     " payload_hash = EXCLUDED.payload_hash,"
@@ -99,6 +99,7 @@ _ENTITY_MAP_UPSERT: Final = (
     " source_row = COALESCE(EXCLUDED.source_row, zoho_entity_map.source_row),"
     " rejected_digest = EXCLUDED.rejected_digest,"
     " currency_code = COALESCE(EXCLUDED.currency_code, zoho_entity_map.currency_code),"
+    " replay_memo = EXCLUDED.replay_memo,"
     " updated_at = now()"
 )
 
@@ -115,6 +116,7 @@ def _entity_values(e: EntityUpdate) -> tuple[Any, ...]:
         None if e.source_row is None else Jsonb(e.source_row),
         e.rejected_digest,
         e.currency_code,
+        e.replay_memo,
     )
 
 

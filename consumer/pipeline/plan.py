@@ -105,6 +105,7 @@ class EntityState:
     rejected: str | None = None  # digest of the mapped state Zoho (or the mapping) last refused
     currency_code: str | None = None  # customers: the currency the Zoho record was created with
     pending_create: bool = False  # a create intent is left: the create may have reached Zoho
+    replay_memo: str | None = None  # see `consumer.pipeline.replay_memo`
 
 
 @dataclass(frozen=True)

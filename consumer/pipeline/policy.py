@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -20,7 +20,7 @@ import structlog
 from connectors.zoho.errors import AuthError, ZohoError
 from connectors.zoho.send_guard import SendRevoked
 from consumer.entities.registry import spec_of
-from consumer.entities.spec import EntitySpec, PlanInput
+from consumer.entities.spec import EntitySpec, ParentRecord, PlanInput
 from consumer.jobs.health import MOVED_BACK_MIN_STALE
 from consumer.pipeline import entity_map
 from consumer.pipeline.apply import Applied, Applier
@@ -30,6 +30,7 @@ from consumer.pipeline.events import ChangeEvent, EntityType, Op
 from consumer.pipeline.parents import REFUSED_BEFORE, ParentRefused, ParentResolver
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, MappingError, Plan
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
+from consumer.pipeline.replay_memo import mapping_fingerprint, memo_for, row_after
 from consumer.pipeline.row_images import coalesce, fill_unavailable, is_partial, state_digest
 from consumer.pipeline.scheduler import FatalSyncError, Key, KeyScheduler, WorkItem
 from consumer.pipeline.store import EntityUpdate, OutcomeRow
@@ -169,9 +170,10 @@ class EventPolicy:
                     [self.recorder.row(item, "skipped", operation="none", error=REFUSED_BEFORE)], refused()
                 )
         planned = await self._plan(item, event, state, explicit=explicit, refused=refused)
-        if not isinstance(planned, Plan):
+        if not isinstance(planned, tuple):
             return planned
-        return await self._execute(item, event, state, planned, started, refused)
+        plan, parent = planned
+        return await self._execute(item, event, state, plan, parent, started, refused)
 
     def _stale(self, item: WorkItem, event: ChangeEvent, state: EntityState | None) -> Outcome | None:
         if self.options.ignore_stale or not older_than_applied(event, state):
@@ -212,11 +214,11 @@ class EventPolicy:
         *,
         explicit: bool,
         refused: Callable[[], EntityUpdate | None],
-    ) -> Plan | Decision:
+    ) -> tuple[Plan, ParentRecord | None] | Decision:
         spec = spec_of(event.entity_type)
         keep = event.op is not Op.DELETE  # write 'failed' back to a row that still exists
         try:
-            plan = await self.plan(spec, event, state, explicit=explicit)
+            plan, parent = await self.planned(spec, event, state, explicit=explicit)
         except MappingError as exc:
             refusal = Refusal(f"cannot map row: {exc.reason}", "mapping", "MappingError")
             return Refused(refusal, keep, refused())
@@ -230,15 +232,21 @@ class EventPolicy:
             )
         if plan.needs_parent is not None and plan.makes_call and plan.payload is None:
             return await self._parent_unavailable(item, spec, event)
-        return plan
+        return plan, parent
 
     async def plan(
         self, spec: EntitySpec, event: ChangeEvent, state: EntityState | None, *, explicit: bool
     ) -> Plan:
         """The spec's plan for an event, with its parent resolved (and synced first if need be)."""
+        return (await self.planned(spec, event, state, explicit=explicit))[0]
+
+    async def planned(
+        self, spec: EntitySpec, event: ChangeEvent, state: EntityState | None, *, explicit: bool
+    ) -> tuple[Plan, ParentRecord | None]:
+        """`plan`, with the parent record it was planned with."""
         parent = await self.parents.resolve(spec, event, explicit=explicit) if spec.parent else None
         facts = await spec.plan_facts(_RetryingLookups(self.recorder), event, state)
-        return spec.plan(PlanInput(event, state, self.options.mapping, parent, facts))
+        return spec.plan(PlanInput(event, state, self.options.mapping, parent, facts)), parent
 
     async def _parent_unavailable(self, item: WorkItem, spec: EntitySpec, event: ChangeEvent) -> Decision:
         assert spec.parent is not None
@@ -259,6 +267,7 @@ class EventPolicy:
         event: ChangeEvent,
         state: EntityState | None,
         plan: Plan,
+        parent: ParentRecord | None,
         started: float,
         refused: Callable[[], EntityUpdate | None],
     ) -> Decision:
@@ -267,7 +276,7 @@ class EventPolicy:
             metrics.outcome("skipped")
             return Outcome([self.recorder.row(item, "skipped", operation="none", error=plan.reason)])
         if plan.action is Action.NOOP:
-            return self.unchanged(item, event, state, plan)
+            return await self.unchanged(item, event, state, plan, parent)
         try:
             applied = await self.apply(event, plan, state)
         except AuthError as exc:
@@ -300,18 +309,55 @@ class EventPolicy:
         write_back = None
         if event.op is not Op.DELETE:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
-        return Outcome([row], entity_map.synced(event, plan, applied), write_back, done)
+        update = await self._with_memo(item, state, entity_map.synced(event, plan, applied), parent, True)
+        return Outcome([row], update, write_back, done)
 
-    def unchanged(self, item: WorkItem, event: ChangeEvent, state: EntityState | None, plan: Plan) -> Outcome:
+    async def unchanged(
+        self,
+        item: WorkItem,
+        event: ChangeEvent,
+        state: EntityState | None,
+        plan: Plan,
+        parent: ParentRecord | None,
+    ) -> Outcome:
         """The outcome of a change Zoho already matches (its plan is NOOP); a replay's bulk check of its
         newest records (`consumer.pipeline.replay_unchanged`) ends the same way."""
         self.recorder.metrics.outcome("unchanged")
         self._stale_streak = 0
         zoho_id = state.zoho_id if state else None
         row = self.recorder.row(item, "unchanged", operation="none", zoho_id=zoho_id)
-        return Outcome(
-            [row], entity_map.unchanged(event, state, plan), entity_map.settled_write_back(event, zoho_id)
+        update = entity_map.unchanged(event, state, plan)
+        if update is not None:
+            update = await self._with_memo(item, state, update, parent, False)
+        return Outcome([row], update, entity_map.settled_write_back(event, zoho_id))
+
+    def already_applied(self, row: OutcomeRow) -> Outcome:
+        """The outcome of a replayed record whose replay memo matches: what `unchanged` gives for it,
+        known without decoding or planning it (`consumer.pipeline.replay_memo`)."""
+        self.recorder.metrics.outcome("unchanged")
+        self.recorder.metrics.replay_already_applied()
+        self._stale_streak = 0
+        return Outcome([row])
+
+    async def _with_memo(
+        self,
+        item: WorkItem,
+        state: EntityState | None,
+        update: EntityUpdate,
+        parent: ParentRecord | None,
+        intent_cleared: bool,
+    ) -> EntityUpdate:
+        """The map row with the replay memo of the record that leaves it (`replay_memo.memo_for`): of the
+        record alone, as a replay decodes it. A resync's state is what Zoho's listing shows, not the
+        stored row, so it leaves none."""
+        if self.options.resync or item.event is None:
+            return update
+        mapping = self.options.mapping
+        after = row_after(state, update, intent_cleared=intent_cleared)
+        memo = await memo_for(
+            mapping_fingerprint(mapping), item.event, item.record.value, after, parent, mapping
         )
+        return update if memo is None else replace(update, replay_memo=memo)
 
     async def apply(self, event: ChangeEvent, plan: Plan, state: EntityState | None) -> Applied:
         """One planned call. The client keeps its token and daily budget in PostgreSQL: if the database is

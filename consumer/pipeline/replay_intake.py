@@ -4,8 +4,11 @@ The first pass recorded every record it saw superseded, and every tombstone; the
 offsets past those (`SyncEngine.recorded_before`) without handing them here. What remains is each entity's
 newest record and the partial images it is made whole from: they are decoded and go on, the newest to
 the pipeline or to the bulk check of entities Zoho already holds (`UnchangedInBulk`), the images folded
-into it and recorded `superseded`. A record the first pass could not read is decoded in full and
-dead-lettered by the pipeline with its reason, as is one whose columns turn out unreadable.
+into it and recorded `superseded`. A newest record that is a whole image on its own goes to that check
+undecoded, with only its summary and its parent's id read: its replay memo may settle it
+(`consumer.pipeline.replay_memo`), and it is decoded only if not. A record the first pass could not
+read is decoded in full and dead-lettered by the pipeline with its reason, as is one whose columns turn
+out unreadable.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from consumer.entities.registry import spec_of
+from consumer.pipeline.decode import summarize_whole
 from consumer.pipeline.events import ChangeEvent, DecodeError, Op
 from consumer.pipeline.recording import OutcomeRecorder
 from consumer.pipeline.replay_index import ReplayIndex, Role
@@ -37,6 +42,7 @@ class ReplayIntake:
         decode: Callable[[InboundRecord], Decoded],
         pipeline: Callable[[WorkItem], None],
         unchanged: UnchangedInBulk | None,
+        topic_prefix: str,
     ) -> None:
         self._index = index
         self._recorder = recorder
@@ -45,9 +51,12 @@ class ReplayIntake:
         self._decode = decode
         self._pipeline = pipeline  # admits and queues a record under its own key
         self._unchanged = unchanged
+        self._topic_prefix = topic_prefix
         self._images: dict[Key, ChangeEvent] = {}  # images a newest record is made whole from
 
     def submit(self, record: InboundRecord, event: ChangeEvent | None = None) -> None:
+        if event is None and self._unchanged is not None and self._undecoded(record):
+            return
         if event is None:
             event, error = self._decode(record)
             if event is None:
@@ -66,6 +75,30 @@ class ReplayIntake:
             self._settle(record, event, "superseded", error=f"newer event at offset {newest}")
         else:
             self._apply(key, record, event, indexed=newest is not None)
+
+    def _undecoded(self, record: InboundRecord) -> bool:
+        """Hand an entity's newest record to the bulk check undecoded when it is a whole image on its
+        own (the common shape, not a delete, no image before it); False leaves it to `submit`."""
+        try:
+            read = summarize_whole(record.topic, record.key, record.value, topic_prefix=self._topic_prefix)
+        except (DecodeError, LookupError):
+            return False
+        if read is None:
+            return False
+        summary, image = read
+        key = (summary.entity_type.value, summary.entity_id)
+        where = (record.topic, record.partition, record.offset)
+        if key in self._images or not self._index.is_newest(key, *where):
+            return False
+        assert self._unchanged is not None
+        self._index.role(key, *where)  # handed out: the index forgets the key
+        spec = spec_of(summary.entity_type)
+        parent_id = spec.parent_id(image)
+        parent = (spec.parent.entity.value, parent_id) if spec.parent is not None and parent_id else None
+        item = WorkItem(record, None, None)
+        self._scheduler.admit(item)
+        self._unchanged.add_undecoded(key, item, summary, parent)
+        return True
 
     def _apply(self, key: Key, record: InboundRecord, event: ChangeEvent, *, indexed: bool) -> None:
         """The entity's newest record, made whole from the images before it."""

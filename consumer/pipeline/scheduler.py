@@ -53,6 +53,14 @@ class WorkItem:
         return (self.record.topic, self.record.partition)
 
 
+def key_of(item: WorkItem) -> Key:
+    """The scheduler key of a record: its entity, or its own position when it could not be decoded."""
+    if item.event is not None:
+        return (item.event.entity_type.value, item.event.entity_id)
+    record = item.record
+    return ("undecodable", f"{record.topic}/{record.partition}/{record.offset}")
+
+
 class FatalSyncError(Exception):
     """The sync cannot go on (e.g. the Zoho refresh token was revoked); offsets are not advanced."""
 

@@ -77,6 +77,7 @@ class EntityUpdate:
     source_row: Mapping[str, Any] | None = None  # `row_images.remembered` form; None keeps the stored one
     rejected_digest: str | None = None  # None clears it: the entity's last outcome was not a refusal
     currency_code: str | None = None  # None keeps the stored one
+    replay_memo: str | None = None  # always written: None clears it (`consumer.pipeline.replay_memo`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,7 +337,7 @@ def _json_dumps(value: Any) -> bytes | str:
 # One query answers many workers' entity-state requests; an intent without a map row still counts.
 _STATE_SQL = (
     "SELECT k.entity_type, k.entity_id, m.zoho_id, m.payload_hash, m.last_lsn, m.zoho_status,"
-    " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL"
+    " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL, m.replay_memo"
     " FROM unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
     " LEFT JOIN zoho_entity_map m USING (entity_type, entity_id)"
     " LEFT JOIN zoho_sync_intent i USING (entity_type, entity_id)"
@@ -359,6 +360,7 @@ def _entity_state(r: Sequence[Any]) -> EntityState:
         rejected=r[7],
         currency_code=r[8],
         pending_create=bool(r[9]),
+        replay_memo=r[10],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import psycopg
 import pytest
@@ -237,3 +238,48 @@ async def test_a_bad_row_in_a_group_commit_fails_alone(database_url: str, bulk: 
     with psycopg.connect(database_url) as conn:
         offsets = [r[0] for r in conn.execute("SELECT kafka_offset FROM zoho_sync_log ORDER BY 1").fetchall()]
     assert offsets == [1, *range(10, 10 + bulk)]
+
+
+async def test_the_map_row_a_write_leaves_is_the_one_the_replay_memo_predicts(database_url: str) -> None:
+    """`replay_memo.row_after` mirrors the store's upsert (kept fields, later position, cleared intent),
+    and every write sets the memo: one without a memo clears the one before."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from consumer.pipeline.replay_memo import row_after
+
+    migrate(database_url)
+    maybe = lambda values: st.none() | st.sampled_from(values)  # noqa: E731
+    updates = st.builds(
+        EntityUpdate,
+        st.just(EntityType.CUSTOMER),
+        st.just("c-memo"),
+        maybe(["z1", "z2"]),
+        maybe(["h1", "h2"]),
+        maybe([100, 200, 300]),
+        maybe(["active", "inactive"]),
+        st.none(),
+        currency_code=maybe(["ZAR", "USD"]),
+        rejected_digest=maybe(["r1"]),
+        replay_memo=maybe(["m1", "m2"]),
+    )
+
+    async def check(writes: list[EntityUpdate]) -> None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM zoho_entity_map WHERE entity_id = 'c-memo'")
+            conn.execute("DELETE FROM zoho_sync_log WHERE consumer_group = 'g'")
+        async with SyncStore(database_url) as store:
+            predicted = None
+            for n, update in enumerate(writes):
+                await store.record([row(1000 + n, "unchanged")], entity=update)
+                predicted = row_after(predicted, update, intent_cleared=False)
+                stored = (await store.entity_states([("customer", "c-memo")]))[("customer", "c-memo")]
+                assert stored.replay_memo == update.replay_memo
+                assert stored == dataclasses.replace(predicted, replay_memo=update.replay_memo)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(updates, min_size=1, max_size=4))
+    def examples(writes: list[EntityUpdate]) -> None:
+        asyncio.run(check(writes))
+
+    await asyncio.to_thread(examples)
