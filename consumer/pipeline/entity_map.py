@@ -52,6 +52,16 @@ def position(event: ChangeEvent) -> int | None:
     return None if event.snapshot else event.lsn
 
 
+def older_than_applied(event: ChangeEvent, state: EntityState | None) -> bool:
+    """True when the entity map holds a later source position than the change: it is stale."""
+    return (
+        state is not None
+        and state.last_lsn is not None
+        and event.lsn is not None
+        and event.lsn < state.last_lsn
+    )
+
+
 def synced(event: ChangeEvent, plan: Plan, applied: Applied) -> EntityUpdate:
     """The map row after Zoho accepted the plan's calls."""
     spec = spec_of(event.entity_type)

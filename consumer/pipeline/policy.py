@@ -25,7 +25,7 @@ from consumer.jobs.health import MOVED_BACK_MIN_STALE
 from consumer.pipeline import entity_map
 from consumer.pipeline.apply import Applied, Applier
 from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
-from consumer.pipeline.entity_map import Listing
+from consumer.pipeline.entity_map import Listing, older_than_applied
 from consumer.pipeline.events import ChangeEvent, EntityType, Op
 from consumer.pipeline.parents import REFUSED_BEFORE, ParentRefused, ParentResolver
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, MappingError, Plan
@@ -82,6 +82,7 @@ class EventPolicy:
         self._listing = listing
         self.parents = ParentResolver(self, listing)
         self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
+        self._fingerprint: tuple[str | None] | None = None  # the mapping's (`replay_memo`), once known
 
     async def handle(self, key: Key, batch: list[WorkItem]) -> None:
         """The scheduler's handler: one key's batch, every record ending with exactly one durable outcome."""
@@ -352,11 +353,11 @@ class EventPolicy:
         stored row, so it leaves none."""
         if self.options.resync or item.event is None:
             return update
+        if self._fingerprint is None:
+            self._fingerprint = (mapping_fingerprint(self.options.mapping),)  # the specs are set by now
         mapping = self.options.mapping
         after = row_after(state, update, intent_cleared=intent_cleared)
-        memo = await memo_for(
-            mapping_fingerprint(mapping), item.event, item.record.value, after, parent, mapping
-        )
+        memo = await memo_for(self._fingerprint[0], item.event, item.record.value, after, parent, mapping)
         return update if memo is None else replace(update, replay_memo=memo)
 
     async def apply(self, event: ChangeEvent, plan: Plan, state: EntityState | None) -> Applied:
@@ -401,16 +402,6 @@ def credentials_refused(exc: AuthError) -> FatalSyncError:
     return FatalSyncError(
         f"Zoho refused our credentials ({exc}); fix ZOHO_REFRESH_TOKEN / ZOHO_CLIENT_ID / "
         "ZOHO_CLIENT_SECRET and restart: no offsets were advanced."
-    )
-
-
-def older_than_applied(event: ChangeEvent, state: EntityState | None) -> bool:
-    """True when the entity map holds a later source position than the change: it is stale."""
-    return (
-        state is not None
-        and state.last_lsn is not None
-        and event.lsn is not None
-        and event.lsn < state.last_lsn
     )
 
 

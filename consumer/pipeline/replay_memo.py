@@ -25,6 +25,7 @@ from typing import Any
 
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import ParentRecord, PlanInput
+from consumer.pipeline import entity_map
 from consumer.pipeline.events import ChangeEvent, Op
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, Plan
 from consumer.pipeline.store import EntityUpdate
@@ -142,14 +143,11 @@ async def memo_for(
     to write: a whole image of a row that exists, not older than the row's position, no refusal or
     intent on record, its parent in Zoho, a plan that needs no reads and is NOOP, and a row that
     already says everything (position, image, the write-back)."""
-    from consumer.pipeline import entity_map  # entity_map builds on the policy's modules
-    from consumer.pipeline.policy import older_than_applied
-
     if fingerprint is None or value is None or event.row is None or event.unavailable:
         return None
     if event.op in (Op.DELETE, Op.TOMBSTONE) or after.rejected is not None or after.pending_create:
         return None
-    if older_than_applied(event, after):
+    if entity_map.older_than_applied(event, after):
         return None
     spec = spec_of(event.entity_type)
     if spec.parent is not None and spec.parent_id(event.row) is not None and parent is None:

@@ -25,10 +25,11 @@ import structlog
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import ParentRecord, PlanInput
 from consumer.pipeline import entity_map
+from consumer.pipeline.entity_map import older_than_applied
 from consumer.pipeline.events import ChangeEvent, ChangeSummary, DecodeError, EntityType, snapshot_read
 from consumer.pipeline.parents import parent_record
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, Plan
-from consumer.pipeline.policy import EventPolicy, older_than_applied
+from consumer.pipeline.policy import EventPolicy
 from consumer.pipeline.recording import Outcome
 from consumer.pipeline.replay_memo import NoLookups, mapping_fingerprint, memo_digest
 from consumer.pipeline.row_images import is_partial
