@@ -188,6 +188,7 @@ async def bench_pipeline(scale: float, workdir: Path) -> dict[str, Any]:
         "replay_events_per_s": round(replay_rate),
         "replay_outcomes": replay.outcomes,
         "replay_zoho_calls": calls_c,
+        "replay_already_applied": replay.extra.get("already_applied", 0),
         "noop_replay_ratio": round(replay_rate / raw_rate, 4),
         "pipeline_duplicates": sum(len(v) for k, v in duplicates.items() if k != "field"),
         # CPU seconds of this process (the consumer; the simulator runs apart): figures a busy machine
@@ -580,6 +581,7 @@ def render(r: dict[str, Any]) -> str:
          ok("replay_events_per_s", lambda v: v >= 20_000)),
         ("1c no-op replay, events per CPU second of the consumer", g("replay_events_per_cpu_s"), "", ""),
         ("1c Zoho calls in replay", g("replay_zoho_calls"), "0", ok("replay_zoho_calls", lambda v: v == 0)),
+        ("1c newest records known by their replay memo (not decoded)", g("replay_already_applied"), "", ""),
         ("1d second resync of customers in step: writes", g("resync_writes_in_sync"), "0",
          ok("resync_writes_in_sync", lambda v: v == 0)),
         ("1d second resync: reads per entity", g("resync_reads_per_entity"), "<= 0.01",
