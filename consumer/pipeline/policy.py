@@ -330,7 +330,31 @@ class EventPolicy:
         update = entity_map.unchanged(event, state, plan)
         if update is not None:
             update = await self._with_memo(item, state, update, parent, False)
+        elif state is not None:
+            update = await self._memo_only(item, state, parent)
         return Outcome([row], update, entity_map.settled_write_back(event, zoho_id))
+
+    async def _memo_only(
+        self, item: WorkItem, state: EntityState, parent: ParentRecord | None
+    ) -> EntityUpdate | None:
+        """A map row that already says everything but holds no memo of this record (written before memos
+        existed, or under another mapping): the row is written again as it is, with the memo, so the next
+        replay knows the record. None when no memo can be stored or the row holds it already."""
+        if state.rejected is not None:
+            return None  # the row's write would clear the refusal on record
+        event = item.event
+        assert event is not None
+        kept = EntityUpdate(
+            event.entity_type,
+            event.entity_id,
+            state.zoho_id,
+            state.payload_hash,
+            state.last_lsn,
+            state.status,
+            None,
+        )
+        update = await self._with_memo(item, state, kept, parent, False)
+        return None if update.replay_memo in (None, state.replay_memo) else update
 
     def already_applied(self, row: OutcomeRow) -> Outcome:
         """The outcome of a replayed record whose replay memo matches: what `unchanged` gives for it,

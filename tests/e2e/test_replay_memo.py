@@ -8,6 +8,7 @@ decoding or planning them.
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from consumer.entities.registry import source_topics
@@ -28,6 +29,15 @@ SYNCED = (
 
 async def _streamed_past(bootstrap: str, topics: tuple[str, ...], offsets: int) -> bool:
     return sum((await end_offsets(bootstrap, topics)).values()) > offsets
+
+
+def _map_rows(url: str) -> list[tuple[object, ...]]:
+    """Every entity-map row as the sync reads it, its memo aside."""
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT entity_type, entity_id, zoho_id, payload_hash, last_lsn, zoho_status, natural_key,"
+            " source_row, rejected_digest, currency_code FROM zoho_entity_map ORDER BY entity_type, entity_id"
+        ).fetchall()
 
 
 def _zoho_id(url: str, customer: str) -> str:
@@ -60,6 +70,18 @@ async def test_a_replay_after_the_live_sync_is_known_by_its_memos_and_a_changed_
     assert replay.outcomes.get("unchanged") == 4
     assert replay.extra["already_applied"] == 4  # every entity's newest record, none decoded
     assert sum(replay.outcomes.values()) == replay.records
+
+    # Map rows written before memos existed: the replay decodes and plans each record, then stores the
+    # memo alone (the rows are otherwise unchanged), so the replay after it knows every record again.
+    _exec(database_url, "UPDATE zoho_entity_map SET replay_memo = NULL")
+    rows_before = _map_rows(database_url)
+    without = await _replay(settings, f"{topic_prefix}-replay-no-memo")
+    assert without.extra["already_applied"] == 0 and without.outcomes.get("unchanged") == 4
+    assert _map_rows(database_url) == rows_before  # only the memos were written
+    assert _one(database_url, "SELECT count(*) FROM zoho_entity_map WHERE replay_memo IS NOT NULL") == 4
+    relearned = await _replay(settings, f"{topic_prefix}-replay-relearned")
+    assert relearned.extra["already_applied"] == 4
+    assert zoho_sim.stats()["requests"] == calls
 
     # A change in the source after it: its record is not the one the memo describes, so it is sent.
     topics = source_topics(topic_prefix)
