@@ -96,8 +96,11 @@ async def test_rate_set_too_high_in_every_process_settles_for_all_after_one_429_
     # (the ceiling is inferred from the calls in the refused call's window; other processes' reserved
     # blocks count whole, so it may sit a little above the real 20)
     assert row is not None and row[0] < 30 and row[1] < 40
-    # far fewer 429s than two independent pacers at three times the limit would take
-    assert stats["http_429"] < 30
+    # One episode: the shared window hands out at most the configured 60 slots per window before the first
+    # 429 teaches every process the real rate, so at most one window's excess (60 - 20) is refused. Two
+    # independent pacers could each send 60 in that window (100 refused) and keep going. (The bound was
+    # 30: 32 came under a loaded CI run, still inside one episode.)
+    assert stats["http_429"] <= 60 - LIMITS.per_window
 
 
 async def test_a_lone_process_on_the_shared_store_uses_the_whole_window(zoho_sim_factory, database_url):
