@@ -82,7 +82,17 @@ class EventPolicy:
         self._listing = listing
         self.parents = ParentResolver(self, listing)
         self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
-        self._fingerprint: tuple[str | None] | None = None  # the mapping's (`replay_memo`), once known
+        self._fingerprint: str | None = None
+        self._fingerprint_known = False
+
+    @property
+    def memo_fingerprint(self) -> str | None:
+        """The mapping's fingerprint for replay memos (`replay_memo.mapping_fingerprint`): read once, at
+        first use, when every spec is registered; None turns memos off."""
+        if not self._fingerprint_known:
+            self._fingerprint = mapping_fingerprint(self.options.mapping)
+            self._fingerprint_known = True
+        return self._fingerprint
 
     async def handle(self, key: Key, batch: list[WorkItem]) -> None:
         """The scheduler's handler: one key's batch, every record ending with exactly one durable outcome."""
@@ -377,11 +387,9 @@ class EventPolicy:
         stored row, so it leaves none."""
         if self.options.resync or item.event is None:
             return update
-        if self._fingerprint is None:
-            self._fingerprint = (mapping_fingerprint(self.options.mapping),)  # the specs are set by now
         mapping = self.options.mapping
         after = row_after(state, update, intent_cleared=intent_cleared)
-        memo = await memo_for(self._fingerprint[0], item.event, item.record.value, after, parent, mapping)
+        memo = await memo_for(self.memo_fingerprint, item.event, item.record.value, after, parent, mapping)
         return update if memo is None else replace(update, replay_memo=memo)
 
     async def apply(self, event: ChangeEvent, plan: Plan, state: EntityState | None) -> Applied:

@@ -126,15 +126,19 @@ class ReplayIndex:
         position = (topic_id, partition, offset)
         return position not in self._kept and position not in self._full_reads
 
-    def is_newest(self, key: tuple[str, str], topic: str, partition: int, offset: int) -> bool:
-        """True for the entity's newest record, with nothing kept before it (a whole image): `role` would
-        say APPLY, and no image is folded into it."""
+    def take_whole_newest(self, key: tuple[str, str], topic: str, partition: int, offset: int) -> bool:
+        """True for the entity's newest record when nothing is kept before it (a whole image): `role` would
+        say APPLY, and no image is folded into it. The key is then handed out and forgotten, as `role`
+        forgets it."""
         entries = self._keys.get(key)
         topic_id = self._topics.get(topic)
         if entries is None or topic_id is None or len(entries) != 1:
             return False
         newest = entries[0]
-        return (newest.topic, newest.partition, newest.offset) == (topic_id, partition, offset)
+        if (newest.topic, newest.partition, newest.offset) != (topic_id, partition, offset):
+            return False
+        del self._keys[key]
+        return True
 
     def role(self, key: tuple[str, str], topic: str, partition: int, offset: int) -> tuple[Role, int | None]:
         """The role of a record in the second pass, with the offset of the entity's newest record.

@@ -88,10 +88,9 @@ class ReplayIntake:
         summary, image = read
         key = (summary.entity_type.value, summary.entity_id)
         where = (record.topic, record.partition, record.offset)
-        if key in self._images or not self._index.is_newest(key, *where):
+        if key in self._images or not self._index.take_whole_newest(key, *where):
             return False
         assert self._unchanged is not None
-        self._index.role(key, *where)  # handed out: the index forgets the key
         spec = spec_of(summary.entity_type)
         parent_id = spec.parent_id(image)
         parent = (spec.parent.entity.value, parent_id) if spec.parent is not None and parent_id else None

@@ -31,7 +31,7 @@ from consumer.pipeline.parents import parent_record
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, Plan
 from consumer.pipeline.policy import EventPolicy
 from consumer.pipeline.recording import Outcome
-from consumer.pipeline.replay_memo import NoLookups, mapping_fingerprint, memo_digest
+from consumer.pipeline.replay_memo import NoLookups, memo_digest
 from consumer.pipeline.row_images import is_partial
 from consumer.pipeline.scheduler import InboundRecord, Key, WorkItem, key_of
 from consumer.pipeline.store import OutcomeRow
@@ -109,7 +109,7 @@ class UnchangedInBulk:
 
     async def _check(self, batch: list[tuple[Key, WorkItem, Undecoded | None]]) -> None:
         states = await self._policy.recorder.read(self._reads.entity_states, _keys_to_read(batch))
-        fingerprint = mapping_fingerprint(self._mapping)
+        fingerprint = self._policy.memo_fingerprint
         unchanged: list[tuple[WorkItem, ChangeEvent, EntityState, Plan, ParentRecord | None]] = []
         for key, item, undecoded in batch:
             state = states.get(key)
