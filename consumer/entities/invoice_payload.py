@@ -77,7 +77,12 @@ def _invoice_items(row: Mapping[str, Any]) -> list[tuple[dict[str, Any], Decimal
         if price_raw is None:
             raise MappingError(f"line item {index} has no unit_price")
         price = _amount(price_raw, f"line item {index} unit_price")
-        total = (quantity * price.quantize(_CENT, ROUND_HALF_UP)).quantize(_CENT, ROUND_HALF_UP)
+        line_total = quantity * price.quantize(_CENT, ROUND_HALF_UP)
+        if abs(line_total) >= MAX_ZOHO_AMOUNT:
+            raise MappingError(
+                f"line item {index} totals {_magnitude(line_total)}, beyond what a Zoho amount holds"
+            )
+        total = line_total.quantize(_CENT, ROUND_HALF_UP)
         out.append((_item(name, quantity, price, line_item_code(raw)), total))
     return out
 
@@ -120,7 +125,18 @@ def _amount(raw: Any, what: str) -> Decimal:
         raise MappingError(f"{what} is not a number")
     if not value.is_finite():
         raise MappingError(f"{what} is not a finite number")
+    if abs(value) >= MAX_ZOHO_AMOUNT:
+        raise MappingError(f"{what} is {_magnitude(value)}, beyond what a Zoho amount holds to the cent")
     return value
+
+
+#: Zoho's amounts are JSON numbers (doubles): exact to the cent only below about 2^53 cents. Anything at or
+#: above this bound is refused as a mapping error rather than sent rounded (or failing to round at all).
+MAX_ZOHO_AMOUNT: Final = Decimal(10) ** 13
+
+
+def _magnitude(value: Decimal) -> str:
+    return f"about 1e{value.adjusted()}"
 
 
 def _money(value: Decimal) -> float:

@@ -27,6 +27,12 @@ _DATE_NAMES = frozenset({"io.debezium.time.Date", "org.apache.kafka.connect.data
 _ZONED_TIMESTAMP = "io.debezium.time.ZonedTimestamp"
 _JSON = "io.debezium.data.Json"
 
+#: PostgreSQL's numeric holds up to 131,072 digits before the decimal point and 16,383 after; a value
+#: beyond that is no row's. The bit bound refuses a huge base64 value before any digit is computed.
+PG_NUMERIC_MAX_INTEGER_DIGITS: Final = 131_072
+PG_NUMERIC_MAX_SCALE: Final = 16_383
+_MAX_NUMERIC_BITS: Final = 4 * (PG_NUMERIC_MAX_INTEGER_DIGITS + PG_NUMERIC_MAX_SCALE)  # > log2(10) a digit
+
 # Binary columns carry the placeholder as base64 of its bytes.
 PLACEHOLDER_B64 = base64.b64encode(UNAVAILABLE_PLACEHOLDER.encode()).decode()
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
@@ -93,7 +99,7 @@ def _decimal_with_scale(name: str, raw: Any, scale: int) -> Decimal:
     if "." not in raw:
         unscaled = _b64_int(raw)
         if unscaled is not None:
-            return _scaled(unscaled, scale)
+            return _scaled(name, unscaled, scale)
     return _finite(name, raw)
 
 
@@ -106,10 +112,14 @@ def _b64_int(raw: str) -> int | None:
     return int.from_bytes(data, "big", signed=True)
 
 
-def _scaled(unscaled: int, scale: int) -> Decimal:
-    # Built from the digit tuple: exact for any size, unlike scaleb() under the 28-digit context.
-    digits = tuple(int(d) for d in str(abs(unscaled)))
-    return Decimal((1 if unscaled < 0 else 0, digits, -scale))
+def _scaled(name: str, unscaled: int, scale: int) -> Decimal:
+    # Decimal(int) is exact for any size and, unlike str(int), not bound by Python's 4,300-digit limit
+    # for int-to-text conversion (a ValueError that once escaped as a crash, not a dead letter). The
+    # digit tuple then takes the scale: exact, unlike scaleb() under the 28-digit context.
+    if unscaled.bit_length() > _MAX_NUMERIC_BITS:
+        raise DecodeError(f"column {name} has more digits than any PostgreSQL numeric holds")
+    sign, digits, _ = Decimal(unscaled).as_tuple()
+    return _held_by_postgres(name, Decimal((sign, digits, -scale)))
 
 
 def _finite(name: str, text: str) -> Decimal:
@@ -119,6 +129,15 @@ def _finite(name: str, text: str) -> Decimal:
         raise DecodeError(f"column {name} is neither a decimal string nor base64") from None
     if not value.is_finite():
         raise DecodeError(f"column {name} is not a finite number")
+    return _held_by_postgres(name, value)
+
+
+def _held_by_postgres(name: str, value: Decimal) -> Decimal:
+    """`value`, or a DecodeError when no PostgreSQL numeric holds it (so no source row sent it)."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    if value and (value.adjusted() >= PG_NUMERIC_MAX_INTEGER_DIGITS or exponent < -PG_NUMERIC_MAX_SCALE):
+        raise DecodeError(f"column {name} has more digits than any PostgreSQL numeric holds")
     return value
 
 
@@ -131,7 +150,7 @@ def _variable_scale_decimal(name: str, raw: Any) -> Decimal:
     unscaled = _b64_int(value)
     if unscaled is None:
         raise DecodeError(f"column {name} has bad base64 in its VariableScaleDecimal")
-    return _scaled(unscaled, scale)
+    return _scaled(name, unscaled, scale)
 
 
 def _source_numeric(name: str, raw: Any) -> Decimal:

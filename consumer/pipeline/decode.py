@@ -52,6 +52,21 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
     A null value (or JSON `null`) is a tombstone and needs the key. A missing key falls back to
     the `id` in `after`/`before`. Raises only `DecodeError`.
     """
+    try:
+        return _decode_event(topic, key, value, topic_prefix)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise _unforeseen(exc) from exc
+
+
+def _unforeseen(exc: Exception) -> DecodeError:
+    """A failure no check above foresaw is still the message's: a dead letter, never a process exit
+    (which the same record would repeat on every restart, its offset never moving)."""
+    return DecodeError(f"message cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _decode_event(topic: str, key: bytes | None, value: bytes | None, topic_prefix: str) -> ChangeEvent:
     entity, key_id, op, payload, fields, source = _open(topic, key, value, topic_prefix)
     if op is Op.TOMBSTONE:
         assert key_id is not None  # a tombstone without one is refused
@@ -88,6 +103,15 @@ def summarize_change(
     Only an image that may hold the TOAST placeholder is decoded in full, to tell whether it is whole.
     Raises only `DecodeError`, and only for messages `decode_event` refuses too (one with an unreadable
     column value passes here and fails there)."""
+    try:
+        return _summarize_change(topic, key, value, topic_prefix)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise _unforeseen(exc) from exc
+
+
+def _summarize_change(topic: str, key: bytes | None, value: bytes | None, topic_prefix: str) -> ChangeSummary:
     summary = _summary_of_common_shape(entity_for_topic(topic, topic_prefix=topic_prefix), key, value)
     if summary is not None:
         return summary

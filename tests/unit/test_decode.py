@@ -592,3 +592,104 @@ def test_plain_string_mode_and_schema_precise_mode_decode_to_the_same_event(
     # schemaless precise mode (base64 without a schema) decodes with the source scale too
     c = decode_event(INVOICES, _enc(key_plain), _enc({**plain, "after": precise_row}), topic_prefix=PREFIX)
     assert c == a
+
+
+# --- numerics of any size (issue 23 a: a huge one used to raise ValueError and stop the process) ---------
+
+
+def _b64_of(unscaled: int) -> str:
+    return base64.b64encode(unscaled.to_bytes(unscaled.bit_length() // 8 + 1, "big", signed=True)).decode()
+
+
+def test_a_precise_numeric_beyond_pythons_digit_limit_decodes_exactly_when_postgres_could_hold_it() -> None:
+    unscaled = -(7**9000)  # 7,606 digits: str() of it raises ValueError under Python's 4,300-digit limit
+    after = {"id": INVOICE_ID, "subtotal": _b64_of(unscaled)}
+    row = _decode(_envelope(after), key={"id": INVOICE_ID}, topic=INVOICES).row
+    assert row is not None
+    assert row["subtotal"].as_tuple() == (1, Decimal(unscaled).as_tuple().digits, -2)
+
+
+def test_the_reported_2000_byte_numeric_decodes_and_mapping_refuses_it_as_no_zoho_amount() -> None:
+    from consumer.entities.invoice_payload import invoice_payload
+    from consumer.pipeline.plan import MappingError
+
+    raw = base64.b64encode(b"\x7f" + b"\xff" * 1999).decode()  # about 4,800 digits
+    row = _decode(_envelope({"id": INVOICE_ID, "subtotal": raw}), key={"id": INVOICE_ID}, topic=INVOICES).row
+    assert row is not None and row["subtotal"].adjusted() > 4_000
+    with pytest.raises(MappingError, match="subtotal is about 1e4.*, beyond what a Zoho amount holds"):
+        invoice_payload({**row, "line_items": []}, "4815000000044")
+
+
+@pytest.mark.parametrize(
+    "make_after",
+    [
+        # more than PostgreSQL's 131,072 integer digits, as a decimal string and as base64
+        lambda: {"subtotal": "9" * 131_075 + ".00"},
+        lambda: {"subtotal": _b64_of(10**131_080)},
+        lambda: {"subtotal": "1e999999999"},
+        lambda: {"subtotal": "1e-999999"},
+    ],
+    ids=["131075-digit string", "131080-digit base64", "huge exponent", "tiny exponent"],
+)
+def test_a_numeric_no_postgres_row_holds_is_a_decode_error_naming_the_column(make_after: Any) -> None:
+    after = {"id": INVOICE_ID, **make_after()}
+    with pytest.raises(DecodeError, match="column subtotal has more digits than any PostgreSQL numeric"):
+        _decode(_envelope(after), key={"id": INVOICE_ID}, topic=INVOICES)
+
+
+def test_huge_numerics_in_schema_decimal_and_variable_scale_structs_are_decode_errors() -> None:
+    huge = base64.b64encode(b"\x01" + b"\x00" * 60_000).decode()  # about 144,500 digits
+    fields = [
+        {"type": "string", "field": "id"},
+        {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "parameters": {"scale": "2"}},
+        {"type": "struct", "name": "io.debezium.data.VariableScaleDecimal", "field": "subtotal"},
+    ]
+    fields[1]["field"] = "vat_amount"
+    for after in (
+        {"id": INVOICE_ID, "vat_amount": huge},
+        {"id": INVOICE_ID, "subtotal": {"scale": 2, "value": huge}},
+        {"id": INVOICE_ID, "subtotal": {"scale": 20_000, "value": "AYag"}},
+    ):
+        with pytest.raises(DecodeError, match="more digits than any PostgreSQL numeric holds"):
+            _decode(_invoice_schema_value(after, fields), key={"id": INVOICE_ID}, topic=INVOICES)
+
+
+_DECIMAL_SUBTOTAL = {
+    "type": "bytes",
+    "name": "org.apache.kafka.connect.data.Decimal",
+    "parameters": {"scale": "2"},
+    "field": "subtotal",
+}
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(min_size=1, max_size=70_000), schema=st.booleans())
+def test_any_base64_numeric_decodes_exactly_or_is_a_decode_error(data: bytes, schema: bool) -> None:
+    raw = base64.b64encode(data).decode()
+    if schema:
+        fields = [_DECIMAL_SUBTOTAL]
+        value = _invoice_schema_value({"id": INVOICE_ID, "subtotal": raw}, fields)
+    else:
+        value = _envelope({"id": INVOICE_ID, "subtotal": raw})
+    try:
+        row = _decode(value, key={"id": INVOICE_ID}, topic=INVOICES).row
+    except DecodeError as exc:
+        assert "subtotal" in exc.reason
+        return
+    assert row is not None
+    unscaled = Decimal(int.from_bytes(data, "big", signed=True)).as_tuple()
+    assert row["subtotal"].as_tuple() == (unscaled.sign, unscaled.digits, -2)
+
+
+def test_an_exception_no_check_foresaw_becomes_a_decode_error_not_an_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import consumer.pipeline.decode as decode_module
+
+    def broken(*_: Any) -> Any:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    monkeypatch.setattr(decode_module, "_decode_row", broken)
+    after = {"id": INVOICE_ID, "subtotal": "1.00"}
+    with pytest.raises(DecodeError, match=r"message cannot be read \(ValueError: Exceeds the limit"):
+        _decode(_envelope(after), key={"id": INVOICE_ID}, topic=INVOICES)
