@@ -53,7 +53,7 @@ class CustomerCalls(ZohoTransport):
         `before_send` runs once, before the first request is sent: when it can go out at once, or once it
         holds its send slot.
 
-        Raises ResponseLost when the reply was lost (the customer may exist): resolve with find_customer.
+        Raises InDoubt when the reply does not say whether it was made: resolve with find_customer.
         """
         before_send = at_most_once(before_send)
 
@@ -63,7 +63,6 @@ class CustomerCalls(ZohoTransport):
                 "/customers",
                 "POST /customers",
                 body=body,
-                retry_in_doubt=False,
                 before_send=before_send,
             )
             return reply["customer"]
@@ -104,12 +103,22 @@ class CustomerCalls(ZohoTransport):
         return (await self._request("GET", f"/customers/{customer_id}", "GET /customers/{id}"))["customer"]
 
     async def mark_customer_inactive(self, customer_id: str) -> dict[str, Any]:
-        path = f"/customers/{customer_id}/markasinactive"
-        return await self._request("POST", path, "POST /customers/{id}/markasinactive")
+        """POST /customers/{id}/markasinactive; after an in-doubt reply the customer is read first."""
+        return await self._mark(customer_id, "inactive")
 
     async def mark_customer_active(self, customer_id: str) -> dict[str, Any]:
-        path = f"/customers/{customer_id}/markasactive"
-        return await self._request("POST", path, "POST /customers/{id}/markasactive")
+        """POST /customers/{id}/markasactive; after an in-doubt reply the customer is read first."""
+        return await self._mark(customer_id, "active")
+
+    async def _mark(self, customer_id: str, status: str) -> dict[str, Any]:
+        async def applied() -> dict[str, Any] | None:
+            customer = await self.get_customer(customer_id)
+            return customer if customer.get("status") == status else None
+
+        path = f"/customers/{customer_id}/markas{status}"
+        return await self.settle_write(
+            lambda: self._request("POST", path, f"POST /customers/{{id}}/markas{status}"), applied
+        )
 
     def iter_customers(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Every customer matching `filters` (Zoho list filters), page by page."""

@@ -1,12 +1,19 @@
 """Every failure the Zoho client can raise, as one hierarchy grouped by what the caller should do.
 
-Callers (and `retry.py`) catch a family, never a list: `TransientError` may be retried, `RateLimited`
-waits and retries, `AuthError` stops the consumer, `PermanentError` is recorded and never retried.
+Callers (and `retry.py`) catch a family, never a list: `TransientError` may be retried, `InDoubt` is
+settled by reading Zoho before anything is sent again, `RateLimited` waits and retries, `AuthError` stops
+the consumer, `PermanentError` is recorded and never retried. Which family a failure belongs to is
+decided once, by the transport, from the reply and from whether the request may be sent twice.
 Messages carry Zoho's `code`/`message` only: tokens and secrets never appear in them.
 
     ZohoError
-    ├── TransientError              5xx, timeouts, connection failures
-    │   └── ResponseLost            the request may have been applied but no reply arrived
+    ├── TransientError              Zoho answered that it failed (a JSON envelope), the request never
+    │                               left, or an idempotent request (GET, PUT, DELETE) lost its reply
+    ├── InDoubt                     a write that must not be sent twice went out, and its reply does not
+    │   │                           say what Zoho did: read Zoho before any retry
+    │   ├── ResponseLost            no reply arrived (a timeout, a connection reset after sending)
+    │   └── ReplyUnreadable         a reply that is no Zoho envelope (a gateway's HTML 5xx, a 2xx without
+    │                               `code`)
     ├── RateLimited                 HTTP 429 or codes 44 / 1070
     │   └── DailyBudgetExhausted    code 45: the organisation's daily call budget is spent
     ├── AuthError                   OAuth refused: bad client id or secret
@@ -54,11 +61,22 @@ class ZohoError(Exception):
 
 
 class TransientError(ZohoError):
-    """Raised for a failure that may pass on its own: HTTP 5xx, a timeout or a broken connection."""
+    """Raised for a failure that may pass on its own and is safe to send again: Zoho's own 5xx envelope,
+    a connection that never carried the request, an idempotent request whose reply was lost."""
 
 
-class ResponseLost(TransientError):
+class InDoubt(ZohoError):
+    """Raised when a non-idempotent write (a create, a payment, a status call) went out and its reply does
+    not say whether Zoho applied it. Never retried as it is: the caller reads what Zoho holds first."""
+
+
+class ResponseLost(InDoubt):
     """Raised when the request was sent but no reply arrived, so Zoho may or may not have applied it."""
+
+
+class ReplyUnreadable(InDoubt):
+    """Raised when a reply is no Zoho JSON envelope (a gateway's HTML error page, a 2xx without `code`):
+    it comes from something in front of Zoho, which may have answered after Zoho did the work."""
 
 
 class RateLimited(ZohoError):

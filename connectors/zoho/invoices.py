@@ -12,6 +12,9 @@ from typing import Any
 from connectors.zoho import errors, tracking
 from connectors.zoho.transport import BeforeSend, ZohoTransport, at_most_once
 
+#: How a request that went out without a Zoho envelope for a reply is recorded (`CallRecord.error`).
+_IN_DOUBT = frozenset({errors.ResponseLost.__name__, errors.ReplyUnreadable.__name__})
+
 
 class InvoiceCalls(ZohoTransport):
     """POST/PUT/GET/DELETE /invoices, the status changes, and the lookup by invoice number."""
@@ -21,7 +24,8 @@ class InvoiceCalls(ZohoTransport):
     ) -> dict[str, Any]:
         """POST /invoices keeping our invoice number (ignore_auto_number_generation=true, send=false).
 
-        Raises Duplicate (1001) when the number exists, ResponseLost when the reply was lost.
+        Raises Duplicate (1001) when the number exists, InDoubt when the reply does not say whether it was
+        made (resolve with find_invoice_by_number, as create_invoice_idempotent does).
         """
         params = {"ignore_auto_number_generation": "true", "send": "false"}
         reply = await self._request(
@@ -30,7 +34,6 @@ class InvoiceCalls(ZohoTransport):
             "POST /invoices",
             params=params,
             body=payload,
-            retry_in_doubt=False,
             before_send=before_send,
         )
         return reply["invoice"]
@@ -46,22 +49,35 @@ class InvoiceCalls(ZohoTransport):
         return (await self._request("GET", f"/invoices/{invoice_id}", "GET /invoices/{id}"))["invoice"]
 
     async def void_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return await self._request("POST", f"/invoices/{invoice_id}/void", "POST /invoices/{id}/void")
+        """POST /invoices/{id}/void; after an in-doubt reply the invoice is read, and void there is done."""
+        return await self.settle_write(
+            lambda: self._request("POST", f"/invoices/{invoice_id}/void", "POST /invoices/{id}/void"),
+            lambda: self._invoice_when(invoice_id, lambda status: status == "void"),
+        )
 
     async def delete_invoice(self, invoice_id: str) -> dict[str, Any]:
-        """DELETE /invoices/{id}; a NotFound after a lost reply means our earlier attempt deleted it."""
+        """DELETE /invoices/{id}; a NotFound after an in-doubt reply means our earlier attempt deleted it."""
         with tracking.tracking() as mine:
             try:
                 return await self._request("DELETE", f"/invoices/{invoice_id}", "DELETE /invoices/{id}")
             except errors.NotFound:
-                if any(call.error == "ResponseLost" for call in mine.calls):
+                if any(call.error in _IN_DOUBT for call in mine.calls):
                     return {"code": 0, "message": "The invoice has been deleted."}
                 raise
 
     async def open_invoice(self, invoice_id: str) -> dict[str, Any]:
-        """POST /invoices/{id}/converttoopen: draft to open without emailing anyone (unlike /email)."""
+        """POST /invoices/{id}/converttoopen: draft to open without emailing anyone (unlike /email). After an
+        in-doubt reply the invoice is read: no longer a draft means it was opened."""
         path = f"/invoices/{invoice_id}/converttoopen"
-        return await self._request("POST", path, "POST /invoices/{id}/converttoopen")
+        return await self.settle_write(
+            lambda: self._request("POST", path, "POST /invoices/{id}/converttoopen"),
+            lambda: self._invoice_when(invoice_id, lambda status: status not in ("draft", None)),
+        )
+
+    async def _invoice_when(self, invoice_id: str, shows: Any) -> dict[str, Any] | None:
+        """The invoice as Zoho holds it now, if its status `shows` the effect sought; else None."""
+        invoice = await self.get_invoice(invoice_id)
+        return invoice if shows(invoice.get("status")) else None
 
     def iter_invoices(self, **filters: Any) -> AsyncIterator[dict[str, Any]]:
         """Every invoice matching `filters` (e.g. customer_id, filter_by=Status.Void), page by page."""

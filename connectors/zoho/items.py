@@ -17,7 +17,7 @@ class ItemCalls(ZohoTransport):
 
     async def create_item(self, payload: dict[str, Any]) -> dict[str, Any]:
         """POST /items; a taken name answers code 1000 "The item name already exist" (a Duplicate)."""
-        reply = await self._request("POST", "/items", "POST /items", body=payload, retry_in_doubt=False)
+        reply = await self._request("POST", "/items", "POST /items", body=payload)
         return reply["item"]
 
     async def get_item(self, item_id: str) -> dict[str, Any]:

@@ -15,8 +15,9 @@ class PaymentCalls(InvoiceCalls):
     """POST /payments and the lookup of a payment on the invoice it was applied to."""
 
     async def create_payment(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST /payments. Raises ResponseLost when the reply was lost (the payment may exist)."""
-        reply = await self._request("POST", "/payments", "POST /payments", body=payload, retry_in_doubt=False)
+        """POST /payments. Raises InDoubt when the reply does not say whether it was recorded (the payment
+        may exist): resolve with find_payment_on_invoice, as create_payment_once does."""
+        reply = await self._request("POST", "/payments", "POST /payments", body=payload)
         return reply["payment"]
 
     async def find_payment_on_invoice(self, invoice_id: str, reference: str) -> dict[str, Any] | None:
@@ -32,7 +33,8 @@ class PaymentCalls(InvoiceCalls):
         return None
 
     async def create_payment_once(self, payload: dict[str, Any], invoice_id: str) -> dict[str, Any]:
-        """Record a payment exactly once: after a lost reply or failure, find it on the invoice first."""
+        """Record a payment exactly once: after an in-doubt reply (lost, a gateway's error page) or a
+        failure, find it on the invoice by its reference before any new payment."""
         reference = str(payload.get("reference_number") or "")
         return await self._create_once(
             lambda: self.create_payment(payload),

@@ -63,8 +63,12 @@ def error_from_reply(http_status: int, body: Any, headers: Any = None) -> errors
     message = str(body.get("message", "")) if isinstance(body, dict) else ""
     if code == CODE_SUCCESS and http_status < 500:
         return None
-    message = message or f"Zoho answered HTTP {http_status} without a usable body"
     kwargs: dict[str, Any] = {"code": code, "http_status": http_status}
+    if code is None and (http_status >= 500 or http_status < 400):
+        # No Zoho envelope: a gateway's error page or a 2xx without `code`. Whatever answered sits in
+        # front of Zoho and may have done so after Zoho applied the request, so it proves nothing.
+        return errors.ReplyUnreadable(f"Zoho's reply was no Zoho envelope (HTTP {http_status})", **kwargs)
+    message = message or f"Zoho answered HTTP {http_status} without a usable body"
     if code == CODE_RATE_PER_DAY:
         return errors.DailyBudgetExhausted(message, **kwargs)
     if http_status == 429 or code in RATE_LIMIT_CODES:
@@ -80,7 +84,4 @@ def error_from_reply(http_status: int, body: Any, headers: Any = None) -> errors
         return errors.NotFound(message, **kwargs)
     if code in (CODE_ALREADY_EXISTS, CODE_DUPLICATE_NAME):
         return errors.Duplicate(message, **kwargs)
-    if code is None and http_status < 400:
-        # A 2xx without an envelope: treat as a server fault rather than guess success.
-        return errors.TransientError(message, **kwargs)
     return errors.ValidationFailed(message, **kwargs)

@@ -2,7 +2,10 @@
 
 Each attempt reserves a call of the daily budget, gets the shared token, then holds a slot and permit of
 the organisation's shared window while it sends; replies map to the `errors` tree and `RetryPolicy`
-retries by family. A create whose reply was lost raises `ResponseLost` (resolved by a lookup, not re-sent).
+retries by family. Whether a failure is in doubt is decided here, once: a write that must not be sent
+twice (every POST: creates, payments, status calls) whose reply is lost or no Zoho envelope raises
+`InDoubt`, which is never retried blindly: `settle_write` reads what Zoho holds before sending again.
+An idempotent request (GET, PUT, DELETE) in the same case is simply `TransientError`, retried as sent.
 """
 
 from __future__ import annotations
@@ -64,6 +67,15 @@ def at_most_once(step: BeforeSend | None) -> BeforeSend | None:
 
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+#: Requests Zoho applies the same however often they are sent; any other may not be sent twice blindly.
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+
+
+def _in_doubt_as_sent(error: errors.ZohoError, method: str) -> errors.ZohoError:
+    """An in-doubt failure of an idempotent request is a plain transient one: sending it again is safe."""
+    if isinstance(error, errors.InDoubt) and method in _IDEMPOTENT:
+        return errors.TransientError(error.message, code=error.code, http_status=error.http_status)
+    return error
 
 
 class ZohoTransport:
@@ -231,7 +243,8 @@ class ZohoTransport:
                 kind = errors.ResponseLost if sent else errors.TransientError
                 what = "no reply from Zoho" if sent else "could not reach Zoho"
                 self._record(endpoint, None, None, elapsed, kind.__name__)
-                raise kind(f"{what} for {endpoint} ({type(exc).__name__})") from None
+                failure = kind(f"{what} for {endpoint} ({type(exc).__name__})")
+                raise _in_doubt_as_sent(failure, method) from None
         elapsed = time.monotonic() - started
         try:
             payload = reply.json()
@@ -249,7 +262,7 @@ class ZohoTransport:
             await self.window.on_rate_limited(sent_at, error.retry_after)
         elif isinstance(error, errors.DailyBudgetExhausted) or code == CODE_RATE_PER_DAY:
             await self.daily.mark_exhausted()
-        raise error
+        raise _in_doubt_as_sent(error, method)
 
     def _record(
         self, endpoint: str, status: int | None, code: Any, seconds: float, error: str | None
@@ -266,7 +279,6 @@ class ZohoTransport:
         *,
         params: dict[str, Any] | None = None,
         body: Any = None,
-        retry_in_doubt: bool = True,
         before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
         before_send = at_most_once(before_send)
@@ -283,8 +295,6 @@ class ZohoTransport:
                 if isinstance(error, errors.AccessTokenRejected) and not token_retried:
                     token_retried = True  # the token was dropped in _attempt; the next attempt refreshes
                     continue
-                if isinstance(error, errors.ResponseLost) and not retry_in_doubt:
-                    raise
                 # time spent waiting for the next day's budget is not charged to the retry window
                 elapsed = time.monotonic() - started - (self.metrics.daily_wait_seconds - budget_wait_before)
                 delay = self.retry_policy.delay(error, attempts, max(0.0, elapsed))
@@ -316,6 +326,8 @@ class ZohoTransport:
             page += 1
 
     async def _create_once(self, create: Any, lookup: Any) -> dict[str, Any]:
+        """`create`, made at most once: after a failure that may hide a success (in doubt, a transient
+        failure, a duplicate), `lookup` finds the record by its natural key before any new create."""
         last: errors.ZohoError | None = None
         for _ in range(self.config.max_attempts):
             if last is not None:
@@ -330,7 +342,27 @@ class ZohoTransport:
                     raise last  # it exists under another key: not ours to adopt
             try:
                 return await create()
-            except (errors.TransientError, errors.Duplicate) as exc:
+            except (errors.TransientError, errors.InDoubt, errors.Duplicate) as exc:
                 last = exc
         assert last is not None
         raise last
+
+    async def settle_write(self, send: Any, applied: Any) -> dict[str, Any]:
+        """A write Zoho must not receive twice (a status call), sent until Zoho shows its effect.
+
+        After an in-doubt reply nothing is sent again before `applied()` has read what Zoho holds: when it
+        returns a record, the effect is there and that record is the result; when None, the write did not
+        happen and is sent again (after a back-off), within the retry policy's attempts."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await send()
+            except errors.InDoubt as doubt:
+                settled = await applied()
+                if settled is not None:
+                    return settled
+                if attempt >= self.config.max_attempts:
+                    raise doubt
+                self.metrics.retries += 1
+                await asyncio.sleep(self.retry_policy.backoff(attempt))

@@ -2,7 +2,9 @@
 
 Every API request passes `Simulator.admit` (auth, org header, limits, fault dice) before the resource
 operation runs. A *lost response* applies the change, sends the status line and headers, then drops
-the connection before the body, so an HTTP client sees a protocol error, never a reply.
+the connection before the body, so an HTTP client sees a protocol error, never a reply. An *applied 502*
+applies the change, then answers with a gateway's HTML error page, as a proxy in front of Zoho does when
+Zoho's own reply reaches it too late.
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.zoho.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
 from connectors.zoho_sim.config import update_dataclass
 from connectors.zoho_sim.core import Simulator
 from connectors.zoho_sim.envelopes import Reply, invalid
+
+#: What a gateway in front of Zoho answers when Zoho's reply reaches it too late (not a Zoho envelope).
+_GATEWAY_502 = (
+    "<html><head><title>502 Bad Gateway</title></head>"
+    "<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+)
 
 
 class DropConnection(Exception):
@@ -94,6 +102,9 @@ def api_route(method: str, template: str, operation: Operation) -> Route:
             if admission.fault == "lost_response":
                 sim.count(endpoint, f"lost-{status}")
                 return DroppedResponse()
+            if admission.fault == "applied_502":
+                sim.count(endpoint, f"applied-{status}-502")
+                return HTMLResponse(_GATEWAY_502, 502)
             if admission.fault == "timeout":
                 await asyncio.sleep(faults.timeout_hold)
             sim.count(endpoint, status)

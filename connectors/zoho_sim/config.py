@@ -32,6 +32,8 @@ class SimFaults:
     timeout_hold: float = 35.0
     lost_response: float = 0.0  # apply, then drop the connection without a complete reply
     drop_request: float = 0.0  # drop the connection without applying
+    # apply a write (any request but a GET), then answer as a gateway in front of Zoho does: HTML 502
+    applied_502: float = 0.0
     burst_429: int = 0  # the next N API requests answer 429 (code 44)
     # [endpoint, fault] pairs played once each, in order, on the next accepted request to that endpoint
     # (e.g. ["POST /payments", "lost_response"]): deterministic faults for tests.

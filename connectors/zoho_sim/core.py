@@ -55,9 +55,8 @@ class Admission:
     """The outcome of the gate: a refusal to send as is, or the fault to play on an accepted request."""
 
     refusal: tuple[Reply, dict[str, str]] | None = None
-    fault: str | None = (
-        None  # None | "error_500" | "error_503" | "drop_request" | "lost_response" | "timeout"
-    )
+    # None | "error_500" | "error_503" | "drop_request" | "lost_response" | "timeout" | "applied_502"
+    fault: str | None = None
 
 
 class Simulator:
@@ -193,8 +192,11 @@ class Simulator:
                 del faults.once[index]
                 self.faults_played[fault] += 1
                 return Admission(fault=fault)
-        for fault in ("error_500", "error_503", "drop_request", "lost_response", "timeout"):
+        writing = endpoint is not None and not endpoint.startswith("GET ")
+        for fault in ("error_500", "error_503", "drop_request", "lost_response", "timeout", "applied_502"):
             probability = getattr(faults, fault)
+            if fault == "applied_502" and not writing:
+                continue  # a read has nothing to apply: its 502 would be error_503's
             if probability and self.rng.random() < probability:
                 self.faults_played[fault] += 1
                 return Admission(fault=fault)

@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
             0.0, help="Probability of applying, then dropping the reply."
         ),
         drop_request_rate: float = typer.Option(0.0, help="Probability of dropping the request unapplied."),
+        fault_applied_502: float = typer.Option(
+            0.0, help="Probability of applying a write, then answering a gateway's HTML 502."
+        ),
         token_refusal_seconds: float = typer.Option(
             0.0, help="Refuse token requests for this long after start."
         ),
@@ -84,6 +87,7 @@ _PROBABILITIES: Final = {
     "timeout_rate": "timeout",
     "lost_response_rate": "lost_response",
     "drop_request_rate": "drop_request",
+    "fault_applied_502": "applied_502",
 }
 #: The other options that are not named as the config field they set, by that field.
 _RENAMED: Final = {"refresh_token": "refresh_tokens", "org_id": "organization_id", "db": "db_path"}
