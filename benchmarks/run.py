@@ -1,6 +1,7 @@
 """`make bench`: pipeline overhead, budget use, the seed scenario, latency and memory.
 
-    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst] [--scale 1.0]
+    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst,doubt]
+                             [--scale 1.0]
                              [--budget-window 20] [--no-write]
 
 Each benchmark starts its own broker, database and simulator and removes them afterwards. The
@@ -27,7 +28,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 from psycopg.rows import dict_row
 
-from benchmarks import infra, report, scale_out
+from benchmarks import in_doubt, infra, report, scale_out
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
 from consumer import event_loop
@@ -549,7 +550,7 @@ async def bench_memory(seconds: float, workdir: Path, scale: float) -> dict[str,
 
 # --- the report -----------------------------------------------------------------------------------
 
-BENCHES = ("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst")
+BENCHES = ("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst", "doubt")
 
 
 def render(r: dict[str, Any]) -> str:
@@ -630,6 +631,13 @@ def render(r: dict[str, Any]) -> str:
         ("7 single: HTTP 429", g("single_http_429"), "0", ok("single_http_429", lambda v: v == 0)),
         ("8 burst: 50 changes at 100/min, last in Zoho", f"{g('burst_last_s')} s", "<= 5 s",
          ok("burst_last_s", lambda v: v <= 5)),
+        (f"9 in doubt: {g('doubt_invoices')} invoices paid, half of all writes applied then 502: payments"
+         " beyond one per invoice", g("doubt_duplicate_payments"), "0",
+         ok("doubt_duplicate_payments", lambda v: v == 0)),
+        ("9 in doubt: invoices left unpaid / payment calls (of which answered 502)",
+         f"{g('doubt_unpaid_invoices')} / {g('doubt_payment_calls')}"
+         f" ({g('doubt_payment_calls_answered_502')})",
+         "0 / N", ok("doubt_unpaid_invoices", lambda v: v == 0)),
     ]  # fmt: skip
     head = (
         f"Command: `{r.get('bench_command')}`; date {r.get('bench_date')}; machine {r.get('machine')}; "
@@ -674,6 +682,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results.update(await scale_out.bench_single(workdir))
     if "burst" in only:
         results.update(await scale_out.bench_burst(workdir))
+    if "doubt" in only:
+        results.update(await in_doubt.bench_doubt(workdir))
     if "bench_date" in results:
         results["bench_total_s"] = round(time.monotonic() - started)
         results["date"] = results["bench_date"]
