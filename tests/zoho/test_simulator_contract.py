@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
+from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread, start_subprocess
 from tests.zoho.conftest import RawApi, customer_payload, fetch_token, invoice_payload
 
 
@@ -288,3 +288,29 @@ def test_cli_starts_a_simulator_process():
         assert handle._admin("GET", "limits")["per_window"] == 7
     finally:
         handle.stop()
+
+
+def test_applied_502_applies_a_write_then_answers_a_gateways_html_page(zoho_sim):
+    api = RawApi(zoho_sim)
+    zoho_sim.set_faults(applied_502=1.0)
+    reply = api.call("POST", "/customers", customer_payload(1))
+    assert reply.status_code == 502 and reply.headers["content-type"].startswith("text/html")
+    assert "code" not in reply.text  # no Zoho envelope: nothing in it says what Zoho did
+    listed = api.call("GET", "/customers")  # a read has nothing to apply: never this fault
+    assert listed.status_code == 200 and [c["display_name"] for c in listed.json()["customers"]] == [
+        "Customer 1"
+    ]
+    zoho_sim.set_faults(applied_502=0.0)
+    assert zoho_sim.stats()["calls"]["POST /customers applied-201-502"] == 1
+
+
+def test_the_applied_502_fault_is_a_command_line_option_seeded_like_the_others():
+    sim = start_subprocess(None, "--fault-applied-502", "0.5", "--seed", "7")
+    try:
+        assert sim._admin("GET", "faults")["applied_502"] == 0.5
+        api = RawApi(sim)
+        replies = [api.call("POST", "/customers", customer_payload(n)).status_code for n in range(12)]
+        assert set(replies) == {201, 502}  # half, by the seeded dice
+        assert len(sim.state()["customers"]) == 12  # every one applied, whatever the answer
+    finally:
+        sim.stop()
