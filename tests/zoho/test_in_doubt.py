@@ -228,3 +228,14 @@ def test_only_a_reply_without_a_zoho_envelope_is_in_doubt(status, body, family):
     error = error_from_reply(status, body)
     assert type(error) is family
     assert isinstance(error, InDoubt) == (family is ReplyUnreadable)
+
+
+async def test_a_delete_applied_then_502_is_retried_and_its_not_found_read_as_done(applier, strict_sim):
+    """DELETE is idempotent: sent again, and Zoho's "not found" after the gateway's page means it is gone."""
+    customer_id = await _customer(applier, 10)
+    invoice_id = await _invoice(applier, customer_id, 10, "draft")
+    strict_sim.set_faults(once=[["DELETE /invoices/{id}", GATEWAY_502]])
+    await applier.client.delete_invoice(invoice_id)
+    assert strict_sim.state()["invoices"] == []
+    calls = strict_sim.stats()["by_endpoint"]["DELETE /invoices/{id}"]
+    assert calls == {"applied-200-502": 1, "404": 1}
