@@ -239,3 +239,21 @@ async def test_a_delete_applied_then_502_is_retried_and_its_not_found_read_as_do
     assert strict_sim.state()["invoices"] == []
     calls = strict_sim.stats()["by_endpoint"]["DELETE /invoices/{id}"]
     assert calls == {"applied-200-502": 1, "404": 1}
+
+
+@pytest.mark.parametrize("fault", ["lost_response", "timeout"])
+async def test_a_void_whose_reply_is_lost_or_late_is_read_back_not_sent_again(applier, strict_sim, fault):
+    """The other in-doubt kinds: the connection reset after the request, or no reply before the client's
+    read timeout (the simulator holds it past 5 s). Both applied in Zoho; neither is sent again."""
+    customer_id = await _customer(applier, 11)
+    invoice_id = await _invoice(applier, customer_id, 11, "sent")
+    before = _writes(strict_sim)
+    strict_sim.set_faults(once=[["POST /invoices/{id}/void", fault]], timeout_hold=7.0)
+    plan = Plan(Action.VOID_INVOICE, None, "h", "test", status="void", from_status="sent")
+    applied = await applier.apply(EntityType.INVOICE, "i11", plan, _invoice_row(11), invoice_id)
+    assert applied.zoho_status == "void"
+    await asyncio.sleep(7.5 if fault == "timeout" else 0)  # the held reply is counted once it is sent
+    made = {k: n - before.get(k, 0) for k, n in _writes(strict_sim).items() if n != before.get(k, 0)}
+    label = "lost-200" if fault == "lost_response" else "200"
+    assert made == {f"POST /invoices/{{id}}/void {label}": 1}
+    await _quiet(strict_sim, _writes(strict_sim))
