@@ -26,6 +26,7 @@ from connectors.zoho.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, T
 from connectors.zoho_sim.config import update_dataclass
 from connectors.zoho_sim.core import Simulator
 from connectors.zoho_sim.envelopes import Reply, invalid
+from connectors.zoho_sim.organisations import Organisation
 
 #: What a gateway in front of Zoho answers when Zoho's reply reaches it too late (not a Zoho envelope).
 _GATEWAY_502 = (
@@ -66,7 +67,9 @@ async def _json_body(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-Operation = Callable[[Simulator, Request, dict[str, Any]], Reply]
+# An operation works on the records of the request's organisation (`Organisation`: `.customers`,
+# `.invoices`, `.items`, `.payments`, `.store`, `.config`).
+Operation = Callable[[Organisation, Request, dict[str, Any]], Reply]
 
 
 def api_route(method: str, template: str, operation: Operation) -> Route:
@@ -77,40 +80,41 @@ def api_route(method: str, template: str, operation: Operation) -> Route:
     async def handler(request: Request) -> Response:
         sim: Simulator = request.app.state.sim
         admission = sim.admit(request.headers.get("authorization"), request.headers.get(ORG_HEADER), endpoint)
+        org = admission.organisation  # the records and counters of the request's organisation
         if admission.refusal is not None:
             (status, body), headers = admission.refusal
-            sim.count(endpoint, status)
+            org.count(endpoint, status)
             return JSONResponse(body, status, headers=headers)
         try:
             faults = sim.config.faults
             if faults.latency:
                 await asyncio.sleep(faults.latency)
             if admission.fault == "error_500":
-                sim.count(endpoint, 500)
+                org.count(endpoint, 500)
                 return JSONResponse({"code": 1000, "message": "Internal error"}, 500)
             if admission.fault == "error_503":
-                sim.count(endpoint, 503)
+                org.count(endpoint, 503)
                 return Response("<html><body>503 Service Temporarily Unavailable</body></html>", 503)
             if admission.fault == "drop_request":
-                sim.count(endpoint, "dropped")
+                org.count(endpoint, "dropped")
                 return DroppedResponse()
             body = await _json_body(request) if method in ("POST", "PUT") else {}
             if body is None:
                 status, reply = invalid("JSONString", CODE_INVALID_INPUT)
             else:
-                status, reply = operation(sim, request, body)
+                status, reply = operation(org, request, body)
             if admission.fault == "lost_response":
-                sim.count(endpoint, f"lost-{status}")
+                org.count(endpoint, f"lost-{status}")
                 return DroppedResponse()
             if admission.fault == "applied_502":
-                sim.count(endpoint, f"applied-{status}-502")
+                org.count(endpoint, f"applied-{status}-502")
                 return HTMLResponse(_GATEWAY_502, 502)
             if admission.fault == "timeout":
                 await asyncio.sleep(faults.timeout_hold)
-            sim.count(endpoint, status)
+            org.count(endpoint, status)
             return JSONResponse(reply, status)
         finally:
-            sim.release()
+            org.release()
 
     return Route(API_PATH + template, handler, methods=[method])
 
@@ -200,16 +204,25 @@ async def _admin_json(request: Request) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-async def admin_stats(request: Request) -> Response:
-    return JSONResponse(request.app.state.sim.stats())
+def _of_organisation(view: str) -> Callable[[Request], Any]:
+    """An admin view of one organisation: `?organization_id=` names it (default: the configured one)."""
+
+    async def endpoint(request: Request) -> Response:
+        sim: Simulator = request.app.state.sim
+        organization_id = request.query_params.get("organization_id")
+        try:
+            return JSONResponse(getattr(sim, view)(organization_id))
+        except KeyError:
+            return JSONResponse(
+                {"error": f"the simulator does not serve organisation {organization_id}"}, 404
+            )
+
+    return endpoint
 
 
-async def admin_state(request: Request) -> Response:
-    return JSONResponse(request.app.state.sim.state())
-
-
-async def admin_duplicates(request: Request) -> Response:
-    return JSONResponse(request.app.state.sim.duplicates())
+admin_stats = _of_organisation("stats")
+admin_state = _of_organisation("state")
+admin_duplicates = _of_organisation("duplicates")
 
 
 async def admin_reset(request: Request) -> Response:
@@ -225,8 +238,9 @@ def _setter(attribute: str) -> Callable[[Request], Any]:
             values = await _admin_json(request)
             if attribute == "config":
                 values = {k: v for k, v in values.items() if k not in ("limits", "faults")}
-                if "refresh_tokens" in values:
-                    values["refresh_tokens"] = tuple(values["refresh_tokens"])
+                for listed in ("refresh_tokens", "other_organization_ids"):
+                    if listed in values:
+                        values[listed] = tuple(values[listed])
             try:
                 update_dataclass(target, values)
             except ValueError as exc:

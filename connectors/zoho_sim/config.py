@@ -49,6 +49,9 @@ class SimConfig:
     client_secret: str = field(default="sim-client-secret", repr=False)
     refresh_tokens: tuple[str, ...] = field(default=("1000.simrefresh.0000000000000000",), repr=False)
     organization_id: str = "10234695"
+    # More organisations the same user belongs to, each with its own records, ids and counters
+    # (`connectors.zoho_sim.organisations`); a request for any other organisation is refused.
+    other_organization_ids: tuple[str, ...] = ()
     token_lifetime: float = 3600.0
     token_refresh_limit: int = 10  # token requests per refresh token per window (denied ones count too)
     token_refresh_window: float = 600.0

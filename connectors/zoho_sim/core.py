@@ -34,6 +34,7 @@ from connectors.zoho_sim.customers import Customers
 from connectors.zoho_sim.envelopes import Reply
 from connectors.zoho_sim.invoices import Invoices
 from connectors.zoho_sim.items import Items
+from connectors.zoho_sim.organisations import Organisation, organisation_ids
 from connectors.zoho_sim.payments import Payments
 from connectors.zoho_sim.store import RecordStore
 
@@ -52,8 +53,10 @@ class IssuedToken:
 
 @dataclass
 class Admission:
-    """The outcome of the gate: a refusal to send as is, or the fault to play on an accepted request."""
+    """The outcome of the gate: a refusal to send as is, or the fault to play on an accepted request,
+    and the organisation whose records and counters the request uses."""
 
+    organisation: Organisation
     refusal: tuple[Reply, dict[str, str]] | None = None
     # None | "error_500" | "error_503" | "drop_request" | "lost_response" | "timeout" | "applied_502"
     fault: str | None = None
@@ -63,11 +66,7 @@ class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
-        self.store = RecordStore(config.db_path)
-        self.customers = Customers(config, self.store)
-        self.invoices = Invoices(config, self.store)
-        self.items = Items(config, self.store)
-        self.payments = Payments(config, self.store)
+        self.orgs: dict[str, Organisation] = {}
         self.tokens: dict[str, IssuedToken] = {}
         self.active: dict[str, deque[str]] = defaultdict(deque)
         self.revoked: set[str] = set()
@@ -75,21 +74,61 @@ class Simulator:
         self.refusal_until = 0.0
         self.reset_counters()
 
+    # --- organisations -----------------------------------------------------------------------
+
+    def organisation(self, organization_id: str | None = None) -> Organisation | None:
+        """The organisation of that id (the default one for None); None when the simulator does not
+        serve it. Made on first use, so organisations added to the config later are served too."""
+        wanted = self.config.organization_id if organization_id is None else organization_id
+        if wanted not in organisation_ids(self.config):
+            return None
+        if wanted not in self.orgs:
+            self.orgs[wanted] = Organisation(wanted, self.config, position=len(self.orgs))
+        return self.orgs[wanted]
+
+    @property
+    def default(self) -> Organisation:
+        """The organisation of `SimConfig.organization_id` (the only one unless others are configured)."""
+        org = self.organisation()
+        assert org is not None
+        return org
+
+    # The default organisation's records, as before there were several.
+    @property
+    def store(self) -> RecordStore:
+        return self.default.store
+
+    @property
+    def customers(self) -> Customers:
+        return self.default.customers
+
+    @property
+    def invoices(self) -> Invoices:
+        return self.default.invoices
+
+    @property
+    def items(self) -> Items:
+        return self.default.items
+
+    @property
+    def payments(self) -> Payments:
+        return self.default.payments
+
     def reset_counters(self) -> None:
-        self.calls: Counter[tuple[str, str]] = Counter()
-        self.accepted_log: deque[float] = deque()
-        self.daily: Counter[str] = Counter()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.max_in_window = 0
         self.token_requests = 0
         self.tokens_issued = 0
         self.token_refusals = 0
-        self.faults_played: Counter[str] = Counter()
+        for org in self.orgs.values():
+            org.reset_counters()
 
     def reset(self) -> None:
-        self.store.wipe()
+        for org in self.orgs.values():
+            org.store.wipe()
         self.reset_counters()
+
+    def close(self) -> None:
+        for org in self.orgs.values():
+            org.store.close()
 
     # --- OAuth -------------------------------------------------------------------------------
 
@@ -155,107 +194,117 @@ class Simulator:
     def admit(
         self, authorization: str | None, organization: str | None, endpoint: str | None = None
     ) -> Admission:
-        """Auth, org header, limits, then the fault dice; the caller must `release()` an accepted request."""
+        """Auth, org header, limits (the organisation's), then the fault dice; the caller must
+        `release()` the organisation of an accepted request. A request refused before its organisation
+        is known (no token, an organisation this user does not belong to) counts in the default one."""
         now = time.monotonic()
         scheme, _, access = (authorization or "").partition(" ")
         issued = self.tokens.get(access) if scheme == "Zoho-oauthtoken" else None
+        org = self.organisation(organization) if organization else None
         if issued is None or now >= issued.expires_at or issued.refresh_token in self.revoked:
             body = {
                 "code": CODE_NOT_AUTHORIZED,
                 "message": "You are not authorized to perform this operation",
             }
-            return Admission(refusal=((401, body), {}))
-        if organization != self.config.organization_id:
+            return Admission(org or self.default, refusal=((401, body), {}))
+        if org is None:
             message = f"This user is not associated with the CompanyID/CompanyName:{organization or ''}."
-            return Admission(refusal=((400, {"code": CODE_BAD_ORGANIZATION, "message": message}), {}))
+            refusal = ((400, {"code": CODE_BAD_ORGANIZATION, "message": message}), {})
+            return Admission(self.default, refusal=refusal)
         limits, faults = self.config.limits, self.config.faults
         if faults.burst_429 > 0:
             faults.burst_429 -= 1
-            return Admission(refusal=self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE))
-        if self.in_flight >= limits.concurrency:
-            return Admission(refusal=self._limit_reply(CODE_CONCURRENCY, MESSAGE_CONCURRENCY))
-        log = self.accepted_log
+            return Admission(org, refusal=self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE))
+        if org.in_flight >= limits.concurrency:
+            return Admission(org, refusal=self._limit_reply(CODE_CONCURRENCY, MESSAGE_CONCURRENCY))
+        log = org.accepted_log
         while log and log[0] <= now - limits.window_seconds:
             log.popleft()
         if len(log) >= limits.per_window:
-            return Admission(refusal=self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE))
+            return Admission(org, refusal=self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE))
         today = dt.datetime.now(dt.UTC).date().isoformat()
-        if self.daily[today] >= limits.daily:
-            return Admission(refusal=self._limit_reply(CODE_RATE_PER_DAY, message_rate_per_day(limits.daily)))
+        if org.daily[today] >= limits.daily:
+            refusal = self._limit_reply(CODE_RATE_PER_DAY, message_rate_per_day(limits.daily))
+            return Admission(org, refusal=refusal)
         log.append(now)
-        self.max_in_window = max(self.max_in_window, len(log))
-        self.daily[today] += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        org.max_in_window = max(org.max_in_window, len(log))
+        org.daily[today] += 1
+        org.in_flight += 1
+        org.max_in_flight = max(org.max_in_flight, org.in_flight)
         for index, (target, fault) in enumerate(faults.once):
             if target == endpoint:
                 del faults.once[index]
-                self.faults_played[fault] += 1
-                return Admission(fault=fault)
+                org.faults_played[fault] += 1
+                return Admission(org, fault=fault)
         writing = endpoint is not None and not endpoint.startswith("GET ")
         for fault in ("error_500", "error_503", "drop_request", "lost_response", "timeout", "applied_502"):
             probability = getattr(faults, fault)
             if fault == "applied_502" and not writing:
                 continue  # a read has nothing to apply: its 502 would be error_503's
             if probability and self.rng.random() < probability:
-                self.faults_played[fault] += 1
-                return Admission(fault=fault)
-        return Admission()
+                org.faults_played[fault] += 1
+                return Admission(org, fault=fault)
+        return Admission(org)
 
-    def release(self) -> None:
-        self.in_flight -= 1
+    # --- admin views (each of one organisation: the default one unless named) ------------------
 
-    def count(self, endpoint: str, status: int | str) -> None:
-        self.calls[(endpoint, str(status))] += 1
+    def served(self, organization_id: str | None = None) -> Organisation:
+        """The organisation an admin view is about; KeyError for one the simulator does not serve."""
+        org = self.organisation(organization_id)
+        if org is None:
+            raise KeyError(organization_id)
+        return org
 
-    # --- admin views ---------------------------------------------------------------------------
-
-    def stats(self) -> dict[str, Any]:
+    def stats(self, organization_id: str | None = None) -> dict[str, Any]:
+        org = self.served(organization_id)
         by_endpoint: dict[str, dict[str, int]] = defaultdict(dict)
-        for (endpoint, status), n in self.calls.items():
+        for (endpoint, status), n in org.calls.items():
             by_endpoint[endpoint][status] = n
         statuses: Counter[str] = Counter()
-        for (_, status), n in self.calls.items():
+        for (_, status), n in org.calls.items():
             statuses[status] += n
         today = dt.datetime.now(dt.UTC).date().isoformat()
         return {
-            "calls": {f"{e} {s}": n for (e, s), n in sorted(self.calls.items())},
+            "organization_id": org.organization_id,
+            "calls": {f"{e} {s}": n for (e, s), n in sorted(org.calls.items())},
             "by_endpoint": dict(by_endpoint),
             "by_status": dict(statuses),
-            "requests": sum(self.calls.values()),
+            "requests": sum(org.calls.values()),
             "http_429": statuses.get("429", 0),
             "http_401": statuses.get("401", 0),
             "token_requests": self.token_requests,
             "tokens_issued": self.tokens_issued,
             "token_refusals": self.token_refusals,
-            "faults_played": dict(self.faults_played),
-            "calls_today": self.daily[today],
-            "calls_in_window": len(self.accepted_log),
-            "max_in_window": self.max_in_window,
-            "max_in_flight": self.max_in_flight,
+            "faults_played": dict(org.faults_played),
+            "calls_today": org.daily[today],
+            "calls_in_window": len(org.accepted_log),
+            "max_in_window": org.max_in_window,
+            "max_in_flight": org.max_in_flight,
         }
 
-    def state(self) -> dict[str, Any]:
+    def state(self, organization_id: str | None = None) -> dict[str, Any]:
+        store = self.served(organization_id).store
         return {
-            "customers": list(self.store.customers.values()),
-            "invoices": list(self.store.invoices.values()),
-            "items": list(self.store.items.values()),
-            "payments": list(self.store.payments.values()),
+            "customers": list(store.customers.values()),
+            "invoices": list(store.invoices.values()),
+            "items": list(store.items.values()),
+            "payments": list(store.payments.values()),
             "config": self.config.public(),
         }
 
-    def duplicates(self) -> dict[str, Any]:
+    def duplicates(self, organization_id: str | None = None) -> dict[str, Any]:
+        store = self.served(organization_id).store
         label = self.config.account_number_label
         by_account: dict[str, list[str]] = defaultdict(list)
-        for customer in self.store.customers.values():
+        for customer in store.customers.values():
             for f in customer.get("custom_fields", []):
                 if f["label"] == label and f.get("value") not in (None, ""):
                     by_account[str(f["value"])].append(customer["customer_id"])
         by_number: dict[str, list[str]] = defaultdict(list)
-        for invoice in self.store.invoices.values():
+        for invoice in store.invoices.values():
             by_number[invoice["invoice_number"]].append(invoice["invoice_id"])
         by_reference: dict[str, list[str]] = defaultdict(list)
-        for payment in self.store.payments.values():
+        for payment in store.payments.values():
             if payment.get("reference_number"):
                 by_reference[payment["reference_number"]].append(payment["payment_id"])
         return {

@@ -50,14 +50,16 @@ class SimHandle:
         reply.raise_for_status()
         return reply.json()
 
-    def stats(self) -> dict[str, Any]:
-        return self._admin("GET", "stats")
+    def stats(self, org: str | None = None) -> dict[str, Any]:
+        """The request counters of one organisation (default: the configured one)."""
+        return self._admin("GET", _of("stats", org))
 
-    def state(self) -> dict[str, Any]:
-        return self._admin("GET", "state")
+    def state(self, org: str | None = None) -> dict[str, Any]:
+        """The records of one organisation (default: the configured one)."""
+        return self._admin("GET", _of("state", org))
 
-    def duplicates(self) -> dict[str, Any]:
-        return self._admin("GET", "duplicates")
+    def duplicates(self, org: str | None = None) -> dict[str, Any]:
+        return self._admin("GET", _of("duplicates", org))
 
     def reset(self) -> None:
         self._admin("POST", "reset")
@@ -81,6 +83,10 @@ class SimHandle:
         if self._stop is not None:
             self._stop()
             self._stop = None
+
+
+def _of(view: str, org: str | None) -> str:
+    return view if org is None else f"{view}?organization_id={org}"
 
 
 def free_port() -> int:
@@ -125,7 +131,7 @@ def run_in_thread(config: SimConfig | None = None) -> SimHandle:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        sim.store.close()
+        sim.close()
 
     return SimHandle(
         url=f"http://127.0.0.1:{port}",

@@ -13,12 +13,12 @@ FIRST_ID = 903000000000001
 
 
 class RecordStore:
-    def __init__(self, db_path: str | None = None) -> None:
+    def __init__(self, db_path: str | None = None, *, first_id: int = FIRST_ID) -> None:
         self.customers: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.items: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, dict[str, Any]] = {}
-        self.next_id = FIRST_ID
+        self.next_id = first_id
         self.next_invoice_number = 1
         self._db: sqlite3.Connection | None = None
         if db_path:
@@ -30,7 +30,7 @@ class RecordStore:
             for kind, rid, body in self._db.execute("SELECT kind, id, body FROM records"):
                 self.table(kind)[rid] = json.loads(body)
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
-            self.next_id = meta.get("next_id", FIRST_ID)
+            self.next_id = meta.get("next_id", first_id)
             self.next_invoice_number = meta.get("next_invoice_number", 1)
 
     def table(self, kind: str) -> dict[str, dict[str, Any]]:

@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
             ["1000.simrefresh.0000000000000000"], help="Refresh token(s) it accepts (repeatable)."
         ),
         org_id: str = typer.Option("10234695", help="Organisation id expected in the org header."),
+        other_org_id: list[str] = typer.Option(
+            [], help="Another organisation the user belongs to (repeatable): its own records, ids, counters."
+        ),
         rate_per_window: int = typer.Option(100, help="Accepted API calls per rate window (code 44 beyond)."),
         rate_window_seconds: float = typer.Option(60.0, help="Length of the sliding rate window."),
         daily_limit: int = typer.Option(1000, help="Accepted API calls per UTC day (code 45 beyond)."),
@@ -90,7 +93,12 @@ _PROBABILITIES: Final = {
     "fault_applied_502": "applied_502",
 }
 #: The other options that are not named as the config field they set, by that field.
-_RENAMED: Final = {"refresh_token": "refresh_tokens", "org_id": "organization_id", "db": "db_path"}
+_RENAMED: Final = {
+    "refresh_token": "refresh_tokens",
+    "org_id": "organization_id",
+    "other_org_id": "other_organization_ids",
+    "db": "db_path",
+}
 _LIMITS: Final = {
     "rate_per_window": "per_window",
     "rate_window_seconds": "window_seconds",
@@ -115,6 +123,7 @@ def sim_config(options: dict[str, Any]) -> Any:
 
     values = {name: None if name in _OFF and _OFF[name](v) else v for name, v in options.items()}
     values["refresh_token"] = tuple(values["refresh_token"])
+    values["other_org_id"] = tuple(values["other_org_id"])
 
     def part(names: dict[str, str]) -> dict[str, Any]:
         return {field: values[name] for name, field in names.items()}
