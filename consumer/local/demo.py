@@ -115,7 +115,7 @@ def _count(database_url: str, sql: str) -> int:
 
 
 async def _sync_until_caught_up(settings: Settings, console: Console, timeout: float) -> None:
-    async with sync_session(settings) as session:
+    async with sync_session(settings, live_sync=True) as session:
         runner = session.runner(session.run_options(settings.consumer_group))
         task = asyncio.create_task(session.consume(runner))
         deadline = time.monotonic() + timeout
@@ -176,7 +176,7 @@ def run_demo(base: Settings, *, keep: bool = False, timeout: float = 300) -> Dem
             zoho_customers=len(state["customers"]),
             zoho_invoices=len(state["invoices"]),
             statuses=status_summary(
-                event_loop.run(read_source(settings.database_url)),
+                event_loop.run(read_source(settings.database_url, settings.zoho_organization_id)),
                 state,
                 MappingConfig.from_settings(settings),
             ),

@@ -48,6 +48,8 @@ class EngineOptions:
     consumer_group: str
     topic_prefix: str
     mapping: MappingConfig = field(default_factory=MappingConfig)
+    # The settings besides the mapping that change what is sent (`replay_memo.payload_settings`).
+    payload_settings: tuple[tuple[str, object], ...] = ()
     resync: bool = False  # ignore stored payload hashes and check every entity against Zoho
     ignore_stale: bool = False
     dlq_topic: str = setting_default("dlq_topic")
@@ -82,7 +84,12 @@ class SyncEngine:
             options.topic_prefix,
         )
         policy_options = PolicyOptions(
-            options.mapping, options.resync, options.ignore_stale, options.dlq_topic, options.topic_prefix
+            options.mapping,
+            options.resync,
+            options.ignore_stale,
+            options.dlq_topic,
+            options.topic_prefix,
+            options.payload_settings,
         )
         self._policy = EventPolicy(policy_options, self._recorder, desk, applier, self._scheduler, listing)
         # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on; the

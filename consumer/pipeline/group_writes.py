@@ -86,11 +86,12 @@ async def write_outcomes(cur: psycopg.AsyncCursor[Any], outcomes: Sequence[Outco
     await cur.execute(_MOVE_IN)
 
 
+# The store's organisation is the first value of every row: the map is one per Zoho organisation.
 _ENTITY_MAP_UPSERT: Final = (
-    "INSERT INTO zoho_entity_map (entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
+    "INSERT INTO zoho_entity_map (organization_id, entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
     " zoho_status, natural_key, source_row, rejected_digest, currency_code, replay_memo, updated_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
-    " ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+    " ON CONFLICT (organization_id, entity_type, entity_id) DO UPDATE SET"
     " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
     " payload_hash = EXCLUDED.payload_hash,"
     " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
@@ -104,8 +105,9 @@ _ENTITY_MAP_UPSERT: Final = (
 )
 
 
-def _entity_values(e: EntityUpdate) -> tuple[Any, ...]:
+def _entity_values(organization_id: str, e: EntityUpdate) -> tuple[Any, ...]:
     return (
+        organization_id,
         e.entity_type.value,
         e.entity_id,
         e.zoho_id,
@@ -122,6 +124,7 @@ def _entity_values(e: EntityUpdate) -> tuple[Any, ...]:
 
 async def write_group(
     conn: psycopg.AsyncConnection[Any],
+    organization_id: str,
     outcomes: Sequence[OutcomeRow],
     entities: Sequence[EntityUpdate],
     cleared_intents: Sequence[tuple[EntityType, str]],
@@ -133,11 +136,12 @@ async def write_group(
         if outcomes:
             await write_outcomes(cur, outcomes)
         if entities:
-            await cur.executemany(_ENTITY_MAP_UPSERT, [_entity_values(e) for e in entities])
+            await cur.executemany(_ENTITY_MAP_UPSERT, [_entity_values(organization_id, e) for e in entities])
         if cleared_intents:
             await cur.executemany(
-                "DELETE FROM zoho_sync_intent WHERE entity_type = %s AND entity_id = %s",
-                [(t.value, i) for t, i in cleared_intents],
+                "DELETE FROM zoho_sync_intent"
+                " WHERE organization_id = %s AND entity_type = %s AND entity_id = %s",
+                [(organization_id, t.value, i) for t, i in cleared_intents],
             )
         if write_backs:
             await cur.executemany(QUEUE_SQL, queue_rows(write_backs))

@@ -34,7 +34,7 @@ class LiveSync:
 
     async def main(self) -> RunSummary:
         settings = self.settings
-        async with sync_session(settings) as session:
+        async with sync_session(settings, live_sync=True) as session:
             runner = session.runner(session.run_options(settings.consumer_group))
             runner.install_signal_handlers()
             async with self._beside(session, runner):

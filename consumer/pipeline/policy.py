@@ -60,6 +60,7 @@ class PolicyOptions:
     ignore_stale: bool
     dlq_topic: str
     topic_prefix: str
+    payload_settings: tuple[tuple[str, object], ...] = ()  # part of the replay memo's fingerprint
 
 
 class EventPolicy:
@@ -90,7 +91,7 @@ class EventPolicy:
         """The mapping's fingerprint for replay memos (`replay_memo.mapping_fingerprint`): read once, at
         first use, when every spec is registered; None turns memos off."""
         if not self._fingerprint_known:
-            self._fingerprint = mapping_fingerprint(self.options.mapping)
+            self._fingerprint = mapping_fingerprint(self.options.mapping, self.options.payload_settings)
             self._fingerprint_known = True
         return self._fingerprint
 

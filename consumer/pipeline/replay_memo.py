@@ -29,6 +29,7 @@ from consumer.pipeline import entity_map
 from consumer.pipeline.events import ChangeEvent, Op
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, Plan
 from consumer.pipeline.store import EntityUpdate
+from consumer.settings import Settings
 
 #: Modules whose code decides what a record becomes, besides each spec's own (decoding included: a
 #: column decoded differently is a different row).
@@ -45,14 +46,29 @@ _CORE_MODULES = (
 _fingerprints: dict[tuple[Any, ...], str | None] = {}
 
 
-def mapping_fingerprint(mapping: MappingConfig) -> str | None:
-    """A digest of the mapping settings and of the source files of the code that decodes and maps
-    (every module of the registered specs' package and of their plan functions); None when a source
-    file cannot be read, which turns memos off."""
+def payload_settings(settings: Settings) -> tuple[tuple[str, object], ...]:
+    """The settings besides `MappingConfig` that change what is sent to Zoho, for the fingerprint: a
+    memo made under other ones must not pass a record over. The organisation is one too (its map rows
+    are its own already; named here so a memo never crosses organisations even by a copied row)."""
+    return (
+        ("organization_id", settings.zoho_organization_id),
+        ("payment_mode", settings.zoho_payment_mode),
+        ("default_item_id", settings.zoho_default_item_id),
+        ("default_item_name", settings.zoho_default_item_name),
+        ("adhoc_line_items", settings.zoho_adhoc_line_items),
+        # Match rules (how records made by others are adopted, issue 22 item 2) join here.
+    )
+
+
+def mapping_fingerprint(mapping: MappingConfig, settings: tuple[tuple[str, object], ...] = ()) -> str | None:
+    """A digest of the mapping settings, the other settings that change payloads (`payload_settings`)
+    and the source files of the code that decodes and maps (every module of the registered specs'
+    package and of their plan functions); None when a source file cannot be read, which turns memos
+    off."""
     registered = tuple(specs())
-    cache_key = (mapping, tuple(id(spec) for spec in registered))
+    cache_key = (mapping, settings, tuple(id(spec) for spec in registered))
     if cache_key not in _fingerprints:
-        _fingerprints[cache_key] = _fingerprint(mapping, _code_files(registered))
+        _fingerprints[cache_key] = _fingerprint((mapping, settings), _code_files(registered))
     return _fingerprints[cache_key]
 
 
@@ -74,10 +90,10 @@ def _code_files(registered: Iterable[Any]) -> set[Path] | None:
     return files
 
 
-def _fingerprint(mapping: MappingConfig, files: set[Path] | None) -> str | None:
+def _fingerprint(settings: tuple[Any, ...], files: set[Path] | None) -> str | None:
     if files is None:
         return None
-    digest = hashlib.sha256(repr(mapping).encode())
+    digest = hashlib.sha256(repr(settings).encode())
     try:
         for path in sorted(files):
             digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")

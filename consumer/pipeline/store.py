@@ -3,6 +3,10 @@
 `record()` writes an event's outcome rows, the entity-map update, the intent removal and the
 write-back to the source row in ONE transaction: when it returns, the outcome is durable and the
 offset may be committed; when it raises, nothing of it happened.
+
+A store works in one Zoho organisation (`organization_id`): every read and write of the entity map,
+the intents and the item map is that organisation's. Only the live sync's organisation writes back
+to the source (`writes_back`, `consumer.pipeline.organisations`).
 """
 
 from __future__ import annotations
@@ -89,7 +93,11 @@ class Intent:
 class SyncStore:
     """Async access to zoho-cdc's tables and the source tables it reads and writes back."""
 
-    def __init__(self, database_url: str, *, max_size: int = 10) -> None:
+    def __init__(
+        self, database_url: str, *, max_size: int = 10, organization_id: str = "", writes_back: bool = True
+    ) -> None:
+        self.organization_id = organization_id
+        self.writes_back = writes_back  # False: another organisation's sync never touches the source rows
         self._writes: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
         self._waiting_rows = 0  # outcome rows waiting for the next group commit
@@ -153,7 +161,8 @@ class SyncStore:
             requests, self._state_requests = self._state_requests, {}
             try:
                 async with self._pool.connection() as conn:
-                    cur = await conn.execute(_STATE_SQL, ([k[0] for k in requests], [k[1] for k in requests]))
+                    keys = ([k[0] for k in requests], [k[1] for k in requests], self.organization_id)
+                    cur = await conn.execute(_STATE_SQL, keys)
                     found = {(r[0], r[1]): _entity_state(r) for r in await cur.fetchall()}
             except Exception as exc:
                 for future in requests.values():
@@ -168,15 +177,17 @@ class SyncStore:
         """The entity map rows of many (entity type, id) keys in one query, without the remembered source
         image (`source_row` None: a batch check never fills an image); keys without a row are left out."""
         async with self._pool.connection() as conn:
-            cur = await conn.execute(_STATES_SQL, ([k[0] for k in keys], [k[1] for k in keys]))
+            cur = await conn.execute(
+                _STATES_SQL, ([k[0] for k in keys], [k[1] for k in keys], self.organization_id)
+            )
             return {(r[0], r[1]): _entity_state(r) for r in await cur.fetchall()}
 
     async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT operation, natural_key FROM zoho_sync_intent"
-                " WHERE entity_type = %s AND entity_id = %s",
-                (entity_type.value, entity_id),
+                " WHERE organization_id = %s AND entity_type = %s AND entity_id = %s",
+                (self.organization_id, entity_type.value, entity_id),
             )
             row = await cur.fetchone()
         return Intent(operation=row[0], natural_key=row[1]) if row else None
@@ -204,7 +215,9 @@ class SyncStore:
         """The Zoho item remembered for an invoice-line code (or the default item), if any."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT zoho_item_id FROM zoho_item_map WHERE kind = %s AND key = %s", (kind, key)
+                "SELECT zoho_item_id FROM zoho_item_map"
+                " WHERE organization_id = %s AND kind = %s AND key = %s",
+                (self.organization_id, kind, key),
             )
             row = await cur.fetchone()
         return str(row[0]) if row else None
@@ -212,14 +225,18 @@ class SyncStore:
     async def remember_item(self, kind: str, key: str, zoho_item_id: str) -> None:
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO zoho_item_map (kind, key, zoho_item_id) VALUES (%s, %s, %s)"
-                " ON CONFLICT (kind, key) DO UPDATE SET zoho_item_id = EXCLUDED.zoho_item_id",
-                (kind, key, zoho_item_id),
+                "INSERT INTO zoho_item_map (organization_id, kind, key, zoho_item_id)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (organization_id, kind, key)"
+                " DO UPDATE SET zoho_item_id = EXCLUDED.zoho_item_id",
+                (self.organization_id, kind, key, zoho_item_id),
             )
 
     async def forget_item(self, kind: str, key: str) -> None:
         async with self._pool.connection() as conn:
-            await conn.execute("DELETE FROM zoho_item_map WHERE kind = %s AND key = %s", (kind, key))
+            await conn.execute(
+                "DELETE FROM zoho_item_map WHERE organization_id = %s AND kind = %s AND key = %s",
+                (self.organization_id, kind, key),
+            )
 
     # --- writes -------------------------------------------------------------------------
     async def write_intent(
@@ -243,11 +260,15 @@ class SyncStore:
             try:
                 async with self._pool.connection() as conn:  # one statement for the batch: atomic, one trip
                     await conn.execute(
-                        "INSERT INTO zoho_sync_intent (entity_type, entity_id, operation, natural_key)"
-                        " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
-                        " ON CONFLICT (entity_type, entity_id)"
+                        "INSERT INTO zoho_sync_intent"
+                        " (organization_id, entity_type, entity_id, operation, natural_key)"
+                        " SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+                        " ON CONFLICT (organization_id, entity_type, entity_id)"
                         " DO UPDATE SET operation = EXCLUDED.operation, natural_key = EXCLUDED.natural_key",
-                        [list(column) for column in zip(*rows.values(), strict=True)],
+                        [
+                            self.organization_id,
+                            *(list(column) for column in zip(*rows.values(), strict=True)),
+                        ],
                     )
             except Exception as exc:
                 settle_all([f for _, f in batch], exc)
@@ -271,6 +292,8 @@ class SyncStore:
         `at_once` (records settled in bulk) starts the group without waiting for others to join.
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.writes_back:  # the source's id columns are the live organisation's alone
+            write_back = None
         self._writes.append(_Write(tuple(outcomes), entity, write_back, clear_intent, future))
         self._waiting_rows += len(outcomes)
         if at_once or self._waiting_rows >= GROUP_FULL_ROWS:
@@ -316,7 +339,7 @@ class SyncStore:
         intents = [item.clear_intent for item in group if item.clear_intent is not None]
         write_backs = [item.write_back for item in group if item.write_back is not None]
         async with self._pool.connection() as conn:
-            await write_group(conn, outcomes, entities, intents, write_backs)
+            await write_group(conn, self.organization_id, outcomes, entities, intents, write_backs)
         if write_backs:
             self.write_backs.poke()
 
@@ -334,13 +357,15 @@ def _json_dumps(value: Any) -> bytes | str:
         return json.dumps(value)
 
 
-# One query answers many workers' entity-state requests; an intent without a map row still counts.
+# One query answers many workers' entity-state requests (of the store's organisation); an intent
+# without a map row still counts.
 _STATE_SQL = (
     "SELECT k.entity_type, k.entity_id, m.zoho_id, m.payload_hash, m.last_lsn, m.zoho_status,"
     " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL, m.replay_memo"
     " FROM unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
-    " LEFT JOIN zoho_entity_map m USING (entity_type, entity_id)"
-    " LEFT JOIN zoho_sync_intent i USING (entity_type, entity_id)"
+    " CROSS JOIN (SELECT %s::text AS organization_id) AS o"
+    " LEFT JOIN zoho_entity_map m USING (organization_id, entity_type, entity_id)"
+    " LEFT JOIN zoho_sync_intent i USING (organization_id, entity_type, entity_id)"
     " WHERE m.entity_id IS NOT NULL OR i.entity_id IS NOT NULL"
 )
 

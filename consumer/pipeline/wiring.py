@@ -22,8 +22,10 @@ from consumer.migrations import migrate
 from consumer.pipeline.apply import Applier, ApplyOptions, ZohoApplier
 from consumer.pipeline.dead_letters import DeadLetterPublisher
 from consumer.pipeline.engine import EngineOptions, SyncEngine
+from consumer.pipeline.organisations import Organisation, OrganisationUnsettled, settle
 from consumer.pipeline.plan import MappingConfig
 from consumer.pipeline.replay_index import ReplayIndex
+from consumer.pipeline.replay_memo import payload_settings
 from consumer.pipeline.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
 from consumer.pipeline.scheduler import InboundRecord
 from consumer.pipeline.store import SyncStore
@@ -31,7 +33,7 @@ from consumer.settings import Settings
 
 
 class ServiceUnavailable(Exception):
-    """A required service cannot be reached; the message names the setting to check."""
+    """A required service cannot be reached (or cannot be used yet); the message says what to do."""
 
 
 def check_database(settings: Settings) -> None:
@@ -77,6 +79,7 @@ class SyncSession:
     client: Any
     metrics: Metrics
     producer: Any
+    organisation: Organisation  # the Zoho organisation it works in; `live`: it writes back to the source
 
     def runner(
         self,
@@ -100,6 +103,7 @@ class SyncSession:
                     consumer_group=run_options.group_id,
                     topic_prefix=self.settings.topic_prefix,
                     mapping=MappingConfig.from_settings(self.settings),
+                    payload_settings=payload_settings(self.settings),
                     resync=resync,
                     dlq_topic=self.settings.dlq_topic,
                     reprocess_max_attempts=self.settings.reprocess_max_attempts,
@@ -159,18 +163,35 @@ class SyncSession:
 
 
 @asynccontextmanager
-async def sync_session(settings: Settings, *, metrics: Metrics | None = None) -> AsyncIterator[SyncSession]:
-    """Open everything a sync needs (checked first, with one-sentence errors) and close it after."""
+async def sync_session(
+    settings: Settings, *, metrics: Metrics | None = None, live_sync: bool = False
+) -> AsyncIterator[SyncSession]:
+    """Open everything a sync needs (checked first, with one-sentence errors) and close it after.
+
+    `live_sync` (`zoho-cdc run`) records ZOHO_ORGANIZATION_ID as the live sync's organisation; other
+    commands work in it and write back to the source only if it is that one
+    (`consumer.pipeline.organisations`)."""
     check_database(settings)
     check_broker(settings)
     migrate(settings.database_url)
-    store = SyncStore(settings.database_url, max_size=max(4, settings.zoho_max_concurrency + 2))
+    try:
+        organisation = settle(settings.database_url, settings.zoho_organization_id, live_sync=live_sync)
+    except OrganisationUnsettled as exc:
+        raise ServiceUnavailable(str(exc)) from None
+    store = SyncStore(
+        settings.database_url,
+        max_size=max(4, settings.zoho_max_concurrency + 2),
+        organization_id=organisation.organization_id,
+        writes_back=organisation.live,
+    )
     await store.open()
+    if organisation.followed:  # the live sync moved: apply the source ids queued to follow the map
+        store.write_backs.poke()
     client = zoho_client(settings)
     producer = kafka_producer(settings.kafka_bootstrap_servers)
     try:
         await producer.start()
-        yield SyncSession(settings, store, client, metrics or Metrics(), producer)
+        yield SyncSession(settings, store, client, metrics or Metrics(), producer, organisation)
     finally:
         await producer.stop()
         await client.aclose()

@@ -54,7 +54,7 @@ class LiveSync:
         self._cm: Any = None
 
     async def __aenter__(self) -> LiveSync:
-        self._cm = sync_session(self.settings)
+        self._cm = sync_session(self.settings, live_sync=True)  # as `zoho-cdc run`
         self.session = await self._cm.__aenter__()
         self.runner = self.session.runner(self.session.run_options(self.settings.consumer_group))
         self._task = asyncio.create_task(self.session.consume(self.runner))

@@ -20,7 +20,7 @@ async def inspect(settings: Settings, client: Any, *, details: bool = True) -> R
     """Read both sides and compare them (no writes anywhere)."""
     from consumer.pipeline.plan import MappingConfig
 
-    source = await read_source(settings.database_url)
+    source = await read_source(settings.database_url, settings.zoho_organization_id)
     with client.tracking() as tracker:
         zoho = await read_zoho(client, source, details=details)
     report = compare(

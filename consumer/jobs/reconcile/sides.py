@@ -67,8 +67,8 @@ async def fetch_rows(database_url: str, query: str, params: Any = None) -> list[
         ]
 
 
-async def read_source(database_url: str) -> SourceSnapshot:
-    """Every source row of each entity, and the entity map's Zoho ids."""
+async def read_source(database_url: str, organization_id: str = "") -> SourceSnapshot:
+    """Every source row of each entity, and the Zoho ids of the organisation's entity map."""
     rows = {
         entity_type: await fetch_rows(
             database_url,
@@ -77,7 +77,10 @@ async def read_source(database_url: str) -> SourceSnapshot:
         for entity_type in registered()
     }
     mapped = await fetch_rows(
-        database_url, "SELECT entity_type, entity_id, zoho_id FROM zoho_entity_map WHERE zoho_id IS NOT NULL"
+        database_url,
+        "SELECT entity_type, entity_id, zoho_id FROM zoho_entity_map"
+        " WHERE organization_id = %s AND zoho_id IS NOT NULL",
+        (organization_id,),
     )
     return SourceSnapshot(
         **{_SNAPSHOT_FIELDS[t]: found for t, found in rows.items()},
