@@ -1,6 +1,6 @@
 """`make bench`: pipeline overhead, budget use, the seed scenario, latency and memory.
 
-    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst,doubt]
+    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst,doubt,neworg]
                              [--scale 1.0]
                              [--budget-window 20] [--no-write]
 
@@ -28,7 +28,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 from psycopg.rows import dict_row
 
-from benchmarks import in_doubt, infra, report, scale_out
+from benchmarks import in_doubt, infra, new_org, report, scale_out
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
 from consumer import event_loop
@@ -550,7 +550,7 @@ async def bench_memory(seconds: float, workdir: Path, scale: float) -> dict[str,
 
 # --- the report -----------------------------------------------------------------------------------
 
-BENCHES = ("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst", "doubt")
+BENCHES = ("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst", "doubt", "neworg")
 
 
 def render(r: dict[str, Any]) -> str:
@@ -638,6 +638,12 @@ def render(r: dict[str, Any]) -> str:
          f"{g('doubt_unpaid_invoices')} / {g('doubt_payment_calls')}"
          f" ({g('doubt_payment_calls_answered_502')})",
          "0 / N", ok("doubt_unpaid_invoices", lambda v: v == 0)),
+        ("10 neworg: entities missing in a second organisation after backfill",
+         f"{g('neworg_backfill_missing')} of {g('neworg_entities')}", "0",
+         ok("neworg_backfill_missing", lambda v: v == 0)),
+        ("10 neworg: second backfill's calls / first organisation's calls / source ids changed",
+         f"{g('neworg_second_backfill_calls')} / {g('neworg_first_org_calls_during')}"
+         f" / {g('neworg_source_ids_changed')}", "0 / 0 / 0", ""),
     ]  # fmt: skip
     head = (
         f"Command: `{r.get('bench_command')}`; date {r.get('bench_date')}; machine {r.get('machine')}; "
@@ -684,6 +690,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results.update(await scale_out.bench_burst(workdir))
     if "doubt" in only:
         results.update(await in_doubt.bench_doubt(workdir))
+    if "neworg" in only:
+        results.update(await new_org.bench_neworg(workdir))
     if "bench_date" in results:
         results["bench_total_s"] = round(time.monotonic() - started)
         results["date"] = results["bench_date"]
