@@ -31,7 +31,7 @@ RATE = 1000  # calls per 1-second window: the figure is about completeness, not 
 UNLIMITED = 100_000_000
 SOURCE_IDS = (
     "SELECT id::text, zoho_billing_customer_id FROM customers"
-    " UNION ALL SELECT id::text, zoho_invoice_id FROM customer_invoices ORDER BY 1"
+    " UNION ALL SELECT id::text, zoho_billing_invoice_id FROM customer_invoices ORDER BY 1"
 )
 
 

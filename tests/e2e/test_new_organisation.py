@@ -37,7 +37,7 @@ SYNCED = (
 )
 SOURCE_IDS = (
     "SELECT 'customer', id::text, zoho_billing_customer_id, zoho_sync_status FROM customers"
-    " UNION ALL SELECT 'invoice', id::text, zoho_invoice_id, zoho_sync_status FROM customer_invoices"
+    " UNION ALL SELECT 'invoice', id::text, zoho_billing_invoice_id, zoho_sync_status FROM customer_invoices"
     " ORDER BY 1, 2"
 )
 
@@ -143,7 +143,7 @@ async def test_a_backfill_into_a_second_organisation_creates_everything_there_on
     assert emails == b_ids
     b_invoices = {i["invoice_number"]: i["invoice_id"] for i in b_state["invoices"]}
     assert (
-        dict(_rows(database_url, "SELECT invoice_number, zoho_invoice_id FROM customer_invoices"))
+        dict(_rows(database_url, "SELECT invoice_number, zoho_billing_invoice_id FROM customer_invoices"))
         == b_invoices
     )
     assert {status for *_, status in _source_ids(database_url)} == {"synced"}
