@@ -87,10 +87,13 @@ async def test_a_delete_during_an_unresolved_create_reaches_the_record_the_creat
                 ],
             }
         )
-    source.query(
-        "INSERT INTO zoho_sync_intent (entity_type, entity_id, operation, natural_key) VALUES"
-        " ('customer', %s, 'create', 'CT-2025-00005'), ('invoice', %s, 'create', 'INV-5-1') RETURNING 1",
+    source.query(  # intents are the organisation's (migration 0009)
+        "INSERT INTO zoho_sync_intent (organization_id, entity_type, entity_id, operation, natural_key)"
+        " VALUES (%s, 'customer', %s, 'create', 'CT-2025-00005'), (%s, 'invoice', %s, 'create', 'INV-5-1')"
+        " RETURNING 1",
+        settings.zoho_organization_id,
         customer,
+        settings.zoho_organization_id,
         invoice,
     )
     source.pending.clear()  # the create events were consumed by the process that died

@@ -157,3 +157,21 @@ def live_organisation_of(url: str) -> str | None:
 def rows(url: str, sql: str) -> list[tuple[object, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(sql).fetchall()
+
+
+async def test_reconcile_in_another_organisation_does_not_take_the_source_ids_for_its_own(
+    database_url: str,
+) -> None:
+    from consumer.jobs.reconcile.sides import read_source
+
+    migrate(database_url)
+    row = _customer(database_url, "CT-1", "903000000000001")
+    settle(database_url, A, live_sync=True)
+    async with SyncStore(database_url, organization_id=B, writes_back=False) as b:
+        await b.record([_outcome(1, row)], entity=_mapped(row, "904000000000001"))
+
+    in_a, in_b = await read_source(database_url, A), await read_source(database_url, B)
+
+    customer = in_a.customers[0]
+    assert in_a.mapped(EntityType.CUSTOMER, customer) == ["903000000000001"]  # the source's id, A's
+    assert in_b.mapped(EntityType.CUSTOMER, customer) == ["904000000000001"]  # B's map alone

@@ -33,6 +33,9 @@ class SourceSnapshot:
     customers: list[dict[str, Any]]
     invoices: list[dict[str, Any]]
     entity_map: dict[tuple[str, str], str]  # (entity_type, entity_id) -> zoho_id
+    # The source's id columns hold this organisation's ids (it is the live sync's, or none is recorded);
+    # in another organisation they name records it does not have.
+    source_ids: bool = True
 
     def rows(self, entity_type: EntityType) -> list[dict[str, Any]]:
         return getattr(self, _SNAPSHOT_FIELDS[entity_type])  # type: ignore[no-any-return]
@@ -41,7 +44,7 @@ class SourceSnapshot:
         """The Zoho ids the entity map and the source write-back column give for a row, in that order."""
         ids = [
             self.entity_map.get((entity_type.value, row["id"])),
-            row.get(spec_of(entity_type).write_back_id_column),
+            row.get(spec_of(entity_type).write_back_id_column) if self.source_ids else None,
         ]
         return [str(i) for i in dict.fromkeys(ids) if i]
 
@@ -82,9 +85,11 @@ async def read_source(database_url: str, organization_id: str = "") -> SourceSna
         " WHERE organization_id = %s AND zoho_id IS NOT NULL",
         (organization_id,),
     )
+    live = await fetch_rows(database_url, "SELECT organization_id FROM zoho_live_organization")
     return SourceSnapshot(
         **{_SNAPSHOT_FIELDS[t]: found for t, found in rows.items()},
         entity_map={(r["entity_type"], r["entity_id"]): r["zoho_id"] for r in mapped},
+        source_ids=not live or live[0]["organization_id"] == organization_id,
     )
 
 
