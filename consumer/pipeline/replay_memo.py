@@ -90,7 +90,8 @@ def _code_files(registered: Iterable[Any]) -> set[Path] | None:
     return files
 
 
-def _fingerprint(settings: tuple[Any, ...], files: set[Path] | None) -> str | None:
+def _fingerprint(settings: Any, files: set[Path] | None) -> str | None:
+    """sha256 of the settings' repr and the code files' bytes; None when the files are unknown."""
     if files is None:
         return None
     digest = hashlib.sha256(repr(settings).encode())

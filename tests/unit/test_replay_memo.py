@@ -20,6 +20,7 @@ from consumer.pipeline.events import ChangeEvent, DecodeError, Op
 from consumer.pipeline.plan import EntityState, MappingConfig
 from consumer.pipeline.replay_memo import memo_digest, memo_for, row_after
 from consumer.pipeline.store import EntityUpdate
+from consumer.settings import Settings
 from tests.unit.test_change_summary import PREFIX, RECORDS
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "debezium"
@@ -169,6 +170,26 @@ def test_the_mapping_fingerprint_follows_the_settings_and_the_code(tmp_path: Pat
     code.write_text("RATE = 2\n")
     assert replay_memo._fingerprint(MAPPING, {code}) != first
     assert replay_memo._fingerprint(MAPPING, None) is None  # code that cannot be read turns memos off
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"zoho_organization_id": "20468013"},
+        {"zoho_payment_mode": "cash"},
+        {"zoho_default_item_id": "903000000000042"},
+        {"zoho_default_item_name": "Line"},
+        {"zoho_adhoc_line_items": True},
+    ],
+)
+def test_the_settings_that_change_payloads_besides_the_mapping_change_the_fingerprint(changed: dict) -> None:
+    """A memo made under another payment mode, default item, ad-hoc rule or organisation never passes
+    a record over."""
+    base = Settings(_env_file=None, zoho_organization_id="10234695")  # type: ignore[call-arg]
+    other = base.model_copy(update=changed)
+    same = replay_memo.mapping_fingerprint(MAPPING, replay_memo.payload_settings(base))
+    assert same == replay_memo.mapping_fingerprint(MAPPING, replay_memo.payload_settings(base.model_copy()))
+    assert replay_memo.mapping_fingerprint(MAPPING, replay_memo.payload_settings(other)) != same
 
 
 @pytest.mark.parametrize(("name", "topic", "key", "value"), RECORDS, ids=[r[0] for r in RECORDS])
