@@ -51,6 +51,11 @@ def register(app: typer.Typer) -> None:
             f"[bold]group[/] {settings.consumer_group}   [bold]lag[/] {status.total_lag}   "
             f"[bold]DLQ depth[/] {status.dlq_depth}"
         )
+        live = status.live_organization
+        console.print(
+            f"[bold]Zoho organisation[/] {settings.zoho_organization_id or '(not set)'}"
+            + ("" if live in (None, settings.zoho_organization_id) else f"; the live sync's is {live}")
+        )
         console.print(
             f"customers not synced {status.customers_unsynced} (failed {status.customers_failed}),"
             f" invoices not synced {status.invoices_unsynced} (failed {status.invoices_failed})"

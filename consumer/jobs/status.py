@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
 from consumer.pipeline.end_offsets import topic_partitions
 from consumer.pipeline.members import live_members
+from consumer.pipeline.organisations import live_organisation
 from consumer.pipeline.store import OUTCOMES
 
 
@@ -49,6 +50,8 @@ class Status:
     members: list[dict[str, Any]] = field(default_factory=list)  # the group's live instances
     replication_slot: dict[str, Any] = field(default_factory=dict)  # name, active (None: missing)
     health: dict[str, Any] = field(default_factory=dict)  # level, reasons, summary (status page)
+    # The Zoho organisation whose ids the source holds (`zoho-cdc run` records it); None: none yet.
+    live_organization: str | None = None
 
     @property
     def total_lag(self) -> int:
@@ -131,6 +134,8 @@ def collect_database_status(
                 for r in rows
             )
         status.members = live_members(conn, group)
+        if conn.execute("SELECT to_regclass('zoho_live_organization')").fetchone()[0] is not None:  # type: ignore[index]
+            status.live_organization = live_organisation(conn)
         one = conn.execute(
             "SELECT"
             " (SELECT count(*) FROM customers WHERE account_type <> 'internal_test'"

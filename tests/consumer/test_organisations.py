@@ -175,3 +175,12 @@ async def test_reconcile_in_another_organisation_does_not_take_the_source_ids_fo
     customer = in_a.customers[0]
     assert in_a.mapped(EntityType.CUSTOMER, customer) == ["903000000000001"]  # the source's id, A's
     assert in_b.mapped(EntityType.CUSTOMER, customer) == ["904000000000001"]  # B's map alone
+
+
+def test_status_names_the_live_sync_organisation(database_url: str) -> None:
+    from consumer.jobs.status import collect_database_status
+
+    migrate(database_url)
+    assert collect_database_status(database_url, "g").live_organization is None
+    settle(database_url, A, live_sync=True)
+    assert collect_database_status(database_url, "g").as_dict()["live_organization"] == A
