@@ -86,3 +86,17 @@ def test_organisations_added_later_are_served_and_ids_never_cross(zoho_sim) -> N
     )
     zoho_sim.reset()  # a wipe empties every organisation
     assert zoho_sim.state(OTHER)["customers"] == [] and zoho_sim.stats(OTHER)["requests"] == 0
+
+
+def test_the_command_serves_the_organisations_it_is_given() -> None:
+    from connectors.zoho_sim.server import start_subprocess
+
+    handle = start_subprocess(None, "--other-org-id", OTHER)
+    try:
+        api = RawApi(handle)
+        assert _call(api, OTHER, "POST", "/customers", customer_payload(1)).status_code == 201
+        assert _call(api, "31000000", "GET", "/customers").status_code == 400
+        assert handle.stats(OTHER)["calls"] == {"POST /customers 201": 1}
+        assert handle.state()["customers"] == []
+    finally:
+        handle.stop()
