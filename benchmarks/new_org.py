@@ -1,4 +1,4 @@
-"""Backfill into a new Zoho organisation (issue 22, item 5).
+"""Benchmark 10: backfill into a new Zoho organisation (issue 22, item 5).
 
     python -m benchmarks.run --only neworg
 
