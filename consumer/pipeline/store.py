@@ -97,7 +97,10 @@ class SyncStore:
         self, database_url: str, *, max_size: int = 10, organization_id: str = "", writes_back: bool = True
     ) -> None:
         self.organization_id = organization_id
-        self.writes_back = writes_back  # False: another organisation's sync never touches the source rows
+        # True only in the live sync's organisation: the source's id columns hold its ids (an id read
+        # there is this organisation's) and outcomes are written back; another organisation's sync
+        # never touches the source rows.
+        self.writes_back = writes_back
         self._writes: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
         self._waiting_rows = 0  # outcome rows waiting for the next group commit
