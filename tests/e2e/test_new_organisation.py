@@ -93,8 +93,8 @@ async def test_a_backfill_into_a_second_organisation_creates_everything_there_on
         "payments_by_reference": {},
     }
     b_writes = _writes_of(sim, ORG_B)
-    # Each entity once: 3 customers, 2 invoices, their items (the default one and SUP-1), one payment,
-    # and the invoices made open (sent) where the create leaves them draft.
+    # Each record once: 3 customers, 2 invoices, their items (the default one and SUP-1), one payment
+    # (B's item map is its own: A's item ids would be refused in B).
     assert b_writes.get("POST /customers") == 3 and b_writes.get("POST /invoices") == 2
     assert b_writes.get("POST /items") == 2 and b_writes.get("POST /payments") == 1
     assert first.outcomes.get("dead_lettered", 0) == 0 and first.outcomes.get("failed", 0) == 0
