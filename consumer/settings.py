@@ -60,6 +60,12 @@ class Settings(BaseSettings):
         1_000, gt=0, description="Consumer heartbeat interval (well under the session timeout)."
     )
     dlq_topic: str = Field("zoho-sync.dlq", description="Dead-letter topic.")
+    kafka_connect_url: str = Field(
+        "", description="Kafka Connect REST address, when Debezium runs there; zoho-cdc doctor checks it."
+    )
+    kafka_connect_connector: str = Field(
+        "zoho-cdc-postgres", description="Name of the Debezium connector on that Kafka Connect worker."
+    )
     state_dir: str = Field(
         ".zoho-cdc", description="Folder for pids, logs and relay offsets of the local stack."
     )

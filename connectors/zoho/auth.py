@@ -93,6 +93,29 @@ class TokenManager:
                 await self._refresh_or_back_off()
             return self._token  # type: ignore[return-value]
 
+    async def token_at_most_one_refresh(self) -> tuple[StoredToken, bool]:
+        """A valid token and whether getting it spent a refresh: the cached one (this process's or the
+        store's) when still valid, else one refresh, never a back-off loop (`zoho-cdc doctor`).
+        Raises `RateLimited` when the token endpoint refuses with 'too many requests'."""
+        async with self._lock:
+            if not self._loaded:
+                self._loaded = True
+                stored = await self._store.load(self._key)
+                if stored is not None and (self._token is None or stored.expires_at > self._token.expires_at):
+                    self._token = stored
+            if self._token is not None and self._clock() < self._token.expires_at - self.refresh_margin:
+                return self._token, False
+            try:
+                token = await self._request_token()
+            except _Throttled:
+                self.metrics.token_refusals += 1
+                raise errors.RateLimited(
+                    "Zoho's accounts server refuses token requests for now (too many in 10 minutes):"
+                    " wait 15 to 30 minutes without requesting tokens, then try again."
+                ) from None
+            await self._keep(token)
+            return token, True
+
     async def invalidate(self, rejected: StoredToken) -> None:
         """The API answered 401 for `rejected`: drop it unless another task already replaced it."""
         async with self._lock:
@@ -117,6 +140,9 @@ class TokenManager:
             return
         self._refusals = 0
         self._refresh_not_before = 0.0
+        await self._keep(token)
+
+    async def _keep(self, token: StoredToken) -> None:
         self._token = token
         self.metrics.token_refreshes += 1
         await self._store.save(self._key, token)

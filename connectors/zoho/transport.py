@@ -23,13 +23,12 @@ from connectors.zoho import errors, tracking
 from connectors.zoho.auth import OAuthClient, TokenManager
 from connectors.zoho.config import ZohoConfig
 from connectors.zoho.daily_budget import DailyBudget
+from connectors.zoho.data_centres import effective_api_base
 from connectors.zoho.http_pool import PooledTransport
 from connectors.zoho.protocol import (
-    API_PATH,
     AUTH_SCHEME,
     CODE_RATE_PER_DAY,
     CODE_RATE_PER_MINUTE,
-    DEFAULT_API_BASE,
     ORG_HEADER,
     error_from_reply,
 )
@@ -190,9 +189,7 @@ class ZohoTransport:
     # --- the one request path ---------------------------------------------------------------
 
     def _api_base(self, token: StoredToken) -> str:
-        if self.config.api_base == DEFAULT_API_BASE and token.api_domain:
-            return token.api_domain.rstrip("/") + API_PATH
-        return self.config.api_base
+        return effective_api_base(self.config.api_base, token.api_domain)
 
     async def _attempt(
         self,

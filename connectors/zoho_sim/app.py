@@ -24,8 +24,9 @@ from starlette.routing import Route
 
 from connectors.zoho.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
 from connectors.zoho_sim.config import update_dataclass
-from connectors.zoho_sim.core import Simulator
+from connectors.zoho_sim.core import NOT_AUTHORIZED, Simulator
 from connectors.zoho_sim.envelopes import Reply, invalid
+from connectors.zoho_sim.grants import visible_organizations
 from connectors.zoho_sim.organisations import Organisation
 
 #: What a gateway in front of Zoho answers when Zoho's reply reaches it too late (not a Zoho envelope).
@@ -187,6 +188,16 @@ async def token_endpoint(request: Request) -> Response:
     return JSONResponse(body, status)
 
 
+async def organizations_endpoint(request: Request) -> Response:
+    """`GET /organizations`: needs a token but no organisation header (it is how the id is found)."""
+    sim: Simulator = request.app.state.sim
+    if not sim.authenticated(request.headers.get("authorization")):
+        sim.default.count("GET /organizations", NOT_AUTHORIZED[0])
+        return JSONResponse(NOT_AUTHORIZED[1], NOT_AUTHORIZED[0])
+    sim.default.count("GET /organizations", 200)  # no organisation header: the default one
+    return JSONResponse({"code": 0, "message": "success", "organizations": visible_organizations(sim.config)})
+
+
 async def revoke_endpoint(request: Request) -> Response:
     status, body = request.app.state.sim.revoke(request.query_params.get("token", ""))
     return JSONResponse(body, status)
@@ -238,9 +249,9 @@ def _setter(attribute: str) -> Callable[[Request], Any]:
             values = await _admin_json(request)
             if attribute == "config":
                 values = {k: v for k, v in values.items() if k not in ("limits", "faults")}
-                for listed in ("refresh_tokens", "other_organization_ids"):
-                    if listed in values:
-                        values[listed] = tuple(values[listed])
+                for name in ("refresh_tokens", "customer_custom_fields", "other_organization_ids"):
+                    if values.get(name) is not None:
+                        values[name] = tuple(values[name])
             try:
                 update_dataclass(target, values)
             except ValueError as exc:
@@ -263,6 +274,18 @@ async def admin_revoke(request: Request) -> Response:
     return JSONResponse(body, status)
 
 
+async def admin_grant_code(request: Request) -> Response:
+    """The API console's "Generate Code" for the self-client: `{"scope": "..."}` -> `{"code": ...}`."""
+    values = await _admin_json(request)
+    status, body = request.app.state.sim.grants.generate(str(values.get("scope", "")))
+    return JSONResponse(body, status)
+
+
+async def admin_expire_grant_codes(request: Request) -> Response:
+    request.app.state.sim.grants.expire_all()
+    return JSONResponse({"status": "expired"})
+
+
 async def admin_expire_tokens(request: Request) -> Response:
     request.app.state.sim.expire_access_tokens()
     return JSONResponse({"status": "expired"})
@@ -278,6 +301,8 @@ ADMIN_ROUTES = [
     Route("/__sim__/config", _setter("config"), methods=["GET", "POST"]),
     Route("/__sim__/revoke", admin_revoke, methods=["POST"]),
     Route("/__sim__/expire-tokens", admin_expire_tokens, methods=["POST"]),
+    Route("/__sim__/grant-code", admin_grant_code, methods=["POST"]),
+    Route("/__sim__/expire-grant-codes", admin_expire_grant_codes, methods=["POST"]),
 ]
 
 
@@ -285,6 +310,7 @@ def build_app(sim: Simulator) -> Starlette:
     routes = [
         Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
         Route(TOKEN_PATH + "/revoke", revoke_endpoint, methods=["POST"]),
+        Route(API_PATH + "/organizations", organizations_endpoint, methods=["GET"]),
         *API_ROUTES,
         Route(API_PATH + "/{rest:path}", unknown_api_url, methods=["GET", "POST", "PUT", "DELETE"]),
         *ADMIN_ROUTES,

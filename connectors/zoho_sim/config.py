@@ -52,6 +52,17 @@ class SimConfig:
     # More organisations the same user belongs to, each with its own records, ids and counters
     # (`connectors.zoho_sim.organisations`); a request for any other organisation is refused.
     other_organization_ids: tuple[str, ...] = ()
+    organization_name: str = (
+        "zoho-cdc simulated organisation"  # GET /organizations; others: "Organisation <id>"
+    )
+    # Self-client grant codes (reference, section 2): 3 minutes, single use, 10 per 10 minutes.
+    grant_code_lifetime: float = 180.0
+    grant_code_limit: int = 10
+    grant_code_window: float = 600.0
+    # The customer custom fields the organisation defines (Settings > Preferences > Customers). None: any
+    # label sent is accepted. A label not defined is dropped from what is saved: a GUESS, Zoho's answer to
+    # an unknown label is UNCONFIRMED, and dropping it silently is the case a client must detect.
+    customer_custom_fields: tuple[str, ...] | None = None
     token_lifetime: float = 3600.0
     token_refresh_limit: int = 10  # token requests per refresh token per window (denied ones count too)
     token_refresh_window: float = 600.0

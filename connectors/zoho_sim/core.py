@@ -32,6 +32,7 @@ from connectors.zoho.protocol import (
 from connectors.zoho_sim.config import SimConfig
 from connectors.zoho_sim.customers import Customers
 from connectors.zoho_sim.envelopes import Reply
+from connectors.zoho_sim.grants import GrantCodes
 from connectors.zoho_sim.invoices import Invoices
 from connectors.zoho_sim.items import Items
 from connectors.zoho_sim.organisations import Organisation, organisation_ids
@@ -43,6 +44,12 @@ TOKEN_THROTTLED_BODY = {
     "error": "Access Denied",
     "status": "failure",
 }
+
+
+NOT_AUTHORIZED: Reply = (
+    401,
+    {"code": CODE_NOT_AUTHORIZED, "message": "You are not authorized to perform this operation"},
+)
 
 
 @dataclass
@@ -67,6 +74,7 @@ class Simulator:
         self.config = config
         self.rng = random.Random(config.seed)
         self.orgs: dict[str, Organisation] = {}
+        self.grants = GrantCodes(config)
         self.tokens: dict[str, IssuedToken] = {}
         self.active: dict[str, deque[str]] = defaultdict(deque)
         self.revoked: set[str] = set()
@@ -138,14 +146,20 @@ class Simulator:
     def token_request(self, params: dict[str, str], own_url: str) -> Reply:
         self.token_requests += 1
         now = time.monotonic()
-        if params.get("grant_type") != "refresh_token":
+        grant_type = params.get("grant_type")
+        if grant_type not in ("refresh_token", "authorization_code"):
             return 200, {"error": "unsupported_grant_type"}
         if params.get("client_id") != self.config.client_id:
             return 200, {"error": "invalid_client"}
         if params.get("client_secret") != self.config.client_secret:
             return 200, {"error": "invalid_client_secret"}
+        if grant_type == "authorization_code":
+            refresh = self.grants.redeem(params.get("code", ""))
+            if refresh is None:  # used, expired, unknown or another data centre's: Zoho answers alike
+                return 200, {"error": "invalid_code"}
+            return 200, {**self._issue(refresh, now, own_url), "refresh_token": refresh}
         refresh = params.get("refresh_token", "")
-        if refresh not in self.config.refresh_tokens or refresh in self.revoked:
+        if not self.grants.accepts(refresh) or refresh in self.revoked:
             return 200, {"error": "invalid_code"}
         log = self.token_log[refresh]
         while log and log[0] <= now - self.config.token_refresh_window:
@@ -155,6 +169,9 @@ class Simulator:
         if over_limit or now < self.refusal_until:
             self.token_refusals += 1
             return self.config.token_throttle_status, dict(TOKEN_THROTTLED_BODY)
+        return 200, self._issue(refresh, now, own_url)
+
+    def _issue(self, refresh: str, now: float, own_url: str) -> dict[str, Any]:
         access = self._new_token()
         self.tokens[access] = IssuedToken(refresh, now + self.config.token_lifetime)
         active = self.active[refresh]
@@ -163,7 +180,7 @@ class Simulator:
             self.tokens.pop(active.popleft(), None)
         self.tokens_issued += 1
         lifetime = self.config.token_lifetime
-        return 200, {
+        return {
             "access_token": access,
             "expires_in": int(lifetime) if float(lifetime).is_integer() else lifetime,
             "api_domain": self.config.api_domain or own_url,
@@ -171,7 +188,7 @@ class Simulator:
         }
 
     def revoke(self, token: str) -> Reply:
-        if token in self.config.refresh_tokens:
+        if self.grants.accepts(token):
             self.revoked.add(token)
             for access in self.active.pop(token, deque()):
                 self.tokens.pop(access, None)
@@ -190,6 +207,15 @@ class Simulator:
         if self.config.limits.retry_after is not None:
             headers["Retry-After"] = f"{self.config.limits.retry_after:g}"
         return (429, {"code": code, "message": message}), headers
+
+    def authenticated(self, authorization: str | None) -> bool:
+        """Whether the `Authorization` header carries a live access token (the check `admit` starts with,
+        for the one route that needs no organisation, GET /organizations)."""
+        scheme, _, access = (authorization or "").partition(" ")
+        issued = self.tokens.get(access) if scheme == "Zoho-oauthtoken" else None
+        return not (
+            issued is None or time.monotonic() >= issued.expires_at or issued.refresh_token in self.revoked
+        )
 
     def admit(
         self, authorization: str | None, organization: str | None, endpoint: str | None = None

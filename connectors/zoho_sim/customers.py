@@ -61,6 +61,11 @@ class Customers(Resource):
             return invalid("custom_fields", CODE_INVALID_INPUT)
         return None
 
+    def _defined(self, fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The custom fields whose label the organisation defines (the others are dropped: a guess)."""
+        defined = self.config.customer_custom_fields
+        return fields if defined is None else [f for f in fields if f["label"] in defined]
+
     def create(self, body: dict[str, Any]) -> Reply:
         if (failure := self._validate(body, creating=True)) is not None:
             return failure
@@ -75,7 +80,7 @@ class Customers(Resource):
             "unused_credits": 0.0,
             "outstanding": 0.0,
             "price_precision": 2,
-            "custom_fields": merge_custom_fields([], body.get("custom_fields") or []),
+            "custom_fields": merge_custom_fields([], self._defined(body.get("custom_fields") or [])),
             "created_time": now,
             "updated_time": now,
         }
@@ -94,7 +99,9 @@ class Customers(Resource):
             "updated_time": timestamp(),
         }
         if "custom_fields" in body:
-            updated["custom_fields"] = merge_custom_fields(record["custom_fields"], body["custom_fields"])
+            updated["custom_fields"] = merge_custom_fields(
+                record["custom_fields"], self._defined(body["custom_fields"])
+            )
         return self.saved(200, "The customer details have been updated.", rid, updated)
 
     def delete(self, rid: str) -> Reply:

@@ -79,6 +79,13 @@ class SimHandle:
     def expire_access_tokens(self) -> None:
         self._admin("POST", "expire-tokens")
 
+    def generate_grant_code(self, scope: str = "") -> dict[str, Any]:
+        """What the API console's "Generate Code" answers: `{"code": ..., "expires_in": 180}` or an error."""
+        return self._admin("POST", "grant-code", {"scope": scope})
+
+    def expire_grant_codes(self) -> None:
+        self._admin("POST", "expire-grant-codes")
+
     def stop(self) -> None:
         if self._stop is not None:
             self._stop()

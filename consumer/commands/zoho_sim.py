@@ -56,6 +56,13 @@ def register(app: typer.Typer) -> None:
         token_refusal_seconds: float = typer.Option(
             0.0, help="Refuse token requests for this long after start."
         ),
+        organization_name: str = typer.Option(
+            "zoho-cdc simulated organisation", help="Name GET /organizations gives the organisation."
+        ),
+        grant_code_lifetime: float = typer.Option(180.0, help="Seconds a self-client grant code works."),
+        customer_custom_field: list[str] = typer.Option(
+            [], help="A customer custom field the organisation defines (repeat; none: any label is kept)."
+        ),
         seed: int = typer.Option(-1, help="Random seed for faults (<0: random)."),
         db: str = typer.Option("", help="SQLite file to keep records across restarts (default: in memory)."),
         log_level: str = typer.Option("warning", help="uvicorn log level."),
@@ -98,6 +105,7 @@ _RENAMED: Final = {
     "org_id": "organization_id",
     "other_org_id": "other_organization_ids",
     "db": "db_path",
+    "customer_custom_field": "customer_custom_fields",
 }
 _LIMITS: Final = {
     "rate_per_window": "per_window",
@@ -113,7 +121,12 @@ _FAULTS: Final = {
     "token_refusal_seconds": "token_refusal_seconds",
 }
 #: Options whose "off" value on the command line (negative, empty) is None in the config.
-_OFF: Final = {"retry_after": lambda v: v < 0, "seed": lambda v: v < 0, "db": lambda v: not v}
+_OFF: Final = {
+    "retry_after": lambda v: v < 0,
+    "seed": lambda v: v < 0,
+    "db": lambda v: not v,
+    "customer_custom_field": lambda v: not v,
+}
 
 
 def sim_config(options: dict[str, Any]) -> Any:
@@ -124,6 +137,8 @@ def sim_config(options: dict[str, Any]) -> Any:
     values = {name: None if name in _OFF and _OFF[name](v) else v for name, v in options.items()}
     values["refresh_token"] = tuple(values["refresh_token"])
     values["other_org_id"] = tuple(values["other_org_id"])
+    if values["customer_custom_field"] is not None:
+        values["customer_custom_field"] = tuple(values["customer_custom_field"])
 
     def part(names: dict[str, str]) -> dict[str, Any]:
         return {field: values[name] for name, field in names.items()}

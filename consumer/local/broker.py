@@ -73,3 +73,27 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int = 1) -> bool:
+    """Create `topic` unless it exists (the dead-letter topic: dead letters must not depend on a broker
+    creating topics on first use, and `zoho-cdc doctor` checks it exists); True when created."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    async def create() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            if topic in await admin.list_topics():
+                return False
+            await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+            return True
+        except TopicAlreadyExistsError:
+            return False
+        finally:
+            await admin.close()
+
+    return asyncio.run(create())

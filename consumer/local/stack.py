@@ -152,6 +152,7 @@ def up(settings: Settings, relay_timeout: float = 120) -> dict[str, Component]:
         components["broker"] = Component("broker", proc.pid, "tansu", str(log), port)
         _save(settings, components)
 
+    local_broker.ensure_topic(f"{host}:{port}", settings.dlq_topic)
     child_env = {**os.environ, **stack_env(settings, None)}
     sim_port = components["zoho_sim"].port if "zoho_sim" in components else None
     if "zoho_sim" not in components and simulator_available():

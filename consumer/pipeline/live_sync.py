@@ -1,6 +1,7 @@
 """The life of `zoho-cdc run`, in one place: start, serve, sync until a signal, drain, shut down.
 
-`LiveSync.main` opens the session (database, broker and Zoho checked first, each failure one sentence),
+`LiveSync.main` opens the session (database, broker and Zoho checked first, each failure one sentence;
+refused credentials, the wrong data centre or organisation stop it before any event is read),
 installs the SIGTERM/SIGINT handlers, starts the status page and the membership report beside the sync
 loop, runs the loop (`SyncRunner.run`: fetch -> process -> record -> commit), and on a signal lets the
 runner drain what is in flight (bounded by SHUTDOWN_TIMEOUT_SECONDS), commit, and stop the side tasks.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,10 +20,23 @@ import structlog
 from consumer.entities.registry import source_topics
 from consumer.pipeline.members import instance_name, report_membership
 from consumer.pipeline.runner import RunSummary, SyncRunner
+from consumer.pipeline.scheduler import FatalSyncError
 from consumer.pipeline.wiring import SyncSession, sync_session
 from consumer.settings import Settings
 
 log = structlog.get_logger("zoho_cdc.run")
+
+
+async def refuse_fatal_zoho_setup(settings: Settings, client: Any) -> None:
+    """Stop before the first event on what `zoho-cdc doctor` calls fatal (refused credentials, the wrong
+    data centre, an organisation the token cannot see), with doctor's sentence; the check shares the
+    client's cached token, so it costs no refresh of its own. It runs before the session records the
+    organisation as the live one, so a wrong ZOHO_ORGANIZATION_ID leaves no trace."""
+    from consumer.jobs.doctor import fatal_zoho_problem
+
+    problem = await fatal_zoho_problem(settings, client.auth)
+    if problem:
+        raise FatalSyncError(problem)
 
 
 class LiveSync:
@@ -34,7 +49,8 @@ class LiveSync:
 
     async def main(self) -> RunSummary:
         settings = self.settings
-        async with sync_session(settings, live_sync=True) as session:
+        vet = functools.partial(refuse_fatal_zoho_setup, settings)
+        async with sync_session(settings, live_sync=True, vet_zoho=vet) as session:
             runner = session.runner(session.run_options(settings.consumer_group))
             runner.install_signal_handlers()
             async with self._beside(session, runner):

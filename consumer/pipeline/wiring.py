@@ -7,7 +7,7 @@ of them share one pipeline: decode, map, coalesce, limiter, sync log, idempotent
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -164,20 +164,32 @@ class SyncSession:
 
 @asynccontextmanager
 async def sync_session(
-    settings: Settings, *, metrics: Metrics | None = None, live_sync: bool = False
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    live_sync: bool = False,
+    vet_zoho: Callable[[Any], Awaitable[None]] | None = None,
 ) -> AsyncIterator[SyncSession]:
     """Open everything a sync needs (checked first, with one-sentence errors) and close it after.
 
     `live_sync` (`zoho-cdc run`) records ZOHO_ORGANIZATION_ID as the live sync's organisation; other
     commands work in it and write back to the source only if it is that one
-    (`consumer.pipeline.organisations`)."""
+    (`consumer.pipeline.organisations`). `vet_zoho(client)` runs before that record is made and may
+    raise to refuse the start (`run`: a wrong organisation must never be recorded as the live one)."""
     check_database(settings)
     check_broker(settings)
     migrate(settings.database_url)
+    client = zoho_client(settings)
     try:
+        if vet_zoho is not None:
+            await vet_zoho(client)
         organisation = settle(settings.database_url, settings.zoho_organization_id, live_sync=live_sync)
     except OrganisationUnsettled as exc:
+        await client.aclose()
         raise ServiceUnavailable(str(exc)) from None
+    except BaseException:
+        await client.aclose()
+        raise
     store = SyncStore(
         settings.database_url,
         max_size=max(4, settings.zoho_max_concurrency + 2),
@@ -187,7 +199,6 @@ async def sync_session(
     await store.open()
     if organisation.followed:  # the live sync moved: apply the source ids queued to follow the map
         store.write_backs.poke()
-    client = zoho_client(settings)
     producer = kafka_producer(settings.kafka_bootstrap_servers)
     try:
         await producer.start()

@@ -31,6 +31,9 @@ RETRY_SECONDS: Final = 2.0  # how often the queue is looked at when nothing else
 # write-backs of many outcomes (a backfill queues hundreds a second), at 50 ms of delay to the source row.
 GATHER_SECONDS: Final = 0.05
 BATCH_SIZE: Final = 500  # write-backs applied in one transaction
+# Every value zoho-cdc writes to a source row's `zoho_sync_status` (`zoho-cdc doctor` checks the column
+# accepts each of them: the first integration failed on a CHECK constraint that did not).
+SYNC_STATUSES: Final = ("synced", "failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,7 @@ class WriteBack:
     entity_type: EntityType
     entity_id: str
     zoho_id: str | None
-    sync_status: str  # 'synced' | 'failed'
+    sync_status: str  # one of SYNC_STATUSES
     called: bool = True  # Zoho accepted a call for this entity just now
 
 
@@ -76,6 +79,12 @@ def _update_sql(entity_type: EntityType) -> str:
         " WHERE t.id = v.id AND (v.called OR t.zoho_sync_status IS DISTINCT FROM v.status"
         f" OR (v.zoho_id IS NOT NULL AND t.{id_column} IS DISTINCT FROM v.zoho_id))"
     )
+
+
+def write_back_statement(entity_type: EntityType) -> str:
+    """The UPDATE that applies a batch of write-backs to the entity's table (`zoho-cdc doctor` plans it
+    with EXPLAIN, never running it, to prove the source's columns take what it sets)."""
+    return _update_sql(entity_type)
 
 
 @functools.cache

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from consumer.entities.registry import source_topics
+from consumer.jobs.doctor.kafka import connect_checks
 from consumer.local.broker import free_port
 from consumer.relay.properties import CONNECT_FILE
 from tests.consumer.harness import SimView, settings_for, wait_for
@@ -155,6 +156,13 @@ async def test_changes_reach_zoho_through_kafka_connect_and_zoho_cdc_run_across_
     reply = worker.request(method, path, content=json.dumps(config), headers=headers)
     assert reply.status_code == 201, reply.text  # created (a repeat answers 200: the PUT is idempotent)
     worker.wait(lambda: worker.connector_running(connector["name"]), "running the connector")
+    # `zoho-cdc doctor`'s Kafka Connect line reads the same worker
+    on_connect = settings.model_copy(
+        update={"kafka_connect_url": worker.url, "kafka_connect_connector": connector["name"]}
+    )
+    assert [(c.state, c.detail) for c in await connect_checks(on_connect)] == [
+        ("ok", "RUNNING, 1 task(s) RUNNING")
+    ]
 
     consumer = ConsumerProcess(settings, tmp_path)
     try:
@@ -174,6 +182,8 @@ async def test_changes_reach_zoho_through_kafka_connect_and_zoho_cdc_run_across_
         # The worker stops; changes made meanwhile wait in the replication slot, and the restarted worker
         # resumes from the offsets it stored in Kafka (no second snapshot).
         assert worker.stop() in (0, 143)
+        [stopped] = await connect_checks(on_connect)
+        assert stopped.state == "fail" and "does not answer" in stopped.detail
         snapshot_reads = sum(
             1 for r in await asyncio.to_thread(read_records, kafka_bootstrap, topics) if r.op == "r"
         )
