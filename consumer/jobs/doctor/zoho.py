@@ -193,13 +193,15 @@ class _Api:
         return reply.status_code, body if isinstance(body, dict) else {}
 
 
-def _synced_customer(database_url: str) -> str | None:
-    """The Zoho id of the customer zoho-cdc synced last: it was sent with the account-number field."""
+def _synced_customer(database_url: str, organization_id: str) -> str | None:
+    """The Zoho id of the customer zoho-cdc synced last in this organisation: it was sent with the
+    account-number field."""
     try:
         with psycopg.connect(database_url, connect_timeout=5) as conn:
             row = conn.execute(
-                "SELECT zoho_id FROM zoho_entity_map WHERE entity_type = 'customer' AND zoho_id IS NOT NULL"
-                " AND natural_key IS NOT NULL ORDER BY updated_at DESC LIMIT 1"
+                "SELECT zoho_id FROM zoho_entity_map WHERE organization_id = %s AND entity_type = 'customer'"
+                " AND zoho_id IS NOT NULL AND natural_key IS NOT NULL ORDER BY updated_at DESC LIMIT 1",
+                (organization_id,),
             ).fetchone()
     except psycopg.Error:  # no database or no migrations yet: the PostgreSQL lines say so
         return None
@@ -210,7 +212,7 @@ async def _custom_field(settings: Settings, api: _Api) -> Check:
     """Billing documents no list of custom-field definitions (UNCONFIRMED), but a customer's record carries
     its custom fields by label (openapi/customers.yml): read one zoho-cdc wrote the field to, else any."""
     label, name = settings.zoho_account_number_field, "account-number field"
-    ours = _synced_customer(settings.database_url)
+    ours = _synced_customer(settings.database_url, settings.zoho_organization_id)
     customer_id = ours
     if customer_id is None:
         status, body = await api.get("/customers", per_page=1)
