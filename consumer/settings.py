@@ -22,6 +22,12 @@ DEFAULT_MAX_CONCURRENCY = 5
 
 SECRET_FIELDS = ("zoho_client_secret", "zoho_refresh_token")
 
+# The match rules each entity knows (consumer/entities/*_calls.py MATCH_RULES: kept equal by a test).
+_MATCH_RULES = {
+    "zoho_customer_match_rules": ("account_number", "email"),
+    "zoho_invoice_match_rules": ("invoice_number",),
+}
+
 
 def setting_default(name: str) -> Any:
     """The default of a setting. The option values the pipeline takes (`MappingConfig`, `EngineOptions`,
@@ -155,6 +161,15 @@ class Settings(BaseSettings):
     zoho_invoice_number_filter: str = Field(
         "invoice_number", description="List filter to find an invoice by number."
     )
+    zoho_customer_match_rules: str = Field(
+        "account_number,email",
+        description="How a customer zoho-cdc did not create is found before a create, in order"
+        " (account_number, email); empty: never matched.",
+    )
+    zoho_invoice_match_rules: str = Field(
+        "invoice_number",
+        description="How an invoice zoho-cdc did not create is found before a create (invoice_number).",
+    )
 
     # --- consumer -----------------------------------------------------------------------
     max_in_flight: int = Field(1000, gt=0, description="Events held in memory before partitions are paused.")
@@ -216,6 +231,18 @@ class Settings(BaseSettings):
                 " and /metrics are not open to the network"
             )
         return value
+
+    @field_validator("zoho_customer_match_rules", "zoho_invoice_match_rules")
+    @classmethod
+    def _known_match_rules(cls, value: str, info: ValidationInfo) -> str:
+        known = _MATCH_RULES[info.field_name or ""]
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"unknown match rule {unknown[0]!r}; known: {', '.join(known)}")
+        if len(set(names)) != len(names):
+            raise ValueError("a match rule is named twice")
+        return ",".join(names)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

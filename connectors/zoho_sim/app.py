@@ -28,6 +28,7 @@ from connectors.zoho_sim.core import NOT_AUTHORIZED, Simulator
 from connectors.zoho_sim.envelopes import Reply, invalid
 from connectors.zoho_sim.grants import visible_organizations
 from connectors.zoho_sim.organisations import Organisation
+from connectors.zoho_sim.others import NotLoadable
 
 #: What a gateway in front of Zoho answers when Zoho's reply reaches it too late (not a Zoho envelope).
 _GATEWAY_502 = (
@@ -236,6 +237,19 @@ admin_state = _of_organisation("state")
 admin_duplicates = _of_organisation("duplicates")
 
 
+async def admin_records(request: Request) -> Response:
+    """POST {"customers": [...], "invoices": [...]}: records made by others, stored as given, in the
+    organisation `?organization_id=` names (default: the configured one)."""
+    organization_id = request.query_params.get("organization_id")
+    try:
+        loaded = request.app.state.sim.load_records_of_others(await _admin_json(request), organization_id)
+    except NotLoadable as exc:
+        return JSONResponse({"error": str(exc)}, 400)
+    except KeyError:
+        return JSONResponse({"error": f"the simulator does not serve organisation {organization_id}"}, 404)
+    return JSONResponse({"loaded": loaded})
+
+
 async def admin_reset(request: Request) -> Response:
     request.app.state.sim.reset()
     return JSONResponse({"status": "reset"})
@@ -296,6 +310,7 @@ ADMIN_ROUTES = [
     Route("/__sim__/state", admin_state),
     Route("/__sim__/duplicates", admin_duplicates),
     Route("/__sim__/reset", admin_reset, methods=["POST"]),
+    Route("/__sim__/records", admin_records, methods=["POST"]),
     Route("/__sim__/faults", _setter("faults"), methods=["GET", "POST"]),
     Route("/__sim__/limits", _setter("limits"), methods=["GET", "POST"]),
     Route("/__sim__/config", _setter("config"), methods=["GET", "POST"]),

@@ -77,6 +77,9 @@ class SimConfig:
     )
     currency_code: str = "ZAR"
     account_number_label: str = "Account Number"
+    # Customer list items show Books-style cf_<label> columns; off: as Billing's list schema, none (a client
+    # must read the whole customer to see its custom fields).
+    list_custom_fields: bool = True
     seed: int | None = None
     db_path: str | None = None
     limits: SimLimits = field(default_factory=SimLimits)

@@ -36,6 +36,7 @@ from connectors.zoho_sim.grants import GrantCodes
 from connectors.zoho_sim.invoices import Invoices
 from connectors.zoho_sim.items import Items
 from connectors.zoho_sim.organisations import Organisation, organisation_ids
+from connectors.zoho_sim.others import load_records
 from connectors.zoho_sim.payments import Payments
 from connectors.zoho_sim.store import RecordStore
 
@@ -280,6 +281,13 @@ class Simulator:
         if org is None:
             raise KeyError(organization_id)
         return org
+
+    def load_records_of_others(
+        self, given: dict[str, Any], organization_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """Customers and invoices made by someone else (`connectors.zoho_sim.others`), in one organisation
+        (the default one unless named); no call counted."""
+        return load_records(self.served(organization_id).store, given, self.config.currency_code)
 
     def stats(self, organization_id: str | None = None) -> dict[str, Any]:
         org = self.served(organization_id)

@@ -16,6 +16,7 @@ from connectors.zoho_sim.envelopes import (
     Reply,
     Resource,
     error,
+    id_order,
     invalid,
     merge_custom_fields,
     of_status,
@@ -117,11 +118,11 @@ class Customers(Resource):
         self.store.put("customer", rid, {**record, "status": status, "updated_time": timestamp()})
         return success(200, f"The customer has been marked as {status}.")
 
-    @staticmethod
-    def _list_item(record: dict[str, Any]) -> dict[str, Any]:
+    def _list_item(self, record: dict[str, Any]) -> dict[str, Any]:
         item = {k: record.get(k) for k in CUSTOMER_LIST_FIELDS}
-        for f in record.get("custom_fields", []):  # Books-style cf_<name> columns
-            item[custom_field_filter(f["label"])] = f.get("value")
+        if self.config.list_custom_fields:  # Books-style cf_<name> columns (Billing's list schema has none)
+            for f in record.get("custom_fields", []):
+                item[custom_field_filter(f["label"])] = f.get("value")
         return item
 
     def list_page(self, query: dict[str, str]) -> Reply:
@@ -137,5 +138,5 @@ class Customers(Resource):
             items = [i for i in items if text in " ".join(str(v) for v in i.values() if v).lower()]
         if name := query.get("display_name_contains", "").lower():
             items = [i for i in items if name in (i.get("display_name") or "").lower()]
-        items.sort(key=lambda i: int(i["customer_id"]))
+        items.sort(key=lambda i: id_order(i["customer_id"]))
         return paged(items, "customers", query, query.get("filter_by", "Status.All"))

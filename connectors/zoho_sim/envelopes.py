@@ -77,6 +77,12 @@ def merge_custom_fields(existing: list[dict[str, Any]], given: list[dict[str, An
     return [{**f, "index": i + 1} for i, f in enumerate(by_label.values())]
 
 
+def id_order(rid: str) -> tuple[int, int, str]:
+    """Lists are in id order: Zoho's numeric ids by number, ids of other shapes (records made by others)
+    after them, by text."""
+    return (0, int(rid), "") if rid.isdigit() else (1, 0, rid)
+
+
 def is_date(value: Any) -> bool:
     return isinstance(value, str) and DATE.match(value) is not None
 

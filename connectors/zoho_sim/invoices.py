@@ -20,6 +20,7 @@ from connectors.zoho_sim.envelopes import (
     Reply,
     Resource,
     error,
+    id_order,
     invalid,
     is_date,
     merge_custom_fields,
@@ -280,6 +281,6 @@ class Invoices(Resource):
                 for r in records
                 if text in r["invoice_number"].lower() or text in r["customer_name"].lower()
             ]
-        records.sort(key=lambda r: int(r["invoice_id"]))
+        records.sort(key=lambda r: id_order(r["invoice_id"]))
         items = [self._list_item(r) for r in records]
         return paged(items, "invoices", query, query.get("filter_by", "Status.All"))

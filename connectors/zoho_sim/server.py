@@ -64,6 +64,19 @@ class SimHandle:
     def reset(self) -> None:
         self._admin("POST", "reset")
 
+    def load_records_of_others(
+        self,
+        customers: list[dict[str, Any]] = (),
+        invoices: list[dict[str, Any]] = (),  # type: ignore[assignment]
+        org: str | None = None,
+    ) -> dict[str, list[str]]:
+        """Store records made by someone else (any id, no Account Number field unless given) in one
+        organisation (default: the configured one)."""
+        loaded: dict[str, list[str]] = self._admin(
+            "POST", _of("records", org), {"customers": list(customers), "invoices": list(invoices)}
+        )["loaded"]
+        return loaded
+
     def set_faults(self, **faults: Any) -> dict[str, Any]:
         return self._admin("POST", "faults", faults)
 

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from connectors.zoho.customers import account_number_of, disambiguated_name
 from connectors.zoho.errors import NotFound
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan
+from consumer.pipeline.plan import Action, Plan, as_text, without_create_only
+
+#: The rules a customer is matched by before it is created, in the order of ZOHO_CUSTOMER_MATCH_RULES.
+MATCH_RULES = ("account_number", "email")
 
 
 class CustomerCalls:
@@ -33,8 +37,86 @@ class CustomerCalls:
         return body
 
     async def adopt(self, existing: Record, payload: Record) -> Record:
-        body = await self._client.update_customer(str(existing["customer_id"]), payload)
+        """Bring the record up to `payload`, with a PUT only when a mapped field differs (or is not shown)."""
+        if not self._differs(existing, payload):
+            return existing
+        body = await self._client.update_customer(str(existing["customer_id"]), without_create_only(payload))
         return {**body, "status": body.get("status", existing.get("status"))}
+
+    # --- matching records made by others (`consumer.pipeline.adoption`) ---------------------
+    async def read(self, zoho_id: str) -> Record:
+        body: dict[str, Any] = await self._client.get_customer(zoho_id)
+        return body
+
+    async def candidates(self, rule: str, entity_id: str, row: Row) -> list[Record] | None:
+        """Customers carrying the row's account number in the custom field, or having its e-mail (compared
+        case-insensitively; an empty e-mail matches nothing)."""
+        c, config = self._client, self._client.config
+        value = as_text((row or {}).get(rule))
+        if not value:
+            return None
+        if rule == "account_number":
+            column = config.account_number_list_filter
+            return [
+                item
+                async for item in c.iter_customers(**{column: value})
+                if await self._account_number(item) == value
+            ]
+        if rule == "email":
+            items = c.iter_customers(**{config.customer_email_filter: value})
+            return [item async for item in items if as_text(item.get("email")).lower() == value.lower()]
+        raise ValueError(f"unknown customer match rule {rule!r}; known: {', '.join(MATCH_RULES)}")
+
+    async def foreign_key(self, record: Record, entity_id: str, row: Row) -> str | None:
+        ours = as_text((row or {}).get("account_number"))
+        shown = await self._account_number(record)
+        return f"account number {shown}" if shown and shown != ours else None
+
+    async def _account_number(self, record: Record) -> str:
+        """The account number the customer carries; read in full when the list item does not show it."""
+        config = self._client.config
+        label, column = config.account_number_field, config.account_number_list_filter
+        shown = account_number_of(record, label, column)
+        if shown is None and "custom_fields" not in record:
+            whole = await self.read(str(record["customer_id"]))
+            record.update(whole)  # the caller's candidate is now the whole record: no second read
+            shown = account_number_of(whole, label, column)
+        return shown or ""
+
+    def _differs(self, existing: Record, payload: Record) -> bool:
+        config = self._client.config
+        for name, want in without_create_only(payload).items():
+            if name == "custom_fields":
+                label, column = config.account_number_field, config.account_number_list_filter
+                for custom in want:
+                    if custom.get("label") == label and account_number_of(
+                        existing, label, column
+                    ) != custom.get("value"):
+                        return True
+                continue
+            if name not in existing:
+                return True  # not shown (a list item has no address): sent, to be sure
+            shown = existing[name]
+            if name == "billing_address":
+                if not isinstance(shown, Mapping) or any(as_text(shown.get(k)) != v for k, v in want.items()):
+                    return True
+            elif name == "email":
+                if as_text(shown).lower() != as_text(want).lower():
+                    return True
+            elif name == "display_name":
+                account = as_text(dict(payload).get("display_name"))
+                if as_text(shown) not in (account, disambiguated_name(account, self._row_account(payload))):
+                    return True
+            elif as_text(shown) != as_text(want):
+                return True
+        return False
+
+    def _row_account(self, payload: Record) -> str:
+        label = self._client.config.account_number_field
+        for custom in payload.get("custom_fields") or []:
+            if custom.get("label") == label:
+                return as_text(custom.get("value"))
+        return ""
 
     async def carry_out(
         self, plan: Plan, entity_id: str, row: Mapping[str, Any] | None, zoho_id: str | None

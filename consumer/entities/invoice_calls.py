@@ -17,11 +17,13 @@ from consumer.entities.invoice_items import ItemCatalogue
 from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan
+from consumer.pipeline.plan import Action, Plan, as_text
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"
 _ITEM_RETRIES: Final = 3
+#: The rules an invoice is matched by before it is created (ZOHO_INVOICE_MATCH_RULES).
+MATCH_RULES: Final = ("invoice_number",)
 
 
 class InvoiceCalls:
@@ -51,6 +53,33 @@ class InvoiceCalls:
             return existing
         body: dict[str, Any] = await self._client.update_invoice(str(existing["invoice_id"]), payload)
         return body
+
+    # --- matching records made by others (`consumer.pipeline.adoption`) ---------------------
+    async def read(self, zoho_id: str) -> Record:
+        body: dict[str, Any] = await self._client.get_invoice(zoho_id)
+        return body
+
+    async def candidates(self, rule: str, entity_id: str, row: Row) -> list[Record] | None:
+        """Invoices holding the row's invoice number (exactly, as listed)."""
+        if rule != "invoice_number":
+            raise ValueError(f"unknown invoice match rule {rule!r}; known: {', '.join(MATCH_RULES)}")
+        number = as_text((row or {}).get("invoice_number"))
+        if not number:
+            return None
+        c = self._client
+        found = []
+        async for item in c.iter_invoices(**{c.config.invoice_number_filter: number}):
+            listed = item.get("invoice_number", item.get("number"))
+            if listed == number:
+                found.append({**item, "invoice_number": listed})
+        return found
+
+    async def foreign_key(self, record: Record, entity_id: str, row: Row) -> str | None:
+        """Another source invoice's id in `reference_number` (read in full when the list does not show it)."""
+        if "reference_number" not in record:
+            record.update(await self.read(str(record["invoice_id"])))
+        shown = as_text(record.get("reference_number"))
+        return f"reference {shown}" if shown and shown != entity_id else None
 
     async def carry_out(
         self, plan: Plan, entity_id: str, row: Mapping[str, Any] | None, zoho_id: str | None

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from consumer.entities.invoice_items import LineItemRules
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntityCalls, Row
+from consumer.pipeline.adoption import find_adoptable
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Plan
 from consumer.pipeline.store import Intent, SyncStore
@@ -24,6 +25,8 @@ from consumer.settings import setting_default
 #: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
 #: A context variable, because one applier serves every worker task at once.
 _INTENT_LEFT: ContextVar[bool] = ContextVar("intent_left", default=True)
+#: What the current apply found out about the record (how it was matched), for its sync-log row.
+_NOTES: ContextVar[list[str] | None] = ContextVar("apply_notes", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +38,7 @@ class Applied:
     http_status: int | None
     attempts: int
     calls: int
+    note: str | None = None  # how the record was found (adopted by stored id, by which rule, or created)
 
 
 class Applier(Protocol):
@@ -47,21 +51,37 @@ class Applier(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ApplyOptions:
-    """Settings the calls need: ZOHO_PAYMENT_MODE and the invoice-line item rules."""
+    """Settings the calls need: ZOHO_PAYMENT_MODE, the invoice-line item rules and the match rules."""
 
     payment_mode: str = setting_default("zoho_payment_mode")
     lines: LineItemRules = field(default_factory=LineItemRules)
+    # Rules a record made by others is matched by before a create, in order (ZOHO_*_MATCH_RULES).
+    match_rules: Mapping[EntityType, tuple[str, ...]] = field(
+        default_factory=lambda: {
+            EntityType.CUSTOMER: match_rules(setting_default("zoho_customer_match_rules")),
+            EntityType.INVOICE: match_rules(setting_default("zoho_invoice_match_rules")),
+        }
+    )
 
     @classmethod
     def from_settings(cls, settings: Any) -> ApplyOptions:
         return cls(
             payment_mode=settings.zoho_payment_mode,
+            match_rules={
+                EntityType.CUSTOMER: match_rules(settings.zoho_customer_match_rules),
+                EntityType.INVOICE: match_rules(settings.zoho_invoice_match_rules),
+            },
             lines=LineItemRules(
                 default_item_id=settings.zoho_default_item_id,
                 default_item_name=settings.zoho_default_item_name,
                 adhoc_lines=settings.zoho_adhoc_line_items,
             ),
         )
+
+
+def match_rules(setting: str) -> tuple[str, ...]:
+    """ZOHO_*_MATCH_RULES as an ordered tuple: comma-separated rule names, blanks dropped."""
+    return tuple(name.strip() for name in setting.split(",") if name.strip())
 
 
 class ZohoApplier:
@@ -95,18 +115,21 @@ class ZohoApplier:
     ) -> Applied:
         """`intent_left` False: the entity map just showed no intent for this entity, so none is read
         before a create (the intent read is for creates a crash or a lost reply left unresolved)."""
+        notes: list[str] = []
         with self.client.tracking() as tracker:
-            token = _INTENT_LEFT.set(intent_left)
+            token, noted = _INTENT_LEFT.set(intent_left), _NOTES.set(notes)
             try:
                 zoho_id, status = await self.calls(entity_type).carry_out(plan, entity_id, row, state_zoho_id)
             finally:
                 _INTENT_LEFT.reset(token)
+                _NOTES.reset(noted)
         return Applied(
             zoho_id=zoho_id,
             zoho_status=status,
             http_status=tracker.http_status,
             attempts=tracker.attempts,
             calls=tracker.attempts,
+            note="; ".join(notes) or None,
         )
 
     async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
@@ -140,6 +163,20 @@ class ZohoApplier:
         if await self.intent(entity_type, entity_id) is not None:
             # A previous process died between intent and outcome: the create may have happened.
             existing = await calls.find(key, entity_id, row)
+        if existing is None:
+            # A record made by others (or the id the source already holds) is adopted, never duplicated.
+            adoption = await find_adoptable(
+                entity_type,
+                entity_id,
+                row,
+                calls,
+                self.store.claims,
+                self.options.match_rules.get(entity_type, ()),
+            )
+            notes = _NOTES.get()
+            if notes is not None:
+                notes.append(adoption.note)
+            existing = adoption.record
         if existing is None:
             # written just before the create is sent (once it can go out at once, or holds its send slot),
             # so waiting for the rate window leaves no intent behind (a crash then costs no natural-key

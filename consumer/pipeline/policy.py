@@ -317,6 +317,7 @@ class EventPolicy:
             http_status=applied.http_status,
             attempts=applied.attempts,
             duration_ms=int((time.monotonic() - started) * 1000),
+            error=applied.note,  # how the record was found: adopted by stored id, by which rule, created
         )
         write_back = None
         if event.op is not Op.DELETE:

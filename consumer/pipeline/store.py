@@ -23,6 +23,7 @@ import structlog
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
+from consumer.pipeline.adoption_claims import AdoptionClaims
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.gathered import GATHER_SECONDS, settle_all
 from consumer.pipeline.group_writes import write_group
@@ -122,6 +123,7 @@ class SyncStore:
         )
         self.source = SourceReader(self._pool)
         self.write_backs = WriteBackQueue(self._pool)
+        self.claims = AdoptionClaims(self._pool)
 
     async def open(self) -> None:
         await self._pool.open(wait=True, timeout=15)

@@ -1,0 +1,68 @@
+"""Who adopted which Zoho record: a Zoho record is adopted by at most one source entity.
+
+The first claim wins: the claim table's primary key makes claiming atomic across workers and processes,
+and a record the entity map already gives another entity (one zoho-cdc created for it) is that entity's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from consumer.pipeline.events import EntityType
+
+
+class AdoptionClaims:
+    """The `zoho_adoption_claim` table, beside the entity map."""
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    async def claim(self, entity_type: EntityType, zoho_id: str, entity_id: str, matched_by: str) -> str:
+        """Claim `zoho_id` for `entity_id`; returns the entity that holds it (`entity_id` when the claim is
+        ours, now or from before)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT entity_id FROM zoho_entity_map"
+                " WHERE entity_type = %s AND zoho_id = %s AND entity_id <> %s LIMIT 1",
+                (entity_type.value, zoho_id, entity_id),
+            )
+            mapped = await cur.fetchone()
+            if mapped is not None:
+                return str(mapped[0])
+            cur = await conn.execute(
+                "INSERT INTO zoho_adoption_claim (entity_type, zoho_id, entity_id, matched_by)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (entity_type, zoho_id) DO NOTHING RETURNING entity_id",
+                (entity_type.value, zoho_id, entity_id, matched_by),
+            )
+            if await cur.fetchone() is not None:
+                return entity_id
+            # Someone holds it: read it in a statement of its own (autocommit), which sees their commit.
+            cur = await conn.execute(
+                "SELECT entity_id FROM zoho_adoption_claim WHERE entity_type = %s AND zoho_id = %s",
+                (entity_type.value, zoho_id),
+            )
+            held = await cur.fetchone()
+        return str(held[0]) if held else entity_id
+
+    async def holder(self, entity_type: EntityType, zoho_id: str, entity_id: str) -> str | None:
+        """The other entity `zoho_id` is mapped to or claimed by, without claiming it; None if none."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT entity_id FROM zoho_entity_map WHERE entity_type = %s AND zoho_id = %s"
+                " AND entity_id <> %s UNION ALL SELECT entity_id FROM zoho_adoption_claim"
+                " WHERE entity_type = %s AND zoho_id = %s AND entity_id <> %s LIMIT 1",
+                (entity_type.value, zoho_id, entity_id) * 2,
+            )
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def release(self, entity_type: EntityType, entity_id: str) -> list[str]:
+        """Drop the entity's claims (an adoption undone by hand); returns the Zoho ids released."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM zoho_adoption_claim WHERE entity_type = %s AND entity_id = %s RETURNING zoho_id",
+                (entity_type.value, entity_id),
+            )
+            return [str(r[0]) for r in await cur.fetchall()]
