@@ -121,6 +121,8 @@ class Customers(Resource):
     def _list_item(self, record: dict[str, Any]) -> dict[str, Any]:
         item = {k: record.get(k) for k in CUSTOMER_LIST_FIELDS}
         if self.config.list_custom_fields:  # Books-style cf_<name> columns (Billing's list schema has none)
+            # The organisation's account-number field is a column of every item, empty where unset.
+            item[custom_field_filter(self.config.account_number_label)] = ""
             for f in record.get("custom_fields", []):
                 item[custom_field_filter(f["label"])] = f.get("value")
         return item

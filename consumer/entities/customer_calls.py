@@ -85,38 +85,7 @@ class CustomerCalls:
 
     def _differs(self, existing: Record, payload: Record) -> bool:
         config = self._client.config
-        for name, want in without_create_only(payload).items():
-            if name == "custom_fields":
-                label, column = config.account_number_field, config.account_number_list_filter
-                for custom in want:
-                    if custom.get("label") == label and account_number_of(
-                        existing, label, column
-                    ) != custom.get("value"):
-                        return True
-                continue
-            if name not in existing:
-                return True  # not shown (a list item has no address): sent, to be sure
-            shown = existing[name]
-            if name == "billing_address":
-                if not isinstance(shown, Mapping) or any(as_text(shown.get(k)) != v for k, v in want.items()):
-                    return True
-            elif name == "email":
-                if as_text(shown).lower() != as_text(want).lower():
-                    return True
-            elif name == "display_name":
-                account = as_text(dict(payload).get("display_name"))
-                if as_text(shown) not in (account, disambiguated_name(account, self._row_account(payload))):
-                    return True
-            elif as_text(shown) != as_text(want):
-                return True
-        return False
-
-    def _row_account(self, payload: Record) -> str:
-        label = self._client.config.account_number_field
-        for custom in payload.get("custom_fields") or []:
-            if custom.get("label") == label:
-                return as_text(custom.get("value"))
-        return ""
+        return differs(existing, payload, config.account_number_field, config.account_number_list_filter)
 
     async def carry_out(
         self, plan: Plan, entity_id: str, row: Mapping[str, Any] | None, zoho_id: str | None
@@ -188,6 +157,40 @@ class CustomerCalls:
         else:
             await self._client.mark_customer_active(zoho_id)
         return target
+
+
+def differs(existing: Mapping[str, Any], payload: Mapping[str, Any], label: str, list_filter: str) -> bool:
+    """True when a mapped field of `payload` differs from the Zoho customer `existing`, or is not shown
+    there (a list item has no address, and may have no custom fields): then it is sent, to be sure."""
+    for name, want in without_create_only(dict(payload)).items():
+        if name == "custom_fields":
+            shown = account_number_of(dict(existing), label, list_filter)
+            if any(f.get("label") == label and shown != f.get("value") for f in want):
+                return True
+            continue
+        if name not in existing:
+            return True
+        shown = existing[name]
+        if name == "billing_address":
+            if not isinstance(shown, Mapping) or any(as_text(shown.get(k)) != v for k, v in want.items()):
+                return True
+        elif name == "email":
+            if as_text(shown).lower() != as_text(want).lower():
+                return True
+        elif name == "display_name":
+            account = _account_in(payload, label)
+            if as_text(shown) not in (as_text(want), disambiguated_name(as_text(want), account)):
+                return True
+        elif as_text(shown) != as_text(want):
+            return True
+    return False
+
+
+def _account_in(payload: Mapping[str, Any], label: str) -> str:
+    for custom in payload.get("custom_fields") or []:
+        if custom.get("label") == label:
+            return as_text(custom.get("value"))
+    return ""
 
 
 def _email(row: Mapping[str, Any] | None) -> str | None:

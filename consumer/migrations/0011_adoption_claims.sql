@@ -10,3 +10,12 @@ CREATE TABLE IF NOT EXISTS zoho_adoption_claim (
   PRIMARY KEY (entity_type, zoho_id)
 );
 CREATE INDEX IF NOT EXISTS zoho_adoption_claim_entity ON zoho_adoption_claim (entity_type, entity_id);
+
+-- Adoptions undone by hand (`zoho-cdc adopt unlink`): the entity is never matched to that record again.
+CREATE TABLE IF NOT EXISTS zoho_adoption_refused (
+  entity_type  text        NOT NULL,
+  entity_id    text        NOT NULL,
+  zoho_id      text        NOT NULL,
+  refused_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (entity_type, entity_id, zoho_id)
+);

@@ -53,6 +53,8 @@ class Claims(Protocol):
 
     async def holder(self, entity_type: EntityType, zoho_id: str, entity_id: str) -> str | None: ...
 
+    async def refused(self, entity_type: EntityType, entity_id: str) -> frozenset[str]: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Adoption:
@@ -76,7 +78,10 @@ async def find_adoptable(
     spec = spec_of(entity_type)
     kind = entity_type.value
     lost = ""
+    refused = await claims.refused(entity_type, entity_id)  # unlinked by hand: never this entity's again
     stored = _text((row or {}).get(spec.write_back_id_column))
+    if stored in refused:
+        lost, stored = f"the stored Zoho id {stored} was unlinked from it by hand, so it is replaced", ""
     if stored:
         try:
             record = await calls.read(stored)
@@ -89,7 +94,9 @@ async def find_adoptable(
             await _own(entity_type, entity_id, record, row, calls, claims, BY_STORED_ID)
             return Adoption(record, BY_STORED_ID, f"adopted Zoho {kind} {stored} by the id the source held")
     for rule in rules:
-        found = await calls.candidates(rule, entity_id, row)
+        found = [
+            r for r in await calls.candidates(rule, entity_id, row) or [] if spec.zoho_id_of(r) not in refused
+        ]
         if not found:
             continue
         if len(found) > 1:

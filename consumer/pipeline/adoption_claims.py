@@ -58,11 +58,11 @@ class AdoptionClaims:
             row = await cur.fetchone()
         return str(row[0]) if row else None
 
-    async def release(self, entity_type: EntityType, entity_id: str) -> list[str]:
-        """Drop the entity's claims (an adoption undone by hand); returns the Zoho ids released."""
+    async def refused(self, entity_type: EntityType, entity_id: str) -> frozenset[str]:
+        """The Zoho records this entity was unlinked from by hand: never matched to it again."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "DELETE FROM zoho_adoption_claim WHERE entity_type = %s AND entity_id = %s RETURNING zoho_id",
+                "SELECT zoho_id FROM zoho_adoption_refused WHERE entity_type = %s AND entity_id = %s",
                 (entity_type.value, entity_id),
             )
-            return [str(r[0]) for r in await cur.fetchall()]
+            return frozenset(str(r[0]) for r in await cur.fetchall())

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from consumer.entities.invoice_items import LineItemRules
-from consumer.entities.registry import spec_of
+from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntityCalls, Row
 from consumer.pipeline.adoption import find_adoptable
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import Plan
 from consumer.pipeline.store import Intent, SyncStore
-from consumer.settings import setting_default
+from consumer.settings import Settings, setting_default
 
 #: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
 #: A context variable, because one applier serves every worker task at once.
@@ -56,21 +56,13 @@ class ApplyOptions:
     payment_mode: str = setting_default("zoho_payment_mode")
     lines: LineItemRules = field(default_factory=LineItemRules)
     # Rules a record made by others is matched by before a create, in order (ZOHO_*_MATCH_RULES).
-    match_rules: Mapping[EntityType, tuple[str, ...]] = field(
-        default_factory=lambda: {
-            EntityType.CUSTOMER: match_rules(setting_default("zoho_customer_match_rules")),
-            EntityType.INVOICE: match_rules(setting_default("zoho_invoice_match_rules")),
-        }
-    )
+    match_rules: Mapping[EntityType, tuple[str, ...]] = field(default_factory=lambda: rules_of(None))
 
     @classmethod
     def from_settings(cls, settings: Any) -> ApplyOptions:
         return cls(
             payment_mode=settings.zoho_payment_mode,
-            match_rules={
-                EntityType.CUSTOMER: match_rules(settings.zoho_customer_match_rules),
-                EntityType.INVOICE: match_rules(settings.zoho_invoice_match_rules),
-            },
+            match_rules=rules_of(settings),
             lines=LineItemRules(
                 default_item_id=settings.zoho_default_item_id,
                 default_item_name=settings.zoho_default_item_name,
@@ -82,6 +74,17 @@ class ApplyOptions:
 def match_rules(setting: str) -> tuple[str, ...]:
     """ZOHO_*_MATCH_RULES as an ordered tuple: comma-separated rule names, blanks dropped."""
     return tuple(name.strip() for name in setting.split(",") if name.strip())
+
+
+def rules_of(settings: Any) -> dict[EntityType, tuple[str, ...]]:
+    """Each registered entity's match rules, from its setting `ZOHO_<ENTITY>_MATCH_RULES` (None: the
+    defaults); an entity without such a setting is never matched, only created."""
+    out = {}
+    for spec in specs():
+        name = f"zoho_{spec.entity.value}_match_rules"
+        if name in Settings.model_fields:
+            out[spec.entity] = match_rules(getattr(settings, name) if settings else setting_default(name))
+    return out
 
 
 class ZohoApplier:

@@ -132,6 +132,7 @@ class WriteBackQueue:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._applying = asyncio.Lock()  # one batch at a time in this process (the loop, `close`, tests)
+        self._closing = False
 
     def poke(self) -> None:
         """Something was queued: apply it soon (starts the background task on first use)."""
@@ -140,12 +141,15 @@ class WriteBackQueue:
         self._wake.set()
 
     async def close(self) -> None:
+        # The flag ends the loop even when the cancel is lost: Python 3.11's wait_for swallows a cancel
+        # that arrives as the event it waits for is set (a poke just before close).
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             try:
                 await asyncio.wait_for(self._wake.wait(), RETRY_SECONDS)
             except TimeoutError:
