@@ -1,6 +1,7 @@
 """`make bench`: pipeline overhead, budget use, the seed scenario, latency and memory.
 
-    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst,doubt,neworg]
+    python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst,doubt,neworg,
+                              switchover]
                              [--scale 1.0]
                              [--budget-window 20] [--no-write]
 
@@ -28,7 +29,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 from psycopg.rows import dict_row
 
-from benchmarks import in_doubt, infra, new_org, report, scale_out
+from benchmarks import in_doubt, infra, new_org, report, scale_out, switchover
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
 from consumer import event_loop
@@ -550,7 +551,10 @@ async def bench_memory(seconds: float, workdir: Path, scale: float) -> dict[str,
 
 # --- the report -----------------------------------------------------------------------------------
 
-BENCHES = ("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst", "doubt", "neworg")
+BENCHES = (
+    *("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst", "doubt", "neworg"),
+    "switchover",
+)
 
 
 def render(r: dict[str, Any]) -> str:
@@ -644,6 +648,15 @@ def render(r: dict[str, Any]) -> str:
         ("10 neworg: second backfill's calls / first organisation's calls / source ids changed",
          f"{g('neworg_second_backfill_calls')} / {g('neworg_first_org_calls_during')}"
          f" / {g('neworg_source_ids_changed')}", "0 / 0 / 0", ""),
+        ("11 switch-over: Zoho calls per adopted record (`adopt`, then live)", g("adopt_calls_per_record"),
+         "<= 2", ok("adopt_calls_per_record", lambda v: v <= 2)),
+        ("11 switch-over: in Zoho / created / duplicates / stored ids kept",
+         f"{g('adopt_zoho_customers')} / {g('adopt_created')} / {g('adopt_duplicates')} /"
+         f" {g('adopt_stored_ids_kept')}", "13 / 3 / 0 / 10",
+         ok("adopt_duplicates", lambda v: v == 0 and r.get("adopt_zoho_customers") == 13)),
+        ("11 switch-over: writes", g("adopt_writes"), "<= 13", ok("adopt_writes", lambda v: v <= 13)),
+        ("11 switch-over, live sync alone: calls per adopted record", g("adopt_live_only_calls_per_record"),
+         "", ""),
     ]  # fmt: skip
     head = (
         f"Command: `{r.get('bench_command')}`; date {r.get('bench_date')}; machine {r.get('machine')}; "
@@ -692,6 +705,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results.update(await in_doubt.bench_doubt(workdir))
     if "neworg" in only:
         results.update(await new_org.bench_neworg(workdir))
+    if "switchover" in only:
+        results.update(await switchover.bench_switchover(workdir))
     if "bench_date" in results:
         results["bench_total_s"] = round(time.monotonic() - started)
         results["date"] = results["bench_date"]
