@@ -55,3 +55,29 @@ def test_demo_runs_to_its_end_with_nothing_missing_and_zoho_statuses_matching_th
     with psycopg.connect(postgres_server) as conn:
         slots = conn.execute("SELECT slot_name FROM pg_replication_slots WHERE database = 'zoho_cdc_demo'")
         assert slots.fetchall() == []
+
+
+def test_demo_switchover_adopts_the_older_integrations_customers_and_duplicates_none(tmp_path) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "STATE_DIR": str(tmp_path / "state"),
+        "TOPIC_PREFIX": "billing",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer", "demo", "--switchover", "--timeout", "240"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        cwd=tmp_path,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "│ adopted by stored id │        10 │" in out
+    assert "│ zoho customers  │    13 │" in out
+    assert "│ created         │     3 │" in out
+    assert "│ stored ids kept │    10 │" in out
+    assert "│ duplicates      │     0 │" in out
+    assert "│ writes          │    13 │" in out
+    assert "Traceback" not in out
