@@ -6,7 +6,7 @@ never blindly: the create goes through the applier's intent and natural-key look
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from connectors.zoho.customers import account_number_of, disambiguated_name
@@ -66,6 +66,20 @@ class CustomerCalls:
             items = c.iter_customers(**{config.customer_email_filter: value})
             return [item async for item in items if as_text(item.get("email")).lower() == value.lower()]
         raise ValueError(f"unknown customer match rule {rule!r}; known: {', '.join(MATCH_RULES)}")
+
+    def listing(self) -> AsyncIterator[Record]:
+        listed: AsyncIterator[Record] = self._client.iter_customers()
+        return listed
+
+    def listed(self, record: Record, rule: str) -> str | None:
+        if rule == "account_number":
+            config = self._client.config
+            return account_number_of(record, config.account_number_field, config.account_number_list_filter)
+        return as_text(record.get(rule)).lower() if rule in record else None
+
+    def wanted(self, rule: str, row: Row) -> str:
+        value = as_text((row or {}).get(rule))
+        return value if rule == "account_number" else value.lower()
 
     async def foreign_key(self, record: Record, entity_id: str, row: Row) -> str | None:
         ours = as_text((row or {}).get("account_number"))

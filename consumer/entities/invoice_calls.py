@@ -8,7 +8,7 @@ lost reply or a crash it is found again on the invoice by our reference before a
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from connectors.zoho.errors import NotFound, PermanentError
@@ -73,6 +73,17 @@ class InvoiceCalls:
             if listed == number:
                 found.append({**item, "invoice_number": listed})
         return found
+
+    def listing(self) -> AsyncIterator[Record]:
+        listed: AsyncIterator[Record] = self._client.iter_invoices()
+        return listed
+
+    def listed(self, record: Record, rule: str) -> str | None:
+        number = record.get("invoice_number", record.get("number"))
+        return None if number is None else as_text(number)
+
+    def wanted(self, rule: str, row: Row) -> str:
+        return as_text((row or {}).get("invoice_number"))
 
     async def foreign_key(self, record: Record, entity_id: str, row: Row) -> str | None:
         """Another source invoice's id in `reference_number` (read in full when the list does not show it)."""

@@ -18,6 +18,7 @@ from connectors.zoho.errors import NotFound, NotOurs, PermanentError
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import Record, Row
 from consumer.pipeline.events import EntityType
+from consumer.pipeline.match_index import Listed, MatchIndex
 
 #: How an adopted entity was found, as the sync log names it (a rule is named after the rule).
 BY_STORED_ID = "stored id"
@@ -32,7 +33,7 @@ class ClaimedByAnother(NotOurs):
     """Raised when the one record an entity matches is already adopted by, or mapped to, another entity."""
 
 
-class Matching(Protocol):
+class Matching(Listed, Protocol):
     """What adoption needs of an entity's calls (`EntityCalls`)."""
 
     async def read(self, zoho_id: str) -> Record:
@@ -72,9 +73,14 @@ async def find_adoptable(
     calls: Matching,
     claims: Claims,
     rules: Sequence[str],
+    index: MatchIndex | None = None,
 ) -> Adoption:
     """The record this entity adopts, or an `Adoption` saying it is created; raises AmbiguousMatch,
-    NotOurs or ClaimedByAnother (dead-lettered by the caller) when it must be neither."""
+    NotOurs or ClaimedByAnother (dead-lettered by the caller) when it must be neither. With an `index`
+    (a replay's listing) the records are looked for there instead of with a call each."""
+    listed = index if index is not None and index.covers(entity_type) else None
+    if listed is not None:
+        await listed.ensure(entity_type)
     spec = spec_of(entity_type)
     kind = entity_type.value
     lost = ""
@@ -84,7 +90,7 @@ async def find_adoptable(
         lost, stored = f"the stored Zoho id {stored} was unlinked from it by hand, so it is replaced", ""
     if stored:
         try:
-            record = await calls.read(stored)
+            record = await _read(calls, listed, entity_type, stored)
         except NotFound:
             lost = (
                 f"the stored Zoho id {stored} is not in Zoho (deleted, or of another organisation), so it"
@@ -94,9 +100,10 @@ async def find_adoptable(
             await _own(entity_type, entity_id, record, row, calls, claims, BY_STORED_ID)
             return Adoption(record, BY_STORED_ID, f"adopted Zoho {kind} {stored} by the id the source held")
     for rule in rules:
-        found = [
-            r for r in await calls.candidates(rule, entity_id, row) or [] if spec.zoho_id_of(r) not in refused
-        ]
+        matched = listed.matching(entity_type, rule, row, calls) if listed is not None else None
+        if matched is None:
+            matched = await calls.candidates(rule, entity_id, row) or []
+        found = [r for r in matched if spec.zoho_id_of(r) not in refused]
         if not found:
             continue
         if len(found) > 1:
@@ -114,6 +121,16 @@ async def find_adoptable(
     tried = ", ".join(rules) or "no rule (none configured)"
     note = f"created: no Zoho record matched by {tried}"
     return Adoption(None, CREATED, f"{lost}; {note}" if lost else note)
+
+
+async def _read(calls: Matching, listed: MatchIndex | None, entity_type: EntityType, zoho_id: str) -> Record:
+    """The record by id: from the replay's listing when there is one (not listed: not found), else read."""
+    if listed is None:
+        return await calls.read(zoho_id)
+    record = listed.record(entity_type, zoho_id)
+    if record is None:
+        raise NotFound(f"{entity_type.value} {zoho_id} is not in Zoho's listing")
+    return record
 
 
 async def _own(

@@ -18,6 +18,7 @@ from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntityCalls, Row
 from consumer.pipeline.adoption import find_adoptable
 from consumer.pipeline.events import EntityType
+from consumer.pipeline.match_index import MatchIndex
 from consumer.pipeline.plan import Plan
 from consumer.pipeline.store import Intent, SyncStore
 from consumer.settings import Settings, setting_default
@@ -90,10 +91,17 @@ def rules_of(settings: Any) -> dict[EntityType, tuple[str, ...]]:
 class ZohoApplier:
     """Applies plans with the Zoho client; one instance shared by every worker."""
 
-    def __init__(self, client: Any, store: SyncStore, options: ApplyOptions | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        store: SyncStore,
+        options: ApplyOptions | None = None,
+        match_index: MatchIndex | None = None,
+    ) -> None:
         self.client = client
         self.store = store
         self.options = options or ApplyOptions()
+        self.match_index = match_index  # a replay's listing of Zoho, to match without a call per entity
         self._calls: dict[EntityType, EntityCalls] = {}
 
     def calls(self, entity_type: EntityType) -> EntityCalls:
@@ -175,6 +183,7 @@ class ZohoApplier:
                 calls,
                 self.store.claims,
                 self.options.match_rules.get(entity_type, ()),
+                self.match_index,
             )
             notes = _NOTES.get()
             if notes is not None:
@@ -188,6 +197,8 @@ class ZohoApplier:
                 await self.store.write_intent(entity_type, entity_id, "create", key)
 
             body = await calls.create(payload, key, row, intent)
+            if self.match_index is not None:  # a later entity of the replay sharing a value sees it
+                self.match_index.add(entity_type, body)
             return spec.zoho_id_of(body), body
         zoho_id = spec.zoho_id_of(existing)
         assert zoho_id is not None

@@ -114,7 +114,9 @@ async def test_coalescing_makes_about_one_call_per_customer_for_many_updates(
     result = await backfill(settings)
     assert result.records == 55
     calls = zoho_sim.stats()["requests"]
-    assert calls == len(ids)  # one create each with the final state, not 11 calls each
+    # one create each with the final state, not 11 calls each; matched first against one listing page
+    assert result.extra["listing_reads"] == 1
+    assert calls == len(ids) + 1
     zoho = SimView(zoho_sim)
     assert sorted(c["phone"] for c in zoho.customers()) == ["+27 21 000 0009"] * 5
 
@@ -315,7 +317,7 @@ async def test_an_entity_updated_far_apart_in_a_long_backlog_costs_exactly_one_c
     result = await backfill(settings)
 
     stats = zoho_sim.stats()  # the simulator's own count, over its admin socket
-    assert stats["requests"] == 1 + len(fillers)
+    assert stats["requests"] == 1 + len(fillers) + 1  # and one customer listing page, read to match
     assert _created(stats, "POST /customers") == 1 + len(fillers)
     assert result.outcomes == {"synced": 1 + len(fillers), "superseded": events - 1 - len(fillers)}
     logged = source.query(
@@ -349,7 +351,7 @@ async def test_a_partial_newest_image_is_made_whole_from_a_full_image_far_before
 
     result = await backfill(settings)
 
-    assert zoho_sim.stats()["requests"] == 1 + len(fillers)
+    assert zoho_sim.stats()["requests"] == 1 + len(fillers) + 1  # one listing page, read to match
     assert result.outcomes["synced"] == 1 + len(fillers)
     mine = [c for c in SimView(zoho_sim).customers() if c["phone"] == "+27 21 999 0001"]
     assert len(mine) == 1
