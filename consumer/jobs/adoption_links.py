@@ -65,7 +65,13 @@ async def record_plan(settings: Any, plan: AdoptionPlan) -> list[Decision]:
                     )
                 ],
                 entity=EntityUpdate(
-                    entity_type, d.entity_id, d.zoho_id, d.payload_hash, None, None, d.natural_key or None
+                    entity_type,
+                    d.entity_id,
+                    d.zoho_id,
+                    d.payload_hash,
+                    None,
+                    d.zoho_status,
+                    d.natural_key or None,
                 ),
                 write_back=WriteBack(entity_type, d.entity_id, d.zoho_id, "synced", called=False),
             )

@@ -53,6 +53,7 @@ class Decision:
     reads: int = 0  # Zoho lookups going live makes first (the match rules of an entity not linked)
     same: bool = False  # adopted: every mapped field already matches (no PUT)
     payload_hash: str | None = None  # adopted and the same: the hash the entity map keeps (an echo is free)
+    zoho_status: str | None = None  # adopted: the record's status, where the listing shows it
 
 
 @dataclass
@@ -205,6 +206,7 @@ def _adopt(
     unchanged = same(record, want)
     return Decision(
         payload_hash=payload_hash(want) if unchanged and want else None,
+        zoho_status=record.get("status"),
         **base,
         verdict=verdict,
         zoho_id=zoho_id,
