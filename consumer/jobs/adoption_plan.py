@@ -1,11 +1,11 @@
 """`zoho-cdc adopt`: what going live would do with the records Zoho already holds, decided before it does it.
 
-Reads the source tables, the entity map and Zoho's listings (200 records a call; a customer is read in
-full only where its list item does not show the account number, an invoice only where its number is a
-source invoice's, to see its reference). Each source entity then gets the live sync's own verdict
-(`consumer.pipeline.adoption`): adopted by the id the source holds, adopted by which match rule,
-created, or refused (several matches; a record another entity holds or whose key is another's). Makes
-no write to Zoho; the decisions are pure (`decide`), the reading is `read_plan`.
+Reads the source tables, the entity map and Zoho's listings of the entities the source has rows of (200
+records a call; a customer in full only where its list item does not show the account number, an invoice
+only where a source invoice has its number, to see its reference). Each source entity gets the live sync's
+own verdict (`consumer.pipeline.adoption`): adopted by the id the source holds, adopted by which match
+rule, created, or refused (several matches; a record another entity holds or whose key is another's).
+Makes no write to Zoho; the decisions are pure (`decide`), the reading is `read_plan`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from consumer.entities.customer_calls import differs
 from consumer.entities.customer_rules import customer_payload, customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
 from consumer.entities.registry import spec_of
-from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source, read_zoho
+from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source
 from consumer.pipeline.apply import rules_of
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig, as_text, payload_hash
@@ -232,7 +232,7 @@ async def read_plan(
     on_step(STEPS[0])
     label, column = client.config.account_number_field, client.config.account_number_list_filter
     with client.tracking() as tracker:
-        zoho = await read_zoho(client, source, details=False)
+        zoho = await _read_zoho(client, source)
         pages = tracker.attempts - len(zoho.detailed)
         on_step(STEPS[1])
         await _read_invoices_in_full(client, source, zoho)
@@ -288,6 +288,20 @@ async def read_plan(
         daily_limit=settings.zoho_daily_limit,
         listing_pages=pages,
     )
+
+
+async def _read_zoho(client: Any, source: SourceSnapshot) -> ZohoSnapshot:
+    """Zoho's listing of each entity the source has rows of (an empty table costs no call), a customer
+    read in full where its list item does not show the account number."""
+    label, column = client.config.account_number_field, client.config.account_number_list_filter
+    customers = [c async for c in client.iter_customers()] if source.customers else []
+    invoices = [i async for i in client.iter_invoices()] if source.invoices else []
+    zoho = ZohoSnapshot(customers, invoices)
+    for index, item in enumerate(zoho.customers):
+        if account_number_of(item, label, column) is None:
+            zoho.customers[index] = await client.get_customer(str(item["customer_id"]))
+            zoho.detailed.add((EntityType.CUSTOMER, str(item["customer_id"])))
+    return zoho
 
 
 async def _read_invoices_in_full(client: Any, source: SourceSnapshot, zoho: ZohoSnapshot) -> None:
