@@ -108,11 +108,12 @@ def _run(settings: Any, coroutine: Any) -> Any:
     from connectors.zoho.errors import AuthError, ZohoError
     from consumer.commands.cli import fail
     from consumer.jobs.adoption_links import LinkRefused
+    from consumer.pipeline.organisations import OrganisationUnsettled
     from consumer.pipeline.wiring import ServiceUnavailable
 
     try:
         return event_loop.run(coroutine)
-    except (ServiceUnavailable, LinkRefused) as exc:
+    except (ServiceUnavailable, LinkRefused, OrganisationUnsettled) as exc:
         fail(str(exc))
     except AuthError as exc:
         fail(

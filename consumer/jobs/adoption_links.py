@@ -18,6 +18,7 @@ from connectors.zoho.errors import NotFound
 from consumer.entities.registry import spec_of
 from consumer.jobs.adoption_plan import AdoptionPlan, Decision, adoptions
 from consumer.pipeline.events import EntityType
+from consumer.pipeline.organisations import settle
 from consumer.pipeline.store import EntityUpdate, OutcomeRow, SyncStore
 from consumer.pipeline.write_back import WriteBack
 
@@ -26,6 +27,15 @@ ADOPT_TOPIC = "adopt"  # the sync-log topic of adoptions recorded outside the st
 
 class LinkRefused(Exception):
     """Raised when a link or unlink cannot be made as asked; the message is one sentence for the operator."""
+
+
+def _store(settings: Any) -> SyncStore:
+    """The store of the configured organisation; it writes ids back to the source only when it is the
+    live sync's organisation (`consumer.pipeline.organisations`)."""
+    organisation = settle(settings.database_url, settings.zoho_organization_id, live_sync=False)
+    return SyncStore(
+        settings.database_url, organization_id=organisation.organization_id, writes_back=organisation.live
+    )
 
 
 def _group(settings: Any) -> str:
@@ -42,7 +52,7 @@ async def record_plan(settings: Any, plan: AdoptionPlan) -> list[Decision]:
     """Record the plan's adoptions (claims, map rows, sync-log rows, write-backs); returns those recorded.
     An entity another process adopted or mapped meanwhile is left to the live sync's rules."""
     group, done = _group(settings), []
-    async with SyncStore(settings.database_url) as store:
+    async with _store(settings) as store:
         for offset, d in enumerate(adoptions(plan)):
             entity_type = EntityType(d.entity_type)
             assert d.zoho_id is not None
@@ -82,7 +92,7 @@ async def record_plan(settings: Any, plan: AdoptionPlan) -> list[Decision]:
 async def link(settings: Any, client: Any, entity_type: EntityType, entity_id: str, zoho_id: str) -> str:
     """Map a source entity to a Zoho record by hand (one read of the record); returns the sync-log note."""
     spec = spec_of(entity_type)
-    async with SyncStore(settings.database_url) as store:
+    async with _store(settings) as store:
         row = await store.source_row(entity_type, entity_id)
         if row is None:
             raise LinkRefused(f"there is no source {entity_type.value} {entity_id} in {entity_type.table}")
@@ -96,8 +106,8 @@ async def link(settings: Any, client: Any, entity_type: EntityType, entity_id: s
                 f"Zoho {entity_type.value} {zoho_id} belongs to source {entity_type.value} {holder}:"
                 f" unlink it first (zoho-cdc adopt unlink {entity_type.value} {holder})"
             )
-        before = await _mapped(settings.database_url, entity_type, entity_id)
-        await _forget(settings.database_url, entity_type, entity_id, refuse=None, keep_source=True)
+        before = await _mapped(settings, entity_type, entity_id)
+        await _forget(settings, entity_type, entity_id, refuse=None, clear_source=False)
         await store.claims.claim(entity_type, zoho_id, entity_id, "linked by hand")
         note = f"linked by hand to Zoho {entity_type.value} {zoho_id}" + (
             f" (was {before})" if before else ""
@@ -125,15 +135,16 @@ async def link(settings: Any, client: Any, entity_type: EntityType, entity_id: s
 
 async def unlink(settings: Any, entity_type: EntityType, entity_id: str) -> str:
     """Undo an adoption: the entity forgets its record (and never matches it again); returns the note."""
-    before = await _mapped(settings.database_url, entity_type, entity_id)
+    before = await _mapped(settings, entity_type, entity_id)
     if before is None:
         raise LinkRefused(f"source {entity_type.value} {entity_id} is not linked to any Zoho record")
-    await _forget(settings.database_url, entity_type, entity_id, refuse=before, keep_source=False)
+    live = settle(settings.database_url, settings.zoho_organization_id, live_sync=False).live
+    await _forget(settings, entity_type, entity_id, refuse=before, clear_source=live)
     note = (
         f"unlinked by hand from Zoho {entity_type.value} {before}; its next change is matched again without"
         " that record, or created"
     )
-    async with SyncStore(settings.database_url) as store:
+    async with _store(settings) as store:
         await store.record(
             [
                 _row(
@@ -157,39 +168,39 @@ async def _read(client: Any, entity_type: EntityType, zoho_id: str) -> dict[str,
     return record
 
 
-async def _mapped(database_url: str, entity_type: EntityType, entity_id: str) -> str | None:
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+async def _mapped(settings: Any, entity_type: EntityType, entity_id: str) -> str | None:
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         cur = await conn.execute(
-            "SELECT zoho_id FROM zoho_entity_map"
-            " WHERE entity_type = %s AND entity_id = %s AND zoho_id IS NOT NULL",
-            (entity_type.value, entity_id),
+            "SELECT zoho_id FROM zoho_entity_map WHERE organization_id = %s AND entity_type = %s"
+            " AND entity_id = %s AND zoho_id IS NOT NULL",
+            (settings.zoho_organization_id, entity_type.value, entity_id),
         )
         row = await cur.fetchone()
     return str(row[0]) if row else None
 
 
 async def _forget(
-    database_url: str, entity_type: EntityType, entity_id: str, *, refuse: str | None, keep_source: bool
+    settings: Any, entity_type: EntityType, entity_id: str, *, refuse: str | None, clear_source: bool
 ) -> None:
-    """Drop the entity's map row and claims in one transaction; `refuse` is never matched to it again;
-    unless `keep_source`, the source row's Zoho id is cleared too (else it would be adopted again)."""
+    """Drop the entity's map row and claims in this organisation, in one transaction; `refuse` is never
+    matched to it again; with `clear_source` (the live organisation) the source row's Zoho id is cleared
+    too, else it would be adopted again by that id."""
     spec = spec_of(entity_type)
-    async with await psycopg.AsyncConnection.connect(database_url) as conn, conn.transaction():
-        values = (entity_type.value, entity_id)
-        await conn.execute("DELETE FROM zoho_entity_map WHERE entity_type = %s AND entity_id = %s", values)
-        await conn.execute(
-            "DELETE FROM zoho_adoption_claim WHERE entity_type = %s AND entity_id = %s", values
-        )
-        await conn.execute(
-            "DELETE FROM zoho_pending_write_back WHERE entity_type = %s AND entity_id = %s", values
-        )
+    values = (settings.zoho_organization_id, entity_type.value, entity_id)
+    where = " WHERE organization_id = %s AND entity_type = %s AND entity_id = %s"
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn, conn.transaction():
+        await conn.execute("DELETE FROM zoho_entity_map" + where, values)
+        await conn.execute("DELETE FROM zoho_adoption_claim" + where, values)
         if refuse is not None:
             await conn.execute(
-                "INSERT INTO zoho_adoption_refused (entity_type, entity_id, zoho_id) VALUES (%s, %s, %s)"
-                " ON CONFLICT DO NOTHING",
+                "INSERT INTO zoho_adoption_refused (organization_id, entity_type, entity_id, zoho_id)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 (*values, refuse),
             )
-        if not keep_source:
+        if clear_source:
+            await conn.execute(
+                "DELETE FROM zoho_pending_write_back WHERE entity_type = %s AND entity_id = %s", values[1:]
+            )
             await conn.execute(
                 f"UPDATE {entity_type.table} SET {spec.write_back_id_column} = NULL,"  # noqa: S608 - spec names
                 " zoho_sync_status = NULL WHERE id = %s::uuid",

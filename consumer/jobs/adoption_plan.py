@@ -131,8 +131,10 @@ def decide(
     payload: Callable[[Mapping[str, Any], str], Mapping[str, Any]],
     same: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
     create_writes: Callable[[Mapping[str, Any]], int],
+    stored_ids: bool = True,
 ) -> list[Decision]:
-    """The verdict of each row, in row order (the first claimant of a record keeps it). Pure."""
+    """The verdict of each row, in row order (the first claimant of a record keeps it). Pure.
+    `stored_ids` False: the source's id columns are another organisation's, so they are not used."""
     spec = spec_of(entity_type)
     kind = entity_type.value
     for (mapped_type, entity_id), zoho_id in entity_map.items():
@@ -150,7 +152,7 @@ def decide(
             out.append(Decision(**base, verdict=MAPPED, zoho_id=mapped))
             continue
         lost = ""
-        stored = as_text(row.get(spec.write_back_id_column))
+        stored = as_text(row.get(spec.write_back_id_column)) if stored_ids else ""
         if stored and stored not in records.by_id:
             lost = f"stored id {stored} is not in Zoho; "
         elif stored:
@@ -228,7 +230,7 @@ async def read_plan(
 ) -> AdoptionPlan:
     """Read both sides and decide (no writes anywhere); `on_step` is told as each of `STEPS` is done."""
     mapping = MappingConfig.from_settings(settings)
-    source = await read_source(settings.database_url)
+    source = await read_source(settings.database_url, settings.zoho_organization_id)
     on_step(STEPS[0])
     label, column = client.config.account_number_field, client.config.account_number_list_filter
     with client.tracking() as tracker:
@@ -260,6 +262,7 @@ async def read_plan(
         create_writes=lambda row: (
             _CREATE_WRITES["inactive"] if customer_zoho_status(row, mapping) == "inactive" else 1
         ),
+        stored_ids=source.source_ids,
     )
     invoices = _Records(
         {str(i["invoice_id"]): i for i in zoho.invoices},
@@ -279,6 +282,7 @@ async def read_plan(
         # An adopted draft or sent invoice is brought up to the source with one PUT; paid or void: none.
         same=lambda record, _: zoho_invoice_stage(record.get("status")) not in ("draft", "sent"),
         create_writes=lambda row: _CREATE_WRITES.get(as_text(row.get("status")), 1),
+        stored_ids=source.source_ids,
     )
     on_step(STEPS[3])
     return AdoptionPlan(

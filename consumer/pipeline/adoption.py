@@ -74,10 +74,14 @@ async def find_adoptable(
     claims: Claims,
     rules: Sequence[str],
     index: MatchIndex | None = None,
+    *,
+    stored_ids: bool = True,
 ) -> Adoption:
     """The record this entity adopts, or an `Adoption` saying it is created; raises AmbiguousMatch,
     NotOurs or ClaimedByAnother (dead-lettered by the caller) when it must be neither. With an `index`
-    (a replay's listing) the records are looked for there instead of with a call each."""
+    (a replay's listing) the records are looked for there instead of with a call each. `stored_ids` False
+    (a sync in another organisation than the live one): the source's id columns name the live
+    organisation's records, so they are not read."""
     listed = index if index is not None and index.covers(entity_type) else None
     if listed is not None:
         await listed.ensure(entity_type)
@@ -85,7 +89,7 @@ async def find_adoptable(
     kind = entity_type.value
     lost = ""
     refused = await claims.refused(entity_type, entity_id)  # unlinked by hand: never this entity's again
-    stored = _text((row or {}).get(spec.write_back_id_column))
+    stored = _text((row or {}).get(spec.write_back_id_column)) if stored_ids else ""
     if stored in refused:
         lost, stored = f"the stored Zoho id {stored} was unlinked from it by hand, so it is replaced", ""
     if stored:

@@ -184,6 +184,7 @@ class ZohoApplier:
                 self.store.claims,
                 self.options.match_rules.get(entity_type, ()),
                 self.match_index,
+                stored_ids=getattr(self.store, "writes_back", True),
             )
             notes = _NOTES.get()
             if notes is not None:

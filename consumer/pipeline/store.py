@@ -123,7 +123,7 @@ class SyncStore:
         )
         self.source = SourceReader(self._pool)
         self.write_backs = WriteBackQueue(self._pool)
-        self.claims = AdoptionClaims(self._pool)
+        self.claims = AdoptionClaims(self._pool, organization_id)
 
     async def open(self) -> None:
         await self._pool.open(wait=True, timeout=15)
