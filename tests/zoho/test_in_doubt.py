@@ -196,7 +196,11 @@ async def test_zohos_own_5xx_envelope_on_a_write_is_a_plain_retry(applier, stric
     strict_sim.set_faults(once=[["POST /customers", "error_500"]])
     with applier.client.tracking() as tracker:
         await _customer(applier, 8)
+    # The match rules' lookups (account number, e-mail: nothing made by others) come first, then the
+    # write and its immediate retry.
     assert [(c.endpoint, c.http_status) for c in tracker.calls] == [
+        ("GET /customers", 200),
+        ("GET /customers", 200),
         ("POST /customers", 500),
         ("POST /customers", 201),
     ]
