@@ -111,10 +111,10 @@ async def find_adoptable(
         if not found:
             continue
         if len(found) > 1:
-            listed = ", ".join(_described(spec.zoho_id_of(r), r) for r in found)
+            names = ", ".join(_described(spec.zoho_id_of(r), r) for r in found)
             raise AmbiguousMatch(
                 f"{kind} {entity_id} matches {len(found)} Zoho records by {rule}"
-                f" ({_text((row or {}).get(rule))}): {listed}; none adopted and none created: link one by"
+                f" ({_text((row or {}).get(rule))}): {names}; none adopted and none created: link one by"
                 f" hand (zoho-cdc adopt link {kind} {entity_id} <zoho id>)"
             )
         record = found[0]
