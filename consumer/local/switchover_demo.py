@@ -26,6 +26,7 @@ from consumer.jobs.adoption_plan import read_plan
 from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.demo import _sync_until_caught_up, _with_stack_env, demo_settings
+from consumer.migrations import migrate
 from consumer.pipeline.wiring import zoho_client
 from consumer.settings import Settings
 
@@ -33,6 +34,7 @@ FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "switchov
 
 
 async def _plan_and_record(settings: Settings, console: Console) -> int:
+    migrate(settings.database_url)  # zoho-cdc's tables, as `zoho-cdc adopt` makes them
     client = zoho_client(settings)
     try:
         plan = await read_plan(settings, client)
@@ -45,7 +47,7 @@ async def _plan_and_record(settings: Settings, console: Console) -> int:
         table.add_row(verdict, str(count))
     console.print(table)
     console.print(
-        f"the plan read Zoho with {plan.plan_calls} calls; going live makes about {plan.going_live_calls}"
+        f"the plan read Zoho with {plan.plan_calls} call(s); going live makes about {plan.going_live_calls}"
         f" ({plan.going_live_writes} writes)"
     )
     return len(await record_plan(settings, plan))
@@ -109,7 +111,7 @@ def run_switchover_demo(base: Settings, *, keep: bool = False, timeout: float = 
     log.add_column("note")
     log.add_column("rows", justify="right")
     for note, count in notes:
-        log.add_row(note or "(changed)", str(count))
+        log.add_row(note or "updated (an adopted record brought up to the source)", str(count))
     console.print(log)
     console.print(f"{time.monotonic() - started:.0f} s in all")
     return result
