@@ -31,6 +31,14 @@ class Metrics:
             "Replayed records recorded unchanged by their replay memo, without decoding or planning",
             registry=self.registry,
         )
+        self._zoho_ahead = Counter(
+            "zoho_cdc_zoho_ahead_total",
+            "Entities found changed in Zoho on its own (paid in the portal, voided or made inactive by hand)",
+            ["entity"],
+            registry=self.registry,
+        )
+        for entity in ("customer", "invoice"):  # exported at 0 from the start, so a rule sees a series
+            self._zoho_ahead.labels(entity=entity)
         self._latency = Histogram(
             "zoho_cdc_end_to_end_seconds",
             "Source commit (source.ts_ms) to Zoho reply",
@@ -65,6 +73,11 @@ class Metrics:
         self.rate_limit = self._gauge(
             "zoho_cdc_zoho_rate_limit_per_minute",
             "Zoho calls allowed per minute (ZOHO_RATE_PER_MINUTE over ZOHO_RATE_WINDOW_SECONDS)",
+        )
+        self.zoho_ahead_entities = self._gauge(
+            "zoho_cdc_zoho_ahead_entities",
+            "Entities Zoho is ahead of now (entity map), by entity type: their source changes are not sent",
+            "entity",
         )
         self.slot_active = self._gauge(
             "zoho_cdc_replication_slot_active",
@@ -112,6 +125,9 @@ class Metrics:
     def replay_already_applied(self) -> None:
         self._already_applied.inc()
         self.already_applied += 1
+
+    def zoho_ahead_found(self, entity: str) -> None:
+        self._zoho_ahead.labels(entity=entity).inc()
 
     def zoho_calls(self, count: int) -> None:
         if count:

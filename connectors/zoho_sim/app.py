@@ -300,6 +300,27 @@ async def admin_expire_grant_codes(request: Request) -> Response:
     return JSONResponse({"status": "expired"})
 
 
+async def admin_portal_payment(request: Request) -> Response:
+    """`{"invoice_id", "amount"?}`: the customer pays in the portal (not an API call of the client)."""
+    values = await _admin_json(request)
+    amount = values.get("amount")
+    status, body = request.app.state.sim.pay_in_portal(
+        str(values.get("invoice_id", "")), None if amount is None else float(amount)
+    )
+    return JSONResponse(body, status)
+
+
+async def admin_customer_status(request: Request) -> Response:
+    """`{"customer_id", "status": "active"|"inactive"}`: a person changes it in Zoho's web app."""
+    values = await _admin_json(request)
+    if values.get("status") not in ("active", "inactive"):
+        return JSONResponse({"error": "status must be active or inactive"}, 400)
+    status, body = request.app.state.sim.mark_customer_by_hand(
+        str(values.get("customer_id", "")), values["status"]
+    )
+    return JSONResponse(body, status)
+
+
 async def admin_expire_tokens(request: Request) -> Response:
     request.app.state.sim.expire_access_tokens()
     return JSONResponse({"status": "expired"})
@@ -318,6 +339,8 @@ ADMIN_ROUTES = [
     Route("/__sim__/expire-tokens", admin_expire_tokens, methods=["POST"]),
     Route("/__sim__/grant-code", admin_grant_code, methods=["POST"]),
     Route("/__sim__/expire-grant-codes", admin_expire_grant_codes, methods=["POST"]),
+    Route("/__sim__/portal-payment", admin_portal_payment, methods=["POST"]),
+    Route("/__sim__/customer-status", admin_customer_status, methods=["POST"]),
 ]
 
 

@@ -289,6 +289,35 @@ class Simulator:
         (the default one unless named); no call counted."""
         return load_records(self.served(organization_id).store, given, self.config.currency_code)
 
+    # --- what people do in Zoho, beside the API (admin routes: never counted as API calls) ----------
+
+    def pay_in_portal(
+        self, invoice_id: str, amount: float | None = None, organization_id: str | None = None
+    ) -> Reply:
+        """The customer pays an invoice in Zoho's customer portal: one payment through the same rules as
+        `POST /payments` (open invoice, the customer's own, at most its balance); the whole balance by
+        default."""
+        org = self.served(organization_id)
+        invoice = org.store.invoices.get(invoice_id)
+        if invoice is None:
+            return org.invoices.not_found()
+        share = invoice["balance"] if amount is None else amount
+        return org.payments.create(
+            {
+                "customer_id": invoice["customer_id"],
+                "payment_mode": "creditcard",
+                "amount": share,
+                "description": "Paid in the customer portal",
+                "invoices": [{"invoice_id": invoice_id, "amount_applied": share}],
+            }
+        )
+
+    def mark_customer_by_hand(
+        self, customer_id: str, status: str, organization_id: str | None = None
+    ) -> Reply:
+        """A person marks a customer active or inactive in Zoho's web app."""
+        return self.served(organization_id).customers.set_status(customer_id, status)
+
     def stats(self, organization_id: str | None = None) -> dict[str, Any]:
         org = self.served(organization_id)
         by_endpoint: dict[str, dict[str, int]] = defaultdict(dict)

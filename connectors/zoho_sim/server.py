@@ -99,6 +99,18 @@ class SimHandle:
     def expire_grant_codes(self) -> None:
         self._admin("POST", "expire-grant-codes")
 
+    def pay_in_portal(self, invoice_id: str, amount: float | None = None) -> dict[str, Any]:
+        """The customer pays the invoice in Zoho's portal (its balance by default); Zoho's reply body.
+        Raises on a refusal (an invoice not open, more than its balance)."""
+        payload: dict[str, Any] = {"invoice_id": invoice_id}
+        if amount is not None:
+            payload["amount"] = amount
+        return self._admin("POST", "portal-payment", payload)
+
+    def mark_customer_by_hand(self, customer_id: str, status: str) -> dict[str, Any]:
+        """A person marks the customer active or inactive in Zoho's web app."""
+        return self._admin("POST", "customer-status", {"customer_id": customer_id, "status": status})
+
     def stop(self) -> None:
         if self._stop is not None:
             self._stop()

@@ -60,6 +60,15 @@ def register(app: typer.Typer) -> None:
             f"customers not synced {status.customers_unsynced} (failed {status.customers_failed}),"
             f" invoices not synced {status.invoices_unsynced} (failed {status.invoices_failed})"
         )
+        if status.zoho_ahead_total:
+            console.print(
+                f"[yellow]Zoho ahead[/] {status.zoho_ahead_total} (changed in Zoho on its own; their source"
+                " changes are not sent until the source agrees with Zoho):"
+            )
+            for e in status.zoho_ahead:
+                console.print(
+                    f"  {e['entity_type']} {e['entity_id']}: {e['zoho_status']} in Zoho ({e['zoho_id']})"
+                )
         table = Table(title="outcomes")
         table.add_column("outcome")
         table.add_column("last hour", justify="right")

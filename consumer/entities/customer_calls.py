@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from connectors.zoho.customers import account_number_of, disambiguated_name
-from connectors.zoho.errors import NotFound
+from connectors.zoho.errors import NotFound, PermanentError
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan, as_text, without_create_only
+from consumer.pipeline.plan import Action, Plan, ZohoAhead, as_text, without_create_only
 
 #: The rules a customer is matched by before it is created, in the order of ZOHO_CUSTOMER_MATCH_RULES.
 MATCH_RULES = ("account_number", "email")
@@ -117,6 +117,11 @@ class CustomerCalls:
                 except NotFound:  # deleted in Zoho by hand: recreate (never blindly: lookup first)
                     zoho_id, _ = await self._create(entity_id, payload, row)
                     body = {}
+                except PermanentError as exc:  # refused: read back once, in case Zoho moved on its own
+                    current = await c.get_customer(zoho_id)
+                    _check_ahead(zoho_id, current.get("status"), plan, content_sent=False, refusal=exc)
+                    raise
+                _check_ahead(zoho_id, body.get("status"), plan, content_sent=True)
                 return zoho_id, await self._status(zoho_id, body.get("status"), plan.status)
             case Action.MARK_CUSTOMER_ACTIVE:
                 return await self._reactivate(plan, entity_id, row, zoho_id)
@@ -205,6 +210,23 @@ def _account_in(payload: Mapping[str, Any], label: str) -> str:
         if custom.get("label") == label:
             return as_text(custom.get("value"))
     return ""
+
+
+def _check_ahead(
+    zoho_id: str, status: str | None, plan: Plan, *, content_sent: bool, refusal: Exception | None = None
+) -> None:
+    """Raise ZohoAhead when Zoho shows the customer inactive while zoho-cdc left it active and the source
+    still wants it active: a person made it inactive in Zoho, and zoho-cdc does not undo that."""
+    if status != "inactive" or plan.from_status != "active" or plan.status != "active":
+        return
+    answered = f"; Zoho answered: {refusal}" if refusal is not None else ""
+    raise ZohoAhead(
+        zoho_id,
+        "inactive",
+        f"Zoho is ahead: the customer is inactive in Zoho, not set by zoho-cdc (which left it active), but"
+        f" active in the source; it is not made active again{answered}",
+        content_sent=content_sent,
+    )
 
 
 def _email(row: Mapping[str, Any] | None) -> str | None:

@@ -104,6 +104,17 @@ def plan_customer(
     payload = rules.without_create_only(payload)
     changed = digest is None or digest != state.payload_hash
     current = state.status or "active"
+    if state.ahead is not None and current != target:
+        # Made inactive in Zoho by a person: zoho-cdc does not undo it; nothing is sent until they agree.
+        return Plan(
+            Action.ZOHO_AHEAD,
+            None,
+            None,
+            f"Zoho is ahead: customer {rules.as_text(row.get('account_number'))} is {state.ahead} in Zoho"
+            f" (not set by zoho-cdc) but {target} in the source; nothing is sent until the source agrees",
+            status=target,
+            from_status=current,
+        )
     if current != target:
         action = Action.MARK_CUSTOMER_ACTIVE if target == "active" else Action.MARK_CUSTOMER_INACTIVE
         why = f"{rules.as_text(row.get('status')) or 'active'} in the source; {current} in Zoho"

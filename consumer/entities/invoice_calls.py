@@ -14,10 +14,15 @@ from typing import Any, Final
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
 from consumer.entities.invoice_items import ItemCatalogue
-from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
+from consumer.entities.invoice_status import (
+    EDITABLE_INVOICE_STAGES,
+    StatusBackwards,
+    invoice_status_steps,
+    zoho_invoice_stage,
+)
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
 from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan, as_text
+from consumer.pipeline.plan import Action, Plan, ZohoAhead, as_text
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"
@@ -121,7 +126,7 @@ class InvoiceCalls:
                 try:
                     body = await self._current(entity_id, zoho_id, plan)
                     if body is None or zoho_invoice_stage(body.get("status")) in ("draft", "sent"):
-                        body = await c.update_invoice(zoho_id, payload)
+                        body = await self._update(zoho_id, payload, plan)
                 except NotFound:  # deleted in Zoho (by hand, or the organisation was wiped): recreate
                     zoho_id, body = await self._create(entity_id, payload, row)
                 return zoho_id, await self._walk_status(entity_id, zoho_id, body, plan, row)
@@ -133,12 +138,33 @@ class InvoiceCalls:
                 zoho_id = zoho_id or await self._ctx.created_before(EntityType.INVOICE, entity_id)
                 if zoho_id is None:
                     return None, None
-                await c.void_invoice(zoho_id)
+                try:
+                    await c.void_invoice(zoho_id)
+                except PermanentError:  # "already void" (by hand, or a lost reply) is read back, not trusted
+                    if (await c.get_invoice(zoho_id)).get("status") != "void":
+                        raise
                 return zoho_id, "void"
             case Action.DELETE_INVOICE:
                 assert zoho_id is not None
                 return zoho_id, await self._delete(zoho_id)
         raise ValueError(f"plan {plan.action} makes no Zoho invoice call")
+
+    async def _update(self, zoho_id: str, payload: dict[str, Any], plan: Plan) -> dict[str, Any]:
+        """PUT the invoice. A refusal is read back once: an invoice Zoho moved on its own (paid in the
+        portal, voided by hand) is Zoho ahead, one already where the source wants it is settled as is."""
+        try:
+            body: dict[str, Any] = await self._client.update_invoice(zoho_id, payload)
+        except PermanentError as exc:
+            if isinstance(exc, NotFound) or exc.code == CODE_ITEM_NOT_FOUND:
+                raise
+            invoice: dict[str, Any] = await self._client.get_invoice(zoho_id)
+            stage = zoho_invoice_stage(invoice.get("status"))
+            if stage in EDITABLE_INVOICE_STAGES:
+                raise  # a refusal of the content itself
+            if stage != plan.status:
+                raise _ahead(zoho_id, invoice, plan, exc) from None
+            return invoice  # already where the source wants it (paid or void): nothing left to edit
+        return body
 
     async def _delete(self, zoho_id: str) -> str:
         try:
@@ -192,23 +218,29 @@ class InvoiceCalls:
         try:
             steps = invoice_status_steps(current, target, row)
         except StatusBackwards as exc:  # Zoho's status was not the one the entity map knew
+            if plan.from_status is not None and known != plan.from_status and body is not None:
+                raise _ahead(zoho_id, body, plan, exc) from None
             raise PermanentError(exc.reason) from None
         for step in steps:
             if step == "open":
-                await self._open(zoho_id)
+                await self._open(zoho_id, plan)
                 status = "sent"
             elif step == "pay":
                 status = await self._pay(entity_id, zoho_id, body, row)
         return status
 
-    async def _open(self, zoho_id: str) -> None:
-        """converttoopen. A refusal (open already, after a lost reply or a crash) is checked, not trusted."""
+    async def _open(self, zoho_id: str, plan: Plan) -> None:
+        """converttoopen. A refusal (open already, after a lost reply or a crash) is checked, not trusted:
+        paid or void in Zoho instead is Zoho ahead."""
         try:
             await self._client.open_invoice(zoho_id)
-        except PermanentError:
+        except PermanentError as exc:
             invoice = await self._client.get_invoice(zoho_id)
-            if zoho_invoice_stage(invoice.get("status")) == "draft":
+            stage = zoho_invoice_stage(invoice.get("status"))
+            if stage == "draft":
                 raise
+            if stage == "void" or (stage == "paid" and plan.status != "paid"):
+                raise _ahead(zoho_id, invoice, plan, exc) from None
 
     async def _pay(
         self, entity_id: str, zoho_id: str, body: Mapping[str, Any] | None, row: Mapping[str, Any] | None
@@ -227,8 +259,11 @@ class InvoiceCalls:
         if any(str(p.get("reference_number") or "") == entity_id for p in invoice.get("payments") or []):
             return str(invoice.get("status") or "paid")  # ours, recorded before a crash or a lost reply
         balance = float(invoice.get("balance") or 0)
-        if zoho_invoice_stage(invoice.get("status")) == "paid" or balance <= 0:
-            return "paid"
+        stage = zoho_invoice_stage(invoice.get("status"))
+        if stage == "void":  # voided by hand: Zoho refuses payments on it
+            raise ZohoAhead(zoho_id, "void", "Zoho is ahead: the invoice is void in Zoho, paid in the source")
+        if stage == "paid" or balance <= 0:
+            return "paid"  # paid already (in the portal, or before a lost reply): settled as it is
         number = str((row or {}).get("invoice_number") or invoice.get("invoice_number") or entity_id)
         await self._ctx.store.write_intent(EntityType.INVOICE, entity_id, PAYMENT_INTENT, number)
         amount = round(balance, 2)
@@ -245,3 +280,15 @@ class InvoiceCalls:
             zoho_id,
         )
         return "paid"
+
+
+def _ahead(zoho_id: str, invoice: Mapping[str, Any], plan: Plan, refusal: Exception) -> ZohoAhead:
+    """Zoho ahead, in one sentence naming the invoice, both statuses and what Zoho answered."""
+    status = str(invoice.get("status") or "")
+    number = invoice.get("invoice_number") or zoho_id
+    return ZohoAhead(
+        zoho_id,
+        status,
+        f"Zoho is ahead: invoice {number} is {status} in Zoho, not set by zoho-cdc (which left it"
+        f" {plan.from_status}), but {plan.status} in the source; Zoho answered: {refusal}",
+    )

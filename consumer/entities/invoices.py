@@ -16,6 +16,7 @@ from consumer.entities.invoice_drift import InvoiceComparison
 from consumer.entities.invoice_payload import invoice_currency, invoice_payload
 from consumer.entities.invoice_status import (
     EDITABLE_INVOICE_STAGES,
+    StatusBackwards,
     invoice_source_stage,
     invoice_status_steps,
     zoho_invoice_stage,
@@ -106,7 +107,12 @@ def plan_invoice(
             "backfill the invoice or set REPLICA IDENTITY FULL"
         )
     current = zoho_invoice_stage(zoho_status) if synced else None
-    steps = invoice_status_steps(current or "draft", target, row)  # raises StatusBackwards
+    try:
+        steps = invoice_status_steps(current or "draft", target, row)
+    except StatusBackwards:
+        if state is None or state.ahead is None:
+            raise  # zoho-cdc set that status itself: the source moved backwards (dead-lettered once)
+        return _plan_zoho_ahead(row, state, target)
     action = Action.UPDATE_INVOICE if synced else Action.CREATE_INVOICE
     if customer_zoho_id is None:
         customer_id = rules.as_text(row.get("customer_id")) or None
@@ -131,6 +137,22 @@ def plan_invoice(
         return Plan(Action.CREATE_INVOICE, payload, digest, f"not yet in Zoho{note}{moves}", status=target)
     assert state is not None
     return _plan_synced(state, payload, digest, steps, f"{note}{moves}", target)
+
+
+def _plan_zoho_ahead(row: Mapping[str, Any], state: EntityState, target: str) -> Plan:
+    """Zoho moved the invoice on its own (paid in the portal, voided by hand) and the source still asks
+    for a status Zoho has no call back from: nothing is sent until the source agrees with Zoho."""
+    number = rules.as_text(row.get("invoice_number")) or "the invoice"
+    return Plan(
+        Action.ZOHO_AHEAD,
+        None,
+        None,
+        f"Zoho is ahead: invoice {number} is {state.ahead} in Zoho (not set by zoho-cdc: paid in the"
+        f" portal or changed by hand) but {target} in the source; nothing is sent until the source"
+        " agrees with Zoho",
+        status=target,
+        from_status=state.status,
+    )
 
 
 def _plan_delete(state: EntityState | None) -> Plan:
@@ -176,6 +198,10 @@ def _plan_synced(
             action, None, digest, f"{target} in the source{note}", status=target, from_status=zoho_status
         )
     if current is not None and current not in EDITABLE_INVOICE_STAGES:
+        if state.ahead is not None:  # the source caught up with Zoho: Zoho ahead ends, nothing to send
+            return Plan(
+                Action.NOOP, None, None, f"{target} in the source as in Zoho; its content no longer editable"
+            )
         return rules.skip(f"invoice no longer editable in Zoho (status {zoho_status})")
     return Plan(
         Action.UPDATE_INVOICE, payload, digest, f"changed{note}", status=target, from_status=zoho_status

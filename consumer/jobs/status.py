@@ -45,6 +45,8 @@ class Status:
     customers_failed: int = 0
     invoices_unsynced: int = 0
     invoices_failed: int = 0
+    zoho_ahead_total: int = 0  # entities Zoho is ahead of now (entity map), listed in `zoho_ahead`
+    zoho_ahead: list[dict[str, Any]] = field(default_factory=list)
     lag: list[PartitionLag] = field(default_factory=list)
     budget: dict[str, Any] = field(default_factory=dict)
     members: list[dict[str, Any]] = field(default_factory=list)  # the group's live instances
@@ -142,7 +144,9 @@ def collect_database_status(
             "   AND zoho_billing_customer_id IS NULL),"
             " (SELECT count(*) FROM customers WHERE zoho_sync_status = 'failed'),"
             " (SELECT count(*) FROM customer_invoices i JOIN customers c ON c.id = i.customer_id"
-            "   WHERE c.account_type <> 'internal_test' AND i.zoho_billing_invoice_id IS NULL),"
+            "   WHERE c.account_type <> 'internal_test' AND i.zoho_billing_invoice_id IS NULL"
+            # void before it was ever created: never sent by design (`skipped`), so never missing
+            "   AND i.status IS DISTINCT FROM 'void'),"
             " (SELECT count(*) FROM customer_invoices WHERE zoho_sync_status = 'failed')"
         ).fetchone()
         assert one is not None
@@ -152,7 +156,39 @@ def collect_database_status(
             status.invoices_unsynced,
             status.invoices_failed,
         ) = (int(x) for x in one)
+        status.zoho_ahead_total, status.zoho_ahead = zoho_ahead_entities(conn, limit=recent)
     return status
+
+
+def zoho_ahead_entities(
+    conn: psycopg.Connection[Any], *, limit: int = 20
+) -> tuple[int, list[dict[str, Any]]]:
+    """How many entities Zoho is ahead of (their entity map says Zoho moved on its own), and the newest
+    `limit` of them: what an operator settles by making the source agree with Zoho."""
+    rows = conn.execute(
+        "SELECT entity_type, entity_id, zoho_id, zoho_ahead, updated_at, count(*) OVER ()"
+        " FROM zoho_entity_map WHERE zoho_ahead IS NOT NULL ORDER BY updated_at DESC LIMIT %s",
+        (limit,),
+    ).fetchall()
+    listed = [
+        {
+            "entity_type": r[0],
+            "entity_id": r[1],
+            "zoho_id": r[2],
+            "zoho_status": r[3],
+            "since": r[4].isoformat(),
+        }
+        for r in rows
+    ]
+    return (int(rows[0][5]) if rows else 0), listed
+
+
+def zoho_ahead_by_entity(conn: psycopg.Connection[Any]) -> dict[str, int]:
+    """Entities Zoho is ahead of, by entity type (the `zoho_cdc_zoho_ahead_entities` gauge)."""
+    rows = conn.execute(
+        "SELECT entity_type, count(*) FROM zoho_entity_map WHERE zoho_ahead IS NOT NULL GROUP BY entity_type"
+    ).fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 async def collect_lag(bootstrap_servers: str, group: str, topics: tuple[str, ...]) -> list[PartitionLag]:

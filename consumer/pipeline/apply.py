@@ -19,7 +19,7 @@ from consumer.entities.spec import EntityCalls, Row
 from consumer.pipeline.adoption import find_adoptable
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.match_index import MatchIndex
-from consumer.pipeline.plan import Plan
+from consumer.pipeline.plan import Plan, ZohoAhead
 from consumer.pipeline.store import Intent, SyncStore
 from consumer.settings import Settings, setting_default
 
@@ -131,6 +131,9 @@ class ZohoApplier:
             token, noted = _INTENT_LEFT.set(intent_left), _NOTES.set(notes)
             try:
                 zoho_id, status = await self.calls(entity_type).carry_out(plan, entity_id, row, state_zoho_id)
+            except ZohoAhead as ahead:  # what the attempt cost, for the outcome it is recorded as
+                ahead.calls, ahead.http_status = tracker.attempts, tracker.http_status
+                raise
             finally:
                 _INTENT_LEFT.reset(token)
                 _NOTES.reset(noted)

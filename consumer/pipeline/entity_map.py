@@ -15,7 +15,7 @@ from consumer.entities.registry import spec_of
 from consumer.entities.spec import Record
 from consumer.pipeline.apply import Applied
 from consumer.pipeline.events import ChangeEvent, EntityType
-from consumer.pipeline.plan import EntityState, MappingConfig, Plan
+from consumer.pipeline.plan import EntityState, MappingConfig, Plan, ZohoAhead
 from consumer.pipeline.row_images import is_partial, remembered
 from consumer.pipeline.store import EntityUpdate
 from consumer.pipeline.write_back import WriteBack
@@ -108,6 +108,43 @@ def rejection(event: ChangeEvent, state: EntityState | None, digest: str | None)
         spec_of(event.entity_type).natural_key_of(event.row),
         source_row=remembered(event.entity_type, event.row),
         rejected_digest=digest,
+        zoho_ahead=state.ahead if state else None,
+    )
+
+
+def zoho_ahead(event: ChangeEvent, state: EntityState | None, plan: Plan, found: ZohoAhead) -> EntityUpdate:
+    """The map row once Zoho is found ahead: it takes Zoho's status, and remembers that Zoho set it.
+
+    The payload hash moves only when Zoho accepted the payload (`content_sent`); otherwise it stays what
+    Zoho last acknowledged, so the content is sent once the source agrees with Zoho again (if Zoho
+    still lets it be edited)."""
+    payload_hash = plan.payload_hash if found.content_sent else (state.payload_hash if state else None)
+    return EntityUpdate(
+        event.entity_type,
+        event.entity_id,
+        found.zoho_id,
+        payload_hash,
+        position(event),
+        found.status,
+        spec_of(event.entity_type).natural_key_of(event.row),
+        source_row=_whole(event),
+        zoho_ahead=found.status,
+    )
+
+
+def still_ahead(event: ChangeEvent, state: EntityState) -> EntityUpdate:
+    """The map row of a change not sent because Zoho is still ahead: only the source position and image
+    move; Zoho's status and what Zoho last acknowledged stay."""
+    return EntityUpdate(
+        event.entity_type,
+        event.entity_id,
+        state.zoho_id,
+        state.payload_hash,
+        position(event),
+        state.status,
+        spec_of(event.entity_type).natural_key_of(event.row),
+        source_row=_whole(event),
+        zoho_ahead=state.ahead,
     )
 
 
@@ -155,7 +192,10 @@ def as_listed(
     differs = row is None or listing.differs(entity_type, row, record, mapping)
     base = state or EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None)
     payload_hash = None if differs or base.zoho_id != zoho_id else base.payload_hash
-    return replace(base, zoho_id=zoho_id, payload_hash=payload_hash, status=record.get("status"))
+    status = record.get("status")
+    # Zoho ahead stands while Zoho still shows that status; undone in Zoho (a payment deleted), it ends.
+    ahead = base.ahead if base.ahead is not None and base.ahead == status else None
+    return replace(base, zoho_id=zoho_id, payload_hash=payload_hash, status=status, ahead=ahead)
 
 
 def _already_mapped(state: EntityState | None, event: ChangeEvent, plan: Plan) -> bool:
@@ -169,6 +209,7 @@ def _already_mapped(state: EntityState | None, event: ChangeEvent, plan: Plan) -
         and plan.payload_hash is not None
         and state.payload_hash == plan.payload_hash
         and state.rejected is None
+        and state.ahead is None
         and not state.pending_create
     )
 

@@ -89,8 +89,8 @@ async def write_outcomes(cur: psycopg.AsyncCursor[Any], outcomes: Sequence[Outco
 # The store's organisation is the first value of every row: the map is one per Zoho organisation.
 _ENTITY_MAP_UPSERT: Final = (
     "INSERT INTO zoho_entity_map (organization_id, entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
-    " zoho_status, natural_key, source_row, rejected_digest, currency_code, replay_memo, updated_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+    " zoho_status, natural_key, source_row, rejected_digest, currency_code, replay_memo, zoho_ahead,"
+    " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
     " ON CONFLICT (organization_id, entity_type, entity_id) DO UPDATE SET"
     " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
     " payload_hash = EXCLUDED.payload_hash,"
@@ -101,6 +101,7 @@ _ENTITY_MAP_UPSERT: Final = (
     " rejected_digest = EXCLUDED.rejected_digest,"
     " currency_code = COALESCE(EXCLUDED.currency_code, zoho_entity_map.currency_code),"
     " replay_memo = EXCLUDED.replay_memo,"
+    " zoho_ahead = EXCLUDED.zoho_ahead,"
     " updated_at = now()"
 )
 
@@ -119,6 +120,7 @@ def _entity_values(organization_id: str, e: EntityUpdate) -> tuple[Any, ...]:
         e.rejected_digest,
         e.currency_code,
         e.replay_memo,
+        e.zoho_ahead,
     )
 
 

@@ -21,7 +21,7 @@ from consumer.pipeline.apply import Applied
 from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.entity_map import Listing
 from consumer.pipeline.events import ChangeEvent, EntityType, snapshot_read
-from consumer.pipeline.plan import Action, EntityState, Plan
+from consumer.pipeline.plan import Action, EntityState, Plan, ZohoAhead
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.row_images import state_digest
 from consumer.pipeline.scheduler import Key, KeyScheduler
@@ -105,13 +105,21 @@ class ParentResolver:
     ) -> ParentRecord | None:
         policy = self._policy
         plan = await policy.plan(spec, event, state, explicit=explicit)
-        if plan.action is Action.NOOP and state is not None:
+        if plan.action in (Action.NOOP, Action.ZOHO_AHEAD) and state is not None:
+            # Zoho ahead (a customer made inactive by hand): the record is in Zoho, the child may use it.
             self._verified.add((spec.entity.value, event.entity_id))
             return parent_record(state)
         if not plan.makes_call:
             return None
         try:
             applied = await policy.apply(event, plan, state)
+        except ZohoAhead as found:
+            policy.recorder.metrics.zoho_calls(found.calls)
+            policy.recorder.metrics.zoho_ahead_found(spec.entity.value)
+            update = entity_map.zoho_ahead(event, state, plan, found)
+            await policy.recorder.record(Outcome([], update))
+            self._verified.add((spec.entity.value, event.entity_id))
+            return parent_record(await policy.recorder.store.entity_state(spec.entity, event.entity_id))
         except ZohoError as exc:
             if not isinstance(exc, AuthError):
                 await self._refused(event, state, digest, exc)

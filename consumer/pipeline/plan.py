@@ -28,6 +28,24 @@ class MappingError(ValueError):
         self.reason = reason
 
 
+class ZohoAhead(Exception):
+    """Raised by an entity's calls when Zoho's reply, or the read-back after a refusal, shows a status
+    zoho-cdc did not set (an invoice paid in the portal, a customer made inactive by hand): the
+    change is not sent, and the entity map takes Zoho's status.
+
+    `content_sent`: Zoho accepted the plan's payload before the status showed (so its hash is what Zoho
+    holds); `calls` is filled in by the applier with the calls the attempt made."""
+
+    def __init__(self, zoho_id: str, status: str, reason: str, *, content_sent: bool = False) -> None:
+        super().__init__(reason)
+        self.zoho_id = zoho_id
+        self.status = status
+        self.reason = reason
+        self.content_sent = content_sent
+        self.calls = 0
+        self.http_status: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class MappingConfig:
     """What the mapping reads of the settings; defaults are the settings' own."""
@@ -91,6 +109,9 @@ class Action(StrEnum):
     DELETE_INVOICE = "delete_invoice"
     SKIP = "skip"  # nothing to do by rule (tombstone, internal test, never synced, not editable)
     NOOP = "noop"  # Zoho already matches
+    # Zoho moved on its own (paid in the portal, voided or made inactive by hand) and the source has not
+    # caught up: what the source asks for, Zoho would refuse or zoho-cdc would undo a person's change.
+    ZOHO_AHEAD = "zoho_ahead"
 
 
 @dataclass(frozen=True)
@@ -106,6 +127,7 @@ class EntityState:
     currency_code: str | None = None  # customers: the currency the Zoho record was created with
     pending_create: bool = False  # a create intent is left: the create may have reached Zoho
     replay_memo: str | None = None  # see `consumer.pipeline.replay_memo`
+    ahead: str | None = None  # Zoho's status when Zoho moved on its own, not by zoho-cdc (`ZohoAhead`)
 
 
 @dataclass(frozen=True)
@@ -122,7 +144,7 @@ class Plan:
 
     @property
     def makes_call(self) -> bool:
-        return self.action not in (Action.SKIP, Action.NOOP)
+        return self.action not in (Action.SKIP, Action.NOOP, Action.ZOHO_AHEAD)
 
 
 DELETED_WHILE_CREATING: Final = "deleted in the source while its create was unresolved (may be in Zoho)"

@@ -28,7 +28,7 @@ from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.entity_map import Listing, older_than_applied
 from consumer.pipeline.events import ChangeEvent, EntityType, Op
 from consumer.pipeline.parents import REFUSED_BEFORE, ParentRefused, ParentResolver
-from consumer.pipeline.plan import Action, EntityState, MappingConfig, MappingError, Plan
+from consumer.pipeline.plan import Action, EntityState, MappingConfig, MappingError, Plan, ZohoAhead
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.replay_memo import mapping_fingerprint, memo_for, row_after
 from consumer.pipeline.row_images import coalesce, fill_unavailable, is_partial, state_digest
@@ -289,8 +289,24 @@ class EventPolicy:
             return Outcome([self.recorder.row(item, "skipped", operation="none", error=plan.reason)])
         if plan.action is Action.NOOP:
             return await self.unchanged(item, event, state, plan, parent)
+        if plan.action is Action.ZOHO_AHEAD:
+            assert state is not None
+            return self._zoho_ahead(
+                item, event, plan.reason, state.zoho_id, entity_map.still_ahead(event, state)
+            )
         try:
             applied = await self.apply(event, plan, state)
+        except ZohoAhead as found:
+            metrics.zoho_calls(found.calls)
+            metrics.zoho_ahead_found(event.entity_type.value)
+            log.warning(
+                "Zoho is ahead: not sent",
+                entity=str(event.entity_type),
+                entity_id=event.entity_id,
+                zoho_status=found.status,
+            )
+            update = entity_map.zoho_ahead(event, state, plan, found)
+            return self._zoho_ahead(item, event, found.reason, found.zoho_id, update, found, str(plan.action))
         except AuthError as exc:
             raise credentials_refused(exc) from exc
         except ZohoError as exc:
@@ -324,6 +340,31 @@ class EventPolicy:
             write_back = WriteBack(event.entity_type, event.entity_id, applied.zoho_id, "synced")
         update = await self._with_memo(item, state, entity_map.synced(event, plan, applied), parent, True)
         return Outcome([row], update, write_back, done)
+
+    def _zoho_ahead(
+        self,
+        item: WorkItem,
+        event: ChangeEvent,
+        reason: str,
+        zoho_id: str | None,
+        update: EntityUpdate,
+        found: ZohoAhead | None = None,
+        operation: str = "none",
+    ) -> Outcome:
+        """The outcome of a change Zoho is ahead of: recorded `zoho_ahead`, no dead letter, the entity map on
+        Zoho's status, and the source row left (or put back) `synced`: nothing is wrong with it."""
+        self.recorder.metrics.outcome("zoho_ahead")
+        self._stale_streak = 0
+        row = self.recorder.row(
+            item,
+            "zoho_ahead",
+            operation=operation,
+            zoho_id=zoho_id,
+            error=reason,
+            attempts=found.calls if found else 0,
+            http_status=found.http_status if found else None,
+        )
+        return Outcome([row], update, entity_map.settled_write_back(event, zoho_id))
 
     async def unchanged(
         self,

@@ -43,7 +43,7 @@ GROUP_GATHER_SECONDS = 0.02
 # bulk would otherwise stall at its in-flight bound for a pause per group.
 GROUP_FULL_ROWS = 500
 
-OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered")
+OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered", "zoho_ahead")
 
 
 # Not frozen: that triples the cost of building one, and a replay builds one per record.
@@ -83,6 +83,7 @@ class EntityUpdate:
     rejected_digest: str | None = None  # None clears it: the entity's last outcome was not a refusal
     currency_code: str | None = None  # None keeps the stored one
     replay_memo: str | None = None  # always written: None clears it (`consumer.pipeline.replay_memo`)
+    zoho_ahead: str | None = None  # always written: None clears it (Zoho's status, while Zoho is ahead)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +367,8 @@ def _json_dumps(value: Any) -> bytes | str:
 # without a map row still counts.
 _STATE_SQL = (
     "SELECT k.entity_type, k.entity_id, m.zoho_id, m.payload_hash, m.last_lsn, m.zoho_status,"
-    " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL, m.replay_memo"
+    " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL, m.replay_memo,"
+    " m.zoho_ahead"
     " FROM unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
     " CROSS JOIN (SELECT %s::text AS organization_id) AS o"
     " LEFT JOIN zoho_entity_map m USING (organization_id, entity_type, entity_id)"
@@ -391,6 +393,7 @@ def _entity_state(r: Sequence[Any]) -> EntityState:
         currency_code=r[8],
         pending_create=bool(r[9]),
         replay_memo=r[10],
+        ahead=r[11],
     )
 
 

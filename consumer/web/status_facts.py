@@ -24,6 +24,7 @@ from consumer.jobs.status import (
     collect_lag,
     dlq_depth,
     replication_slot_active,
+    zoho_ahead_by_entity,
 )
 from consumer.web.status_page import DLQ_SHOWN
 
@@ -168,3 +169,11 @@ def slot_active(database_url: str, slot_name: str) -> bool:
 
     with psycopg.connect(database_url, connect_timeout=5) as conn:
         return bool(replication_slot_active(conn, slot_name))
+
+
+def zoho_ahead_counts(database_url: str) -> dict[str, int]:
+    """Entities Zoho is ahead of now, by entity type (blocking: run it in a thread)."""
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        return zoho_ahead_by_entity(conn)

@@ -111,6 +111,7 @@ border-radius:50%;margin-right:.4em}}.chart{{margin:0 1em 1em 0;font-family:sans
 <div class=kpi>invoices not synced<b id=invoices-unsynced>{status.invoices_unsynced}</b></div>
 <div class=kpi>customers failed<b id=customers-failed>{status.customers_failed}</b></div>
 <div class=kpi>invoices failed<b id=invoices-failed>{status.invoices_failed}</b></div>
+<div class=kpi>Zoho ahead<b id=zoho-ahead-total>{status.zoho_ahead_total}</b></div>
 {counts("Outcomes, last hour", status.outcomes_last_hour, "outcomes-hour")}
 {counts("Outcomes, last day", status.outcomes_last_day, "outcomes-day")}
 <section id=lag><h2>Lag by partition</h2>{_table(lag_rows)}</section>
@@ -118,6 +119,8 @@ border-radius:50%;margin-right:.4em}}.chart{{margin:0 1em 1em 0;font-family:sans
 <section id=budget><h2>Zoho budget (one window per organisation, shared by every process)</h2>
 {_table(budget_rows)}
 <h3>Processes using the organisation's window</h3>{_table(org_rows)}</section>
+<section id=zoho-ahead><h2>Zoho ahead: changed in Zoho on its own, source changes not sent until the
+source agrees (newest 20)</h2>{_table(status.zoho_ahead)}</section>
 <section id=errors><h2>Last errors</h2>{_table(status.last_errors)}</section>
 <section id=dlq><h2>Dead-letter topic (newest {DLQ_SHOWN})</h2>{_table(status.dead_letters)}</section>
 <section id=recent><h2>Recent sync log</h2>{_table(status.recent)}</section>

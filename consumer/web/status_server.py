@@ -34,6 +34,7 @@ from consumer.web.status_facts import (
     group_members,
     sample_forever,
     slot_active,
+    zoho_ahead_counts,
 )
 from consumer.web.status_page import rate_limit_per_minute, render_charts, render_page
 
@@ -109,6 +110,9 @@ class StatusRoutes:
                 m.daily_calls.set(float(state.get("calls_today") or 0))
             active = await asyncio.to_thread(slot_active, settings.database_url, settings.debezium_slot_name)
             m.slot_active.set(1 if active else 0)
+            ahead = await asyncio.to_thread(zoho_ahead_counts, settings.database_url)
+            for entity in ("customer", "invoice", *ahead):
+                m.zoho_ahead_entities.labels(entity=entity).set(ahead.get(entity, 0))
         except Exception as exc:
             log.warning("metrics: budget or slot unavailable", error=str(exc))
 
