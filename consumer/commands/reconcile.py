@@ -90,6 +90,7 @@ def _summary(r: Any) -> list[tuple[str, str]]:
         ("field drift", str(len(r.drift))),
         ("  of which status (paid, void, sent, active/inactive)", str(len(r.status_drift))),
         ("Zoho records with no source row", str(len(r.orphans))),
+        ("Zoho ahead (changed in Zoho on its own; not repaired)", str(len(r.zoho_ahead))),
         ("Zoho calls made", str(r.zoho_calls)),
     ]
 
@@ -123,6 +124,22 @@ def _findings(r: Any) -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]
             "Zoho records with no source row",
             ("entity", "Zoho id", "natural key", "name", "status"),
             [(o.entity_type, o.zoho_id, o.natural_key or "", o.name, o.status or "") for o in r.orphans],
+        ),
+        (
+            "Zoho ahead: changed in Zoho on its own; make the source agree"
+            " (README: Sharing Zoho with people)",
+            ("entity", "natural key", "Zoho id", "in Zoho", "in the source", "recorded by the sync"),
+            [
+                (
+                    a.entity_type,
+                    a.natural_key,
+                    a.zoho_id,
+                    a.zoho_status,
+                    a.source_status,
+                    "yes" if a.recorded else "not yet",
+                )
+                for a in r.zoho_ahead
+            ],
         ),
     ]
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumer.jobs.reconcile.run import reconcile
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.e2e.test_echo_safety import _exec, _insert_customer, _one, _quiet_and_unchanged, _writes
 from tests.e2e.test_status_lifecycle import _grew, _insert_invoice, _letters, _zoho_invoice_id
@@ -44,12 +45,20 @@ async def test_a_portal_paid_invoice_and_a_customer_made_inactive_in_zoho_are_zo
 ):
     customer = _insert_customer(database_url, "CT-AHEAD-1", "ahead@status.example")
     invoice = _insert_invoice(database_url, customer, "INV-AHEAD-1", "sent")
+    _insert_invoice(database_url, customer, "INV-AHEAD-2", "sent")
     relay_process(database_url, topic_prefix, kafka_bootstrap)
     settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
     zoho = SimView(zoho_sim)
     async with LiveSync(settings) as live:
         zoho_id = await wait_for(lambda: _zoho_invoice_id(database_url, invoice), timeout=90)
         await wait_for(lambda: zoho.invoice(zoho_id)["status"] == "sent", timeout=30)
+        await wait_for(
+            lambda: (
+                _one(database_url, "SELECT count(*) FROM customer_invoices WHERE zoho_sync_status = 'synced'")
+                == 2
+            ),
+            timeout=60,
+        )
         before = await _quiet_and_unchanged(zoho_sim, _writes(zoho_sim))
 
         # The customer pays in the portal: not a call of zoho-cdc's, through the payment rules.
@@ -111,6 +120,19 @@ async def test_a_portal_paid_invoice_and_a_customer_made_inactive_in_zoho_are_zo
         assert _ahead_metric(scrape, "customer") == (1.0, 1.0)
         assert "id=zoho-ahead-total>2<" in page and f"<td>{invoice}</td>" in page
 
+        # reconcile lists both as Zoho ahead (not drift, nothing for --fix), and finds a third one the live
+        # sync has not met yet: an invoice paid in the portal with no source change since.
+        quiet = _one(database_url, "SELECT id FROM customer_invoices WHERE invoice_number = 'INV-AHEAD-2'")
+        zoho_sim.pay_in_portal(_zoho_invoice_id(database_url, quiet))
+        report = await reconcile(settings)
+        assert {(a.entity_id, a.zoho_status, a.source_status, a.recorded) for a in report.zoho_ahead} == {
+            (invoice, "paid", "sent", True),
+            (customer, "inactive", "active", True),
+            (quiet, "paid", "sent", False),
+        }
+        assert report.drift == [] and report.in_sync and report.as_dict()["summary"]["zoho_ahead"] == 3
+        await _quiet_and_unchanged(zoho_sim, edited)
+
         # The source catches up (paid there too): Zoho ahead ends, and no second payment is made.
         _exec(database_url, "UPDATE customer_invoices SET status = 'paid' WHERE id = %s", invoice)
         await wait_for(
@@ -121,5 +143,5 @@ async def test_a_portal_paid_invoice_and_a_customer_made_inactive_in_zoho_are_zo
         )
         await _quiet_and_unchanged(zoho_sim, edited)
     assert await _letters(kafka_bootstrap, settings.dlq_topic) == []
-    assert len(zoho_sim.simulator.state()["payments"]) == 1
+    assert len(zoho_sim.simulator.state()["payments"]) == 2  # the portal's two, none of zoho-cdc's
     assert zoho.duplicates() == {}

@@ -240,7 +240,8 @@ async def test_reconcile_reports_status_drift_and_fix_walks_each_status_once(set
     assert zoho.invoice(zid["paid"])["status"] == "paid"
     assert (await reconcile(settings)).in_sync  # closed/inactive and paid/paid are no drift
 
-    # The source moves on while its change events never reach the sync; someone reactivates by hand.
+    # The source moves on while its change events never reach the sync; someone deactivates a customer by
+    # hand in Zoho, which is Zoho ahead (zoho-cdc left it active, the source still says active).
     set_source(source, "customer_invoices", ids["draft"], status="sent")
     set_source(source, "customer_invoices", ids["sent"], status="paid")
     set_source(source, "customer_invoices", ids["voiding"], status="void")
@@ -257,33 +258,34 @@ async def test_reconcile_reports_status_drift_and_fix_walks_each_status_once(set
         ("invoice", ids["sent"], ("paid", "sent")),  # paid in the source, unpaid in Zoho
         ("invoice", ids["voiding"], ("void", "sent")),
         ("customer", ids["closing"], ("inactive", "active")),  # closed in the source, active in Zoho
-        ("customer", ids["reopened"], ("active", "inactive")),
     }
     assert all(list(d.fields) == ["status"] for d in report.drift), report.drift
-    assert len(report.status_drift) == 5 and not report.missing and not report.duplicates
+    assert [(a.entity_id, a.zoho_status, a.source_status, a.recorded) for a in report.zoho_ahead] == [
+        (ids["reopened"], "inactive", "active", False)  # listed, never undone by --fix
+    ]
+    assert len(report.status_drift) == 4 and not report.missing and not report.duplicates
     assert not report.in_sync
 
     before = zoho_sim.stats()["by_endpoint"]
     fixed = await reconcile(settings, fix=True)
 
-    assert fixed.repair is not None and fixed.repair.outcomes == {"synced": 5}, fixed.repair
+    assert fixed.repair is not None and fixed.repair.outcomes == {"synced": 4}, fixed.repair
     writes = writes_since(before, zoho_sim.stats()["by_endpoint"])
     # A resync never trusts the stored payload hash, so content is sent again (PUT): the two open invoices,
-    # the two drifted customers, and once the customer those two invoices are checked against.
+    # the drifted customer, and once the customer those two invoices are checked against.
     assert writes == {
         "POST /invoices/{id}/converttoopen": 1,
         "POST /payments": 1,
         "POST /invoices/{id}/void": 1,
         "POST /customers/{id}/markasinactive": 1,
-        "POST /customers/{id}/markasactive": 1,
         "PUT /invoices/{id}": 2,
-        "PUT /customers/{id}": 3,
+        "PUT /customers/{id}": 2,
     }, writes  # no create, no delete, one payment
     assert zoho.invoice(zid["draft"])["status"] == "sent"
     assert zoho.invoice(zid["sent"])["status"] == "paid"
     assert zoho.invoice(zid["voiding"])["status"] == "void"
     assert zoho.customer(zid["closing"])["status"] == "inactive"
-    assert zoho.customer(zid["reopened"])["status"] == "active"
+    assert zoho.customer(zid["reopened"])["status"] == "inactive"  # a person's change is not undone
     payments = zoho_sim.state()["payments"]
     assert sorted(p["reference_number"] for p in payments) == sorted([ids["paid"], ids["sent"]])
 
@@ -292,4 +294,5 @@ async def test_reconcile_reports_status_drift_and_fix_walks_each_status_once(set
     assert again.returncode == 0, again.stderr
     after = json.loads(again.stdout)
     assert after["in_sync"] is True and after["drift"] == [] and after["summary"]["status_drift"] == 0
+    assert after["summary"]["zoho_ahead"] == 1
     assert writes_since(before, zoho_sim.stats()["by_endpoint"]) == {}

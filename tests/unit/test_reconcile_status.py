@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.jobs.reconcile.comparison import compare
+from consumer.jobs.reconcile.comparison import compare, zoho_ahead
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
+from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
 
 CUSTOMER_ID = "00000000-0000-0000-0000-00000000000c"
@@ -89,3 +90,24 @@ def test_a_customer_whose_zoho_status_is_not_the_one_its_source_status_asks_for_
 ) -> None:
     found = _status_drift(source_customer, zoho_customer, "draft", "draft", suspended=suspended)
     assert found.get("customer") == drift
+
+
+@pytest.mark.parametrize(
+    ("entity", "source", "found", "map_status", "map_ahead", "ahead"),
+    [
+        (EntityType.INVOICE, "sent", "paid", "sent", None, True),  # paid in the portal, not yet met
+        (EntityType.INVOICE, "sent", "partially_paid", "sent", None, False),  # still open: Zoho can be edited
+        (EntityType.INVOICE, "draft", "void", "draft", None, True),  # voided by hand
+        (EntityType.INVOICE, "sent", "paid", "paid", None, False),  # zoho-cdc paid it: the source went back
+        (EntityType.INVOICE, "sent", "paid", None, None, False),  # the map knows nothing: drift, as before
+        (EntityType.INVOICE, "sent", "paid", "paid", "paid", True),  # recorded by the live sync
+        (EntityType.INVOICE, "paid", "sent", "sent", None, False),  # the source is ahead: drift to repair
+        (EntityType.CUSTOMER, "active", "inactive", "active", None, True),  # made inactive by hand
+        (EntityType.CUSTOMER, "active", "inactive", "inactive", None, False),  # zoho-cdc made it inactive
+        (EntityType.CUSTOMER, "inactive", "active", "inactive", None, False),  # closed in the source: drift
+    ],
+)
+def test_a_status_zoho_reached_on_its_own_is_zoho_ahead_not_drift(
+    entity: EntityType, source: str, found: str, map_status: str | None, map_ahead: str | None, ahead: bool
+) -> None:
+    assert zoho_ahead(entity, source, found, map_status, map_ahead) is ahead

@@ -314,3 +314,38 @@ def test_the_applied_502_fault_is_a_command_line_option_seeded_like_the_others()
         assert len(sim.state()["customers"]) == 12  # every one applied, whatever the answer
     finally:
         sim.stop()
+
+
+def test_a_portal_payment_follows_the_payment_rules_and_is_no_api_call(zoho_sim, raw_api):
+    cid = raw_api.call("POST", "/customers", customer_payload(7)).json()["customer"]["customer_id"]
+    made = raw_api.call(
+        "POST", "/invoices", invoice_payload(cid, "PP-1"), ignore_auto_number_generation="true"
+    )
+    invoice_id = made.json()["invoice"]["invoice_id"]
+    calls = zoho_sim.stats()["requests"]
+    # A draft cannot be paid, in the portal as through POST /payments.
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        zoho_sim.pay_in_portal(invoice_id)
+    assert refused.value.response.json()["message"] == "Payments cannot be applied to draft invoices."
+    raw_api.call("POST", f"/invoices/{invoice_id}/converttoopen")
+    calls = zoho_sim.stats()["requests"]
+    part = zoho_sim.pay_in_portal(invoice_id, 40)
+    assert part["payment"]["invoices"][0]["amount_applied"] == 40.0
+    invoice = raw_api.call("GET", f"/invoices/{invoice_id}").json()["invoice"]
+    assert (invoice["status"], invoice["balance"]) == ("partially_paid", 60.0)
+    with pytest.raises(httpx.HTTPStatusError):  # more than the balance
+        zoho_sim.pay_in_portal(invoice_id, 61)
+    zoho_sim.pay_in_portal(invoice_id)  # the rest
+    invoice = raw_api.call("GET", f"/invoices/{invoice_id}").json()["invoice"]
+    assert (invoice["status"], invoice["balance"]) == ("paid", 0.0)
+    assert [p["amount"] for p in invoice["payments"]] == [40.0, 60.0]
+    # Only the two GETs above reached the API: the portal's payments are not calls of the client.
+    assert zoho_sim.stats()["requests"] == calls + 2
+
+
+def test_a_customer_marked_inactive_by_hand_is_no_api_call(zoho_sim, raw_api):
+    cid = raw_api.call("POST", "/customers", customer_payload(8)).json()["customer"]["customer_id"]
+    calls = zoho_sim.stats()["requests"]
+    zoho_sim.mark_customer_by_hand(cid, "inactive")
+    assert zoho_sim.stats()["requests"] == calls
+    assert raw_api.call("GET", f"/customers/{cid}").json()["customer"]["status"] == "inactive"

@@ -14,8 +14,16 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from consumer.entities.comparison import ZohoView, drift
+from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.entities.registry import comparison_of, registered, spec_of
-from consumer.jobs.reconcile.findings import Drift, Duplicate, Missing, Orphan, ReconcileReport
+from consumer.jobs.reconcile.findings import (
+    Drift,
+    Duplicate,
+    Missing,
+    Orphan,
+    ReconcileReport,
+    ZohoAheadFinding,
+)
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
 from consumer.pipeline.events import EntityType
 from consumer.pipeline.plan import MappingConfig
@@ -101,9 +109,42 @@ def _match_rows(
         done.zoho_ids[row["id"]] = zoho_id
         shown = replace(view, detailed=(entity_type, zoho_id) in zoho.detailed)
         fields = drift(comparison_of(entity_type), row, records[zoho_id], shown, parent_zoho_id)
-        if fields:
+        status = fields.get("status")
+        known = source.map_status.get((entity_type.value, row["id"]), (None, None))
+        if status is not None and zoho_ahead(entity_type, str(status[0]), str(status[1]), *known):
+            report.zoho_ahead.append(
+                ZohoAheadFinding(
+                    entity_type.value,
+                    row["id"],
+                    key,
+                    zoho_id,
+                    str(status[1]),
+                    str(status[0]),
+                    known[1] is not None,
+                )
+            )
+        elif fields:
             report.drift.append(Drift(entity_type.value, row["id"], key, zoho_id, fields))
     return done
+
+
+def zoho_ahead(
+    entity_type: EntityType, source: str, found: str, map_status: str | None, map_ahead: str | None
+) -> bool:
+    """True when Zoho's status `found` is one Zoho reached on its own and the source (`source`, the status
+    it asks for) has no call back from: the entity map says so, or it holds another status zoho-cdc set
+    and Zoho moved past it. Zoho showing what zoho-cdc itself set is the source moving backwards: drift."""
+    if map_ahead is not None:
+        return map_ahead == found
+    if map_status is None or map_status == found:
+        return False
+    if entity_type is EntityType.INVOICE:
+        try:
+            invoice_status_steps(zoho_invoice_stage(found) or "draft", source)
+        except StatusBackwards:
+            return zoho_invoice_stage(map_status) != zoho_invoice_stage(found)
+        return False
+    return found == "inactive" and source == "active"
 
 
 def _match(mapped: list[str], by_id: Mapping[str, Any], by_key: list[str]) -> str | None:

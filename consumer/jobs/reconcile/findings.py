@@ -50,6 +50,20 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class ZohoAheadFinding:
+    """A record Zoho moved on its own (paid in the portal, voided or made inactive by hand) past what
+    zoho-cdc last set and what the source says: accepted, not repaired (Zoho has no call back)."""
+
+    entity_type: str
+    entity_id: str
+    natural_key: str
+    zoho_id: str
+    zoho_status: str
+    source_status: str
+    recorded: bool  # the live sync already recorded it (the entity map says Zoho is ahead)
+
+
+@dataclass(frozen=True)
 class Orphan:
     """A Zoho record that no source row accounts for (by mapped id or natural key)."""
 
@@ -88,6 +102,7 @@ class ReconcileReport:
     duplicates: list[Duplicate] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
     orphans: list[Orphan] = field(default_factory=list)
+    zoho_ahead: list[ZohoAheadFinding] = field(default_factory=list)  # reported, never repaired
     repair: RepairResult | None = None
 
     def count(self, entity_type: EntityType, *, source: int, zoho: int) -> None:
@@ -98,7 +113,8 @@ class ReconcileReport:
 
     @property
     def in_sync(self) -> bool:
-        """True when nothing is missing, drifted or duplicated (orphans are reported, not counted)."""
+        """True when nothing is missing, drifted or duplicated (orphans and Zoho ahead are reported, not
+        counted: neither is a fault of the sync)."""
         return not (self.missing or self.drift or self.duplicates)
 
     @property
@@ -120,5 +136,6 @@ class ReconcileReport:
             "drift": len(self.drift),
             "status_drift": len(self.status_drift),
             "orphans": len(self.orphans),
+            "zoho_ahead": len(self.zoho_ahead),
         }
         return out

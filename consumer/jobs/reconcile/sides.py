@@ -36,6 +36,8 @@ class SourceSnapshot:
     # The source's id columns hold this organisation's ids (it is the live sync's, or none is recorded);
     # in another organisation they name records it does not have.
     source_ids: bool = True
+    # (entity_type, entity_id) -> (the Zoho status the map holds, Zoho's status when Zoho is ahead)
+    map_status: dict[tuple[str, str], tuple[str | None, str | None]] = field(default_factory=dict)
 
     def rows(self, entity_type: EntityType) -> list[dict[str, Any]]:
         return getattr(self, _SNAPSHOT_FIELDS[entity_type])  # type: ignore[no-any-return]
@@ -81,7 +83,7 @@ async def read_source(database_url: str, organization_id: str = "") -> SourceSna
     }
     mapped = await fetch_rows(
         database_url,
-        "SELECT entity_type, entity_id, zoho_id FROM zoho_entity_map"
+        "SELECT entity_type, entity_id, zoho_id, zoho_status, zoho_ahead FROM zoho_entity_map"
         " WHERE organization_id = %s AND zoho_id IS NOT NULL",
         (organization_id,),
     )
@@ -90,6 +92,7 @@ async def read_source(database_url: str, organization_id: str = "") -> SourceSna
         **{_SNAPSHOT_FIELDS[t]: found for t, found in rows.items()},
         entity_map={(r["entity_type"], r["entity_id"]): r["zoho_id"] for r in mapped},
         source_ids=not live or live[0]["organization_id"] == organization_id,
+        map_status={(r["entity_type"], r["entity_id"]): (r["zoho_status"], r["zoho_ahead"]) for r in mapped},
     )
 
 
