@@ -122,7 +122,9 @@ async def test_a_portal_paid_invoice_and_a_customer_made_inactive_in_zoho_are_zo
 
         # reconcile lists both as Zoho ahead (not drift, nothing for --fix), and finds a third one the live
         # sync has not met yet: an invoice paid in the portal with no source change since.
-        quiet = _one(database_url, "SELECT id FROM customer_invoices WHERE invoice_number = 'INV-AHEAD-2'")
+        quiet = str(
+            _one(database_url, "SELECT id FROM customer_invoices WHERE invoice_number = 'INV-AHEAD-2'")
+        )
         zoho_sim.pay_in_portal(_zoho_invoice_id(database_url, quiet))
         report = await reconcile(settings)
         assert {(a.entity_id, a.zoho_status, a.source_status, a.recorded) for a in report.zoho_ahead} == {
