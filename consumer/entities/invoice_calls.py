@@ -219,7 +219,9 @@ class InvoiceCalls:
             steps = invoice_status_steps(current, target, row)
         except StatusBackwards as exc:  # Zoho's status was not the one the entity map knew
             if plan.from_status is not None and known != plan.from_status and body is not None:
-                raise _ahead(zoho_id, body, plan, exc) from None
+                # e.g. opened by hand while zoho-cdc left it a draft; an editable invoice took our PUT first
+                edited = plan.action is Action.UPDATE_INVOICE and current in EDITABLE_INVOICE_STAGES
+                raise _ahead(zoho_id, body, plan, exc, content_sent=edited) from None
             raise PermanentError(exc.reason) from None
         for step in steps:
             if step == "open":
@@ -282,7 +284,9 @@ class InvoiceCalls:
         return "paid"
 
 
-def _ahead(zoho_id: str, invoice: Mapping[str, Any], plan: Plan, refusal: Exception) -> ZohoAhead:
+def _ahead(
+    zoho_id: str, invoice: Mapping[str, Any], plan: Plan, refusal: Exception, *, content_sent: bool = False
+) -> ZohoAhead:
     """Zoho ahead, in one sentence naming the invoice, both statuses and what Zoho answered."""
     status = str(invoice.get("status") or "")
     number = invoice.get("invoice_number") or zoho_id
@@ -291,4 +295,5 @@ def _ahead(zoho_id: str, invoice: Mapping[str, Any], plan: Plan, refusal: Except
         status,
         f"Zoho is ahead: invoice {number} is {status} in Zoho, not set by zoho-cdc (which left it"
         f" {plan.from_status}), but {plan.status} in the source; Zoho answered: {refusal}",
+        content_sent=content_sent,
     )

@@ -46,6 +46,7 @@ async def test_a_portal_paid_invoice_and_a_customer_made_inactive_in_zoho_are_zo
     customer = _insert_customer(database_url, "CT-AHEAD-1", "ahead@status.example")
     invoice = _insert_invoice(database_url, customer, "INV-AHEAD-1", "sent")
     _insert_invoice(database_url, customer, "INV-AHEAD-2", "sent")
+    never_sent = _insert_invoice(database_url, customer, "INV-AHEAD-VOID", "void")  # skipped by design
     relay_process(database_url, topic_prefix, kafka_bootstrap)
     settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
     zoho = SimView(zoho_sim)
@@ -116,6 +117,9 @@ async def test_a_portal_paid_invoice_and_a_customer_made_inactive_in_zoho_are_zo
         }
         assert status["outcomes_total"]["zoho_ahead"] == 4 and status["outcomes_total"]["dead_lettered"] == 0
         assert status["invoices_failed"] == 0 and status["customers_failed"] == 0
+        # What is rightly never sent (void before it was created) is not "not synced" either.
+        assert _outcomes(database_url, never_sent) == ["skipped"]
+        assert status["invoices_unsynced"] == 0 and status["customers_unsynced"] == 0
         assert _ahead_metric(scrape, "invoice") == (1.0, 1.0)
         assert _ahead_metric(scrape, "customer") == (1.0, 1.0)
         assert "id=zoho-ahead-total>2<" in page and f"<td>{invoice}</td>" in page
