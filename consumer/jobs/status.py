@@ -156,19 +156,23 @@ def collect_database_status(
             status.invoices_unsynced,
             status.invoices_failed,
         ) = (int(x) for x in one)
-        status.zoho_ahead_total, status.zoho_ahead = zoho_ahead_entities(conn, limit=recent)
+        status.zoho_ahead_total, status.zoho_ahead = zoho_ahead_entities(
+            conn, status.live_organization, limit=recent
+        )
     return status
 
 
 def zoho_ahead_entities(
-    conn: psycopg.Connection[Any], *, limit: int = 20
+    conn: psycopg.Connection[Any], organization_id: str | None, *, limit: int = 20
 ) -> tuple[int, list[dict[str, Any]]]:
-    """How many entities Zoho is ahead of (their entity map says Zoho moved on its own), and the newest
-    `limit` of them: what an operator settles by making the source agree with Zoho."""
+    """How many entities Zoho is ahead of in the organisation (every one when None: no live sync recorded)
+    by their entity map, and the newest `limit` of them: what an operator settles by making the source
+    agree with Zoho."""
     rows = conn.execute(
         "SELECT entity_type, entity_id, zoho_id, zoho_ahead, updated_at, count(*) OVER ()"
-        " FROM zoho_entity_map WHERE zoho_ahead IS NOT NULL ORDER BY updated_at DESC LIMIT %s",
-        (limit,),
+        " FROM zoho_entity_map WHERE zoho_ahead IS NOT NULL AND (%s::text IS NULL OR organization_id = %s)"
+        " ORDER BY updated_at DESC LIMIT %s",
+        (organization_id, organization_id, limit),
     ).fetchall()
     listed = [
         {
@@ -183,10 +187,13 @@ def zoho_ahead_entities(
     return (int(rows[0][5]) if rows else 0), listed
 
 
-def zoho_ahead_by_entity(conn: psycopg.Connection[Any]) -> dict[str, int]:
-    """Entities Zoho is ahead of, by entity type (the `zoho_cdc_zoho_ahead_entities` gauge)."""
+def zoho_ahead_by_entity(conn: psycopg.Connection[Any], organization_id: str) -> dict[str, int]:
+    """Entities Zoho is ahead of in the organisation, by entity type (the `zoho_cdc_zoho_ahead_entities`
+    gauge)."""
     rows = conn.execute(
-        "SELECT entity_type, count(*) FROM zoho_entity_map WHERE zoho_ahead IS NOT NULL GROUP BY entity_type"
+        "SELECT entity_type, count(*) FROM zoho_entity_map WHERE zoho_ahead IS NOT NULL"
+        " AND organization_id = %s GROUP BY entity_type",
+        (organization_id,),
     ).fetchall()
     return {str(r[0]): int(r[1]) for r in rows}
 

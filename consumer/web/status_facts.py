@@ -171,9 +171,9 @@ def slot_active(database_url: str, slot_name: str) -> bool:
         return bool(replication_slot_active(conn, slot_name))
 
 
-def zoho_ahead_counts(database_url: str) -> dict[str, int]:
-    """Entities Zoho is ahead of now, by entity type (blocking: run it in a thread)."""
+def zoho_ahead_counts(database_url: str, organization_id: str) -> dict[str, int]:
+    """Entities Zoho is ahead of now in the organisation, by entity type (blocking: run it in a thread)."""
     import psycopg
 
     with psycopg.connect(database_url, connect_timeout=5) as conn:
-        return zoho_ahead_by_entity(conn)
+        return zoho_ahead_by_entity(conn, organization_id)

@@ -110,7 +110,9 @@ class StatusRoutes:
                 m.daily_calls.set(float(state.get("calls_today") or 0))
             active = await asyncio.to_thread(slot_active, settings.database_url, settings.debezium_slot_name)
             m.slot_active.set(1 if active else 0)
-            ahead = await asyncio.to_thread(zoho_ahead_counts, settings.database_url)
+            ahead = await asyncio.to_thread(
+                zoho_ahead_counts, settings.database_url, settings.zoho_organization_id
+            )
             for entity in ("customer", "invoice", *ahead):
                 m.zoho_ahead_entities.labels(entity=entity).set(ahead.get(entity, 0))
         except Exception as exc:
