@@ -56,7 +56,10 @@ def payload_settings(settings: Settings) -> tuple[tuple[str, object], ...]:
         ("default_item_id", settings.zoho_default_item_id),
         ("default_item_name", settings.zoho_default_item_name),
         ("adhoc_line_items", settings.zoho_adhoc_line_items),
-        # Match rules (how records made by others are adopted, issue 22 item 2) join here.
+        # How records made by others are matched before a create (adoption): another rule may map an
+        # entity to another record, so a memo made under other rules must not pass a record over.
+        ("customer_match_rules", settings.zoho_customer_match_rules),
+        ("invoice_match_rules", settings.zoho_invoice_match_rules),
     )
 
 

@@ -180,11 +180,13 @@ def test_the_mapping_fingerprint_follows_the_settings_and_the_code(tmp_path: Pat
         {"zoho_default_item_id": "903000000000042"},
         {"zoho_default_item_name": "Line"},
         {"zoho_adhoc_line_items": True},
+        {"zoho_customer_match_rules": "email"},
+        {"zoho_invoice_match_rules": ""},
     ],
 )
 def test_the_settings_that_change_payloads_besides_the_mapping_change_the_fingerprint(changed: dict) -> None:
-    """A memo made under another payment mode, default item, ad-hoc rule or organisation never passes
-    a record over."""
+    """A memo made under another payment mode, default item, ad-hoc rule, match rules or organisation never
+    passes a record over."""
     base = Settings(_env_file=None, zoho_organization_id="10234695")  # type: ignore[call-arg]
     other = base.model_copy(update=changed)
     same = replay_memo.mapping_fingerprint(MAPPING, replay_memo.payload_settings(base))
