@@ -84,25 +84,27 @@ class TokenManager:
         if self._usable(self._token, self._clock()):
             return self._token  # type: ignore[return-value]
         async with self._lock:
-            if not self._loaded:
-                self._loaded = True
-                stored = await self._store.load(self._key)
-                if stored is not None and (self._token is None or stored.expires_at > self._token.expires_at):
-                    self._token = stored
+            await self._load_once()
             while not self._usable(self._token, self._clock()):
                 await self._refresh_or_back_off()
             return self._token  # type: ignore[return-value]
+
+    async def _load_once(self) -> None:
+        """Take the store's token (another process's, or this one's before a restart) when it is newer;
+        read once per process, under the lock."""
+        if self._loaded:
+            return
+        self._loaded = True
+        stored = await self._store.load(self._key)
+        if stored is not None and (self._token is None or stored.expires_at > self._token.expires_at):
+            self._token = stored
 
     async def token_at_most_one_refresh(self) -> tuple[StoredToken, bool]:
         """A valid token and whether getting it spent a refresh: the cached one (this process's or the
         store's) when still valid, else one refresh, never a back-off loop (`zoho-cdc doctor`).
         Raises `RateLimited` when the token endpoint refuses with 'too many requests'."""
         async with self._lock:
-            if not self._loaded:
-                self._loaded = True
-                stored = await self._store.load(self._key)
-                if stored is not None and (self._token is None or stored.expires_at > self._token.expires_at):
-                    self._token = stored
+            await self._load_once()
             if self._token is not None and self._clock() < self._token.expires_at - self.refresh_margin:
                 return self._token, False
             try:

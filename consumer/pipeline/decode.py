@@ -15,8 +15,8 @@ An integer literal beyond 64 bits becomes a float; no column of the source schem
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -39,6 +39,8 @@ from consumer.pipeline.events import (
     Op,
 )
 
+_T = TypeVar("_T")
+
 _OPS = {"c": Op.CREATE, "r": Op.READ, "u": Op.UPDATE, "d": Op.DELETE}
 
 
@@ -52,18 +54,19 @@ def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_pr
     A null value (or JSON `null`) is a tombstone and needs the key. A missing key falls back to
     the `id` in `after`/`before`. Raises only `DecodeError`.
     """
+    return _only_decode_errors(_decode_event, topic, key, value, topic_prefix)
+
+
+def _only_decode_errors(read: Callable[..., _T], *args: Any) -> _T:
+    """`read(*args)`, with any failure no check foresaw turned into a DecodeError: it is still the
+    message's, a dead letter, never a process exit (which the same record would repeat on every restart,
+    its offset never moving)."""
     try:
-        return _decode_event(topic, key, value, topic_prefix)
+        return read(*args)
     except DecodeError:
         raise
     except Exception as exc:
-        raise _unforeseen(exc) from exc
-
-
-def _unforeseen(exc: Exception) -> DecodeError:
-    """A failure no check above foresaw is still the message's: a dead letter, never a process exit
-    (which the same record would repeat on every restart, its offset never moving)."""
-    return DecodeError(f"message cannot be read ({type(exc).__name__}: {exc})")
+        raise DecodeError(f"message cannot be read ({type(exc).__name__}: {exc})") from exc
 
 
 def _decode_event(topic: str, key: bytes | None, value: bytes | None, topic_prefix: str) -> ChangeEvent:
@@ -103,12 +106,7 @@ def summarize_change(
     Only an image that may hold the TOAST placeholder is decoded in full, to tell whether it is whole.
     Raises only `DecodeError`, and only for messages `decode_event` refuses too (one with an unreadable
     column value passes here and fails there)."""
-    try:
-        return _summarize_change(topic, key, value, topic_prefix)
-    except DecodeError:
-        raise
-    except Exception as exc:
-        raise _unforeseen(exc) from exc
+    return _only_decode_errors(_summarize_change, topic, key, value, topic_prefix)
 
 
 def _summarize_change(topic: str, key: bytes | None, value: bytes | None, topic_prefix: str) -> ChangeSummary:
