@@ -5,6 +5,8 @@ order while different keys run at once. A worker takes everything queued for its
 `on_done` (which advances the offset watermark) is called only after the batch's handler returned,
 that is after its sync-log rows are durable. A revoke withdraws the work of revoked partitions that
 has sent nothing yet (see `connectors.zoho.send_guard`); queued records are never left without a worker.
+Work admitted under one ownership of a partition stays revoked for good once that ownership ends: later
+rebalances, and the partition coming back (its records are then fetched again), never revive it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class WorkItem:
     record: InboundRecord
     event: ChangeEvent | None
     error: DecodeError | None
+    ownership: int = 0  # the partition's ownership this record was admitted under (set by `admit`)
 
     @property
     def partition(self) -> Partition:
@@ -101,7 +104,10 @@ class KeyScheduler:
         # Closed while a bounded run reads ahead, so events of one entity gather and coalesce into one call.
         self._gate = asyncio.Event()
         self._gate.set()
-        self._revoked: set[Partition] = set()
+        # Bumped by each revoke of a partition: a record admitted under an older ownership is revoked work.
+        # A set replaced on each rebalance forgot partitions revoked one rebalance earlier, and their
+        # withdrawn batches were queued again beside the new owner's.
+        self._ownership: Counter[Partition] = Counter()
         self._closing = False
         self.fatal: BaseException | None = None
 
@@ -114,6 +120,7 @@ class KeyScheduler:
         """Count a record as in flight; it leaves through `finish` or `drop`."""
         self._in_flight += 1
         self._in_flight_by_partition[item.partition] += 1
+        item.ownership = self._ownership[item.partition]
         self._idle.clear()
 
     def enqueue(self, key: Key, item: WorkItem) -> None:
@@ -229,9 +236,12 @@ class KeyScheduler:
         self._withdraw(key, batch)
         return False
 
+    def _is_revoked(self, item: WorkItem) -> bool:
+        return item.ownership != self._ownership[item.partition]
+
     def _withdraw(self, key: Key, batch: list[WorkItem]) -> None:
-        kept = [item for item in batch if item.partition not in self._revoked]
-        dropped = [item for item in batch if item.partition in self._revoked]
+        kept = [item for item in batch if not self._is_revoked(item)]
+        dropped = [item for item in batch if self._is_revoked(item)]
         self._queues[key].extendleft(reversed(kept))
         self._leave(dropped)
         log.info("work withdrawn from a revoked partition", key=f"{key[0]}:{key[1]}", records=len(dropped))
@@ -240,20 +250,20 @@ class KeyScheduler:
     def revoke(self, partitions: Iterable[Partition]) -> None:
         """Stop the work of revoked partitions before it calls Zoho: queued records are dropped, waiting
         work is cancelled, and work whose call is on the wire finishes and records its outcome."""
-        self._revoked = set(partitions)
-        if not self._revoked:
+        revoked = set(partitions)
+        if not revoked:
             return
-        for key, queue in list(self._queues.items()):
-            if key in self._active:
-                continue  # its worker holds the batch; decided below
-            dropped = [item for item in queue if item.partition in self._revoked]
+        for tp in revoked:
+            self._ownership[tp] += 1
+        for queue in list(self._queues.values()):  # records waiting behind a running batch included
+            dropped = [item for item in queue if self._is_revoked(item)]
             if dropped:
-                kept = [item for item in queue if item.partition not in self._revoked]
+                kept = [item for item in queue if not self._is_revoked(item)]
                 queue.clear()
                 queue.extend(kept)
                 self._leave(dropped)
         for active in list(self._active.values()):
-            if any(item.partition in self._revoked for item in active.batch):
+            if any(self._is_revoked(item) for item in active.batch):
                 active.guard.revoked = True
                 # Once only: a second cancel before the first lands would outlive the withdrawal and
                 # kill the worker later, leaving its queue without one.
@@ -262,8 +272,10 @@ class KeyScheduler:
                     active.task.cancel()
 
     def assigned(self, partitions: Iterable[Partition]) -> None:
-        """Partitions (re)assigned to this process: their work is ours again."""
-        self._revoked.difference_update(partitions)
+        """Partitions (re)assigned to this process: records admitted from now on are ours.
+
+        Nothing is cleared: work of an earlier ownership stays revoked (its records are fetched again from
+        the committed offset, so reviving it would run them twice, once beside the new owner's copy)."""
 
     def in_flight_for(self, partitions: Iterable[Partition]) -> int:
         return sum(self._in_flight_by_partition.get(tp, 0) for tp in partitions)
