@@ -58,7 +58,8 @@ def register(app: typer.Typer) -> None:
         )
         console.print(
             f"customers not synced {status.customers_unsynced} (failed {status.customers_failed}),"
-            f" invoices not synced {status.invoices_unsynced} (failed {status.invoices_failed})"
+            f" invoices not synced {status.invoices_unsynced} (failed {status.invoices_failed}),"
+            f" write-backs refused by the source tables {status.write_backs_refused}"
         )
         if status.zoho_ahead_total:
             console.print(

@@ -47,6 +47,7 @@ class Status:
     invoices_failed: int = 0
     zoho_ahead_total: int = 0  # entities Zoho is ahead of now (entity map), listed in `zoho_ahead`
     zoho_ahead: list[dict[str, Any]] = field(default_factory=list)
+    write_backs_refused: int = 0  # queued write-backs the source tables refused (see `write_back`)
     lag: list[PartitionLag] = field(default_factory=list)
     budget: dict[str, Any] = field(default_factory=dict)
     members: list[dict[str, Any]] = field(default_factory=list)  # the group's live instances
@@ -147,7 +148,8 @@ def collect_database_status(
             "   WHERE c.account_type <> 'internal_test' AND i.zoho_billing_invoice_id IS NULL"
             # void before it was ever created: never sent by design (`skipped`), so never missing
             "   AND i.status IS DISTINCT FROM 'void'),"
-            " (SELECT count(*) FROM customer_invoices WHERE zoho_sync_status = 'failed')"
+            " (SELECT count(*) FROM customer_invoices WHERE zoho_sync_status = 'failed'),"
+            " (SELECT count(*) FROM zoho_pending_write_back WHERE refused IS NOT NULL)"
         ).fetchone()
         assert one is not None
         (
@@ -155,6 +157,7 @@ def collect_database_status(
             status.customers_failed,
             status.invoices_unsynced,
             status.invoices_failed,
+            status.write_backs_refused,
         ) = (int(x) for x in one)
         status.zoho_ahead_total, status.zoho_ahead = zoho_ahead_entities(
             conn, status.live_organization, limit=recent

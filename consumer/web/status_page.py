@@ -112,6 +112,7 @@ border-radius:50%;margin-right:.4em}}.chart{{margin:0 1em 1em 0;font-family:sans
 <div class=kpi>customers failed<b id=customers-failed>{status.customers_failed}</b></div>
 <div class=kpi>invoices failed<b id=invoices-failed>{status.invoices_failed}</b></div>
 <div class=kpi>Zoho ahead<b id=zoho-ahead-total>{status.zoho_ahead_total}</b></div>
+<div class=kpi>write-backs refused<b id=write-backs-refused>{status.write_backs_refused}</b></div>
 {counts("Outcomes, last hour", status.outcomes_last_hour, "outcomes-hour")}
 {counts("Outcomes, last day", status.outcomes_last_day, "outcomes-day")}
 <section id=lag><h2>Lag by partition</h2>{_table(lag_rows)}</section>

@@ -121,7 +121,7 @@ async def test_a_source_row_locked_by_the_application_blocks_neither_outcomes_no
                     ),
                     timeout=10,
                 )
-            _, locked = await store.write_backs.apply_pending()
+            locked = (await store.write_backs.apply_pending()).held
             assert locked == 1  # the held row waits; the other one went through
             with psycopg.connect(database_url) as conn:
                 status = dict(
@@ -178,8 +178,7 @@ async def test_one_batch_of_write_backs_applies_free_rows_keeps_held_ones_and_dr
             store.write_backs.poke = lambda: None  # type: ignore[method-assign]  # no background pass: applied below
             for offset, write_back in enumerate(queued):
                 await store.record([row(offset)], write_back=write_back)
-            applied, locked = await store.write_backs.apply_pending()
-            assert (applied, locked) == (5, 1)
+            assert await store.write_backs.apply_pending() == (5, 1, 0)  # applied, held, refused
             with psycopg.connect(database_url) as conn:
                 customers = dict(
                     conn.execute(

@@ -1,0 +1,9 @@
+-- A write-back the source table refuses (a CHECK, a trigger, a length limit of a production schema) is
+-- set apart instead of rolling back its whole batch again every few seconds: the error is kept here, the
+-- row is tried again after a growing pause (the schema may be fixed), and a newer write-back of the same
+-- row clears the refusal. The status page counts them.
+ALTER TABLE zoho_pending_write_back
+  ADD COLUMN refused       text,         -- the database's error, NULL while not refused
+  ADD COLUMN refusals      integer     NOT NULL DEFAULT 0,
+  ADD COLUMN retry_after   timestamptz;  -- not looked at before this time
+
