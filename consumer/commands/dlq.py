@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 def list_command(
     limit: int = typer.Option(50, "--limit"), as_json: bool = typer.Option(False, "--json")
 ) -> None:
-    """Show dead-lettered events: offset, entity, reason, attempts, age."""
+    """Show dead-lettered events: partition:offset, entity, reason, attempts, age, and copies."""
     from rich.console import Console
     from rich.table import Table
 
@@ -38,18 +38,28 @@ def list_command(
         typer.echo(json.dumps([asdict(e) for e in entries], indent=2))
         return
     table = Table(title=f"{settings.dlq_topic}: {len(entries)} shown")
-    for col in ("offset", "source", "entity", "reason", "attempts", "reprocessed", "age"):
+    for col in (
+        "partition:offset",
+        "source",
+        "entity",
+        "reason",
+        "attempts",
+        "reprocessed",
+        "age",
+        "copy of",
+    ):
         table.add_column(col)
     for e in entries:
         age = f"{e.age_s / 60:.0f} min" if e.age_s is not None else ""
         table.add_row(
-            str(e.dlq_offset),
+            e.position,
             e.source,
             e.entity_id or "",
             e.reason[:80],
             str(e.attempts),
             str(e.reprocess_count),
             age,
+            e.copy_of or "",
         )
     Console().print(table)
 
@@ -57,25 +67,37 @@ def list_command(
 @dlq_app.command("reprocess")
 def reprocess_command(
     all_: bool = typer.Option(False, "--all", help="Every dead letter not yet reprocessed (the default)."),
-    offset: list[int] = typer.Option(None, "--offset", help="Only these DLQ offsets (repeatable)."),
+    offset: list[str] = typer.Option(
+        None,
+        "--offset",
+        help="Only this dead letter, as PARTITION:OFFSET from `dlq list` (repeatable); a plain OFFSET"
+        " only when one partition holds it.",
+    ),
     since: str = typer.Option(None, "--since", help="Only dead letters written since this ISO-8601 time."),
     dry_run: bool = typer.Option(False, "--dry-run"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Re-drive dead-lettered events through the current pipeline and configuration."""
     from consumer.commands.backfill import _print_summary
-    from consumer.commands.cli import parse_since, run_sync, settings_or_exit
-    from consumer.jobs.reprocess import reprocess
+    from consumer.commands.cli import fail, parse_since, run_sync, settings_or_exit
+    from consumer.jobs.reprocess import DeadLetterNotFound, parse_position, reprocess
     from consumer.logs import configure_logging
     from consumer.pipeline.wiring import sync_session
 
     settings = settings_or_exit()
     configure_logging("warning")
     since_dt = parse_since(since)
+    try:
+        positions = {parse_position(text) for text in offset or ()}
+    except DeadLetterNotFound as exc:
+        fail(str(exc))
 
     async def go():  # type: ignore[no-untyped-def]
         async with sync_session(settings) as session:
-            return await reprocess(session, offsets=set(offset or ()), since=since_dt, dry_run=dry_run)
+            return await reprocess(session, offsets=positions, since=since_dt, dry_run=dry_run)
 
-    result = run_sync(go())
+    try:
+        result = run_sync(go())
+    except DeadLetterNotFound as exc:
+        fail(str(exc))
     _print_summary(result, as_json)

@@ -76,6 +76,9 @@ class DryRunStore:
     async def has_outcome(self, *args: Any) -> bool:
         return False
 
+    async def dead_lettered_by(self, *args: Any) -> str | None:
+        return await self._real.dead_lettered_by(*args)  # a read: the dry run plans what the run would do
+
     async def write_intent(self, *args: Any) -> None:
         return None
 

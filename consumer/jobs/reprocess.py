@@ -4,6 +4,11 @@ Reprocessing re-drives DLQ records through the same pipeline under its own consu
 DLQ topic (so running it twice sends nothing twice); the source's newest state wins (stale skip),
 a record that fails again goes back to the DLQ with its reprocess count raised, and after
 REPROCESS_MAX_ATTEMPTS it is parked with outcome `failed` instead of looping.
+
+Letters are named by partition and offset (`P:N`). A letter the run does not select stays ahead of the
+group's position (passing it would lose it for a later `--all`); the letters re-driven beyond it are known
+by their sync-log rows, so a later run passes them without a call. Copies of one letter (see
+`dead_letters.letter_id`) are re-driven once.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
+import structlog
 from aiokafka import AIOKafkaConsumer
 
 from consumer.jobs.backfill import BackfillResult
@@ -26,11 +33,31 @@ from consumer.pipeline.dead_letters import (
     H_REPROCESS_COUNT,
     H_TOPIC,
     header_int,
+    letter_id,
     parse_headers,
 )
 from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
 from consumer.pipeline.end_offsets import topic_partitions
 from consumer.pipeline.wiring import SyncSession
+
+log = structlog.get_logger("zoho_cdc.reprocess")
+
+Position = tuple[int, int]  # (DLQ partition, offset)
+
+
+class DeadLetterNotFound(ValueError):
+    """Raised when `--offset` names no dead letter, or a plain offset that more than one partition holds."""
+
+
+def parse_position(text: str) -> tuple[int | None, int]:
+    """`P:N` (partition P, offset N) or a plain `N` (any partition: resolved by `resolve_positions`)."""
+    partition, _, offset = text.strip().rpartition(":")
+    try:
+        return (int(partition) if partition else None), int(offset)
+    except ValueError:
+        raise DeadLetterNotFound(
+            f"--offset {text!r}: give PARTITION:OFFSET as `zoho-cdc dlq list` shows it (or a plain OFFSET)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -43,6 +70,11 @@ class DeadLetterEntry:
     attempts: int
     reprocess_count: int
     age_s: float | None
+    copy_of: str | None = None  # `P:N` of the first copy of this letter (published again after a crash)
+
+    @property
+    def position(self) -> str:
+        return f"{self.dlq_partition}:{self.dlq_offset}"
 
 
 def reprocess_group(session: SyncSession) -> str:
@@ -60,6 +92,7 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
         await consumer.seek_to_beginning(*parts)
         ends = await true_end_offsets(bootstrap, parts)
         out: list[DeadLetterEntry] = []
+        first_copies: dict[str, str] = {}
         now_ms = time.time() * 1000
         while any([await consumer.position(tp) < ends[tp] for tp in parts]):
             batch = await consumer.getmany(timeout_ms=500)
@@ -76,6 +109,10 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
                     except (ValueError, AttributeError):
                         pass
                     first = h.get(H_FIRST_FAILED_AT)
+                    lid = letter_id(h)
+                    copy_of = first_copies.get(lid) if lid is not None else None
+                    if lid is not None and copy_of is None:
+                        first_copies[lid] = f"{m.partition}:{m.offset}"
                     out.append(
                         DeadLetterEntry(
                             dlq_offset=m.offset,
@@ -86,6 +123,7 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
                             attempts=header_int(h, H_ATTEMPTS, 0),
                             reprocess_count=header_int(h, H_REPROCESS_COUNT, 0),
                             age_s=(now_ms - int(first)) / 1000 if first and first.isdigit() else None,
+                            copy_of=copy_of,
                         )
                     )
         return out[-limit:]
@@ -93,26 +131,101 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
         await consumer.stop()
 
 
+async def resolve_positions(bootstrap: str, topic: str, wanted: set[tuple[int | None, int]]) -> set[Position]:
+    """The DLQ positions `--offset` names; a plain offset must be held by exactly one partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = await topic_partitions(consumer, [topic])
+        begins = await consumer.beginning_offsets(parts) if parts else {}
+    finally:
+        await consumer.stop()
+    ends = await true_end_offsets(bootstrap, parts) if parts else {}
+    out: set[Position] = set()
+    for partition, offset in wanted:
+        if partition is not None:
+            out.add((partition, offset))
+            continue
+        holding = sorted(tp.partition for tp in parts if begins[tp] <= offset < ends[tp])
+        if len(holding) != 1:
+            where = f"in partitions {', '.join(map(str, holding))}" if holding else "in no partition"
+            raise DeadLetterNotFound(
+                f"offset {offset} of {topic} is {where}: give --offset PARTITION:{offset}"
+                " (see `zoho-cdc dlq list`)"
+            )
+        out.add((holding[0], offset))
+    return out
+
+
+class _Selection:
+    """Which dead letters a reprocess run re-drives, and which it passes as handled before."""
+
+    def __init__(self, positions: set[Position] | None, since_ms: int | None, done: set[Position]) -> None:
+        self._positions = positions
+        self._since_ms = since_ms
+        self._done = done  # letters with a sync-log row of the reprocess group: re-driven by an earlier run
+        self._redriven: set[str] = set()  # letter ids this run re-drives
+        self.copies = 0
+
+    def handled_before(self, record: Any) -> bool:
+        if (record.partition, record.offset) in self._done:
+            return True
+        lid = letter_id(parse_headers(record.headers))
+        if lid is None or lid not in self._redriven:
+            return False
+        self.copies += 1
+        log.info(
+            "a second copy of a dead letter is passed", dlq=f"{record.partition}:{record.offset}", letter=lid
+        )
+        return True
+
+    def accept(self, record: Any) -> bool:
+        if self._positions is not None and (record.partition, record.offset) not in self._positions:
+            return False
+        if self._since_ms is not None and record.timestamp < self._since_ms:
+            return False
+        lid = letter_id(parse_headers(record.headers))
+        if lid is not None:
+            self._redriven.add(lid)
+        return True
+
+
+async def _reprocessed(database_url: str, group: str, topic: str) -> set[Position]:
+    """The DLQ positions the reprocess group has a sync-log row for."""
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT kafka_partition, kafka_offset FROM zoho_sync_log"
+            " WHERE consumer_group = %s AND topic = %s",
+            (group, topic),
+        )
+        return {(int(p), int(o)) for p, o in await cur.fetchall()}
+
+
 async def reprocess(
     session: SyncSession,
     *,
-    offsets: set[int] | None = None,
+    offsets: set[tuple[int | None, int]] | set[int] | None = None,
     since: datetime | None = None,
     dry_run: bool = False,
 ) -> BackfillResult:
+    """Re-drive dead letters: all not yet re-driven, or those at `offsets` ((partition, offset), or a plain
+    offset when only one partition holds it) and/or written since `since`."""
     group = reprocess_group(session)
+    topic = session.settings.dlq_topic
     since_ms = int(since.timestamp() * 1000) if since else None
-
-    def accept(record: Any) -> bool:
-        if offsets and record.offset not in offsets:
-            return False
-        return not (since_ms is not None and record.timestamp < since_ms)
-
+    positions = None
+    if offsets:
+        wanted = {o if isinstance(o, tuple) else (None, o) for o in offsets}
+        positions = await resolve_positions(session.settings.kafka_bootstrap_servers, topic, wanted)
+    selection = _Selection(
+        positions, since_ms, await _reprocessed(session.settings.database_url, group, topic)
+    )
     options = session.run_options(
         group,
-        topics=(session.settings.dlq_topic,),
+        topics=(topic,),
         bounded=True,
-        accept=accept if (offsets or since_ms is not None) else None,
+        accept=selection.accept,
+        handled_before=selection.handled_before,
     )
     planned = PlannedCalls() if dry_run else None
     before = dict(session.metrics.tally)

@@ -117,6 +117,17 @@ class DeadLetterDesk:
         ):
             # Redelivered after a crash: dead-lettered before (publish, then row); never publish it twice.
             return
+        if refusal.kind == "decode" and rec.topic != self.dlq_topic:
+            # Undecodable bytes stay undecodable: a replay (another group) re-reading a record whose letter
+            # is already in the DLQ records it and publishes no second copy.
+            earlier = await recorder.read(
+                recorder.store.dead_lettered_by, rec.topic, rec.partition, rec.offset
+            )
+            if earlier is not None:
+                recorder.metrics.outcome("skipped")
+                error = f"already in the dead-letter topic (dead-lettered by {earlier}): {refusal.reason}"
+                await recorder.record(Outcome([*(prior or []), self._row(item, "skipped", refusal, error)]))
+                return
         headers = parse_headers(rec.headers)
         reprocess_count = header_int(headers, H_REPROCESS_COUNT, 0)
         if rec.topic == self.dlq_topic:

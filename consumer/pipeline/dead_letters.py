@@ -87,6 +87,19 @@ def _short(text: str) -> str:
     return text if len(text) <= MAX_REASON_CHARS else text[: MAX_REASON_CHARS - 1] + "…"
 
 
+def letter_id(headers: Mapping[str, str]) -> str | None:
+    """What a dead letter stands for: its source record and its reprocess round, from its headers.
+
+    The headers are fixed by the record alone, so every copy of one letter has the same id: a letter
+    produced again after a crash between its produce and its sync-log row, or by a replay under another
+    group. A letter with no source record (a parent refused for a child: partition -1) has none."""
+    topic = headers.get(H_TOPIC)
+    partition, offset = header_int(headers, H_PARTITION, -1), header_int(headers, H_OFFSET, -1)
+    if not topic or partition < 0 or offset < 0:
+        return None
+    return f"{topic}/{partition}/{offset}#{header_int(headers, H_REPROCESS_COUNT, 0)}"
+
+
 def parse_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> Mapping[str, str]:
     """Header values as text; a null value (allowed by Kafka) reads as ""."""
     return {name: (value or b"").decode(errors="replace") for name, value in (headers or ())}

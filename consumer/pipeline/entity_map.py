@@ -16,7 +16,7 @@ from consumer.entities.spec import Record
 from consumer.pipeline.apply import Applied
 from consumer.pipeline.events import ChangeEvent, EntityType
 from consumer.pipeline.plan import EntityState, MappingConfig, Plan, ZohoAhead
-from consumer.pipeline.row_images import is_partial, remembered
+from consumer.pipeline.row_images import is_partial, remembered, state_digest
 from consumer.pipeline.store import EntityUpdate
 from consumer.pipeline.write_back import WriteBack
 
@@ -60,6 +60,17 @@ def older_than_applied(event: ChangeEvent, state: EntityState | None) -> bool:
         and event.lsn is not None
         and event.lsn < state.last_lsn
     )
+
+
+def newest_is_this_refused_state(event: ChangeEvent, state: EntityState | None) -> bool:
+    """True when the later position the map holds is this very state, refused: the images after the
+    change were only the echo of its 'failed' write-back or a replay of it (same mapped state).
+
+    A dead letter of that state is then not stale: it is the newest state, and re-driving it is how it
+    reaches Zoho once the cause is fixed."""
+    if state is None or state.rejected is None or event.row is None or is_partial(event):
+        return False
+    return state.rejected == state_digest(event.entity_type, event.row)
 
 
 def synced(event: ChangeEvent, plan: Plan, applied: Applied) -> EntityUpdate:

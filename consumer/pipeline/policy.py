@@ -190,6 +190,8 @@ class EventPolicy:
     def _stale(self, item: WorkItem, event: ChangeEvent, state: EntityState | None) -> Outcome | None:
         if self.options.ignore_stale or not older_than_applied(event, state):
             return None
+        if self._explicit(item) and entity_map.newest_is_this_refused_state(event, state):
+            return None  # a re-driven letter whose later images only repeated it (an echo, a replay)
         self.recorder.metrics.outcome("stale")
         self._stale_streak += 1
         if self._stale_streak in (MOVED_BACK_MIN_STALE, 1000 * MOVED_BACK_MIN_STALE):

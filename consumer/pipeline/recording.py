@@ -57,6 +57,8 @@ class Store(Protocol):
 
     async def has_outcome(self, consumer_group: str, topic: str, partition: int, offset: int) -> bool: ...
 
+    async def dead_lettered_by(self, topic: str, partition: int, offset: int) -> str | None: ...
+
     async def record(
         self,
         outcomes: Any,

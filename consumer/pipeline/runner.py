@@ -63,6 +63,9 @@ class RunOptions:
     read_ahead: bool = True
     # Records for which this returns False are left untouched: no outcome, and the commit stops before them.
     accept: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None
+    # Records for which this returns True were handled before (a dead letter re-driven by an earlier run,
+    # a second copy of one): no work, and the commit may pass them. Asked before `accept`.
+    handled_before: Callable[[ConsumerRecord[bytes, bytes]], bool] | None = None
     # A live static member that has not completed a join after this long rejoins as a dynamic member (see
     # `SyncRunner.run`).
     static_join_timeout: float = 30.0
@@ -253,7 +256,10 @@ class SyncRunner:
             for m in messages:
                 if end is not None and m.offset >= end:
                     continue
-                if recorded is not None and recorded(m.topic, m.partition, m.offset):
+                handled = self.options.handled_before
+                if (recorded is not None and recorded(m.topic, m.partition, m.offset)) or (
+                    handled is not None and handled(m)
+                ):
                     self.records += 1
                     wm.passed(m.offset)  # its durable row was written before this run read it
                     continue

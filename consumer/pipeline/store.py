@@ -217,6 +217,17 @@ class SyncStore:
             )
             return await cur.fetchone() is not None
 
+    async def dead_lettered_by(self, topic: str, partition: int, offset: int) -> str | None:
+        """The consumer group that dead-lettered this record, in any run; None when none did."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT consumer_group FROM zoho_sync_log WHERE topic = %s AND kafka_partition = %s"
+                " AND kafka_offset = %s AND outcome = 'dead_lettered' ORDER BY id LIMIT 1",
+                (topic, partition, offset),
+            )
+            row = await cur.fetchone()
+            return None if row is None else str(row[0])
+
     async def item_id(self, kind: str, key: str) -> str | None:
         """The Zoho item remembered for an invoice-line code (or the default item), if any."""
         async with self._pool.connection() as conn:

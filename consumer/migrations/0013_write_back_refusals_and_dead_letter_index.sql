@@ -7,3 +7,7 @@ ALTER TABLE zoho_pending_write_back
   ADD COLUMN refusals      integer     NOT NULL DEFAULT 0,
   ADD COLUMN retry_after   timestamptz;  -- not looked at before this time
 
+
+-- Whether a record was dead-lettered by any group (a replay must not publish an undecodable record twice).
+CREATE INDEX zoho_sync_log_dead_lettered ON zoho_sync_log (topic, kafka_partition, kafka_offset)
+  WHERE outcome = 'dead_lettered';
