@@ -86,23 +86,42 @@ async def write_outcomes(cur: psycopg.AsyncCursor[Any], outcomes: Sequence[Outco
     await cur.execute(_MOVE_IN)
 
 
+# A write from an older source position than the row holds (a bulk check or a reconcile beside the live
+# sync) must not put back an older state: it only fills what the row lacks (an id it learned). Positions
+# are compared only when both are known (a snapshot read has none: see `entity_map.position`).
+_OLDER: Final = "EXCLUDED.last_lsn < zoho_entity_map.last_lsn"
+
+
+def _newer_wins(column: str) -> str:
+    """The write's value, or the stored one where the write has none; for an older write, the reverse."""
+    return (
+        f" {column} = CASE WHEN {_OLDER} THEN COALESCE(zoho_entity_map.{column}, EXCLUDED.{column})"
+        f" ELSE COALESCE(EXCLUDED.{column}, zoho_entity_map.{column}) END,"
+    )
+
+
+def _newer_sets(column: str) -> str:
+    """The write's value, even none; an older write leaves the stored one."""
+    return f" {column} = CASE WHEN {_OLDER} THEN zoho_entity_map.{column} ELSE EXCLUDED.{column} END,"
+
+
 # The store's organisation is the first value of every row: the map is one per Zoho organisation.
 _ENTITY_MAP_UPSERT: Final = (
     "INSERT INTO zoho_entity_map (organization_id, entity_type, entity_id, zoho_id, payload_hash, last_lsn,"
     " zoho_status, natural_key, source_row, rejected_digest, currency_code, replay_memo, zoho_ahead,"
     " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
     " ON CONFLICT (organization_id, entity_type, entity_id) DO UPDATE SET"
-    " zoho_id = COALESCE(EXCLUDED.zoho_id, zoho_entity_map.zoho_id),"
-    " payload_hash = EXCLUDED.payload_hash,"
-    " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
-    " zoho_status = COALESCE(EXCLUDED.zoho_status, zoho_entity_map.zoho_status),"
-    " natural_key = COALESCE(EXCLUDED.natural_key, zoho_entity_map.natural_key),"
-    " source_row = COALESCE(EXCLUDED.source_row, zoho_entity_map.source_row),"
-    " rejected_digest = EXCLUDED.rejected_digest,"
-    " currency_code = COALESCE(EXCLUDED.currency_code, zoho_entity_map.currency_code),"
-    " replay_memo = EXCLUDED.replay_memo,"
-    " zoho_ahead = EXCLUDED.zoho_ahead,"
-    " updated_at = now()"
+    + _newer_wins("zoho_id")
+    + _newer_sets("payload_hash")
+    + " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
+    + _newer_wins("zoho_status")
+    + _newer_wins("natural_key")
+    + _newer_wins("source_row")
+    + _newer_sets("rejected_digest")
+    + _newer_wins("currency_code")
+    + _newer_sets("replay_memo")
+    + _newer_sets("zoho_ahead")
+    + " updated_at = now()"
 )
 
 

@@ -159,6 +159,12 @@ class EventPolicy:
             state = entity_map.as_listed(
                 self._listing, self.options.mapping, event.entity_type, event.row, state
             )
+        if self._explicit(item) and older_than_applied(event, state):
+            if entity_map.newest_is_this_refused_state(event, state):
+                # A re-driven letter whose later images only repeated it (its 'failed' write-back's echo, a
+                # replay): it is the newest state, and its outcome stands at the newest position.
+                assert state is not None
+                event = replace(event, lsn=state.last_lsn)
         stale = self._stale(item, event, state)
         if stale is not None:
             return stale
@@ -190,8 +196,6 @@ class EventPolicy:
     def _stale(self, item: WorkItem, event: ChangeEvent, state: EntityState | None) -> Outcome | None:
         if self.options.ignore_stale or not older_than_applied(event, state):
             return None
-        if self._explicit(item) and entity_map.newest_is_this_refused_state(event, state):
-            return None  # a re-driven letter whose later images only repeated it (an echo, a replay)
         self.recorder.metrics.outcome("stale")
         self._stale_streak += 1
         if self._stale_streak in (MOVED_BACK_MIN_STALE, 1000 * MOVED_BACK_MIN_STALE):

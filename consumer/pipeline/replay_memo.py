@@ -125,17 +125,25 @@ def memo_digest(fingerprint: str, value: bytes, parent: ParentRecord | None, sta
 
 def row_after(state: EntityState | None, update: EntityUpdate, *, intent_cleared: bool) -> EntityState:
     """The map row as the store's upsert leaves it (`group_writes._ENTITY_MAP_UPSERT`): the update's
-    fields, with the stored ones kept where the update has none and the later source position."""
+    fields, with the stored ones kept where the update has none and the later source position; an update
+    from an older source position than the row's only fills what the row lacks."""
     before = state or EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None)
     positions = [p for p in (update.last_lsn, before.last_lsn) if p is not None]
+    older = update.last_lsn is not None and before.last_lsn is not None and update.last_lsn < before.last_lsn
+
+    def newer_wins(new: Any, stored: Any) -> Any:
+        first, second = (stored, new) if older else (new, stored)
+        return first if first is not None else second
+
     return EntityState(
-        zoho_id=update.zoho_id if update.zoho_id is not None else before.zoho_id,
-        payload_hash=update.payload_hash,
+        zoho_id=newer_wins(update.zoho_id, before.zoho_id),
+        payload_hash=before.payload_hash if older else update.payload_hash,
         last_lsn=max(positions) if positions else None,
-        status=update.zoho_status if update.zoho_status is not None else before.status,
-        rejected=update.rejected_digest,
-        currency_code=update.currency_code if update.currency_code is not None else before.currency_code,
+        status=newer_wins(update.zoho_status, before.status),
+        rejected=before.rejected if older else update.rejected_digest,
+        currency_code=newer_wins(update.currency_code, before.currency_code),
         pending_create=False if intent_cleared else before.pending_create,
+        replay_memo=before.replay_memo if older else update.replay_memo,
     )
 
 

@@ -145,7 +145,7 @@ async def test_a_replay_sends_only_the_entities_that_changed_and_writes_back_onl
     assert restored is not None
 
 
-async def test_a_malformed_record_in_a_replay_is_still_dead_lettered_and_a_null_tombstone_skipped(
+async def test_a_malformed_record_in_a_replay_is_not_dead_lettered_again_and_a_null_tombstone_skipped(
     zoho_settings, zoho_sim, kafka_bootstrap, topic_prefix, source
 ):
     settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
@@ -163,12 +163,12 @@ async def test_a_malformed_record_in_a_replay_is_still_dead_lettered_and_a_null_
     replay = await _backfill(settings, f"{topic_prefix}-replay")
 
     assert zoho_sim.stats()["requests"] == calls
-    assert replay.outcomes == {"dead_lettered": 2, "superseded": 1, "unchanged": 1, "skipped": 1}
+    # issue 23 (j): the malformed records' letters are in the DLQ already: recorded, not published again
+    assert replay.outcomes == {"superseded": 1, "unchanged": 1, "skipped": 3}
     letters = await list_dead_letters(kafka_bootstrap, settings.dlq_topic)
-    assert len(letters) == letters_before + 2
-    # each malformed record is dead-lettered once by the first backfill and once more by the replay
+    assert len(letters) == letters_before
     reasons = Counter(letter.reason for letter in letters)
-    assert reasons == {"value is not JSON": 2, "unknown op 'x'": 2}
+    assert reasons == {"value is not JSON": 1, "unknown op 'x'": 1}
     logged = _log(source, f"{topic_prefix}-replay")
     assert len(logged) == records
     topics = source_topics(topic_prefix)

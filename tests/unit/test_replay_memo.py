@@ -141,7 +141,7 @@ def test_the_digest_changes_with_each_thing_a_replay_is_decided_from(changed: st
 
 def test_the_row_after_a_write_keeps_stored_fields_the_write_leaves_out_and_the_later_position() -> None:
     before = EntityState(zoho_id="z1", payload_hash="h0", last_lsn=500, status="active", currency_code="ZAR")
-    update = EntityUpdate(CUSTOMER.entity_type, CUSTOMER.entity_id, None, "h1", 400, None, None)
+    update = EntityUpdate(CUSTOMER.entity_type, CUSTOMER.entity_id, None, "h1", None, None, None)
     after = row_after(before, update, intent_cleared=False)
     assert (after.zoho_id, after.payload_hash, after.last_lsn, after.status, after.currency_code) == (
         "z1",
@@ -150,6 +150,9 @@ def test_the_row_after_a_write_keeps_stored_fields_the_write_leaves_out_and_the_
         "active",
         "ZAR",
     )
+    older = EntityUpdate(CUSTOMER.entity_type, CUSTOMER.entity_id, "z9", "h1", 400, "inactive", None)
+    after = row_after(dataclasses.replace(before, zoho_id=None), older, intent_cleared=False)
+    assert (after.zoho_id, after.payload_hash, after.last_lsn, after.status) == ("z9", "h0", 500, "active")
     update = EntityUpdate(CUSTOMER.entity_type, CUSTOMER.entity_id, "z2", "h2", 600, "inactive", None, None)
     after = row_after(dataclasses.replace(before, pending_create=True), update, intent_cleared=True)
     assert (after.zoho_id, after.last_lsn, after.status, after.pending_create) == (
