@@ -41,8 +41,20 @@ def register(app: typer.Typer) -> None:
         settings = settings_or_exit()
         configure_logging("warning")
         since_dt = parse_since(since)
+        from consumer.commands.cli import fail
+
         result = run_sync(_backfill(settings, entity.value, since_dt, dry_run, resync, as_json))
         _print_summary(result, as_json)
+        not_applied = result.extra.get("not_applied") or []
+        if not_applied and not dry_run:
+            shown = ", ".join(not_applied[:20]) + (
+                f" and {len(not_applied) - 20} more" if len(not_applied) > 20 else ""
+            )
+            fail(
+                f"{len(not_applied)} entities were not applied: their newest records were removed from the"
+                f" topics during the backfill and their source rows are gone ({shown}); check them with"
+                " `zoho-cdc reconcile`"
+            )
 
 
 async def _backfill(settings, entity, since, dry_run, resync, quiet):  # type: ignore[no-untyped-def]
@@ -99,6 +111,8 @@ def _print_summary(result, as_json: bool) -> None:  # type: ignore[no-untyped-de
         "http_429": result.http_429,
         "elapsed_s": round(result.elapsed_s, 2),
         "already_applied": result.extra.get("already_applied", 0),
+        "applied_from_source": result.extra.get("applied_from_source", 0),
+        "not_applied": result.extra.get("not_applied", []),
     }
     if result.planned is not None:
         data["dry_run"] = True
@@ -115,6 +129,8 @@ def _print_summary(result, as_json: bool) -> None:  # type: ignore[no-untyped-de
     for name in ("synced", "unchanged", "skipped", "stale", "superseded", "failed", "dead_lettered"):
         table.add_row(name, str(result.outcomes.get(name, 0)))
     table.add_row("  of unchanged: known by replay memo", str(result.extra.get("already_applied", 0)))
+    if data["applied_from_source"]:
+        table.add_row("applied from source rows (records removed mid-run)", str(data["applied_from_source"]))
     table.add_row("events", str(result.records))
     table.add_row("zoho calls", str(result.zoho_attempts))
     table.add_row("429s seen", str(result.http_429))

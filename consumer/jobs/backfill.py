@@ -6,7 +6,9 @@ memory per distinct entity) and records every older one `superseded` in bulk as 
 (`consumer.pipeline.replay_first_pass`); the second applies only the newest records through the live
 pipeline, so each entity costs at most one call however long the backlog. Already-synced entities cost
 no call (payload hash); `resync` checks every entity against Zoho's listings instead
-(`consumer.jobs.zoho_listing`).
+(`consumer.jobs.zoho_listing`). An entity whose newest record was removed between the passes (retention,
+compaction) is applied from its source row as it is now; one whose row is gone too is named in the
+result (`not_applied`) and the run does not report success.
 """
 
 from __future__ import annotations
@@ -16,16 +18,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from consumer.entities.registry import specs
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
+from consumer.jobs.reconcile.repair import RECONCILE_PARTITION, repair_engine
+from consumer.jobs.reconcile.sides import current_rows
 from consumer.jobs.zoho_listing import ZohoListing
 from consumer.pipeline.apply import ApplyOptions, ZohoApplier
-from consumer.pipeline.events import EntityType
+from consumer.pipeline.events import EntityType, snapshot_read
 from consumer.pipeline.match_index import MatchIndex
 from consumer.pipeline.recording import OutcomeRecorder
 from consumer.pipeline.replay_first_pass import first_pass
 from consumer.pipeline.runner import SyncRunner
+from consumer.pipeline.scheduler import InboundRecord
+from consumer.pipeline.source_reads import as_uuid
 from consumer.pipeline.wiring import SyncSession
+
+log = structlog.get_logger("zoho_cdc.backfill")
 
 
 def chosen_entities(entity: str) -> tuple[EntityType, ...]:
@@ -109,6 +119,10 @@ async def run_backfill(
             unchanged_in_bulk=not resync,
         )
     summary = await session.consume(runner)
+    lost = replay.unapplied() if summary.stopped_by == "end" else []
+    from_source, not_applied = 0, [f"{kind}:{entity_id}" for kind, entity_id in lost]
+    if lost and planned is None:
+        from_source, not_applied = await _apply_from_source(session, group, lost, resync=resync)
     outcomes = {k: session.metrics.tally[k] - before.get(k, 0) for k in session.metrics.tally}
     if planned is not None:
         outcomes = dict(planned.outcomes)
@@ -126,6 +140,9 @@ async def run_backfill(
             "listing_reads": listing.reads if listing else applier.match_index.reads if applier else 0,
             # newest records recorded unchanged by their replay memo, without decoding or planning
             "already_applied": session.metrics.already_applied - already_applied_before,
+            # entities whose newest record was removed between the two passes
+            "applied_from_source": from_source,
+            "not_applied": not_applied,
         },
     )
 
@@ -141,6 +158,35 @@ def _matching_applier(session: Any, entity_types: Any) -> ZohoApplier | None:
     applier = ZohoApplier(session.client, session.store, options)
     applier.match_index = MatchIndex(session.client, applier.calls, matched)
     return applier
+
+
+async def _apply_from_source(
+    session: SyncSession, group: str, lost: list[tuple[str, str]], *, resync: bool
+) -> tuple[int, list[str]]:
+    """Apply, through the live pipeline under the backfill's group, the current source rows of entities
+    whose newest record the second pass never read; returns how many were handed over and the entities
+    that have no source row either (named `entity:id`)."""
+    engine = repair_engine(session, group, resync=resync)
+    handed, found = 0, set()
+    try:
+        for spec in specs():  # parents before their children
+            kind = spec.entity
+            ids = [entity_id for k, entity_id in lost if k == kind.value and as_uuid(entity_id) is not None]
+            topic = kind.topic(session.settings.topic_prefix)
+            for row in await current_rows(session.settings.database_url, kind, ids):
+                entity_id = str(row["id"])
+                found.add((kind.value, entity_id))
+                # The record only names the sync-log position; the row is handed over decoded.
+                record = InboundRecord(topic, RECONCILE_PARTITION, handed, None, None)
+                engine.submit(record, snapshot_read(kind, entity_id, row, read_at_ms=int(time.time() * 1000)))
+                handed += 1
+            await engine.wait_idle()
+            if engine.fatal is not None:
+                raise engine.fatal
+    finally:
+        await engine.close()
+    log.warning("entities whose newest record was removed between the passes", applied_from_source=handed)
+    return handed, [f"{kind}:{entity_id}" for kind, entity_id in lost if (kind, entity_id) not in found]
 
 
 def _client_429(client: Any) -> int:

@@ -113,6 +113,11 @@ class ReplayIndex:
             self._kept.discard((e.topic, e.partition, e.offset))
         return [Superseded(name[e.topic], e.partition, e.offset, e.lsn, e.source_ts_ms, by) for e in dropped]
 
+    def unapplied(self) -> list[tuple[str, str]]:
+        """The entities whose newest record the second pass has not handed out yet: after a whole second
+        pass, those whose records were removed between the passes (retention, compaction)."""
+        return list(self._keys)
+
     def read_in_full(self, topic: str, partition: int, offset: int) -> None:
         """Mark a record whose key alone does not tell what the second pass must record for it."""
         self._full_reads.add((self._topic(topic), partition, offset))

@@ -443,3 +443,53 @@ async def test_a_create_reads_no_intent_unless_the_entity_map_shows_one_left(
     assert reads == [(EntityType.CUSTOMER, ids[3])]  # only the one the entity map showed
     assert _created(zoho_sim.stats(), "POST /customers") == 4
     assert SimView(zoho_sim).duplicates() == {}
+
+
+async def test_entities_whose_records_are_removed_between_the_passes_are_applied_from_source_or_named(
+    zoho_settings, zoho_sim, database_url, kafka_bootstrap, topic_prefix, source, monkeypatch
+):
+    """Issue 23 (g): retention (or compaction) removing records between the two passes must not leave an
+    entity unapplied while the run reports success. The local broker has no DeleteRecords, so the removal
+    is what the second pass then sees: its partition's log starting at its end."""
+    from aiokafka import AIOKafkaProducer, TopicPartition
+
+    from benchmarks.infra import create_topics
+    from consumer.jobs import backfill as backfill_job
+
+    settings = settings_for(zoho_settings, kafka_bootstrap, topic_prefix)
+    topic = f"{topic_prefix}.public.customers"
+    await create_topics(kafka_bootstrap, [topic], partitions=2)
+    kept = [source.insert_customer(n) for n in (1, 2)]
+    removed, gone = source.insert_customer(3), source.insert_customer(4)
+    source.pending.clear()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
+    await producer.start()
+    try:
+        for partition, customer in ((0, kept[0]), (0, kept[1]), (1, removed), (1, gone)):
+            _, key, value = envelope(
+                topic_prefix, "customers", "c", source._row("customers", customer), customer
+            )
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
+
+    real_first_pass = backfill_job.first_pass
+
+    async def retention_between_passes(*args, **kwargs):  # type: ignore[no-untyped-def]
+        replay, bounds = await real_first_pass(*args, **kwargs)
+        removed_tp = TopicPartition(topic, 1)
+        bounds[removed_tp] = (bounds[removed_tp][1], bounds[removed_tp][1])  # partition 1's records are gone
+        source.query("DELETE FROM customers WHERE id = %s RETURNING id", gone)  # and one of the rows too
+        return replay, bounds
+
+    monkeypatch.setattr(backfill_job, "first_pass", retention_between_passes)
+    result = await backfill(settings)
+
+    assert result.extra["applied_from_source"] == 1
+    assert result.extra["not_applied"] == [f"customer:{gone}"]
+    assert result.outcomes == {"synced": 3}
+    zoho = SimView(zoho_sim)
+    assert sorted(c["email"] for c in zoho.customers()) == [f"customer{n}@example.co.za" for n in (1, 2, 3)]
+    calls = zoho_sim.stats()["requests"]
+    await asyncio.sleep(1)
+    assert zoho_sim.stats()["requests"] == calls

@@ -31,8 +31,11 @@ class ReconcileError(Exception):
     """The reconcile could not run to the end; the message is one sentence for the operator."""
 
 
-def repair_engine(session: Any, group: str) -> SyncEngine:
-    """A `SyncEngine` on the session's store, Zoho client and producer, under its own sync-log group."""
+def repair_engine(session: Any, group: str, *, resync: bool = True) -> SyncEngine:
+    """A `SyncEngine` on the session's store, Zoho client and producer, under its own sync-log group.
+
+    `resync` (a reconcile's) checks against Zoho instead of the stored payload hash; without it (a
+    backfill applying rows its replay lost) the entity map decides, as in the live sync."""
     from consumer.pipeline.plan import MappingConfig
 
     settings: Settings = session.settings
@@ -41,8 +44,8 @@ def repair_engine(session: Any, group: str) -> SyncEngine:
             consumer_group=group,
             topic_prefix=settings.topic_prefix,
             mapping=MappingConfig.from_settings(settings),
-            resync=True,  # check against Zoho, never trust the stored payload hash
-            ignore_stale=True,
+            resync=resync,
+            ignore_stale=True,  # source rows read now: never older than what was applied
             dlq_topic=settings.dlq_topic,
             reprocess_max_attempts=settings.reprocess_max_attempts,
         ),
