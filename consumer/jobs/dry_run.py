@@ -76,6 +76,15 @@ class DryRunStore:
     async def has_outcome(self, *args: Any) -> bool:
         return False
 
+    async def await_parent(self, *args: Any) -> None:
+        return None
+
+    async def take_waiting(self, *args: Any) -> list[tuple[EntityType, str]]:
+        return []  # a dry run sends no parent, so no child waits for one
+
+    async def next_follow_up(self) -> int:
+        return 0
+
     async def dead_lettered_by(self, *args: Any) -> str | None:
         return await self._real.dead_lettered_by(*args)  # a read: the dry run plans what the run would do
 

@@ -11,3 +11,16 @@ ALTER TABLE zoho_pending_write_back
 -- Whether a record was dead-lettered by any group (a replay must not publish an undecodable record twice).
 CREATE INDEX zoho_sync_log_dead_lettered ON zoho_sync_log (topic, kafka_partition, kafka_offset)
   WHERE outcome = 'dead_lettered';
+
+-- Children dead-lettered because Zoho refused their parent, sent again once the parent is synced
+-- (`consumer.pipeline.follow_ups`); each handover takes its sync-log offset from the sequence.
+CREATE TABLE zoho_waiting_for_parent (
+  entity_type  text        NOT NULL,
+  entity_id    text        NOT NULL,
+  parent_type  text        NOT NULL,
+  parent_id    text        NOT NULL,
+  since        timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (entity_type, entity_id)
+);
+CREATE INDEX zoho_waiting_for_parent_parent ON zoho_waiting_for_parent (parent_type, parent_id);
+CREATE SEQUENCE zoho_follow_up_seq;

@@ -22,6 +22,7 @@ from consumer.pipeline.dead_letters import H_TOPIC, DeadLetterPublisher, parse_h
 from consumer.pipeline.decode import decode_event
 from consumer.pipeline.entity_map import Listing
 from consumer.pipeline.events import ChangeEvent, DecodeError
+from consumer.pipeline.follow_ups import FollowUps
 from consumer.pipeline.plan import MappingConfig
 from consumer.pipeline.policy import EventPolicy, PolicyOptions
 from consumer.pipeline.recording import OutcomeRecorder, Store
@@ -92,6 +93,7 @@ class SyncEngine:
             options.payload_settings,
         )
         self._policy = EventPolicy(policy_options, self._recorder, desk, applier, self._scheduler, listing)
+        self._policy.follow_ups = FollowUps(self._recorder, self._admitted, options.topic_prefix)
         # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on; the
         # newest ones Zoho already holds are checked in bulk when the replay trusts the entity map.
         self._settled = BulkSettler(self._recorder, self._scheduler)

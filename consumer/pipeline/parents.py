@@ -21,6 +21,7 @@ from consumer.pipeline.apply import Applied
 from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.entity_map import Listing
 from consumer.pipeline.events import ChangeEvent, EntityType, snapshot_read
+from consumer.pipeline.follow_ups import FollowUps
 from consumer.pipeline.plan import Action, EntityState, Plan, ZohoAhead
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.row_images import state_digest
@@ -43,6 +44,7 @@ class Steps(Protocol):
     recorder: OutcomeRecorder
     desk: DeadLetterDesk
     locks: KeyScheduler
+    follow_ups: FollowUps | None
 
     async def plan(
         self, spec: EntitySpec, event: ChangeEvent, state: EntityState | None, *, explicit: bool
@@ -129,6 +131,8 @@ class ParentResolver:
         update = entity_map.synced(event, plan, applied)
         await policy.recorder.record(Outcome([], update, write_back, (spec.entity, event.entity_id)))
         self._verified.add((spec.entity.value, event.entity_id))
+        if policy.follow_ups is not None:  # its other children refused for it go now
+            await policy.follow_ups.parent_synced(spec.entity, event.entity_id)
         log.info(
             "parent synced for its child",
             entity=str(spec.entity),

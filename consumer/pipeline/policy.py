@@ -27,6 +27,7 @@ from consumer.pipeline.apply import Applied, Applier
 from consumer.pipeline.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.entity_map import Listing, older_than_applied
 from consumer.pipeline.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.follow_ups import FollowUps, is_follow_up
 from consumer.pipeline.parents import REFUSED_BEFORE, ParentRefused, ParentResolver
 from consumer.pipeline.plan import Action, EntityState, MappingConfig, MappingError, Plan, ZohoAhead
 from consumer.pipeline.recording import Outcome, OutcomeRecorder
@@ -82,6 +83,7 @@ class EventPolicy:
         self._applier = applier
         self._listing = listing
         self.parents = ParentResolver(self, listing)
+        self.follow_ups: FollowUps | None = None  # set by the engine: children waiting for a parent
         self._stale_streak = 0  # stale outcomes in a row: a long streak means the source moved backwards
         self._fingerprint: str | None = None
         self._fingerprint_known = False
@@ -150,6 +152,10 @@ class EventPolicy:
             )
         else:
             await self.recorder.record(decision.after(prior))
+            entity = decision.entity
+            synced = any(row.outcome == "synced" for row in decision.rows)
+            if self.follow_ups is not None and synced and entity is not None and entity.zoho_id:
+                await self.follow_ups.parent_synced(entity.entity_type, entity.entity_id)
 
     # --- the steps ------------------------------------------------------------------------
     async def decide(self, item: WorkItem, event: ChangeEvent) -> Decision:
@@ -222,7 +228,7 @@ class EventPolicy:
 
     def _explicit(self, item: WorkItem) -> bool:
         """A resync or a dead letter re-driven on purpose may send a state Zoho refused before."""
-        return self.options.resync or item.record.topic == self.options.dlq_topic
+        return self.options.resync or item.record.topic == self.options.dlq_topic or is_follow_up(item.record)
 
     async def _plan(
         self,
@@ -245,6 +251,12 @@ class EventPolicy:
         except (ZohoError, ParentRefused) as exc:
             # Only reached for an entity whose parent had to be synced first and Zoho refused it.
             parent = spec.parent.entity if spec.parent else "parent"
+            parent_id = spec.parent_id(event.row)
+            if self.follow_ups is not None and spec.parent is not None and parent_id is not None and keep:
+                # Sent again, without an operator, once the parent is synced.
+                await self.follow_ups.waiting(
+                    event.entity_type, event.entity_id, spec.parent.entity, parent_id
+                )
             return Refused(
                 Refusal.of_error(f"its {parent} could not be synced to Zoho: {exc}", exc), keep, refused()
             )

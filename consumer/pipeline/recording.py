@@ -59,6 +59,14 @@ class Store(Protocol):
 
     async def dead_lettered_by(self, topic: str, partition: int, offset: int) -> str | None: ...
 
+    async def await_parent(
+        self, entity_type: EntityType, entity_id: str, parent_type: EntityType, parent_id: str
+    ) -> None: ...
+
+    async def take_waiting(self, parent_type: EntityType, parent_id: str) -> list[tuple[EntityType, str]]: ...
+
+    async def next_follow_up(self) -> int: ...
+
     async def record(
         self,
         outcomes: Any,

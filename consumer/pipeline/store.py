@@ -228,6 +228,34 @@ class SyncStore:
             row = await cur.fetchone()
             return None if row is None else str(row[0])
 
+    async def await_parent(
+        self, entity_type: EntityType, entity_id: str, parent_type: EntityType, parent_id: str
+    ) -> None:
+        """Remember a child refused because Zoho refused its parent (`follow_ups`)."""
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO zoho_waiting_for_parent (entity_type, entity_id, parent_type, parent_id)"
+                " VALUES (%s, %s, %s, %s) ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
+                " parent_type = EXCLUDED.parent_type, parent_id = EXCLUDED.parent_id, since = now()",
+                (entity_type.value, entity_id, parent_type.value, parent_id),
+            )
+
+    async def take_waiting(self, parent_type: EntityType, parent_id: str) -> list[tuple[EntityType, str]]:
+        """The children waiting for this parent, forgotten as they are handed out."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "DELETE FROM zoho_waiting_for_parent WHERE parent_type = %s AND parent_id = %s"
+                " RETURNING entity_type, entity_id",
+                (parent_type.value, parent_id),
+            )
+            return [(EntityType(kind), str(entity_id)) for kind, entity_id in await cur.fetchall()]
+
+    async def next_follow_up(self) -> int:
+        async with self._pool.connection() as conn:
+            row = await (await conn.execute("SELECT nextval('zoho_follow_up_seq')")).fetchone()
+            assert row is not None
+            return int(row[0])
+
     async def item_id(self, kind: str, key: str) -> str | None:
         """The Zoho item remembered for an invoice-line code (or the default item), if any."""
         async with self._pool.connection() as conn:
