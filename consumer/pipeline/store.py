@@ -234,19 +234,22 @@ class SyncStore:
         """Remember a child refused because Zoho refused its parent (`follow_ups`)."""
         async with self._pool.connection() as conn:
             await conn.execute(
-                "INSERT INTO zoho_waiting_for_parent (entity_type, entity_id, parent_type, parent_id)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT (entity_type, entity_id) DO UPDATE SET"
+                "INSERT INTO zoho_waiting_for_parent"
+                " (organization_id, entity_type, entity_id, parent_type, parent_id)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (organization_id, entity_type, entity_id) DO UPDATE SET"
                 " parent_type = EXCLUDED.parent_type, parent_id = EXCLUDED.parent_id, since = now()",
-                (entity_type.value, entity_id, parent_type.value, parent_id),
+                (self.organization_id, entity_type.value, entity_id, parent_type.value, parent_id),
             )
 
     async def take_waiting(self, parent_type: EntityType, parent_id: str) -> list[tuple[EntityType, str]]:
         """The children waiting for this parent, forgotten as they are handed out."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "DELETE FROM zoho_waiting_for_parent WHERE parent_type = %s AND parent_id = %s"
+                "DELETE FROM zoho_waiting_for_parent"
+                " WHERE organization_id = %s AND parent_type = %s AND parent_id = %s"
                 " RETURNING entity_type, entity_id",
-                (parent_type.value, parent_id),
+                (self.organization_id, parent_type.value, parent_id),
             )
             return [(EntityType(kind), str(entity_id)) for kind, entity_id in await cur.fetchall()]
 
