@@ -141,7 +141,7 @@ async def test_a_live_sync_moved_to_another_organisation_makes_the_source_ids_fo
 
     assert moved.live and moved.followed == 1 and live_organisation_of(database_url) == B
     async with SyncStore(database_url, organization_id=B) as store:
-        assert await store.write_backs.apply_pending() == (1, 0)
+        assert await store.write_backs.apply_pending() == (1, 0, 0)  # applied, held, refused
     ids = dict(
         (str(k), v) for k, v in rows(database_url, "SELECT id, zoho_billing_customer_id FROM customers")
     )
