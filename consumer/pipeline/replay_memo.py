@@ -144,6 +144,7 @@ def row_after(state: EntityState | None, update: EntityUpdate, *, intent_cleared
         currency_code=newer_wins(update.currency_code, before.currency_code),
         pending_create=False if intent_cleared else before.pending_create,
         replay_memo=before.replay_memo if older else update.replay_memo,
+        ahead=before.ahead if older else update.zoho_ahead,
     )
 
 
