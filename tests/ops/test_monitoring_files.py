@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ from tests.support import Source
 
 DASHBOARD = REPO / "docs" / "grafana" / "zoho-cdc.json"
 ALERTS = REPO / "docs" / "prometheus" / "alerts.yml"
+ALERT_TESTS = REPO / "docs" / "prometheus" / "alerts_test.yml"
 METRIC = re.compile(r"\bzoho_cdc_[a-z0-9_]+\b")
 
 
@@ -85,3 +88,23 @@ async def test_every_metric_the_dashboard_and_alerts_name_is_exported_by_metrics
     assert named - exported == set(), (
         f"named in docs/ but not exported by /metrics: {sorted(named - exported)}"
     )
+
+
+def test_promtool_accepts_the_alert_rules_and_their_unit_tests_pass():
+    """The PromQL itself, evaluated by Prometheus's own tool: the rules parse, and the rule unit tests
+    (when ZohoCdcZohoAhead and ZohoCdcDeadLettersGrowing fire, and when they stay silent) pass."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make test` installs Debian's prometheus package for it"
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(alert_rules())} rules found" in checked.stdout
+    tested = subprocess.run(
+        [promtool, "test", "rules", ALERT_TESTS.name],
+        cwd=ALERT_TESTS.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
