@@ -147,9 +147,9 @@ class PooledTransport(httpx.AsyncBaseTransport):
 
 
 def _timeout(timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
-    """httpx's timeouts (pool, connect, read) as aiohttp's."""
+    """httpx's timeouts (pool, connect, read) as aiohttp's, and the whole call's deadline when given."""
     return aiohttp.ClientTimeout(
-        total=None,
+        total=timeouts.get("total"),
         connect=timeouts.get("pool"),
         sock_connect=timeouts.get("connect"),
         sock_read=timeouts.get("read"),

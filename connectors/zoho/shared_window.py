@@ -14,7 +14,7 @@ import random
 import socket
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -37,6 +37,16 @@ class _LocalBlock:
     asked: float = 0.0  # when this block was asked for (the loop's clock)
     used: int = 0
     last_send: float = 0.0
+    pending: int = 0  # slots taken whose call has not gone out yet (a token refresh, an intent write)
+
+    def handed_back(self, now: float) -> tuple[int, int, float]:
+        """(block id, slots used, seconds since its last send), as the store's `returned_block` takes it.
+        A taken slot whose call has not gone out yet may still send until the block's end: then the block
+        is handed back with its end kept (a negative idle time), never shrunk to before that send."""
+        assert self.id is not None
+        if self.pending:
+            return (self.id, self.used, now - self.valid_until)
+        return (self.id, self.used, now - self.last_send if self.used else now)
 
 
 @dataclass
@@ -47,6 +57,7 @@ class WindowMetrics:
     wait_seconds: float = 0.0
     rate_limited: int = 0
     last: Grant | None = None
+    lapsed_slots: int = 0  # slots given up because what ran before the send outlasted their block
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -72,6 +83,7 @@ class SharedWindow:
         block_size: int,
         block_seconds: float,
         member_lease: float = 10.0,
+        call_seconds: float = 0.0,
         member: str | None = None,
         label: str = "",
         rng: random.Random | None = None,
@@ -91,6 +103,7 @@ class SharedWindow:
             mode=mode,
             block_seconds=block_seconds,
             member_lease=member_lease,
+            call_seconds=call_seconds,
             label=label,
         )
         # At high rates (paid plans, an unlimited test sink) a block of 5 slots would cost a transaction per
@@ -119,6 +132,7 @@ class SharedWindow:
         self._sent: deque[float] = deque(maxlen=rate_per_window + 1)
         self._window_open = False  # the last reservation: granted in full, at once, with room left
         self._reserved_at: dict[float, float] = {}  # send time -> when its block was reserved
+        self._taken: _LocalBlock | None = None  # the block of the slot `_take` gave out last
 
     @staticmethod
     def _now() -> float:
@@ -131,16 +145,47 @@ class SharedWindow:
     # --- the gate ------------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def send(self) -> AsyncIterator[float]:
-        """Hold one slot of the window and one in-flight permit while the call is made."""
-        sent_at = await self.acquire()
+    async def send(self, prepare: Callable[[], Awaitable[object]] | None = None) -> AsyncIterator[float]:
+        """Hold one slot of the window and one in-flight permit while the call is made.
+
+        `prepare` (what may wait once the slot is held: a token refresh, a durable intent) runs before the
+        call goes out. A slot counts only until its block's end (`valid_until`): when `prepare` outlasts
+        it, that slot stays counted, unsent (over-counting is safe), and the call takes a fresh slot, so
+        no call goes out later than the block it is counted in. `prepare` must be safe to run again."""
+        while True:
+            sent_at = await self.acquire()
+            block = self._taken
+            try:
+                if prepare is not None:
+                    await prepare()
+            except BaseException:
+                self._slot_done(block, sent=False)
+                self._release()
+                raise
+            if block is None or self._now() < block.valid_until:
+                self._slot_done(block, sent=True)
+                break
+            self._slot_done(block, sent=False)
+            self._reserved_at.pop(sent_at, None)
+            self.metrics.lapsed_slots += 1
+            self._release()
         try:
             yield sent_at
         finally:
-            self._in_flight -= 1
-            self._notify()
-            if self._in_flight == 0 and self._waiting == 0 and self._idle_task is None:
-                self._idle_task = asyncio.create_task(self._report_idle())
+            self._release()
+
+    def _slot_done(self, block: _LocalBlock | None, *, sent: bool) -> None:
+        if block is None:
+            return
+        block.pending -= 1
+        if sent:  # the call goes out now, maybe later than the slot was taken: the block's last send moves
+            block.last_send = max(block.last_send, self._now())
+
+    def _release(self) -> None:
+        self._in_flight -= 1
+        self._notify()
+        if self._in_flight == 0 and self._waiting == 0 and self._idle_task is None:
+            self._idle_task = asyncio.create_task(self._report_idle())
 
     async def _report_idle(self) -> None:
         """Out of work: hand back our permits and slots soon, so the other processes can use them."""
@@ -180,7 +225,9 @@ class SharedWindow:
             return False
         b.left -= 1
         b.used += 1
+        b.pending += 1
         b.last_send = now
+        self._taken = b
         self._sent.append(now)
         self._reserved_at[now] = b.asked
         if len(self._reserved_at) > 4 * self.terms.max_rate + 100:  # calls that ended in other errors
@@ -242,13 +289,12 @@ class SharedWindow:
             b = self._block
             want = 0
             if self._waiting == 0 and b is not None and b.id is not None:
-                self._returned = (b.id, b.used, now - b.last_send if b.used else now)
+                self._returned = b.handed_back(now)
                 self._block = None
             elif not self._usable(now):
                 want = min(self.block_size, max(self._waiting, 0))
                 if b is not None and b.id is not None:
-                    idle = now - b.last_send if b.used else now
-                    self._returned = (b.id, b.used, idle)
+                    self._returned = b.handed_back(now)
                 self._block = None
             req = replace(
                 self.terms,
@@ -313,7 +359,7 @@ class SharedWindow:
         reserved = self._reserved_at.pop(sent_at, sent_at)
         b = self._block
         if b is not None and b.id is not None:  # stop spending slots reserved before this 429
-            self._returned = (b.id, b.used, now - b.last_send if b.used else now)
+            self._returned = b.handed_back(now)
             self._block = None
         report = RateLimitReport(
             self.terms.organization_id,
@@ -360,7 +406,7 @@ class SharedWindow:
         b = self._block
         returned = None
         if b is not None and b.id is not None:
-            returned = (b.id, b.used, self._now() - b.last_send if b.used else self._now())
+            returned = b.handed_back(self._now())
         try:
             await self.store.leave(self.terms.organization_id, self.terms.member, returned)
         except Exception:  # noqa: BLE001 - a lease left behind expires on its own

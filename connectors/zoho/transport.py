@@ -45,6 +45,8 @@ from connectors.zoho.stores.protocols import (
 )
 
 PER_PAGE = 200
+#: Added to a call's deadline for how long its permit stays counted (the reply's handling, clock steps).
+CALL_MARGIN_SECONDS = 2.0
 
 BeforeSend = Callable[[], Awaitable[None]]
 
@@ -101,7 +103,10 @@ class ZohoTransport:
         # and response objects serve no Zoho call and cost ~200 us each. The httpx client over the same pool
         # serves the token requests.
         self._pool = PooledTransport(limits)
-        self._timeouts = timeout.as_dict()
+        # One deadline for a whole API call (pool wait, connect, every read): the per-read timeouts alone
+        # do not bound a reply that trickles in, and the shared window counts a call's permit only this long.
+        call_seconds = config.connect_timeout + config.read_timeout
+        self._timeouts = {**timeout.as_dict(), "total": call_seconds}
         self._http = httpx.AsyncClient(timeout=timeout, transport=self._pool)
         self.token_store = token_store or MemoryTokenStore()
         self.budget_store = budget_store or MemoryDailyBudgetStore()
@@ -128,6 +133,7 @@ class ZohoTransport:
             mode=config.rate_pacing,
             block_size=config.rate_block_size,
             block_seconds=config.rate_block_seconds,
+            call_seconds=call_seconds + CALL_MARGIN_SECONDS,
             label=config.instance_label,
             rng=self._rng,
         )
@@ -212,14 +218,22 @@ class ZohoTransport:
             # once the slot is held, so a wait for the rate window leaves no intent behind.
             await before_send()  # runs once (`at_most_once`): the call in the slot below skips it
         before = self.window.metrics.wait_seconds
-        async with self.window.send() as sent_at:
-            self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
+        token: StoredToken | None = None
+
+        async def prepare() -> None:
+            # What may wait once the slot is held; the window re-checks the slot after it (a slot outlasted
+            # is left counted and a fresh one taken), so the call never goes out past its slot's block.
+            nonlocal token
             token = await self.auth.token()  # cached, unless it expired while we waited for the slot
             guard = CURRENT_GUARD.get()
             if guard is not None:
                 guard.before_send()  # raises SendRevoked when the caller no longer owns this work
             if before_send is not None:
                 await before_send()  # e.g. a durable create intent, written only once the call can go out
+
+        async with self.window.send(prepare) as sent_at:
+            self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
+            assert token is not None  # set by `prepare`
             headers = {
                 "Authorization": f"{AUTH_SCHEME} {token.access_token}",
                 ORG_HEADER: self.config.organization_id,

@@ -72,6 +72,9 @@ class Reservation:
     mode: PacingMode = "burst"
     block_seconds: float = 2.0
     member_lease: float = 10.0
+    # the longest one call can last once sent (the client's whole-call deadline): a member starts calls
+    # only while its lease runs, so its permits stay counted this much longer, until its calls have ended
+    call_seconds: float = 0.0
     clean: int = 0  # calls answered without a 429 since the last reservation
     label: str = ""
     # the previous block, handed back: (block id, slots used, seconds since its last send)
@@ -164,8 +167,11 @@ def decide(
     span = req.window + req.guard
     org = recovered(org, req.max_rate, req.clean)
     rate = max(1, math.floor(min(org.rate, req.max_rate)))
-    live = [m for m in members if m.member != req.member and m.lease_until > now]
-    held = sum(m.permits for m in live)
+    others = [m for m in members if m.member != req.member]
+    live = [m for m in others if m.lease_until > now]
+    # A lapsed member starts no call, but one it started just before its lease ran out may still be in
+    # flight (a read waits up to its timeout): its permits count until such a call has ended.
+    held = sum(m.permits for m in others if m.lease_until + req.call_seconds > now)
     shares = fair_shares({**{m.member: m.demand for m in live}, req.member: req.demand}, req.concurrency)
     permits = max(req.in_flight, min(shares[req.member], req.concurrency - held))
     counted = [b for b in blocks if b.last_at > now - span]

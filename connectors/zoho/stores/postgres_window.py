@@ -62,7 +62,11 @@ class PgRateWindowStore(PgStore):
 
     @staticmethod
     async def _load(
-        conn: psycopg.AsyncConnection, organization_id: str, max_rate: int, span: float
+        conn: psycopg.AsyncConnection,
+        organization_id: str,
+        max_rate: int,
+        span: float,
+        call_seconds: float = 0.0,
     ) -> tuple[float, rules.OrgRate, list[rules.Block], list[rules.Member]]:
         await conn.execute(
             "INSERT INTO zoho_rate_org (organization_id, rate, ceiling) VALUES (%s, %s, %s)"
@@ -77,7 +81,7 @@ class PgRateWindowStore(PgStore):
         )
         await conn.execute(
             "DELETE FROM zoho_rate_member WHERE organization_id = %s AND lease_until < %s",
-            (organization_id, now - 60.0),
+            (organization_id, now - max(60.0, call_seconds)),  # kept while its permits still count
         )
         blocks, members = await _read_blocks_and_members(conn, organization_id)
         return now, org, blocks, members
@@ -115,7 +119,7 @@ class PgRateWindowStore(PgStore):
     async def reserve(self, req: rules.Reservation) -> rules.Grant:
         async def work(conn: psycopg.AsyncConnection) -> rules.Grant:
             now, org, blocks, members = await self._load(
-                conn, req.organization_id, req.max_rate, req.window + req.guard
+                conn, req.organization_id, req.max_rate, req.window + req.guard, req.call_seconds
             )
             if req.returned is not None:
                 await self._return(conn, blocks, req.returned, now)
