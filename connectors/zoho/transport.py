@@ -90,7 +90,6 @@ class ZohoTransport:
         budget_store: DailyBudgetStore | None = None,
         window_store: RateWindowStore | None = None,
         rng: random.Random | None = None,
-        budget_clock: Any = None,
     ) -> None:
         self.config = config
         self.metrics = tracking.ClientMetrics()
@@ -137,13 +136,11 @@ class ZohoTransport:
             label=config.instance_label,
             rng=self._rng,
         )
-        budget_kwargs = {"clock": budget_clock} if budget_clock is not None else {}
         self.daily = DailyBudget(
             self.budget_store,
             config.organization_id,
             config.daily_limit,
             poll_seconds=config.budget_poll_seconds,
-            **budget_kwargs,
         )
         self.retry_policy = RetryPolicy(
             max_attempts=config.max_attempts,

@@ -101,14 +101,13 @@ def register(app: typer.Typer) -> None:
 
 async def _budget_today(settings) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """Today's Zoho call count from the budget table shared by every zoho-cdc process."""
-    import datetime as dt
 
     from connectors.zoho.stores import PgDailyBudgetStore, PgRateWindowStore
 
     store = PgDailyBudgetStore(settings.database_url)
     window = PgRateWindowStore(settings.database_url)
     try:
-        spent, exhausted = await store.spent(settings.zoho_organization_id, dt.datetime.now(dt.UTC).date())
+        _, spent, exhausted = await store.today(settings.zoho_organization_id)  # the database's day
         shared = await window.snapshot(
             settings.zoho_organization_id,
             settings.zoho_rate_window_seconds,

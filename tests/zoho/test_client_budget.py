@@ -74,7 +74,7 @@ async def test_daily_budget_survives_a_restart_and_pauses_work_when_spent(zoho_s
     config = zoho_config(settings_for(zoho_sim, database_url, zoho_daily_limit=5))
 
     def new_client() -> ZohoClient:
-        return ZohoClient(config, budget_store=PgDailyBudgetStore(database_url), budget_clock=clock)
+        return ZohoClient(config, budget_store=PgDailyBudgetStore(database_url, clock=clock))
 
     async with new_client() as first:
         customer_id = (await first.create_customer(customer_payload(1)))["customer_id"]
@@ -100,9 +100,7 @@ async def test_zoho_daily_limit_code_45_pauses_until_the_next_day(zoho_sim, data
     clock = FakeClock()
     zoho_sim.set_limits(daily=2)
     config = zoho_config(settings_for(zoho_sim, database_url, zoho_daily_limit=100))
-    async with ZohoClient(
-        config, budget_store=PgDailyBudgetStore(database_url), budget_clock=clock
-    ) as client:
+    async with ZohoClient(config, budget_store=PgDailyBudgetStore(database_url, clock=clock)) as client:
         customer_id = (await client.create_customer(customer_payload(1)))["customer_id"]
         await client.get_customer(customer_id)
         waiting = asyncio.create_task(client.get_customer(customer_id))
@@ -118,9 +116,7 @@ async def test_the_daily_budget_is_reserved_in_blocks_and_the_unsent_part_handed
     migrate(database_url)
     clock = FakeClock()
     config = zoho_config(settings_for(zoho_sim, database_url, zoho_daily_limit=1000))
-    async with ZohoClient(
-        config, budget_store=PgDailyBudgetStore(database_url), budget_clock=clock
-    ) as client:
+    async with ZohoClient(config, budget_store=PgDailyBudgetStore(database_url, clock=clock)) as client:
         customer_id = (await client.create_customer(customer_payload(1)))["customer_id"]
         for _ in range(24):
             await client.get_customer(customer_id)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
+import types
 
+import psycopg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.zoho import ZohoClient
+from connectors.zoho import PgDailyBudgetStore, ZohoClient, daily_budget
 from connectors.zoho.window import Member, OrgRate, Reservation, decide
 from connectors.zoho_sim import SimLimits
+from consumer.migrations import migrate
 from consumer.pipeline.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
@@ -140,3 +144,41 @@ async def test_a_slow_intent_after_the_slot_is_taken_never_sends_the_call_past_i
     requests = stats["requests"]
     await asyncio.sleep(1.0)
     assert sim.stats()["requests"] == requests  # quiet: nothing retries behind the test's back
+
+
+class _DayAheadDatetime(dt.datetime):
+    """This host's calendar clock, a day ahead of everyone else's (a wrong NTP, a VM resumed)."""
+
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> dt.datetime:  # type: ignore[override]
+        return dt.datetime.now(tz) + dt.timedelta(days=1)
+
+
+async def test_the_daily_budgets_day_is_the_databases_not_the_hosts(database_url, monkeypatch):
+    """Another process spent today's 3 calls; a process on a host whose clock says tomorrow would start
+    a fresh day of its own and send past the organisation's limit. The day is PostgreSQL's: it waits."""
+    migrate(database_url)
+    others = PgDailyBudgetStore(database_url)
+    on_time = daily_budget.DailyBudget(others, "org-1", 3, poll_seconds=0.05)
+    for _ in range(3):
+        assert await on_time.spend() == 0.0
+    monkeypatch.setattr(
+        daily_budget, "dt", types.SimpleNamespace(**{**vars(dt), "datetime": _DayAheadDatetime})
+    )
+    store = PgDailyBudgetStore(database_url)
+    ahead = daily_budget.DailyBudget(store, "org-1", 3, poll_seconds=0.05)
+    waiting = asyncio.create_task(ahead.spend())
+    await asyncio.sleep(0.5)
+    assert not waiting.done()  # today is spent for this host too
+    waiting.cancel()
+    state = await ahead.state()
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date")
+        (today,) = await cur.fetchone()  # type: ignore[misc]
+        cur = await conn.execute("SELECT day, calls FROM zoho_daily_budget WHERE organization_id = 'org-1'")
+        rows = await cur.fetchall()
+    assert state["day"] == today.isoformat() and state["calls_today"] == 3 and state["paused_until"]
+    assert rows == [(today, 3)]  # one day counted, the database's; none opened for the host's tomorrow
+    await on_time.close()
+    await store.aclose()
+    await others.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 from connectors.zoho.stores.protocols import StoredToken
@@ -44,16 +45,20 @@ class MemoryTokenStore:
 
 
 class MemoryDailyBudgetStore:
-    def __init__(self) -> None:
-        self._days: dict[tuple[str, dt.date], list] = {}  # (org, day) -> [calls, exhausted]
+    """One process's daily count, on its own clock (there is no other process to agree with)."""
 
-    async def reserve(self, organization_id: str, day: dt.date, limit: int, want: int) -> int:
-        row = self._days.setdefault((organization_id, day), [0, False])
+    def __init__(self, clock: Callable[[], dt.datetime] | None = None) -> None:
+        self._days: dict[tuple[str, dt.date], list] = {}  # (org, day) -> [calls, exhausted]
+        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+
+    async def reserve(self, organization_id: str, limit: int, want: int) -> tuple[dt.datetime, int]:
+        now = self._clock()
+        row = self._days.setdefault((organization_id, now.date()), [0, False])
         if row[1]:
-            return 0
+            return now, 0
         granted = max(0, min(want, limit - row[0]))
         row[0] += granted
-        return granted
+        return now, granted
 
     async def give_back(self, organization_id: str, day: dt.date, calls: int) -> None:
         row = self._days.get((organization_id, day))
@@ -64,8 +69,13 @@ class MemoryDailyBudgetStore:
         calls, exhausted = self._days.get((organization_id, day), [0, False])
         return calls, exhausted
 
-    async def mark_exhausted(self, organization_id: str, day: dt.date) -> None:
-        self._days.setdefault((organization_id, day), [0, False])[1] = True
+    async def today(self, organization_id: str) -> tuple[dt.datetime, int, bool]:
+        now = self._clock()
+        calls, exhausted = await self.spent(organization_id, now.date())
+        return now, calls, exhausted
+
+    async def mark_exhausted(self, organization_id: str) -> None:
+        self._days.setdefault((organization_id, self._clock().date()), [0, False])[1] = True
 
     async def aclose(self) -> None:
         return None

@@ -88,13 +88,31 @@ class PgTokenStore(PgStore):
 
 
 class PgDailyBudgetStore(PgStore):
-    async def reserve(self, organization_id: str, day: dt.date, limit: int, want: int) -> int:
-        # The row is created if missing, then locked and grown by what is left of the day, in one statement.
-        await self._execute(
-            "INSERT INTO zoho_daily_budget (organization_id, day, calls) VALUES (%s, %s, 0)"
-            " ON CONFLICT (organization_id, day) DO NOTHING",
-            (organization_id, day),
+    """The daily count on the database's clock: the day is `now() AT TIME ZONE 'UTC'` for every process,
+    whatever each host's own clock says (`clock` replaces it in tests that turn the day)."""
+
+    def __init__(self, database_url: str, *, clock: Callable[[], dt.datetime] | None = None) -> None:
+        super().__init__(database_url)
+        self._clock = clock
+
+    def _now_sql(self) -> tuple[str, tuple]:
+        """The SQL for the store's time (a UTC timestamp) and its parameters."""
+        if self._clock is None:
+            return "now() AT TIME ZONE 'UTC'", ()
+        return "%s::timestamp", (self._clock().astimezone(dt.UTC).replace(tzinfo=None),)
+
+    async def reserve(self, organization_id: str, limit: int, want: int) -> tuple[dt.datetime, int]:
+        # Today's row is created if missing (and today read, once, from the database's clock), then locked
+        # and grown by what is left of that day: two statements, as before the day came from the database.
+        now_sql, now_params = self._now_sql()
+        rows = await self._execute(
+            f"WITH t AS (SELECT {now_sql} AS at), made AS ("  # noqa: S608 - no input in the SQL text
+            " INSERT INTO zoho_daily_budget (organization_id, day, calls) SELECT %s, at::date, 0 FROM t"
+            " ON CONFLICT (organization_id, day) DO NOTHING) SELECT at FROM t",
+            (*now_params, organization_id),
         )
+        now = rows[0][0].replace(tzinfo=dt.UTC)
+        day = now.date()
         rows = await self._execute(
             "UPDATE zoho_daily_budget b SET calls = b.calls + g.n, updated_at = now()"
             " FROM (SELECT GREATEST(0, LEAST(%s, %s - calls)) AS n FROM zoho_daily_budget"
@@ -102,7 +120,7 @@ class PgDailyBudgetStore(PgStore):
             " WHERE b.organization_id = %s AND b.day = %s RETURNING g.n",
             (want, limit, organization_id, day, organization_id, day),
         )
-        return int(rows[0][0]) if rows else 0
+        return now, int(rows[0][0]) if rows else 0
 
     async def give_back(self, organization_id: str, day: dt.date, calls: int) -> None:
         await self._execute(
@@ -118,10 +136,22 @@ class PgDailyBudgetStore(PgStore):
         )
         return (int(rows[0][0]), bool(rows[0][1])) if rows else (0, False)
 
-    async def mark_exhausted(self, organization_id: str, day: dt.date) -> None:
+    async def today(self, organization_id: str) -> tuple[dt.datetime, int, bool]:
+        now_sql, now_params = self._now_sql()
+        rows = await self._execute(
+            f"SELECT t.at, coalesce(b.calls, 0), coalesce(b.exhausted, false)"  # noqa: S608
+            f" FROM (SELECT {now_sql} AS at) t LEFT JOIN zoho_daily_budget b"
+            " ON b.organization_id = %s AND b.day = t.at::date",
+            (*now_params, organization_id),
+        )
+        at, calls, exhausted = rows[0]
+        return at.replace(tzinfo=dt.UTC), int(calls), bool(exhausted)
+
+    async def mark_exhausted(self, organization_id: str) -> None:
+        now_sql, now_params = self._now_sql()
         await self._execute(
             "INSERT INTO zoho_daily_budget AS b (organization_id, day, calls, exhausted)"
-            " VALUES (%s, %s, 0, true)"
+            f" SELECT %s, ({now_sql})::date, 0, true"  # noqa: S608
             " ON CONFLICT (organization_id, day) DO UPDATE SET exhausted = true, updated_at = now()",
-            (organization_id, day),
+            (organization_id, *now_params),
         )

@@ -37,8 +37,11 @@ class TokenStore(Protocol):
 
 
 class DailyBudgetStore(Protocol):
-    async def reserve(self, organization_id: str, day: dt.date, limit: int, want: int) -> int:
-        """Reserve up to `want` calls at once; returns how many were granted (0 when the day is spent)."""
+    """The day is always the store's (UTC), one clock for every process, never the caller's own."""
+
+    async def reserve(self, organization_id: str, limit: int, want: int) -> tuple[dt.datetime, int]:
+        """Reserve up to `want` calls of the store's current day at once; returns the store's time (UTC)
+        and how many were granted (0 when the day is spent)."""
         ...
 
     async def give_back(self, organization_id: str, day: dt.date, calls: int) -> None:
@@ -49,7 +52,14 @@ class DailyBudgetStore(Protocol):
         """Calls counted for the day, and whether Zoho declared the day exhausted."""
         ...
 
-    async def mark_exhausted(self, organization_id: str, day: dt.date) -> None: ...
+    async def today(self, organization_id: str) -> tuple[dt.datetime, int, bool]:
+        """The store's time (UTC), and its day's calls and exhausted flag."""
+        ...
+
+    async def mark_exhausted(self, organization_id: str) -> None:
+        """Zoho declared the store's current day exhausted."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
