@@ -9,11 +9,13 @@ import datetime as dt
 import types
 
 import psycopg
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connectors.zoho import PgDailyBudgetStore, ZohoClient, daily_budget
-from connectors.zoho.window import Member, OrgRate, Reservation, decide
+from connectors.zoho.shared_window import _LocalBlock
+from connectors.zoho.window import Block, Member, OrgRate, Reservation, decide, returned_block
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
 from consumer.pipeline.zoho_config import zoho_config
@@ -102,6 +104,17 @@ def test_with_permits_lapsing_at_the_lease_alone_the_cap_is_broken():
     steps = [(0, 0.0, 30.0), (1, 12.0, 30.0)]
     assert not _in_flight_never_exceeds_the_cap(steps, call_seconds=0.0)
     assert _in_flight_never_exceeds_the_cap(steps, CALL_SECONDS)
+
+
+def test_a_block_handed_back_while_a_taken_slot_has_not_sent_keeps_its_end():
+    # reserved at 0 (store and loop clocks agree here) for 2 s; a slot taken at 0.1 whose intent is still
+    # being written when another waiter hands the block back at 0.5: the call may still go out until 2.0
+    stored = Block(7, "a", reserved_at=0.0, last_at=2.0, slots=5)
+    local = _LocalBlock(7, 4, next_at=0.0, spacing=0.0, valid_until=2.0, used=1, last_send=0.1, pending=1)
+    kept = returned_block(stored, *local.handed_back(0.5)[1:], now=0.5)
+    assert kept.slots == 1 and kept.last_at == 2.0
+    local.pending = 0  # sent: then the block ends at its last send, as before
+    assert returned_block(stored, *local.handed_back(0.5)[1:], now=0.5).last_at == pytest.approx(0.1)
 
 
 async def test_a_slow_intent_after_the_slot_is_taken_never_sends_the_call_past_its_block(
