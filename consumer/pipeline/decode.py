@@ -92,9 +92,15 @@ def _decode_event(topic: str, key: bytes | None, value: bytes | None, topic_pref
         unavailable=unavailable,
         lsn=_source_int(source, "lsn"),
         tx_id=_source_int(source, "txId"),
-        snapshot=source.get("snapshot") not in (None, "false", False),
+        snapshot=_is_snapshot_read(source),
         source_ts_ms=_source_int(source, "ts_ms"),
     )
+
+
+def _is_snapshot_read(source: Mapping[str, Any]) -> bool:
+    """True for a snapshot read (`source.snapshot` true, first, last, incremental...; absent or false
+    for a streamed change)."""
+    return source.get("snapshot") not in (None, "false", False)
 
 
 def summarize_change(
@@ -116,7 +122,7 @@ def _summarize_change(topic: str, key: bytes | None, value: bytes | None, topic_
     entity, key_id, op, payload, _, source = _open(topic, key, value, topic_prefix)
     if op is Op.TOMBSTONE:
         assert key_id is not None  # a tombstone without one is refused
-        return ChangeSummary(entity, key_id, op, None, None, True)
+        return ChangeSummary(entity, key_id, op, None, None, True, False)
     if op is Op.DELETE:
         row_id = _image_id(payload.get("before"), "before")
     else:
@@ -126,7 +132,13 @@ def _summarize_change(topic: str, key: bytes | None, value: bytes | None, topic_
             return ChangeSummary.of(decode_event(topic, key, value, topic_prefix=topic_prefix))
     _source_int(source, "txId")  # checked as decode_event checks it
     return ChangeSummary(
-        entity, _entity_id(key_id, row_id), op, _source_int(source, "lsn"), _source_int(source, "ts_ms"), True
+        entity,
+        _entity_id(key_id, row_id),
+        op,
+        _source_int(source, "lsn"),
+        _source_int(source, "ts_ms"),
+        True,
+        _is_snapshot_read(source),
     )
 
 
@@ -176,7 +188,8 @@ def _common_shape(
         return None
     if not (_int_or_none(lsn) and _int_or_none(ts_ms) and _int_or_none(tx_id)):
         return None
-    return ChangeSummary(entity, key_id, op, lsn, ts_ms, True), (image if op is not Op.DELETE else None)
+    summary = ChangeSummary(entity, key_id, op, lsn, ts_ms, True, _is_snapshot_read(source))
+    return summary, (image if op is not Op.DELETE else None)
 
 
 def _plain_id(raw: Any) -> bool:

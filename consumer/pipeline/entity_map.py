@@ -49,7 +49,7 @@ def position(event: ChangeEvent) -> int | None:
     it is streamed later with its own, lower change LSN: compared with the read's LSN it would look
     stale and be lost. Streamed changes of one row are in LSN order (row locks), so they compare safely.
     """
-    return None if event.snapshot else event.lsn
+    return event.position
 
 
 def older_than_applied(event: ChangeEvent, state: EntityState | None) -> bool:

@@ -171,6 +171,12 @@ class ChangeEvent:
         return (self.lsn or 0, 0)
 
     @property
+    def position(self) -> int | None:
+        """The source position this change is ordered by against the entity's other changes (see
+        `order_position`)."""
+        return order_position(self.lsn, self.snapshot)
+
+    @property
     def is_removal(self) -> bool:
         """True for deletes and tombstones: the row no longer exists in the source."""
         return self.op in (Op.DELETE, Op.TOMBSTONE)
@@ -187,11 +193,33 @@ class ChangeSummary(NamedTuple):
     lsn: int | None
     source_ts_ms: int | None
     whole: bool
+    snapshot: bool
 
     @classmethod
     def of(cls, event: ChangeEvent) -> ChangeSummary:
         whole = event.row is None or not event.unavailable
-        return cls(event.entity_type, event.entity_id, event.op, event.lsn, event.source_ts_ms, whole)
+        return cls(
+            event.entity_type, event.entity_id, event.op, event.lsn, event.source_ts_ms, whole, event.snapshot
+        )
+
+    @property
+    def position(self) -> int | None:
+        """As `ChangeEvent.position`."""
+        return order_position(self.lsn, self.snapshot)
+
+
+def order_position(lsn: int | None, snapshot: bool) -> int | None:
+    """The position that tells which of one entity's changes is newer, for the live path and a replay
+    alike: a streamed change's LSN; None for a snapshot read, and for a change without an LSN.
+
+    A snapshot read's LSN is where its snapshot began, not when its row changed: a transaction open then
+    (its change logged before that LSN) but committed after it is streamed after the read with its own,
+    lower LSN, and is the newer state. So a change without a position is ordered by where it stands in the
+    topic (arrival order): a streamed change is newer than a snapshot read before it. Streamed changes of
+    one row are in LSN order (a second transaction waits for the first one's row lock), so where every
+    change has a position, the greater one is newer (equal ones are redeliveries: the later arrival
+    stands), even across partitions."""
+    return None if snapshot else lsn
 
 
 def snapshot_read(

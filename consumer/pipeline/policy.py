@@ -501,8 +501,9 @@ def credentials_refused(exc: AuthError) -> FatalSyncError:
 def in_source_order(changes: list[WorkItem]) -> list[WorkItem]:
     """A key's queued changes ordered by source position (LSN), so the newest change wins even when the
     entity's events came through two partitions (a partition-count change, a primary-key update).
-    Arrival order breaks ties and stands when a change carries no LSN."""
-    if any(item.event is None or item.event.lsn is None or item.event.snapshot for item in changes):
+    Arrival order breaks ties and stands when a change has no position (`events.order_position`: a snapshot
+    read, or no LSN); `ReplayIndex` orders a backfill's records by the same rule."""
+    if any(item.event is None or item.event.position is None for item in changes):
         return changes  # a snapshot read's LSN is where the snapshot began, not when its row changed
     if len({item.partition for item in changes}) == 1:
         return changes  # one partition is already in Debezium's (commit) order

@@ -7,10 +7,12 @@ kept from then on is at least as new as the full image that pushed it out. `add`
 back at once, so the first pass records them `superseded` while it reads (with their source position)
 and the second pass passes over them without reading them again. The second pass applies the kept
 records; memory grows with the number of distinct entities, never with the number of events.
-Records are ordered per entity by source LSN (arrival order when one has none), as
-`consumer.pipeline.policy.in_source_order` does. The first pass also keeps the positions of the few
-records it leaves to the second pass to read in full (those it could not read, which are
-dead-lettered, and tombstones that have a value). Pure data, no I/O.
+Records are ordered per entity as the live path orders them (`consumer.pipeline.policy.in_source_order`):
+by source position (`consumer.pipeline.events.order_position`: a streamed change's LSN) when every one has
+one, else by arrival order. A snapshot read has none (its LSN is where its snapshot began), so a streamed
+change that comes after it in the topic is newer whatever its LSN. The first pass also keeps the
+positions of the few records it leaves to the second pass to read in full (those it could not read,
+which are dead-lettered, and tombstones that have a value). Pure data, no I/O.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ class Role(Enum):
 
 
 class _Position(NamedTuple):
-    lsn: int | None
+    position: int | None  # what orders it (`order_position`): None for a snapshot read
+    lsn: int | None  # as the record carries it, for its sync-log row
     seq: int  # arrival order in the first pass
     topic: int
     partition: int
@@ -51,9 +54,9 @@ class Superseded(NamedTuple):
 
 
 def _newest_last(entries: list[_Position]) -> list[_Position]:
-    if any(e.lsn is None for e in entries):
+    if any(e.position is None for e in entries):
         return sorted(entries, key=lambda e: e.seq)
-    return sorted(entries, key=lambda e: (e.lsn, e.seq))
+    return sorted(entries, key=lambda e: (e.position, e.seq))
 
 
 class ReplayIndex:
@@ -87,9 +90,10 @@ class ReplayIndex:
             return []
         self.records += 1
         self._seq += 1
-        whole = change.whole
+        whole, lsn = change.whole, change.lsn
+        position = None if change.snapshot else lsn  # `order_position`, inline: once per record read
         new = _Position(
-            change.lsn, self._seq, self._topic(topic), partition, offset, whole, change.source_ts_ms
+            position, lsn, self._seq, self._topic(topic), partition, offset, whole, change.source_ts_ms
         )
         key = (change.entity_type.value, change.entity_id)
         self._kept.add((new.topic, partition, offset))
@@ -98,7 +102,7 @@ class ReplayIndex:
             self._keys[key] = [new]
             return []
         last = entries[-1]
-        if whole and new.lsn is not None and last.lsn is not None and new.lsn >= last.lsn:
+        if whole and position is not None and last.position is not None and position >= last.position:
             dropped = entries  # the common case: a newer full image replaces everything kept
             self._keys[key] = [new]
         else:

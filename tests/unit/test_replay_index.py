@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from consumer.pipeline.decode import summarize_change
 from consumer.pipeline.events import ChangeEvent, ChangeSummary, EntityType, Op
 from consumer.pipeline.replay_index import ReplayIndex, Role, Superseded
+from tests.support import envelope
 
 T = "p.public.customers"
 
 
 def change(
-    lsn: int | None, *, partial: bool = False, op: Op = Op.UPDATE, entity_id: str = "a"
+    lsn: int | None,
+    *,
+    partial: bool = False,
+    op: Op = Op.UPDATE,
+    entity_id: str = "a",
+    snapshot: bool = False,
 ) -> ChangeEvent:
     row = None if op is Op.DELETE else {"id": entity_id, "phone": str(lsn)}
     return ChangeEvent(
@@ -22,7 +29,7 @@ def change(
         unavailable=frozenset({"billing_address"}) if partial else frozenset(),
         lsn=lsn,
         tx_id=None,
-        snapshot=False,
+        snapshot=snapshot,
         source_ts_ms=None,
     )
 
@@ -53,6 +60,28 @@ KEY = ("customer", "a")
         ([(0, 0, change(10)), (0, 1, change(10))], ["superseded", "apply"]),
         # without LSNs, arrival order stands
         ([(0, 0, change(None)), (0, 1, change(None))], ["superseded", "apply"]),
+        # a snapshot read carries the LSN its snapshot began at: a transaction open then, committed after
+        # it, is streamed after the read with its own lower LSN, and is the newer state
+        ([(0, 0, change(300, op=Op.READ, snapshot=True)), (0, 1, change(200))], ["superseded", "apply"]),
+        # ... partial too: the read is the full image it is made whole from
+        (
+            [(0, 0, change(300, op=Op.READ, snapshot=True)), (0, 1, change(200, partial=True))],
+            ["merge", "apply"],
+        ),
+        # ... and a delete
+        (
+            [(0, 0, change(300, op=Op.READ, snapshot=True)), (0, 1, change(200, op=Op.DELETE))],
+            ["superseded", "apply"],
+        ),
+        # an incremental snapshot read (no LSN) after a streamed change: arrival order stands
+        ([(0, 0, change(200)), (0, 1, change(None, op=Op.READ, snapshot=True))], ["superseded", "apply"]),
+        # a read of a later snapshot after a streamed change: arrival order stands
+        ([(0, 0, change(200)), (0, 1, change(300, op=Op.READ, snapshot=True))], ["superseded", "apply"]),
+        # streamed changes around a snapshot read: the last one wins, whatever the read's LSN
+        (
+            [(0, 0, change(100)), (0, 1, change(300, op=Op.READ, snapshot=True)), (0, 2, change(200))],
+            ["superseded", "superseded", "apply"],
+        ),
     ],
 )
 def test_the_second_pass_applies_only_the_newest_record_of_an_entity(records, expected):  # type: ignore[no-untyped-def]
@@ -122,3 +151,28 @@ def test_the_second_pass_passes_over_exactly_the_records_the_first_pass_recorded
     assert index.role(KEY, T, 1, 1) == (Role.APPLY, 1)
     assert not index.recorded_in_first_pass(T, 0, 1)
     assert not index.recorded_in_first_pass(T, 0, 2)
+
+
+def test_a_streamed_change_after_a_snapshot_read_supersedes_it_with_its_own_position():
+    index = ReplayIndex()
+    assert index.add(ChangeSummary.of(change(300, op=Op.READ, snapshot=True)), T, 0, 0) == []
+    assert index.add(ChangeSummary.of(change(200)), T, 0, 1) == [Superseded(T, 0, 0, 300, None, 1)]
+    # a later streamed change replaces it as usual
+    assert index.add(ChangeSummary.of(change(250)), T, 0, 2) == [Superseded(T, 0, 1, 200, None, 2)]
+
+
+@pytest.mark.parametrize("snapshot", ["true", "last", "first", "incremental"])
+def test_the_summary_of_a_debezium_snapshot_read_orders_it_as_the_live_path_does(snapshot):  # type: ignore[no-untyped-def]
+    """The first pass reads summaries, not events: a real snapshot read's shape must come out a read."""
+    row = {"id": "a", "email": "a@example.com", "status": "active"}
+    topic, key, value = envelope("p", "customers", "r", row, "a", lsn=300, snapshot=snapshot)
+    read = summarize_change(topic, key, value, topic_prefix="p")
+    assert read.snapshot and read.lsn == 300
+    topic, key, value = envelope("p", "customers", "u", {**row, "status": "closed"}, "a", lsn=200)
+    update = summarize_change(topic, key, value, topic_prefix="p")
+    assert not update.snapshot
+    index = ReplayIndex()
+    index.add(read, topic, 0, 0)
+    index.add(update, topic, 0, 1)
+    assert index.role(KEY, topic, 0, 0) == (Role.SUPERSEDED, 1)
+    assert index.take_whole_newest(KEY, topic, 0, 1)
