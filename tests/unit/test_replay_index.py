@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from consumer.pipeline.decode import summarize_change
 from consumer.pipeline.events import ChangeEvent, ChangeSummary, EntityType, Op
@@ -176,3 +178,37 @@ def test_the_summary_of_a_debezium_snapshot_read_orders_it_as_the_live_path_does
     index.add(update, topic, 0, 1)
     assert index.role(KEY, topic, 0, 0) == (Role.SUPERSEDED, 1)
     assert index.take_whole_newest(KEY, topic, 0, 1)
+
+
+_record = st.tuples(
+    st.sampled_from(["streamed", "snapshot", "incremental"]),
+    st.booleans(),  # partial image
+    st.integers(min_value=0, max_value=50),  # LSN step of a streamed change; a read's LSN
+)
+
+
+@given(st.lists(_record, min_size=1, max_size=30))
+def test_within_one_partition_the_last_record_read_is_the_newest_whatever_the_reads_lsns(records):  # type: ignore[no-untyped-def]
+    """One partition is in Debezium's order: snapshot reads (any LSN, or none) and streamed changes (their
+    LSNs rising) of one row. The index applies the last record, merges the images from the last full one
+    before it, and hands back every other record exactly once."""
+    index = ReplayIndex()
+    lsn = 1000
+    handed_back: list[int] = []
+    wholes = []
+    for offset, (kind, partial, step) in enumerate(records):
+        if kind == "streamed":
+            lsn += step
+            event = change(lsn, partial=partial)
+        else:
+            read_lsn = None if kind == "incremental" else 1000 + 40 * step
+            event = change(read_lsn, op=Op.READ, snapshot=True, partial=partial)
+        wholes.append(not partial)
+        handed_back += [d.offset for d in index.add(ChangeSummary.of(event), T, 0, offset)]
+    last = len(records) - 1
+    first_kept = max((i for i in range(last + 1) if wholes[i]), default=0)
+    assert sorted(handed_back) == list(range(first_kept))
+    for offset in range(last):
+        expected = Role.MERGE if offset >= first_kept else Role.SUPERSEDED
+        assert index.role(KEY, T, 0, offset) == (expected, last)
+    assert index.role(KEY, T, 0, last) == (Role.APPLY, last)
