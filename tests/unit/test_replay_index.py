@@ -79,6 +79,10 @@ KEY = ("customer", "a")
         ([(0, 0, change(200)), (0, 1, change(None, op=Op.READ, snapshot=True))], ["superseded", "apply"]),
         # a read of a later snapshot after a streamed change: arrival order stands
         ([(0, 0, change(200)), (0, 1, change(300, op=Op.READ, snapshot=True))], ["superseded", "apply"]),
+        # through two partitions with a read among them, arrival order stands, as in the live path
+        # (`in_source_order`): a read's LSN cannot say whether a streamed change committed before it
+        ([(0, 0, change(300, op=Op.READ, snapshot=True)), (1, 0, change(200))], ["superseded", "apply"]),
+        ([(1, 0, change(200)), (0, 0, change(300, op=Op.READ, snapshot=True))], ["superseded", "apply"]),
         # streamed changes around a snapshot read: the last one wins, whatever the read's LSN
         (
             [(0, 0, change(100)), (0, 1, change(300, op=Op.READ, snapshot=True)), (0, 2, change(200))],
