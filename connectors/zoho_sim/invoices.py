@@ -163,16 +163,8 @@ class Invoices(Resource):
             "invoice_items": items,
             "custom_fields": merge_custom_fields([], body.get("custom_fields") or []),
             "sub_total": total,
-            "tax_total": 0.0,
             # Zoho's total is the items plus the invoice-level adjustment (where zoho-cdc puts VAT).
-            "total": round(total + adjustment(body), 2),
-            "balance": round(total + adjustment(body), 2),
-            "payment_made": 0.0,
-            "credits_applied": 0.0,
-            "write_off_amount": 0.0,
-            "price_precision": 2,
-            "created_time": now,
-            "last_modified_time": now,
+            **opening_figures(round(total + adjustment(body), 2), now),
         }
         record.setdefault("due_date", record["date"])
         return self.saved(201, "The invoice has been created.", rid, record)
@@ -284,3 +276,18 @@ class Invoices(Resource):
         records.sort(key=lambda r: id_order(r["invoice_id"]))
         items = [self._list_item(r) for r in records]
         return paged(items, "invoices", query, query.get("filter_by", "Status.All"))
+
+
+def opening_figures(total: float, now: str) -> dict[str, Any]:
+    """The money and time fields of an invoice no one has paid yet: its whole total is its balance."""
+    return {
+        "tax_total": 0.0,
+        "total": total,
+        "balance": total,
+        "payment_made": 0.0,
+        "credits_applied": 0.0,
+        "write_off_amount": 0.0,
+        "price_precision": 2,
+        "created_time": now,
+        "last_modified_time": now,
+    }

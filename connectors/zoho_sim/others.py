@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.zoho_sim.envelopes import timestamp
+from connectors.zoho_sim.invoices import opening_figures
 from connectors.zoho_sim.store import RecordStore
 
 
@@ -83,15 +84,7 @@ def _invoice(given: dict[str, Any], customers: set[str], store: RecordStore) -> 
         "custom_fields": [],
         "reference_number": "",
         "sub_total": total,
-        "tax_total": 0.0,
-        "total": total,
-        "balance": total,
-        "payment_made": 0.0,
-        "credits_applied": 0.0,
-        "write_off_amount": 0.0,
-        "price_precision": 2,
-        "created_time": now,
-        "last_modified_time": now,
+        **opening_figures(total, now),
         **given,
         "invoice_id": rid,
         "invoice_number": number,
