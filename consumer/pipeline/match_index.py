@@ -41,6 +41,10 @@ class MatchIndex:
         self._client, self._calls_of = client, calls_of
         self._wanted = tuple(entity_types)
         self._records: dict[EntityType, dict[str, Record]] = {}
+        # Per entity and rule, the records by the value they show (built at the rule's first use, kept up
+        # to date by `add`), so a match is a lookup, not a scan of the listing: a backfill creating N
+        # entities would otherwise compare N x N records.
+        self._by_value: dict[tuple[EntityType, str], _ValueTable] = {}
         self._lock = asyncio.Lock()
         self.reads = 0  # list pages read
 
@@ -69,16 +73,52 @@ class MatchIndex:
         want = calls.wanted(rule, row)
         if not want:
             return []
-        found = []
-        for record in self._records.get(entity_type, {}).values():
-            shown = calls.listed(record, rule)
-            if shown is None:
-                return None
-            if shown == want:
-                found.append(record)
-        return found
+        key = (entity_type, rule)
+        if key not in self._by_value:
+            self._by_value[key] = _ValueTable.of(self._records.get(entity_type, {}), rule, calls)
+        return self._by_value[key].matching(want)
 
     def add(self, entity_type: EntityType, record: Record) -> None:
         """A record zoho-cdc just created (kept only once the listing was read: it lists it otherwise)."""
-        if entity_type in self._records:
-            self._records[entity_type][str(spec_of(entity_type).zoho_id_of(record))] = record
+        if entity_type not in self._records:
+            return
+        zoho_id = str(spec_of(entity_type).zoho_id_of(record))
+        self._records[entity_type][zoho_id] = record
+        for (kind, _), table in self._by_value.items():
+            if kind is entity_type:
+                table.add(zoho_id, record)
+
+
+class _ValueTable:
+    """One rule's listed records by the value each shows for it (normalised by the calls' `listed`), and
+    the records that show none: while there are any, the rule cannot be answered from the listing."""
+
+    def __init__(self, rule: str, calls: Listed) -> None:
+        self._rule, self._calls = rule, calls
+        self._by_value: dict[str, dict[str, Record]] = {}
+        self._value_of: dict[str, str] = {}
+        self._unshown: set[str] = set()
+
+    @classmethod
+    def of(cls, records: dict[str, Record], rule: str, calls: Listed) -> _ValueTable:
+        table = cls(rule, calls)
+        for zoho_id, record in records.items():
+            table.add(zoho_id, record)
+        return table
+
+    def add(self, zoho_id: str, record: Record) -> None:
+        """Index `record` (again: a record added anew replaces what it showed before)."""
+        old = self._value_of.pop(zoho_id, None)
+        if old is not None:
+            self._by_value[old].pop(zoho_id, None)
+        self._unshown.discard(zoho_id)
+        shown = self._calls.listed(record, self._rule)
+        if shown is None:
+            self._unshown.add(zoho_id)
+            return
+        self._value_of[zoho_id] = shown
+        self._by_value.setdefault(shown, {})[zoho_id] = record
+
+    def matching(self, want: str) -> list[Record] | None:
+        """The records showing `want`; None while some record shows no value for the rule."""
+        return None if self._unshown else list(self._by_value.get(want, {}).values())
