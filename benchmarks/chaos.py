@@ -52,9 +52,9 @@ from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.entities.customer_rules import customer_payload, customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
 from consumer.entities.registry import source_topics
-from consumer.pipeline.dead_letters import H_OFFSET, H_TOPIC
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import MappingConfig
+from consumer.model.events import EntityType
+from consumer.model.plan import MappingConfig
+from consumer.pipeline.effects.dead_letter_topic import H_OFFSET, H_TOPIC
 
 
 @dataclass(frozen=True)
@@ -502,7 +502,7 @@ async def run(plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
         # Kills land at random moments of the fault phase, one right after the last 429 burst, and
         # `settle_kills` at random moments while the backlog drains afterwards. The organisation's rate is
         # kept in PostgreSQL, so no kill resets it: the run shows that it recovers from the 429 bursts by
-        # itself (within about five clean windows, connectors/zoho/aimd.py).
+        # itself (within about five clean windows, connectors/zoho/limits/aimd.py).
         early = plan.kills - 1 - plan.settle_kills
         kill_times = sorted(t0 + rng.uniform(2.0, produce_span + 5.0) for _ in range(early))
         kill_times.append(fault_end)

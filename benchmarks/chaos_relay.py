@@ -41,8 +41,8 @@ from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
 from consumer.entities.customer_rules import customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
 from consumer.entities.registry import source_topics
-from consumer.pipeline.end_offsets import end_offsets
-from consumer.pipeline.plan import MappingConfig
+from consumer.model.plan import MappingConfig
+from consumer.pipeline.intake.end_offsets import end_offsets
 from tests.fixtures_relay import RelayProcess, relay_env
 
 

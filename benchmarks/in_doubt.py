@@ -18,11 +18,11 @@ from typing import Any
 from benchmarks import infra
 from connectors.zoho import ZohoClient
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread
-from consumer.pipeline.apply import ApplyOptions, ZohoApplier
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan
-from consumer.pipeline.store import SyncStore
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.model.events import EntityType
+from consumer.model.plan import Action, Plan
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.apply import ApplyOptions, ZohoApplier
+from consumer.service.zoho_config import zoho_config
 
 INVOICES = 100
 FAULT_RATE = 0.5

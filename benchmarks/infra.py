@@ -32,7 +32,7 @@ from connectors.zoho_sim import SimHandle
 from consumer.local import broker as local_broker
 from consumer.local import postgres as local_pg
 from consumer.migrations import migrate
-from consumer.pipeline.end_offsets import topic_partitions
+from consumer.pipeline.intake.end_offsets import topic_partitions
 from consumer.settings import Settings
 
 SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

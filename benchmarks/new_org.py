@@ -23,7 +23,7 @@ from benchmarks import infra
 from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row, invoice_row
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread
 from consumer.jobs.backfill import run_backfill
-from consumer.pipeline.wiring import sync_session
+from consumer.service.wiring import sync_session
 
 ORG_B = "20468013"
 ENTITIES = 150  # customers, and as many invoices

@@ -36,8 +36,8 @@ from consumer import event_loop
 from consumer.entities.registry import source_topics
 from consumer.jobs.backfill import run_backfill
 from consumer.logs import configure_logging
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.wiring import sync_session
+from consumer.model.events import EntityType
+from consumer.service.wiring import sync_session
 
 UNLIMITED = 100_000_000
 
@@ -308,7 +308,7 @@ def seed_rows(database_url: str) -> tuple[list[dict[str, Any]], list[dict[str, A
 def naive_sync(handle: Any, customers: list[dict[str, Any]]) -> dict[str, Any]:
     """The user's old script: one customer at a time, a fresh access token for every call."""
     from consumer.entities.customer_rules import customer_payload, is_internal_test
-    from consumer.pipeline.plan import MappingConfig
+    from consumer.model.plan import MappingConfig
 
     synced = failed = token_requests = 0
     errors: list[str] = []

@@ -30,7 +30,7 @@ from benchmarks import infra
 from benchmarks.workload import CUSTOMERS, History, customer_row
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread
 from consumer.entities.registry import source_topics
-from consumer.pipeline.members import live_members
+from consumer.service.members import live_members
 
 UNLIMITED = 100_000_000
 RATE = 60  # calls per window (R)

@@ -28,7 +28,7 @@ from benchmarks import infra
 from connectors.zoho_sim import SimConfig, run_in_thread
 from consumer.jobs.adoption_links import record_plan
 from consumer.jobs.adoption_plan import read_plan
-from consumer.pipeline.wiring import zoho_client
+from consumer.service.wiring import zoho_client
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "switchover"
 QUIET_SECONDS = 30.0

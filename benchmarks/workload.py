@@ -18,8 +18,8 @@ from typing import Any
 
 import psycopg
 
-from consumer.pipeline.encode import encode_event
-from consumer.pipeline.events import EntityType
+from consumer.model.events import EntityType
+from consumer.pipeline.codec.encode import encode_event
 
 CUSTOMERS = "customers"
 INVOICES = "customer_invoices"

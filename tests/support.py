@@ -17,8 +17,8 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from psycopg.rows import dict_row
 
-from consumer.pipeline.encode import encode_event
-from consumer.pipeline.events import EntityType
+from consumer.model.events import EntityType
+from consumer.pipeline.codec.encode import encode_event
 
 _LSN = itertools.count(40_000_000, 1000)
 

@@ -127,10 +127,10 @@ def test_a_logged_crash_shows_no_local_variables(capsys: pytest.CaptureFixture[s
 
 def test_the_options_the_pipeline_takes_default_to_the_settings_defaults() -> None:
     """A default is written once, on its setting: the option values built from Settings never restate it."""
-    from consumer.pipeline.apply import ApplyOptions
-    from consumer.pipeline.engine import EngineOptions
-    from consumer.pipeline.plan import MappingConfig
-    from consumer.pipeline.runner import RunOptions
+    from consumer.model.plan import MappingConfig
+    from consumer.pipeline.effects.apply import ApplyOptions
+    from consumer.pipeline.intake.engine import EngineOptions
+    from consumer.pipeline.intake.runner import RunOptions
     from consumer.settings import Settings
 
     defaults = Settings.model_construct()  # every field at its declared default, no environment read

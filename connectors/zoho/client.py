@@ -7,9 +7,9 @@ attempt on the daily budget, the token and the organisation's shared window, and
 
 from __future__ import annotations
 
-from connectors.zoho.customers import CustomerCalls
-from connectors.zoho.items import ItemCalls
-from connectors.zoho.payments import PaymentCalls
+from connectors.zoho.resources.customers import CustomerCalls
+from connectors.zoho.resources.items import ItemCalls
+from connectors.zoho.resources.payments import PaymentCalls
 
 
 class ZohoClient(CustomerCalls, PaymentCalls, ItemCalls):

@@ -1,7 +1,7 @@
 """The Zoho client's configuration: every knob it reads, as one frozen value.
 
 No defaults here: the service's settings are the one source of truth for them
-(`consumer/pipeline/zoho_config.py` builds this value from them), so a field can never disagree with
+(`consumer/service/zoho_config.py` builds this value from them), so a field can never disagree with
 the setting it comes from.
 """
 

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.zoho.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
+from connectors.zoho.wire.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
 from connectors.zoho_sim.config import update_dataclass
 from connectors.zoho_sim.core import NOT_AUTHORIZED, Simulator
 from connectors.zoho_sim.envelopes import Reply, invalid

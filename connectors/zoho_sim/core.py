@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connectors.zoho.config import custom_field_filter
-from connectors.zoho.protocol import (
+from connectors.zoho.wire.protocol import (
     CODE_BAD_ORGANIZATION,
     CODE_CONCURRENCY,
     CODE_NOT_AUTHORIZED,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.zoho.config import custom_field_filter
-from connectors.zoho.protocol import CODE_DUPLICATE_NAME, CODE_INVALID_INPUT, CODE_INVALID_VALUE
+from connectors.zoho.wire.protocol import CODE_DUPLICATE_NAME, CODE_INVALID_INPUT, CODE_INVALID_VALUE
 from connectors.zoho_sim.envelopes import (
     EMAIL,
     Reply,

@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from typing import Any, ClassVar
 
-from connectors.zoho.protocol import CODE_INVALID_VALUE, CODE_NOT_FOUND
+from connectors.zoho.wire.protocol import CODE_INVALID_VALUE, CODE_NOT_FOUND
 from connectors.zoho_sim.config import SimConfig
 from connectors.zoho_sim.store import RecordStore
 

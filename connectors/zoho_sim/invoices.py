@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.zoho.protocol import (
+from connectors.zoho.wire.protocol import (
     CODE_ALREADY_EXISTS,
     CODE_INVALID_INPUT,
     CODE_INVALID_VALUE,

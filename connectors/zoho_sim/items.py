@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.zoho.protocol import CODE_INTERNAL, CODE_INVALID_INPUT, CODE_ITEM_NOT_FOUND
+from connectors.zoho.wire.protocol import CODE_INTERNAL, CODE_INVALID_INPUT, CODE_ITEM_NOT_FOUND
 from connectors.zoho_sim.envelopes import Reply, Resource, error, invalid, paged, timestamp
 
 ITEM_FIELDS = "name rate description sku product_type tax_id".split()

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from connectors.zoho.protocol import CODE_INVALID_INPUT, CODE_INVALID_VALUE, CODE_NOT_FOUND
+from connectors.zoho.wire.protocol import CODE_INVALID_INPUT, CODE_INVALID_VALUE, CODE_NOT_FOUND
 from connectors.zoho_sim.envelopes import Reply, Resource, error, invalid, paged, timestamp
 
 PAYMENT_MODES = frozenset("check cash creditcard banktransfer bankremittance autotransaction others".split())

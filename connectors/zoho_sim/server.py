@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from connectors.zoho.protocol import API_PATH
+from connectors.zoho.wire.protocol import API_PATH
 from connectors.zoho_sim.app import build_app
 from connectors.zoho_sim.config import SimConfig
 from connectors.zoho_sim.core import Simulator

@@ -87,7 +87,7 @@ def unlink_command(entity: str, source_id: str) -> None:
 
 def _entity(name: str) -> Any:
     from consumer.commands.cli import fail
-    from consumer.pipeline.events import EntityType
+    from consumer.model.events import EntityType
 
     if name.lower() not in _ENTITIES:
         fail(f"entity {name!r} is not customer or invoice.", code=2)
@@ -96,7 +96,7 @@ def _entity(name: str) -> Any:
 
 def _client(settings: Any) -> Any:
     from consumer.migrations import migrate
-    from consumer.pipeline.wiring import check_database, zoho_client
+    from consumer.service.wiring import check_database, zoho_client
 
     check_database(settings)
     migrate(settings.database_url)
@@ -108,8 +108,8 @@ def _run(settings: Any, coroutine: Any) -> Any:
     from connectors.zoho.errors import AuthError, ZohoError
     from consumer.commands.cli import fail
     from consumer.jobs.adoption_links import LinkRefused
-    from consumer.pipeline.organisations import OrganisationUnsettled
-    from consumer.pipeline.wiring import ServiceUnavailable
+    from consumer.pipeline.durability.organisations import OrganisationUnsettled
+    from consumer.service.wiring import ServiceUnavailable
 
     try:
         return event_loop.run(coroutine)

@@ -61,7 +61,7 @@ async def _backfill(settings, entity, since, dry_run, resync, quiet):  # type: i
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from consumer.jobs.backfill import run_backfill
-    from consumer.pipeline.wiring import sync_session
+    from consumer.service.wiring import sync_session
 
     async with sync_session(settings) as session:
         if quiet:

@@ -68,8 +68,8 @@ def parse_since(value: str | None) -> datetime | None:
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a command's coroutine; services that are down and fatal sync errors end in one sentence."""
-    from consumer.pipeline.scheduler import FatalSyncError
-    from consumer.pipeline.wiring import ServiceUnavailable
+    from consumer.pipeline.intake.scheduler import FatalSyncError
+    from consumer.service.wiring import ServiceUnavailable
 
     try:
         return event_loop.run(coroutine)

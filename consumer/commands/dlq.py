@@ -26,7 +26,7 @@ def list_command(
 
     from consumer.commands.cli import fail, settings_or_exit
     from consumer.jobs.reprocess import list_dead_letters
-    from consumer.pipeline.wiring import ServiceUnavailable, check_broker
+    from consumer.service.wiring import ServiceUnavailable, check_broker
 
     settings = settings_or_exit()
     try:
@@ -82,7 +82,7 @@ def reprocess_command(
     from consumer.commands.cli import fail, parse_since, run_sync, settings_or_exit
     from consumer.jobs.reprocess import DeadLetterNotFound, parse_position, reprocess
     from consumer.logs import configure_logging
-    from consumer.pipeline.wiring import sync_session
+    from consumer.service.wiring import sync_session
 
     settings = settings_or_exit()
     configure_logging("warning")

@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
         """Apply pending schema migrations to DATABASE_URL."""
         from consumer.commands.cli import fail, settings_or_exit
         from consumer.migrations import migrate
-        from consumer.pipeline.wiring import ServiceUnavailable, check_database
+        from consumer.service.wiring import ServiceUnavailable, check_database
 
         settings = settings_or_exit()
         try:

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         from consumer.commands.cli import fail, settings_or_exit
         from consumer.jobs.reconcile.repair import ReconcileError
         from consumer.jobs.reconcile.run import reconcile
-        from consumer.pipeline.wiring import ServiceUnavailable
+        from consumer.service.wiring import ServiceUnavailable
 
         settings = settings_or_exit()
         try:

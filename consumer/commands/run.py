@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         """Consume the Debezium topics and keep Zoho Billing in step, until SIGTERM/SIGINT."""
         from consumer.commands.cli import run_sync, settings_or_exit
         from consumer.logs import configure_logging
-        from consumer.pipeline.live_sync import LiveSync
+        from consumer.service.live_sync import LiveSync
 
         overrides = {"status_port": status_port} if status_port is not None else {}
         settings = settings_or_exit(**overrides)

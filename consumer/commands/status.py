@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
         from consumer.commands.cli import fail, settings_or_exit
         from consumer.migrations import migrate
-        from consumer.pipeline.wiring import ServiceUnavailable, check_database
+        from consumer.service.wiring import ServiceUnavailable, check_database
         from consumer.web.status_facts import gather_status
 
         settings = settings_or_exit()

@@ -32,7 +32,7 @@ def login_command(
     ),
 ) -> None:
     """Exchange a self-client grant code once and print ZOHO_* settings for your organisation."""
-    from connectors.zoho.data_centres import SCOPE_STRING, data_centre
+    from connectors.zoho.oauth.data_centres import SCOPE_STRING, data_centre
     from consumer import event_loop
     from consumer.commands.cli import fail
     from consumer.jobs import zoho_login as login

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, ClassVar, Final
 
-from consumer.pipeline.plan import MappingConfig
+from consumer.model.plan import MappingConfig
 
 #: A drifted field: (the value the mapping sends, the value Zoho shows).
 FieldDrift = tuple[str, str]

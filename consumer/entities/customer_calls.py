@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from connectors.zoho.customers import account_number_of, disambiguated_name
 from connectors.zoho.errors import NotFound, PermanentError
+from connectors.zoho.resources.customers import account_number_of, disambiguated_name
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan, ZohoAhead, as_text, without_create_only
+from consumer.model.events import EntityType
+from consumer.model.plan import Action, Plan, ZohoAhead, as_text, without_create_only
 
 #: The rules a customer is matched by before it is created, in the order of ZOHO_CUSTOMER_MATCH_RULES.
 MATCH_RULES = ("account_number", "email")
@@ -43,7 +43,7 @@ class CustomerCalls:
         body = await self._client.update_customer(str(existing["customer_id"]), without_create_only(payload))
         return {**body, "status": body.get("status", existing.get("status"))}
 
-    # --- matching records made by others (`consumer.pipeline.adoption`) ---------------------
+    # --- matching records made by others (`consumer.pipeline.adoption.finder`) ---------------------
     async def read(self, zoho_id: str) -> Record:
         body: dict[str, Any] = await self._client.get_customer(zoho_id)
         return body

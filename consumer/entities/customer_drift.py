@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
-from connectors.zoho.customers import account_number_of, disambiguated_name
+from connectors.zoho.resources.customers import account_number_of, disambiguated_name
 from consumer.entities.comparison import EntityComparison, ZohoView, text
 from consumer.entities.customer_rules import customer_payload, customer_zoho_status, is_internal_test
 

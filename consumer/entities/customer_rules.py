@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from consumer.pipeline import plan as rules
-from consumer.pipeline.plan import MappingConfig
+from consumer.model import plan as rules
+from consumer.model.plan import MappingConfig
 
 INTERNAL_TEST_ACCOUNT_TYPE: Final = "internal_test"
 

@@ -14,9 +14,9 @@ from consumer.entities.customer_calls import CustomerCalls
 from consumer.entities.customer_drift import CustomerComparison
 from consumer.entities.customer_rules import customer_payload, customer_zoho_status, is_internal_test
 from consumer.entities.spec import EntitySpec, PlanInput, SourceLookups
-from consumer.pipeline import plan as rules
-from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType, Op
-from consumer.pipeline.plan import Action, EntityState, MappingConfig, Plan, payload_hash
+from consumer.model import plan as rules
+from consumer.model.events import ChangeEvent, ColumnKind, EntityType, Op
+from consumer.model.plan import Action, EntityState, MappingConfig, Plan, payload_hash
 
 _T, _J, _TS = ColumnKind.TEXT, ColumnKind.JSONB, ColumnKind.TIMESTAMPTZ
 

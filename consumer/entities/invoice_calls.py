@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 from connectors.zoho.errors import NotFound, PermanentError
-from connectors.zoho.protocol import CODE_ITEM_NOT_FOUND
+from connectors.zoho.wire.protocol import CODE_ITEM_NOT_FOUND
 from consumer.entities.invoice_items import ItemCatalogue
 from consumer.entities.invoice_status import (
     EDITABLE_INVOICE_STAGES,
@@ -21,8 +21,8 @@ from consumer.entities.invoice_status import (
     zoho_invoice_stage,
 )
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan, ZohoAhead, as_text
+from consumer.model.events import EntityType
+from consumer.model.plan import Action, Plan, ZohoAhead, as_text
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"
@@ -59,7 +59,7 @@ class InvoiceCalls:
         body: dict[str, Any] = await self._client.update_invoice(str(existing["invoice_id"]), payload)
         return body
 
-    # --- matching records made by others (`consumer.pipeline.adoption`) ---------------------
+    # --- matching records made by others (`consumer.pipeline.adoption.finder`) ---------------------
     async def read(self, zoho_id: str) -> Record:
         body: dict[str, Any] = await self._client.get_invoice(zoho_id)
         return body

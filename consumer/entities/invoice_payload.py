@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Final
 
-from consumer.pipeline.plan import MappingError, as_text
+from consumer.model.plan import MappingError, as_text
 
 _CENT = Decimal("0.01")
 

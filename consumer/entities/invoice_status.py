@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from consumer.pipeline.plan import MappingError, as_text
+from consumer.model.plan import MappingError, as_text
 
 #: Zoho's invoice statuses, by the source status they stand for (an overdue or part-paid invoice is open,
 #: like a sent one). Unknown statuses count as open: Zoho's list documents more than it explains.

@@ -22,9 +22,9 @@ from consumer.entities.invoice_status import (
     zoho_invoice_stage,
 )
 from consumer.entities.spec import EntitySpec, ParentLink, PlanInput
-from consumer.pipeline import plan as rules
-from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType, Op
-from consumer.pipeline.plan import Action, EntityState, MappingError, Plan, payload_hash
+from consumer.model import plan as rules
+from consumer.model.events import ChangeEvent, ColumnKind, EntityType, Op
+from consumer.model.plan import Action, EntityState, MappingError, Plan, payload_hash
 
 _T, _N, _D, _J, _TS = (
     ColumnKind.TEXT,

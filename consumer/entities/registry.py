@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from consumer.entities.comparison import EntityComparison
 from consumer.entities.spec import EntitySpec
-from consumer.pipeline.events import DecodeError, EntityType
+from consumer.model.events import DecodeError, EntityType
 
 _SPECS: dict[EntityType, EntitySpec] = {}
 # What `specs()` and `entity_for_topic` derive from _SPECS, kept until the registry changes: every

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
-from consumer.pipeline.events import ChangeEvent, ColumnKind, EntityType
-from consumer.pipeline.plan import EntityState, MappingConfig, Plan
+from consumer.model.events import ChangeEvent, ColumnKind, EntityType
+from consumer.model.plan import EntityState, MappingConfig, Plan
 
 if TYPE_CHECKING:
     from consumer.entities.comparison import EntityComparison

@@ -17,10 +17,10 @@ import psycopg
 from connectors.zoho.errors import NotFound
 from consumer.entities.registry import spec_of
 from consumer.jobs.adoption_plan import AdoptionPlan, Decision, adoptions
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.organisations import settle
-from consumer.pipeline.store import EntityUpdate, OutcomeRow, SyncStore
-from consumer.pipeline.write_back import WriteBack
+from consumer.model.events import EntityType
+from consumer.pipeline.durability.organisations import settle
+from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow, SyncStore
+from consumer.pipeline.effects.write_back import WriteBack
 
 ADOPT_TOPIC = "adopt"  # the sync-log topic of adoptions recorded outside the stream
 
@@ -31,7 +31,7 @@ class LinkRefused(Exception):
 
 def _store(settings: Any) -> SyncStore:
     """The store of the configured organisation; it writes ids back to the source only when it is the
-    live sync's organisation (`consumer.pipeline.organisations`)."""
+    live sync's organisation (`consumer.pipeline.durability.organisations`)."""
     organisation = settle(settings.database_url, settings.zoho_organization_id, live_sync=False)
     return SyncStore(
         settings.database_url, organization_id=organisation.organization_id, writes_back=organisation.live

@@ -3,7 +3,7 @@
 Reads the source tables, the entity map and Zoho's listings of the entities the source has rows of (200
 records a call; a customer in full only where its list item does not show the account number, an invoice
 only where a source invoice has its number, to see its reference). Each source entity gets the live sync's
-own verdict (`consumer.pipeline.adoption`): adopted by the id the source holds, adopted by which match
+own verdict (`consumer.pipeline.adoption.finder`): adopted by the id the source holds, adopted by which match
 rule, created, or refused (several matches; a record another entity holds or whose key is another's).
 Makes no write to Zoho; the decisions are pure (`decide`), the reading is `read_plan`.
 """
@@ -15,15 +15,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from connectors.zoho.customers import account_number_of
+from connectors.zoho.resources.customers import account_number_of
 from consumer.entities.customer_calls import differs
 from consumer.entities.customer_rules import customer_payload, customer_zoho_status
 from consumer.entities.invoice_status import zoho_invoice_stage
 from consumer.entities.registry import spec_of
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source
-from consumer.pipeline.apply import rules_of
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import MappingConfig, as_text, payload_hash
+from consumer.model.events import EntityType
+from consumer.model.plan import MappingConfig, as_text, payload_hash
+from consumer.pipeline.effects.apply import rules_of
 
 #: The verdicts, in the order a plan lists them.
 MAPPED: Final = "already mapped"

@@ -3,7 +3,7 @@
 Two passes over one range (end offsets captured at start; the live group's offsets are never touched).
 The first reads every record once, keeps per entity where its newest record is (`ReplayIndex`,
 memory per distinct entity) and records every older one `superseded` in bulk as it goes
-(`consumer.pipeline.replay_first_pass`); the second applies only the newest records through the live
+(`consumer.pipeline.replay.first_pass`); the second applies only the newest records through the live
 pipeline, so each entity costs at most one call however long the backlog. Already-synced entities cost
 no call (payload hash); `resync` checks every entity against Zoho's listings instead
 (`consumer.jobs.zoho_listing`). An entity whose newest record was removed between the passes (retention,
@@ -25,15 +25,15 @@ from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore,
 from consumer.jobs.reconcile.repair import RECONCILE_PARTITION, repair_engine
 from consumer.jobs.reconcile.sides import current_rows
 from consumer.jobs.zoho_listing import ZohoListing
-from consumer.pipeline.apply import ApplyOptions, ZohoApplier
-from consumer.pipeline.events import EntityType, snapshot_read
-from consumer.pipeline.match_index import MatchIndex
-from consumer.pipeline.recording import OutcomeRecorder
-from consumer.pipeline.replay_first_pass import first_pass
-from consumer.pipeline.runner import SyncRunner
-from consumer.pipeline.scheduler import InboundRecord
-from consumer.pipeline.source_reads import as_uuid
-from consumer.pipeline.wiring import SyncSession
+from consumer.model.events import EntityType, snapshot_read
+from consumer.pipeline.adoption.match_index import MatchIndex
+from consumer.pipeline.durability.recording import OutcomeRecorder
+from consumer.pipeline.durability.source_reads import as_uuid
+from consumer.pipeline.effects.apply import ApplyOptions, ZohoApplier
+from consumer.pipeline.intake.runner import SyncRunner
+from consumer.pipeline.intake.scheduler import InboundRecord
+from consumer.pipeline.replay.first_pass import first_pass
+from consumer.service.wiring import SyncSession
 
 log = structlog.get_logger("zoho_cdc.backfill")
 

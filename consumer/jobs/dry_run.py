@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.entities.spec import Row
-from consumer.pipeline.apply import Applied
-from consumer.pipeline.dead_letters import DeadLetter
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import EntityState, Plan
-from consumer.pipeline.store import EntityUpdate, Intent, OutcomeRow, SyncStore
+from consumer.model.events import EntityType
+from consumer.model.plan import EntityState, Plan
+from consumer.pipeline.durability.store import EntityUpdate, Intent, OutcomeRow, SyncStore
+from consumer.pipeline.effects.apply import Applied
+from consumer.pipeline.effects.dead_letter_topic import DeadLetter
 
 
 @dataclass

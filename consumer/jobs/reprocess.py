@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 
 from consumer.jobs.backfill import BackfillResult
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
-from consumer.pipeline.dead_letters import (
+from consumer.pipeline.effects.dead_letter_topic import (
     H_ATTEMPTS,
     H_FIRST_FAILED_AT,
     H_OFFSET,
@@ -36,9 +36,9 @@ from consumer.pipeline.dead_letters import (
     letter_id,
     parse_headers,
 )
-from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
-from consumer.pipeline.end_offsets import topic_partitions
-from consumer.pipeline.wiring import SyncSession
+from consumer.pipeline.intake.end_offsets import end_offsets as true_end_offsets
+from consumer.pipeline.intake.end_offsets import topic_partitions
+from consumer.service.wiring import SyncSession
 
 log = structlog.get_logger("zoho_cdc.reprocess")
 

@@ -12,11 +12,11 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
-from consumer.pipeline.end_offsets import end_offsets as true_end_offsets
-from consumer.pipeline.end_offsets import topic_partitions
-from consumer.pipeline.members import live_members
-from consumer.pipeline.organisations import live_organisation
-from consumer.pipeline.store import OUTCOMES
+from consumer.pipeline.durability.organisations import live_organisation
+from consumer.pipeline.durability.store import OUTCOMES
+from consumer.pipeline.intake.end_offsets import end_offsets as true_end_offsets
+from consumer.pipeline.intake.end_offsets import topic_partitions
+from consumer.service.members import live_members
 
 
 @dataclass

@@ -23,8 +23,8 @@ from typing import Any
 
 from consumer.entities.comparison import ZohoView, drift
 from consumer.entities.registry import comparison_of, spec_of, specs
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import MappingConfig
+from consumer.model.events import EntityType
+from consumer.model.plan import MappingConfig
 
 
 @dataclass

@@ -18,10 +18,10 @@ import httpx
 import psycopg
 
 from connectors.zoho import errors
-from connectors.zoho.data_centres import DataCentre, api_base_mismatch, origin
-from connectors.zoho.grant import Grant, Organization, exchange_grant_code, visible_organizations
-from connectors.zoho.protocol import API_PATH
+from connectors.zoho.oauth.data_centres import DataCentre, api_base_mismatch, origin
+from connectors.zoho.oauth.grant import Grant, Organization, exchange_grant_code, visible_organizations
 from connectors.zoho.stores import PgTokenStore, StoredToken, token_key
+from connectors.zoho.wire.protocol import API_PATH
 
 
 class LoginError(Exception):

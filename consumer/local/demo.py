@@ -27,8 +27,8 @@ from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_sou
 from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.seed import seed
-from consumer.pipeline.plan import MappingConfig
-from consumer.pipeline.wiring import sync_session
+from consumer.model.plan import MappingConfig
+from consumer.service.wiring import sync_session
 from consumer.settings import Settings
 
 DEMO_DATABASE = "zoho_cdc_demo"

@@ -27,7 +27,7 @@ from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.demo import _sync_until_caught_up, _with_stack_env, demo_settings
 from consumer.migrations import migrate
-from consumer.pipeline.wiring import zoho_client
+from consumer.service.wiring import zoho_client
 from consumer.settings import Settings
 
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "switchover"

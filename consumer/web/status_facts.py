@@ -157,7 +157,7 @@ def group_members(database_url: str, group: str) -> list[dict[str, Any]]:
     """The consumer group's live instances, from PostgreSQL (blocking: run it in a thread)."""
     import psycopg
 
-    from consumer.pipeline.members import live_members
+    from consumer.service.members import live_members
 
     with psycopg.connect(database_url, connect_timeout=5) as conn:
         return live_members(conn, group)

@@ -10,8 +10,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from consumer.pipeline.end_offsets import topic_partitions
-from consumer.pipeline.wiring import SyncSession, sync_session
+from consumer.pipeline.intake.end_offsets import topic_partitions
+from consumer.service.wiring import SyncSession, sync_session
 from consumer.settings import Settings
 
 

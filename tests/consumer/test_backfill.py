@@ -12,8 +12,8 @@ from consumer.entities.registry import source_topics
 from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import list_dead_letters, reprocess
 from consumer.local.seed import seed
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.wiring import sync_session
+from consumer.model.events import EntityType
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import SimView, committed_offsets, settings_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
 from tests.support import Source, envelope

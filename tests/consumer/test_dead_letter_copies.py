@@ -14,8 +14,8 @@ from aiokafka import AIOKafkaProducer
 from benchmarks.infra import create_topics
 from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import DeadLetterNotFound, list_dead_letters, parse_position, reprocess
-from consumer.pipeline.dead_letters import H_OFFSET, H_PARTITION, H_REPROCESS_COUNT, H_TOPIC
-from consumer.pipeline.wiring import sync_session
+from consumer.pipeline.effects.dead_letter_topic import H_OFFSET, H_PARTITION, H_REPROCESS_COUNT, H_TOPIC
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import SimView, settings_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
 from tests.support import Source, envelope

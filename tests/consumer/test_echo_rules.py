@@ -10,8 +10,8 @@ from connectors.zoho import ZohoClient
 from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import list_dead_letters, reprocess
 from consumer.migrations import migrate
-from consumer.pipeline.wiring import sync_session
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.wiring import sync_session
+from consumer.service.zoho_config import zoho_config
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
 from tests.support import Source, envelope

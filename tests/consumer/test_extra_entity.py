@@ -20,13 +20,13 @@ import pytest
 from consumer.entities.registry import register, source_topics, unregister
 from consumer.entities.spec import EntitySpec, ParentLink, PlanInput, Row
 from consumer.migrations import migrate
-from consumer.pipeline.apply import Applied
-from consumer.pipeline.encode import encode_event
-from consumer.pipeline.engine import EngineOptions, SyncEngine
-from consumer.pipeline.events import ColumnKind, EntityType, Op
-from consumer.pipeline.plan import Action, Plan, is_synced, payload_hash, row_of, skip
-from consumer.pipeline.scheduler import InboundRecord
-from consumer.pipeline.store import SyncStore
+from consumer.model.events import ColumnKind, EntityType, Op
+from consumer.model.plan import Action, Plan, is_synced, payload_hash, row_of, skip
+from consumer.pipeline.codec.encode import encode_event
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.apply import Applied
+from consumer.pipeline.intake.engine import EngineOptions, SyncEngine
+from consumer.pipeline.intake.scheduler import InboundRecord
 
 PREFIX = "xt"
 

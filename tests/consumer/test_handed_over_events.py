@@ -14,11 +14,11 @@ import psycopg
 
 from connectors.zoho.errors import PermanentError
 from consumer.migrations import migrate
-from consumer.pipeline.decode import decode_event
-from consumer.pipeline.engine import EngineOptions, SyncEngine
-from consumer.pipeline.events import EntityType, snapshot_read
-from consumer.pipeline.scheduler import InboundRecord
-from consumer.pipeline.store import SyncStore
+from consumer.model.events import EntityType, snapshot_read
+from consumer.pipeline.codec.decode import decode_event
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.intake.engine import EngineOptions, SyncEngine
+from consumer.pipeline.intake.scheduler import InboundRecord
 from tests.support import Source
 
 

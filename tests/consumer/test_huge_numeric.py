@@ -12,8 +12,8 @@ import base64
 import json
 
 from consumer.jobs.backfill import run_backfill
-from consumer.pipeline.dead_letters import H_EXC_MESSAGE, parse_headers
-from consumer.pipeline.wiring import sync_session
+from consumer.pipeline.effects.dead_letter_topic import H_EXC_MESSAGE, parse_headers
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import (
     LiveSync,
     SimView,

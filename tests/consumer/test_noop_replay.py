@@ -15,7 +15,7 @@ import pytest
 from consumer.entities.registry import source_topics
 from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import list_dead_letters
-from consumer.pipeline.wiring import sync_session
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import committed_offsets, end_offsets, settings_for
 from tests.support import Source
 

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from consumer.migrations import migrate, migration_files
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.organisations import OrganisationUnsettled, live_organisation, settle
-from consumer.pipeline.store import EntityUpdate, OutcomeRow, SyncStore
-from consumer.pipeline.write_back import WriteBack
+from consumer.model.events import EntityType
+from consumer.pipeline.durability.organisations import OrganisationUnsettled, live_organisation, settle
+from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow, SyncStore
+from consumer.pipeline.effects.write_back import WriteBack
 from tests.support import sql_exec, sql_value
 
 A, B = "10234695", "20468013"

@@ -12,8 +12,13 @@ import json
 from aiokafka import AIOKafkaProducer, TopicPartition
 
 from consumer.jobs.reprocess import list_dead_letters, reprocess
-from consumer.pipeline.dead_letters import H_EXC_MESSAGE, H_ORIGINAL_SIZE, H_TRUNCATED, parse_headers
-from consumer.pipeline.wiring import sync_session
+from consumer.pipeline.effects.dead_letter_topic import (
+    H_EXC_MESSAGE,
+    H_ORIGINAL_SIZE,
+    H_TRUNCATED,
+    parse_headers,
+)
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import LiveSync, SimView, committed_offsets, read_topic, settings_for, wait_for
 from tests.support import Source, envelope
 

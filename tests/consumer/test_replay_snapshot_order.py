@@ -12,7 +12,7 @@ import asyncio
 
 from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import list_dead_letters
-from consumer.pipeline.wiring import sync_session
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.support import Source, envelope
 

@@ -12,9 +12,9 @@ import asyncio
 from typing import Any
 
 from consumer.migrations import migrate
-from consumer.pipeline.engine import EngineOptions, SyncEngine
-from consumer.pipeline.scheduler import InboundRecord
-from consumer.pipeline.store import SyncStore
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.intake.engine import EngineOptions, SyncEngine
+from consumer.pipeline.intake.scheduler import InboundRecord
 
 TOPIC = "rv.public.customers"
 POISON = InboundRecord(TOPIC, 0, 7, b'{"id": "poison-7"}', b"{this is not json")

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from consumer.migrations import migrate
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.store import OUTCOMES, EntityUpdate, OutcomeRow, SyncStore, WriteBack
+from consumer.model.events import EntityType
+from consumer.pipeline.durability.store import OUTCOMES, EntityUpdate, OutcomeRow, SyncStore, WriteBack
 
 
 def row(offset: int, outcome: str = "synced", **kw: object) -> OutcomeRow:
@@ -245,7 +245,7 @@ async def test_the_map_row_a_write_leaves_is_the_one_the_replay_memo_predicts(da
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from consumer.pipeline.replay_memo import row_after
+    from consumer.pipeline.replay.memo import row_after
 
     migrate(database_url)
     maybe = lambda values: st.none() | st.sampled_from(values)  # noqa: E731

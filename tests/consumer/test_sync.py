@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from consumer.entities.registry import source_topics
-from consumer.pipeline.dead_letters import H_EXC_MESSAGE, H_OFFSET, H_TOPIC, parse_headers
-from consumer.pipeline.events import EntityType
+from consumer.model.events import EntityType
+from consumer.pipeline.effects.dead_letter_topic import H_EXC_MESSAGE, H_OFFSET, H_TOPIC, parse_headers
 from tests.consumer.harness import (
     LiveSync,
     SimView,
@@ -236,8 +236,8 @@ async def test_two_consumers_in_one_group_share_partitions_without_duplicates(se
 async def test_revoked_refresh_token_stops_the_sync_with_one_sentence_and_advances_no_offset(
     settings, source, zoho
 ):
-    from consumer.pipeline.scheduler import FatalSyncError
-    from consumer.pipeline.wiring import sync_session
+    from consumer.pipeline.intake.scheduler import FatalSyncError
+    from consumer.service.wiring import sync_session
 
     zoho.handle.revoke_refresh_token()
     source.insert_customer(30)

@@ -14,9 +14,9 @@ import psycopg
 
 from consumer.jobs.status import collect_database_status
 from consumer.migrations import migrate
-from consumer.pipeline import write_back
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.store import OutcomeRow, SyncStore, WriteBack
+from consumer.model.events import EntityType
+from consumer.pipeline.durability.store import OutcomeRow, SyncStore, WriteBack
+from consumer.pipeline.effects import write_back
 
 
 def _row(offset: int) -> OutcomeRow:

@@ -14,7 +14,7 @@ import pytest
 
 from consumer.jobs.backfill import run_backfill
 from consumer.jobs.reprocess import list_dead_letters, reprocess
-from consumer.pipeline.wiring import sync_session
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.fixtures_zoho import settings_for as zoho_settings_for
 from tests.support import sql_value as _one

@@ -15,7 +15,7 @@ import asyncio
 import pytest
 
 from consumer.jobs.backfill import run_backfill
-from consumer.pipeline.wiring import sync_session
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import LiveSync, settings_for, wait_for
 from tests.e2e.test_echo_safety import (
     QUIET_SECONDS,

@@ -13,7 +13,7 @@ import pytest
 
 from consumer.entities.registry import source_topics
 from consumer.jobs.backfill import run_backfill
-from consumer.pipeline.wiring import sync_session
+from consumer.service.wiring import sync_session
 from tests.consumer.harness import LiveSync, SimView, end_offsets, settings_for, wait_for
 from tests.e2e.test_echo_safety import _insert_customer, _insert_invoice, _quiet_and_unchanged, _writes
 from tests.support import sql_exec as _exec

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from connectors.zoho.protocol import ORG_HEADER
+from connectors.zoho.wire.protocol import ORG_HEADER
 from consumer.jobs.doctor.zoho import zoho_checks
 from consumer.migrations import migrate
 from tests.zoho.conftest import fetch_token

@@ -9,7 +9,7 @@ from aiokafka import TopicPartition
 
 from consumer.metrics import Metrics
 from consumer.migrations import migrate
-from consumer.pipeline.members import live_members, report_membership
+from consumer.service.members import live_members, report_membership
 
 
 async def test_each_instance_reports_its_partitions_and_leaves_on_a_clean_stop(database_url):

@@ -14,7 +14,7 @@ import pytest
 
 from connectors.zoho.client import ZohoClient
 from consumer.jobs.reconcile.run import reconcile
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.consumer.harness import LiveSync, SimView, settings_for, wait_for
 from tests.ops import run_cli
 from tests.support import Source

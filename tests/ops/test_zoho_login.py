@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from connectors.zoho.data_centres import SCOPE_STRING
 from connectors.zoho.errors import REFRESH_TOKEN_REVOKED_SENTENCE
+from connectors.zoho.oauth.data_centres import SCOPE_STRING
 from consumer.jobs.doctor.zoho import zoho_checks
 from consumer.migrations import migrate
-from consumer.pipeline.live_sync import LiveSync
-from consumer.pipeline.scheduler import FatalSyncError
+from consumer.pipeline.intake.scheduler import FatalSyncError
+from consumer.service.live_sync import LiveSync
 from consumer.settings import Settings
 from tests.consumer.harness import committed_offsets, settings_for, wait_for
 from tests.support import Source, sql_value

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from consumer.local import postgres as local_pg
-from consumer.pipeline.events import EntityType
+from consumer.model.events import EntityType
 from tests.fixtures_relay import KafkaRecord, RelayProcess, read_records, relay_env, wait_for_records
 
 pytestmark = pytest.mark.relay

@@ -19,8 +19,8 @@ from consumer.jobs.adoption_plan import (
     _Records,
     decide,
 )
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import MappingConfig
+from consumer.model.events import EntityType
+from consumer.model.plan import MappingConfig
 
 
 def _records(items: list[dict[str, Any]]) -> _Records:

@@ -13,16 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.pipeline.decode import decode_event, summarize_change
-from consumer.pipeline.encode import encode_event
-from consumer.pipeline.events import (
+from consumer.model.events import (
     UNAVAILABLE_PLACEHOLDER,
     ChangeSummary,
     DecodeError,
     EntityType,
     Op,
 )
-from consumer.pipeline.replay_index import ReplayIndex
+from consumer.pipeline.codec.decode import decode_event, summarize_change
+from consumer.pipeline.codec.encode import encode_event
+from consumer.pipeline.replay.index import ReplayIndex
 
 PREFIX = "billing"
 CUSTOMERS = f"{PREFIX}.public.customers"

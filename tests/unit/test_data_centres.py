@@ -6,15 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connectors.zoho.data_centres import (
+from connectors.zoho.oauth.data_centres import (
     DATA_CENTRES,
     SCOPES,
     api_base_mismatch,
     data_centre,
     effective_api_base,
 )
-from connectors.zoho.grant import Grant, Organization
-from connectors.zoho.protocol import DEFAULT_API_BASE
+from connectors.zoho.oauth.grant import Grant, Organization
+from connectors.zoho.wire.protocol import DEFAULT_API_BASE
 from consumer.jobs.zoho_login import LoginError, api_base_for, choose_organization, mask
 
 

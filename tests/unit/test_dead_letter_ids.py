@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.pipeline.dead_letters import DeadLetter, letter_id, parse_headers
+from consumer.pipeline.effects.dead_letter_topic import DeadLetter, letter_id, parse_headers
 
 
 def _letter(partition: int, offset: int, reprocess_count: int = 0, reason: str = "r") -> DeadLetter:

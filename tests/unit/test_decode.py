@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.pipeline.decode import decode_event
-from consumer.pipeline.events import UNAVAILABLE_PLACEHOLDER, ChangeEvent, DecodeError, EntityType, Op
+from consumer.model.events import UNAVAILABLE_PLACEHOLDER, ChangeEvent, DecodeError, EntityType, Op
+from consumer.pipeline.codec.decode import decode_event
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "debezium"
 PREFIX = "billing"
@@ -611,7 +611,7 @@ def test_a_precise_numeric_beyond_pythons_digit_limit_decodes_exactly_when_postg
 
 def test_the_reported_2000_byte_numeric_decodes_and_mapping_refuses_it_as_no_zoho_amount() -> None:
     from consumer.entities.invoice_payload import invoice_payload
-    from consumer.pipeline.plan import MappingError
+    from consumer.model.plan import MappingError
 
     raw = base64.b64encode(b"\x7f" + b"\xff" * 1999).decode()  # about 4,800 digits
     row = _decode(_envelope({"id": INVOICE_ID, "subtotal": raw}), key={"id": INVOICE_ID}, topic=INVOICES).row
@@ -684,7 +684,7 @@ def test_any_base64_numeric_decodes_exactly_or_is_a_decode_error(data: bytes, sc
 def test_an_exception_no_check_foresaw_becomes_a_decode_error_not_an_exit(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import consumer.pipeline.decode as decode_module
+    import consumer.pipeline.codec.decode as decode_module
 
     def broken(*_: Any) -> Any:
         raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")

@@ -9,9 +9,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.pipeline.decode import decode_event
-from consumer.pipeline.encode import encode_event
-from consumer.pipeline.events import EntityType, Op
+from consumer.model.events import EntityType, Op
+from consumer.pipeline.codec.decode import decode_event
+from consumer.pipeline.codec.encode import encode_event
 
 amounts = st.decimals(min_value=Decimal("-9999999999.99"), max_value=Decimal("9999999999.99"), places=2)
 # Row text as PostgreSQL can hold it: never a NUL character (decode refuses one as a poison record) and

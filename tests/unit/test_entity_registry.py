@@ -9,7 +9,7 @@ import pytest
 
 import consumer
 from consumer.entities.registry import entity_for_topic, spec_of, specs
-from consumer.pipeline.events import DecodeError, EntityType
+from consumer.model.events import DecodeError, EntityType
 
 SCHEMA = (Path(consumer.__file__).parent / "sql" / "source_schema.sql").read_text()
 
@@ -73,7 +73,7 @@ def test_lookups_follow_the_registry_as_it_changes() -> None:
     from dataclasses import replace
 
     from consumer.entities.registry import register, unregister
-    from consumer.pipeline.decode import decode_event
+    from consumer.pipeline.codec.decode import decode_event
 
     topic = "billing.public.support_tickets"
     with pytest.raises(DecodeError):

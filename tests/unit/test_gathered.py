@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from consumer.pipeline.gathered import Gathered
+from consumer.pipeline.durability.gathered import Gathered
 
 
 async def test_questions_asked_together_are_answered_by_one_call_per_kind() -> None:

@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.zoho import errors
-from connectors.zoho.protocol import error_from_reply
-from connectors.zoho.retry import RetryPolicy
-from connectors.zoho.transport import _in_doubt_as_sent
+from connectors.zoho.wire.protocol import error_from_reply
+from connectors.zoho.wire.retry import RetryPolicy
+from connectors.zoho.wire.transport import _in_doubt_as_sent
 
 statuses = st.integers(200, 599)
 codes = st.sampled_from([0, 2, 4, 44, 45, 57, 1000, 1001, 1002, 1070, 2006, 3062])

@@ -2,7 +2,7 @@
 
 import json
 
-from consumer.pipeline.store import _json_dumps
+from consumer.pipeline.durability.store import _json_dumps
 
 
 def test_a_remembered_image_is_written_as_the_same_json() -> None:

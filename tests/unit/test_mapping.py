@@ -20,15 +20,15 @@ from consumer.entities.invoice_payload import invoice_currency, invoice_payload
 from consumer.entities.invoices import SPEC as INVOICES
 from consumer.entities.invoices import plan_invoice
 from consumer.entities.registry import spec_of
-from consumer.pipeline.decode import decode_event
-from consumer.pipeline.events import ChangeEvent, EntityType, Op
-from consumer.pipeline.plan import (
+from consumer.model.events import ChangeEvent, EntityType, Op
+from consumer.model.plan import (
     Action,
     EntityState,
     MappingConfig,
     MappingError,
     payload_hash,
 )
+from consumer.pipeline.codec.decode import decode_event
 
 CONFIG = MappingConfig()
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "debezium"

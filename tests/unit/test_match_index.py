@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer.entities.spec import Record, Row
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.match_index import MatchIndex
+from consumer.model.events import EntityType
+from consumer.pipeline.adoption.match_index import MatchIndex
 
 
 class _Client:

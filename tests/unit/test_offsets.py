@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.pipeline.watermark import OffsetWatermark
+from consumer.pipeline.intake.watermark import OffsetWatermark
 
 
 def test_nothing_committable_before_any_record() -> None:

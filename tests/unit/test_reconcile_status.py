@@ -6,8 +6,8 @@ import pytest
 
 from consumer.jobs.reconcile.comparison import compare, zoho_ahead
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import MappingConfig
+from consumer.model.events import EntityType
+from consumer.model.plan import MappingConfig
 
 CUSTOMER_ID = "00000000-0000-0000-0000-00000000000c"
 INVOICE_ID = "00000000-0000-0000-0000-00000000000i"

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.pipeline.decode import summarize_change
-from consumer.pipeline.events import ChangeEvent, ChangeSummary, EntityType, Op
-from consumer.pipeline.replay_index import ReplayIndex, Role, Superseded
+from consumer.model.events import ChangeEvent, ChangeSummary, EntityType, Op
+from consumer.pipeline.codec.decode import summarize_change
+from consumer.pipeline.replay.index import ReplayIndex, Role, Superseded
 from tests.support import envelope
 
 T = "p.public.customers"

@@ -14,12 +14,12 @@ import pytest
 
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import ParentRecord, PlanInput
-from consumer.pipeline import replay_memo
-from consumer.pipeline.decode import decode_event, summarize_whole
-from consumer.pipeline.events import ChangeEvent, DecodeError, Op
-from consumer.pipeline.plan import EntityState, MappingConfig
-from consumer.pipeline.replay_memo import memo_digest, memo_for, row_after
-from consumer.pipeline.store import EntityUpdate
+from consumer.model.events import ChangeEvent, DecodeError, Op
+from consumer.model.plan import EntityState, MappingConfig
+from consumer.pipeline.codec.decode import decode_event, summarize_whole
+from consumer.pipeline.durability.store import EntityUpdate
+from consumer.pipeline.replay import memo as replay_memo
+from consumer.pipeline.replay.memo import memo_digest, memo_for, row_after
 from consumer.settings import Settings
 from tests.unit.test_change_summary import PREFIX, RECORDS
 

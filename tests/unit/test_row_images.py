@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.pipeline.decode import decode_event
-from consumer.pipeline.events import ChangeEvent, EntityType, Op
-from consumer.pipeline.row_images import (
+from consumer.model.events import ChangeEvent, EntityType, Op
+from consumer.pipeline.codec.decode import decode_event
+from consumer.pipeline.decision.row_images import (
     coalesce,
     fill_unavailable,
     is_partial,

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from connectors.zoho.send_guard import CURRENT_GUARD
-from consumer.pipeline.scheduler import InboundRecord, Key, KeyScheduler, WorkItem
+from consumer.pipeline.intake.scheduler import InboundRecord, Key, KeyScheduler, WorkItem
 
 P1 = ("billing.public.customer_invoices", 0)
 P2 = ("billing.public.customer_invoices", 1)

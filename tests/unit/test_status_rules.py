@@ -10,8 +10,8 @@ from consumer.entities.invoice_items import with_product_ids
 from consumer.entities.invoice_payload import invoice_payload, line_item_code
 from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.entities.invoices import plan_invoice
-from consumer.pipeline.events import ChangeEvent, EntityType, Op
-from consumer.pipeline.plan import Action, EntityState, MappingConfig, payload_hash
+from consumer.model.events import ChangeEvent, EntityType, Op
+from consumer.model.plan import Action, EntityState, MappingConfig, payload_hash
 from tests.unit.test_mapping import CUSTOMER_ROW, INVOICE_ROW
 
 FORWARD = [

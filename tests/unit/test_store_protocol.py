@@ -7,8 +7,8 @@ import inspect
 import pytest
 
 from consumer.jobs.dry_run import DryRunStore
-from consumer.pipeline.recording import Store
-from consumer.pipeline.store import SyncStore
+from consumer.pipeline.durability.recording import Store
+from consumer.pipeline.durability.store import SyncStore
 
 MEMBERS = sorted(
     name for name, _ in inspect.getmembers(Store, inspect.isfunction) if not name.startswith("_")

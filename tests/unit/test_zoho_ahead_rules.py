@@ -22,8 +22,8 @@ from consumer.entities.invoice_status import (
     zoho_invoice_stage,
 )
 from consumer.entities.invoices import plan_invoice
-from consumer.pipeline.entity_map import as_listed, still_ahead, zoho_ahead
-from consumer.pipeline.plan import Action, EntityState, MappingConfig, ZohoAhead
+from consumer.model.plan import Action, EntityState, MappingConfig, ZohoAhead
+from consumer.pipeline.decision.entity_map import as_listed, still_ahead, zoho_ahead
 from tests.unit.test_status_rules import _HASH, _customer, _invoice
 
 SOURCE_STATUSES = (*INVOICE_STAGES, "void")

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connectors.zoho.protocol import ORG_HEADER
+from connectors.zoho.wire.protocol import ORG_HEADER
 from connectors.zoho_sim import SimHandle
 
 

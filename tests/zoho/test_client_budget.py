@@ -7,10 +7,10 @@ import asyncio
 import datetime as dt
 
 from connectors.zoho import PgDailyBudgetStore, ZohoClient
-from connectors.zoho.aimd import CEILING_RECOVERY_PER_WINDOW
+from connectors.zoho.limits.aimd import CEILING_RECOVERY_PER_WINDOW
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectors.zoho import Duplicate, NotFound, ResponseLost, ValidationFailed, ZohoClient, errors
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.zoho.conftest import customer_payload, fault_next, invoice_payload
 
 

@@ -10,7 +10,7 @@ import pytest
 from connectors.zoho import PgTokenStore, RefreshTokenRevoked, ZohoClient
 from connectors.zoho_sim import SimFaults, SimLimits
 from consumer.migrations import migrate
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

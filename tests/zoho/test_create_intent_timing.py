@@ -11,7 +11,7 @@ import asyncio
 
 from connectors.zoho import ZohoClient
 from connectors.zoho_sim import SimLimits
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from connectors.zoho.data_centres import SCOPE_STRING
-from connectors.zoho.grant import GrantCodeRefused, exchange_grant_code, visible_organizations
-from connectors.zoho.protocol import ORG_HEADER
+from connectors.zoho.oauth.data_centres import SCOPE_STRING
+from connectors.zoho.oauth.grant import GrantCodeRefused, exchange_grant_code, visible_organizations
+from connectors.zoho.wire.protocol import ORG_HEADER
 from tests.zoho.conftest import fetch_token
 
 

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.zoho import MemoryTokenStore, ZohoClient
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload, invoice_payload
 

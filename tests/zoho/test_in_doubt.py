@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 
 from connectors.zoho import InDoubt, ReplyUnreadable, TransientError, ZohoClient
-from connectors.zoho.protocol import error_from_reply
+from connectors.zoho.wire.protocol import error_from_reply
 from connectors.zoho_sim import SimHandle
 from consumer.migrations import migrate
-from consumer.pipeline.apply import ApplyOptions, ZohoApplier
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import Action, Plan
-from consumer.pipeline.store import SyncStore
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.model.events import EntityType
+from consumer.model.plan import Action, Plan
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.apply import ApplyOptions, ZohoApplier
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from connectors.zoho.call_pacer import CallPacer
+from connectors.zoho.limits.call_pacer import CallPacer
 
 
 async def test_rate_recovers_to_most_of_the_configured_rate_within_about_ten_windows_of_clean_calls() -> None:

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from connectors.zoho import AuthError, RefreshTokenRevoked, ZohoClient, ZohoError
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import psycopg
 
 from connectors.zoho import ZohoClient
+from connectors.zoho.limits.window import Block, Member, OrgRate, Reservation, decide, fair_shares
 from connectors.zoho.stores import PgRateWindowStore
-from connectors.zoho.window import Block, Member, OrgRate, Reservation, decide, fair_shares
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

@@ -6,7 +6,7 @@ import pytest
 
 from connectors.zoho.client import ZohoClient
 from connectors.zoho.errors import NotFound
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from connectors.zoho.protocol import ORG_HEADER
+from connectors.zoho.wire.protocol import ORG_HEADER
 from tests.zoho.conftest import RawApi, customer_payload, invoice_payload
 
 OTHER = "20468013"

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.zoho import PgDailyBudgetStore, ZohoClient, daily_budget
-from connectors.zoho.shared_window import _LocalBlock
-from connectors.zoho.window import Block, Member, OrgRate, Reservation, decide, returned_block
+from connectors.zoho import PgDailyBudgetStore, ZohoClient
+from connectors.zoho.limits import daily_budget
+from connectors.zoho.limits.shared_window import _LocalBlock
+from connectors.zoho.limits.window import Block, Member, OrgRate, Reservation, decide, returned_block
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
-from consumer.pipeline.zoho_config import zoho_config
+from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
 

@@ -12,7 +12,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.zoho.window import Block, OrgRate, RateLimitReport, Reservation, decide, rate_limited
+from connectors.zoho.limits.window import Block, OrgRate, RateLimitReport, Reservation, decide, rate_limited
 
 RATE, WINDOW, GUARD = 3000, 60.0, 0.5
 REQ = Reservation(

@@ -11,8 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from connectors.zoho.stores.protocols import StoredToken
-from connectors.zoho.window import (
+from connectors.zoho.limits.window import (
     Block,
     Grant,
     Member,
@@ -25,6 +24,7 @@ from connectors.zoho.window import (
     returned_block,
     shared_view,
 )
+from connectors.zoho.stores.protocols import StoredToken
 
 
 class MemoryTokenStore:

@@ -2,7 +2,7 @@
 
 Each reservation, 429 report or departure is one short transaction that locks the organisation's row,
 so concurrent processes decide one after the other, on the database's clock; the decisions themselves
-are the pure rules of `connectors.zoho.window`, so this module only loads and saves their values.
+are the pure rules of `connectors.zoho.limits.window`, so this module only loads and saves their values.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import psycopg
 
-from connectors.zoho import window as rules
+from connectors.zoho.limits import window as rules
 from connectors.zoho.stores.postgres import PgStore
 
 _NOW = "extract(epoch FROM clock_timestamp())::float8"

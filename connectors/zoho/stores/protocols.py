@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from connectors.zoho.window import Grant, RateLimitedState, RateLimitReport, Reservation
+from connectors.zoho.limits.window import Grant, RateLimitedState, RateLimitReport, Reservation
 
 
 @dataclass(frozen=True)

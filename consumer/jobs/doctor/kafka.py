@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from consumer.entities.registry import source_topics
 from consumer.jobs.doctor.checks import Check, fail, ok
 from consumer.jobs.status import collect_lag
-from consumer.pipeline.wiring import ServiceUnavailable, check_broker
+from consumer.service.wiring import ServiceUnavailable, check_broker
 from consumer.settings import Settings
 
 AREA = "kafka"

@@ -18,8 +18,8 @@ from consumer.entities.registry import specs
 from consumer.jobs.doctor.checks import Check, fail, mib, ok
 from consumer.jobs.status import replication_slot_facts
 from consumer.migrations import migration_files
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.write_back import SYNC_STATUSES, write_back_statement
+from consumer.model.events import EntityType
+from consumer.pipeline.effects.write_back import SYNC_STATUSES, write_back_statement
 from consumer.relay.preflight import wal_level_fix
 from consumer.settings import Settings
 

@@ -15,12 +15,12 @@ import httpx
 import psycopg
 
 from connectors.zoho import errors
-from connectors.zoho.auth import OAuthClient, TokenManager
-from connectors.zoho.data_centres import api_base_mismatch, effective_api_base
-from connectors.zoho.grant import visible_organizations
-from connectors.zoho.protocol import AUTH_SCHEME, ORG_HEADER
+from connectors.zoho.oauth.data_centres import api_base_mismatch, effective_api_base
+from connectors.zoho.oauth.grant import visible_organizations
+from connectors.zoho.oauth.tokens import OAuthClient, TokenManager
 from connectors.zoho.stores import MemoryTokenStore, PgTokenStore
 from connectors.zoho.stores.protocols import StoredToken, TokenStore, token_key
+from connectors.zoho.wire.protocol import AUTH_SCHEME, ORG_HEADER
 from consumer.jobs.doctor.checks import Check, cannot_check, fail, ok
 from consumer.settings import Settings
 

@@ -25,8 +25,8 @@ from consumer.jobs.reconcile.findings import (
     ZohoAheadFinding,
 )
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
-from consumer.pipeline.events import EntityType
-from consumer.pipeline.plan import MappingConfig
+from consumer.model.events import EntityType
+from consumer.model.plan import MappingConfig
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from consumer.entities.comparison import FieldDrift
-from consumer.pipeline.events import EntityType
+from consumer.model.events import EntityType
 
 
 @dataclass(frozen=True)

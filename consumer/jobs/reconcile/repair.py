@@ -15,11 +15,11 @@ from typing import Any, Final
 from consumer.entities.registry import registered
 from consumer.jobs.reconcile.findings import ReconcileReport, RepairResult
 from consumer.jobs.reconcile.sides import current_rows, fetch_rows
-from consumer.pipeline.apply import ApplyOptions, ZohoApplier
-from consumer.pipeline.dead_letters import DeadLetterPublisher
-from consumer.pipeline.engine import EngineOptions, SyncEngine
-from consumer.pipeline.events import snapshot_read
-from consumer.pipeline.scheduler import InboundRecord
+from consumer.model.events import snapshot_read
+from consumer.pipeline.effects.apply import ApplyOptions, ZohoApplier
+from consumer.pipeline.effects.dead_letter_topic import DeadLetterPublisher
+from consumer.pipeline.intake.engine import EngineOptions, SyncEngine
+from consumer.pipeline.intake.scheduler import InboundRecord
 from consumer.settings import Settings
 
 #: Sync-log partition of the rows a repair feeds to the engine: they come from the source tables,
@@ -36,7 +36,7 @@ def repair_engine(session: Any, group: str, *, resync: bool = True) -> SyncEngin
 
     `resync` (a reconcile's) checks against Zoho instead of the stored payload hash; without it (a
     backfill applying rows its replay lost) the entity map decides, as in the live sync."""
-    from consumer.pipeline.plan import MappingConfig
+    from consumer.model.plan import MappingConfig
 
     settings: Settings = session.settings
     return SyncEngine(

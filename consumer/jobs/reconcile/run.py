@@ -18,7 +18,7 @@ from consumer.settings import Settings
 
 async def inspect(settings: Settings, client: Any, *, details: bool = True) -> ReconcileReport:
     """Read both sides and compare them (no writes anywhere)."""
-    from consumer.pipeline.plan import MappingConfig
+    from consumer.model.plan import MappingConfig
 
     source = await read_source(settings.database_url, settings.zoho_organization_id)
     with client.tracking() as tracker:
@@ -36,11 +36,11 @@ async def inspect(settings: Settings, client: Any, *, details: bool = True) -> R
 async def reconcile(settings: Settings, *, fix: bool = False, details: bool = True) -> ReconcileReport:
     """Compare the source with Zoho; with `fix`, repair missing and drifted entities, then report.
 
-    Raises `consumer.pipeline.wiring.ServiceUnavailable` when PostgreSQL (or, to fix, Kafka) cannot be
+    Raises `consumer.service.wiring.ServiceUnavailable` when PostgreSQL (or, to fix, Kafka) cannot be
     reached, and the Zoho client's errors when Zoho cannot be read.
     """
     from consumer.migrations import migrate
-    from consumer.pipeline.wiring import check_database, sync_session, zoho_client
+    from consumer.service.wiring import check_database, sync_session, zoho_client
 
     check_database(settings)
     migrate(settings.database_url)

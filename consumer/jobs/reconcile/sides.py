@@ -15,9 +15,9 @@ from typing import Any, Final
 import psycopg
 from psycopg.rows import dict_row
 
-from connectors.zoho.customers import account_number_of
+from connectors.zoho.resources.customers import account_number_of
 from consumer.entities.registry import comparison_of, registered, spec_of
-from consumer.pipeline.events import EntityType
+from consumer.model.events import EntityType
 
 #: The snapshot field holding each entity's rows (source) or records (Zoho).
 _SNAPSHOT_FIELDS: Final = {EntityType.CUSTOMER: "customers", EntityType.INVOICE: "invoices"}

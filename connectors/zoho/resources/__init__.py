@@ -1,0 +1,1 @@
+"""The calls of each Billing resource: customers, invoices, items, payments."""

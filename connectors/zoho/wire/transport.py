@@ -1,0 +1,376 @@
+"""The one request path of the Zoho client: every call's gate, send, reply mapping and retry.
+
+Each attempt reserves a call of the daily budget, gets the shared token, then holds a slot and permit of
+the organisation's shared window while it sends; replies map to the `errors` tree and `RetryPolicy`
+retries by family. Whether a failure is in doubt is decided here, once: a write that must not be sent
+twice (every POST: creates, payments, status calls) whose reply is lost or no Zoho envelope raises
+`InDoubt`, which is never retried blindly: `settle_write` reads what Zoho holds before sending again.
+An idempotent request (GET, PUT, DELETE) in the same case is simply `TransientError`, retried as sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+import httpx
+
+from connectors.zoho import errors, tracking
+from connectors.zoho.config import ZohoConfig
+from connectors.zoho.limits.daily_budget import DailyBudget
+from connectors.zoho.limits.shared_window import SharedWindow
+from connectors.zoho.oauth.data_centres import effective_api_base
+from connectors.zoho.oauth.tokens import OAuthClient, TokenManager
+from connectors.zoho.send_guard import CURRENT_GUARD
+from connectors.zoho.stores.memory import MemoryDailyBudgetStore, MemoryRateWindowStore, MemoryTokenStore
+from connectors.zoho.stores.protocols import (
+    DailyBudgetStore,
+    RateWindowStore,
+    StoredToken,
+    TokenStore,
+    token_key,
+)
+from connectors.zoho.wire.http_pool import PooledTransport
+from connectors.zoho.wire.protocol import (
+    AUTH_SCHEME,
+    CODE_RATE_PER_DAY,
+    CODE_RATE_PER_MINUTE,
+    ORG_HEADER,
+    error_from_reply,
+)
+from connectors.zoho.wire.retry import RetryPolicy
+
+PER_PAGE = 200
+#: Added to a call's deadline for how long its permit stays counted (the reply's handling, clock steps).
+CALL_MARGIN_SECONDS = 2.0
+
+BeforeSend = Callable[[], Awaitable[None]]
+
+
+def at_most_once(step: BeforeSend | None) -> BeforeSend | None:
+    """`step` made idempotent: the first call runs it, later calls return at once."""
+    if step is None or getattr(step, "_runs_once", False):
+        return step
+    done = False
+
+    async def run() -> None:
+        nonlocal done
+        if not done:
+            await step()
+            done = True
+
+    run._runs_once = True  # type: ignore[attr-defined]
+    return run
+
+
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+#: Requests Zoho applies the same however often they are sent; any other may not be sent twice blindly.
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+
+
+def _in_doubt_as_sent(error: errors.ZohoError, method: str) -> errors.ZohoError:
+    """An in-doubt failure of an idempotent request is a plain transient one: sending it again is safe."""
+    if isinstance(error, errors.InDoubt) and method in _IDEMPOTENT:
+        return errors.TransientError(error.message, code=error.code, http_status=error.http_status)
+    return error
+
+
+class ZohoTransport:
+    """One organisation's Zoho Billing API over one shared keep-alive `httpx.AsyncClient` (aiohttp's pool)."""
+
+    def __init__(
+        self,
+        config: ZohoConfig,
+        *,
+        token_store: TokenStore | None = None,
+        budget_store: DailyBudgetStore | None = None,
+        window_store: RateWindowStore | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = tracking.ClientMetrics()
+        self._rng = rng or random.Random()
+        timeout = httpx.Timeout(config.read_timeout, connect=config.connect_timeout)
+        limits = httpx.Limits(
+            max_connections=config.max_concurrency + 2, max_keepalive_connections=config.max_concurrency + 2
+        )
+        # API calls go straight to the pool (`PooledTransport.send`): httpx's client layers and its request
+        # and response objects serve no Zoho call and cost ~200 us each. The httpx client over the same pool
+        # serves the token requests.
+        self._pool = PooledTransport(limits)
+        # One deadline for a whole API call (pool wait, connect, every read): the per-read timeouts alone
+        # do not bound a reply that trickles in, and the shared window counts a call's permit only this long.
+        call_seconds = config.connect_timeout + config.read_timeout
+        self._timeouts = {**timeout.as_dict(), "total": call_seconds}
+        self._http = httpx.AsyncClient(timeout=timeout, transport=self._pool)
+        self.token_store = token_store or MemoryTokenStore()
+        self.budget_store = budget_store or MemoryDailyBudgetStore()
+        self.window_store = window_store or MemoryRateWindowStore()
+        oauth = OAuthClient(config.accounts_url, config.client_id, config.client_secret, config.refresh_token)
+        self.auth = TokenManager(
+            self._http,
+            oauth,
+            self.token_store,
+            token_key(config.accounts_url, config.client_id, config.refresh_token),
+            refresh_margin=config.token_refresh_margin,
+            backoff_seconds=config.token_backoff_seconds,
+            backoff_max_seconds=config.token_backoff_max_seconds,
+            metrics=self.metrics,
+            rng=self._rng,
+        )
+        self.window = SharedWindow(
+            self.window_store,
+            config.organization_id,
+            rate_per_window=config.rate_per_window,
+            window_seconds=config.rate_window_seconds,
+            guard_seconds=config.rate_guard_seconds,
+            concurrency=config.max_concurrency,
+            mode=config.rate_pacing,
+            block_size=config.rate_block_size,
+            block_seconds=config.rate_block_seconds,
+            call_seconds=call_seconds + CALL_MARGIN_SECONDS,
+            label=config.instance_label,
+            rng=self._rng,
+        )
+        self.daily = DailyBudget(
+            self.budget_store,
+            config.organization_id,
+            config.daily_limit,
+            poll_seconds=config.budget_poll_seconds,
+        )
+        self.retry_policy = RetryPolicy(
+            max_attempts=config.max_attempts,
+            max_seconds=config.retry_max_seconds,
+            base_seconds=config.retry_base_seconds,
+            cap_seconds=min(60.0, config.retry_max_seconds),
+            rng=self._rng,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        try:
+            await self.daily.close()
+        except Exception:  # noqa: BLE001 - closing must not fail on it; the block is lost for today only
+            pass
+        await self.window.aclose()
+        await self._http.aclose()
+        await self.token_store.aclose()
+        await self.budget_store.aclose()
+        await self.window_store.aclose()
+
+    # --- accounting -------------------------------------------------------------------------
+
+    @contextmanager
+    def tracking(self) -> Iterator[tracking.CallTracker]:
+        """Count this task's attempts (then read t.attempts, t.http_status, t.calls)."""
+        with tracking.tracking() as tracker:
+            yield tracker
+
+    async def budget_state(self) -> dict[str, object]:
+        """Calls this window (the organisation's, all processes) and today, the limits, the current
+        adaptive rate, any pause and the processes sharing the window."""
+        return {
+            **self.window.state(),
+            **await self.window.shared_state(),
+            **await self.daily.state(),
+            "max_concurrency": self.config.max_concurrency,
+        }
+
+    @property
+    def current_rate_per_window(self) -> int:
+        return int(self.window.rate)
+
+    # --- the one request path ---------------------------------------------------------------
+
+    def _api_base(self, token: StoredToken) -> str:
+        return effective_api_base(self.config.api_base, token.api_domain)
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        before_send: BeforeSend | None = None,
+    ) -> dict[str, Any]:
+        waited = await self.daily.spend()
+        if waited:
+            self.metrics.daily_wait_seconds += waited
+            tracking.record_budget_wait(waited)
+        await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
+        if before_send is not None and self.window.open_now():
+            # The call can go out at once: run the step (a durable create intent) before taking the slot,
+            # so the slot and its permit are held for the call alone (one of Zoho's 10 concurrent permits
+            # held across a commit idled a backfill). When calls queue for the window, the step runs
+            # once the slot is held, so a wait for the rate window leaves no intent behind.
+            await before_send()  # runs once (`at_most_once`): the call in the slot below skips it
+        before = self.window.metrics.wait_seconds
+        token: StoredToken | None = None
+
+        async def prepare() -> None:
+            # What may wait once the slot is held; the window re-checks the slot after it (a slot outlasted
+            # is left counted and a fresh one taken), so the call never goes out past its slot's block.
+            nonlocal token
+            token = await self.auth.token()  # cached, unless it expired while we waited for the slot
+            guard = CURRENT_GUARD.get()
+            if guard is not None:
+                guard.before_send()  # raises SendRevoked when the caller no longer owns this work
+            if before_send is not None:
+                await before_send()  # e.g. a durable create intent, written only once the call can go out
+
+        async with self.window.send(prepare) as sent_at:
+            self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
+            assert token is not None  # set by `prepare`
+            headers = {
+                "Authorization": f"{AUTH_SCHEME} {token.access_token}",
+                ORG_HEADER: self.config.organization_id,
+            }
+            started = time.monotonic()
+            try:
+                reply = await self._pool.send(
+                    method,
+                    self._api_base(token) + path,
+                    params=params,
+                    body=body,
+                    headers=headers,
+                    timeouts=self._timeouts,
+                )
+            except httpx.TransportError as exc:
+                elapsed = time.monotonic() - started
+                sent = not isinstance(exc, _NOT_SENT)
+                kind = errors.ResponseLost if sent else errors.TransientError
+                what = "no reply from Zoho" if sent else "could not reach Zoho"
+                self._record(endpoint, None, None, elapsed, kind.__name__)
+                failure = kind(f"{what} for {endpoint} ({type(exc).__name__})")
+                raise _in_doubt_as_sent(failure, method) from None
+        elapsed = time.monotonic() - started
+        try:
+            payload = reply.json()
+        except ValueError:
+            payload = None
+        error = error_from_reply(reply.status_code, payload, reply.headers)
+        code = payload.get("code") if isinstance(payload, dict) else None
+        self._record(endpoint, reply.status_code, code, elapsed, type(error).__name__ if error else None)
+        if error is None:
+            self.window.on_success(sent_at)
+            return payload  # type: ignore[return-value]
+        if isinstance(error, errors.AccessTokenRejected):
+            await self.auth.invalidate(token)
+        elif isinstance(error, errors.RateLimited) and error.code in (CODE_RATE_PER_MINUTE, None):
+            await self.window.on_rate_limited(sent_at, error.retry_after)
+        elif isinstance(error, errors.DailyBudgetExhausted) or code == CODE_RATE_PER_DAY:
+            await self.daily.mark_exhausted()
+        raise _in_doubt_as_sent(error, method)
+
+    def _record(
+        self, endpoint: str, status: int | None, code: Any, seconds: float, error: str | None
+    ) -> None:
+        call = tracking.CallRecord(endpoint, status, code if isinstance(code, int) else None, seconds, error)
+        tracking.record(call)
+        self.metrics.count(call)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: Any = None,
+        before_send: BeforeSend | None = None,
+    ) -> dict[str, Any]:
+        before_send = at_most_once(before_send)
+        attempts = 0
+        token_retried = False
+        started = time.monotonic()
+        budget_wait_before = self.metrics.daily_wait_seconds
+        while True:
+            attempts += 1
+            try:
+                return await self._attempt(method, path, endpoint, params, body, before_send)
+            except errors.ZohoError as error:
+                error.attempts = attempts
+                if isinstance(error, errors.AccessTokenRejected) and not token_retried:
+                    token_retried = True  # the token was dropped in _attempt; the next attempt refreshes
+                    continue
+                # time spent waiting for the next day's budget is not charged to the retry window
+                elapsed = time.monotonic() - started - (self.metrics.daily_wait_seconds - budget_wait_before)
+                delay = self.retry_policy.delay(error, attempts, max(0.0, elapsed))
+                if delay is None:
+                    raise
+                self.metrics.retries += 1
+                if delay:
+                    await asyncio.sleep(delay)
+
+    async def _pages(
+        self, path: str, key: str, endpoint: str, filters: dict[str, Any]
+    ) -> AsyncIterator[dict]:
+        per_page = int(filters.pop("per_page", PER_PAGE))
+        page = int(filters.pop("page", 1))
+        while True:
+            body = await self._request(
+                "GET", path, endpoint, params={**filters, "page": page, "per_page": per_page}
+            )
+            items = body.get(key) or []
+            for item in items:
+                yield item
+            context = body.get("page_context")
+            if isinstance(context, dict) and "has_more_page" in context:
+                more = bool(context["has_more_page"])
+            else:
+                more = len(items) >= per_page
+            if not more or not items:
+                return
+            page += 1
+
+    async def _create_once(self, create: Any, lookup: Any) -> dict[str, Any]:
+        """`create`, made at most once: after a failure that may hide a success (in doubt, a transient
+        failure, a duplicate), `lookup` finds the record by its natural key before any new create."""
+        last: errors.ZohoError | None = None
+        for _ in range(self.config.max_attempts):
+            if last is not None:
+                try:
+                    found = await lookup()
+                except errors.TransientError as exc:
+                    last = exc
+                    continue
+                if found is not None:
+                    return found
+                if isinstance(last, errors.Duplicate):
+                    raise last  # it exists under another key: not ours to adopt
+            try:
+                return await create()
+            except (errors.TransientError, errors.InDoubt, errors.Duplicate) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+    async def settle_write(self, send: Any, applied: Any) -> dict[str, Any]:
+        """A write Zoho must not receive twice (a status call), sent until Zoho shows its effect.
+
+        After an in-doubt reply nothing is sent again before `applied()` has read what Zoho holds: when it
+        returns a record, the effect is there and that record is the result; when None, the write did not
+        happen and is sent again (after a back-off), within the retry policy's attempts."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await send()
+            except errors.InDoubt as doubt:
+                settled = await applied()
+                if settled is not None:
+                    return settled
+                if attempt >= self.config.max_attempts:
+                    raise doubt
+                self.metrics.retries += 1
+                await asyncio.sleep(self.retry_policy.backoff(attempt))

@@ -1,0 +1,3 @@
+"""Debezium's wire form in and out: envelopes decoded into `ChangeEvent` values, column values, encoded
+letters.
+"""

@@ -1,0 +1,3 @@
+"""What makes an outcome durable before its offset is committed: the sync log, the entity map, group
+commits.
+"""

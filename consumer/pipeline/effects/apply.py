@@ -1,0 +1,209 @@
+"""Carry out one planned Zoho call, without ever creating a second record for one source row.
+
+Before a create, an intent is written durably; if a previous process died with an intent in
+place (the create may have reached Zoho), the record is first looked up by its natural key.
+Creates go through the client's idempotent helpers, which resolve a lost response the same way.
+What each action calls is the entity's own (`EntitySpec.calls`); this module is the part all share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from consumer.entities.invoice_items import LineItemRules
+from consumer.entities.registry import spec_of, specs
+from consumer.entities.spec import EntityCalls, Row
+from consumer.model.events import EntityType
+from consumer.model.plan import Plan, ZohoAhead
+from consumer.pipeline.adoption.finder import find_adoptable
+from consumer.pipeline.adoption.match_index import MatchIndex
+from consumer.pipeline.durability.store import Intent, SyncStore
+from consumer.settings import Settings, setting_default
+
+#: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
+#: A context variable, because one applier serves every worker task at once.
+_INTENT_LEFT: ContextVar[bool] = ContextVar("intent_left", default=True)
+#: What the current apply found out about the record (how it was matched), for its sync-log row.
+_NOTES: ContextVar[list[str] | None] = ContextVar("apply_notes", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What Zoho now holds after the call."""
+
+    zoho_id: str | None
+    zoho_status: str | None
+    http_status: int | None
+    attempts: int
+    calls: int
+    note: str | None = None  # how the record was found (adopted by stored id, by which rule, or created)
+
+
+class Applier(Protocol):
+    """Carries out a plan; `zoho_id` is the record the entity map knows (None: not in Zoho yet)."""
+
+    async def apply(
+        self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **kw: bool
+    ) -> Applied: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyOptions:
+    """Settings the calls need: ZOHO_PAYMENT_MODE, the invoice-line item rules and the match rules."""
+
+    payment_mode: str = setting_default("zoho_payment_mode")
+    lines: LineItemRules = field(default_factory=LineItemRules)
+    # Rules a record made by others is matched by before a create, in order (ZOHO_*_MATCH_RULES).
+    match_rules: Mapping[EntityType, tuple[str, ...]] = field(default_factory=lambda: rules_of(None))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ApplyOptions:
+        return cls(
+            payment_mode=settings.zoho_payment_mode,
+            match_rules=rules_of(settings),
+            lines=LineItemRules(
+                default_item_id=settings.zoho_default_item_id,
+                default_item_name=settings.zoho_default_item_name,
+                adhoc_lines=settings.zoho_adhoc_line_items,
+            ),
+        )
+
+
+def match_rules(setting: str) -> tuple[str, ...]:
+    """ZOHO_*_MATCH_RULES as an ordered tuple: comma-separated rule names, blanks dropped."""
+    return tuple(name.strip() for name in setting.split(",") if name.strip())
+
+
+def rules_of(settings: Any) -> dict[EntityType, tuple[str, ...]]:
+    """Each registered entity's match rules, from its setting `ZOHO_<ENTITY>_MATCH_RULES` (None: the
+    defaults); an entity without such a setting is never matched, only created."""
+    out = {}
+    for spec in specs():
+        name = f"zoho_{spec.entity.value}_match_rules"
+        if name in Settings.model_fields:
+            out[spec.entity] = match_rules(getattr(settings, name) if settings else setting_default(name))
+    return out
+
+
+class ZohoApplier:
+    """Applies plans with the Zoho client; one instance shared by every worker."""
+
+    def __init__(
+        self,
+        client: Any,
+        store: SyncStore,
+        options: ApplyOptions | None = None,
+        match_index: MatchIndex | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.options = options or ApplyOptions()
+        self.match_index = match_index  # a replay's listing of Zoho, to match without a call per entity
+        self._calls: dict[EntityType, EntityCalls] = {}
+
+    def calls(self, entity_type: EntityType) -> EntityCalls:
+        """The entity's calls, made once per applier (they may keep state, e.g. the item catalogue)."""
+        calls = self._calls.get(entity_type)
+        if calls is None:
+            make = spec_of(entity_type).calls
+            if make is None:
+                raise LookupError(f"entity {entity_type} has no Zoho calls; it needs an applier of its own")
+            calls = self._calls[entity_type] = make(self)
+        return calls
+
+    async def apply(
+        self,
+        entity_type: EntityType,
+        entity_id: str,
+        plan: Plan,
+        row: Row,
+        state_zoho_id: str | None,
+        *,
+        intent_left: bool = True,
+    ) -> Applied:
+        """`intent_left` False: the entity map just showed no intent for this entity, so none is read
+        before a create (the intent read is for creates a crash or a lost reply left unresolved)."""
+        notes: list[str] = []
+        with self.client.tracking() as tracker:
+            token, noted = _INTENT_LEFT.set(intent_left), _NOTES.set(notes)
+            try:
+                zoho_id, status = await self.calls(entity_type).carry_out(plan, entity_id, row, state_zoho_id)
+            except ZohoAhead as ahead:  # what the attempt cost, for the outcome it is recorded as
+                ahead.calls, ahead.http_status = tracker.attempts, tracker.http_status
+                raise
+            finally:
+                _INTENT_LEFT.reset(token)
+                _NOTES.reset(noted)
+        return Applied(
+            zoho_id=zoho_id,
+            zoho_status=status,
+            http_status=tracker.http_status,
+            attempts=tracker.attempts,
+            calls=tracker.attempts,
+            note="; ".join(notes) or None,
+        )
+
+    async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
+        if not _INTENT_LEFT.get():
+            return None
+        return await self.store.intent(entity_type, entity_id)
+
+    async def created_before(self, entity_type: EntityType, entity_id: str) -> str | None:
+        """The Zoho id of a record an unresolved create intent may have made, found by its natural key.
+
+        A delete that arrives while a create is unresolved (the call was sent, the outcome never
+        recorded) must reach that record, or it would stay active in Zoho.
+        """
+        intent = await self.intent(entity_type, entity_id)
+        if intent is None:
+            return None
+        found = await self.calls(entity_type).find(intent.natural_key, entity_id, None)
+        return spec_of(entity_type).zoho_id_of(found) if found else None
+
+    async def create(
+        self, entity_type: EntityType, entity_id: str, payload: dict[str, Any], row: Mapping[str, Any] | None
+    ) -> tuple[str | None, dict[str, Any]]:
+        """Create the record once: after a crash with an intent left, the record found by its natural key
+        is brought up to `payload` instead of being created a second time."""
+        spec = spec_of(entity_type)
+        key = spec.natural_key_of(row)
+        if key is None:
+            raise ValueError(f"{entity_type.value} {entity_id} has no natural key to create it safely")
+        calls = self.calls(entity_type)
+        existing: dict[str, Any] | None = None
+        if await self.intent(entity_type, entity_id) is not None:
+            # A previous process died between intent and outcome: the create may have happened.
+            existing = await calls.find(key, entity_id, row)
+        if existing is None:
+            # A record made by others (or the id the source already holds) is adopted, never duplicated.
+            adoption = await find_adoptable(
+                entity_type,
+                entity_id,
+                row,
+                calls,
+                self.store.claims,
+                self.options.match_rules.get(entity_type, ()),
+                self.match_index,
+                stored_ids=getattr(self.store, "writes_back", True),
+            )
+            notes = _NOTES.get()
+            if notes is not None:
+                notes.append(adoption.note)
+            existing = adoption.record
+        if existing is None:
+            # written just before the create is sent (once it can go out at once, or holds its send slot),
+            # so waiting for the rate window leaves no intent behind (a crash then costs no natural-key
+            # lookups for calls never sent)
+            async def intent() -> None:
+                await self.store.write_intent(entity_type, entity_id, "create", key)
+
+            body = await calls.create(payload, key, row, intent)
+            if self.match_index is not None:  # a later entity of the replay sharing a value sees it
+                self.match_index.add(entity_type, body)
+            return spec.zoho_id_of(body), body
+        zoho_id = spec.zoho_id_of(existing)
+        assert zoho_id is not None
+        return zoho_id, await calls.adopt(existing, payload)

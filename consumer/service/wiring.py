@@ -1,0 +1,213 @@
+"""Wiring: settings -> store, Zoho client, DLQ producer, engine and runner, with a clean lifecycle.
+
+Every command that moves events (run, backfill, dlq reprocess) goes through `sync_session`, so all
+of them share one pipeline: decode, map, coalesce, limiter, sync log, idempotent creates.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from aiokafka import AIOKafkaConsumer
+
+from consumer.entities.registry import source_topics
+from consumer.metrics import Metrics
+from consumer.migrations import migrate
+from consumer.model.plan import MappingConfig
+from consumer.pipeline.durability.organisations import Organisation, OrganisationUnsettled, settle
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.apply import Applier, ApplyOptions, ZohoApplier
+from consumer.pipeline.effects.dead_letter_topic import DeadLetterPublisher
+from consumer.pipeline.intake.engine import EngineOptions, SyncEngine
+from consumer.pipeline.intake.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
+from consumer.pipeline.intake.scheduler import InboundRecord
+from consumer.pipeline.replay.index import ReplayIndex
+from consumer.pipeline.replay.memo import payload_settings
+from consumer.settings import Settings
+
+
+class ServiceUnavailable(Exception):
+    """A required service cannot be reached (or cannot be used yet); the message says what to do."""
+
+
+def check_database(settings: Settings) -> None:
+    try:
+        with psycopg.connect(settings.database_url, connect_timeout=5):
+            pass
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServiceUnavailable(f"Cannot connect to PostgreSQL at DATABASE_URL: {first}") from None
+
+
+def check_broker(settings: Settings) -> None:
+    for server in settings.kafka_bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=3):
+                return
+        except OSError:
+            continue
+    raise ServiceUnavailable(
+        f"Cannot reach the Kafka broker at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}; "
+        "start it (make dev-up) or fix the setting."
+    )
+
+
+def zoho_client(settings: Settings) -> Any:
+    from connectors.zoho.client import ZohoClient
+    from connectors.zoho.stores import PgDailyBudgetStore, PgRateWindowStore, PgTokenStore
+    from consumer.service.zoho_config import zoho_config
+
+    return ZohoClient(
+        zoho_config(settings),
+        token_store=PgTokenStore(settings.database_url),
+        budget_store=PgDailyBudgetStore(settings.database_url),
+        window_store=PgRateWindowStore(settings.database_url),
+    )
+
+
+@dataclass
+class SyncSession:
+    settings: Settings
+    store: SyncStore
+    client: Any
+    metrics: Metrics
+    producer: Any
+    organisation: Organisation  # the Zoho organisation it works in; `live`: it writes back to the source
+
+    def runner(
+        self,
+        run_options: RunOptions,
+        *,
+        resync: bool = False,
+        applier: Applier | None = None,
+        store: Any = None,
+        dead_letters: Any = None,
+        on_progress: Callable[[SyncRunner], None] | None = None,
+        replay: ReplayIndex | None = None,
+        listing: Any = None,
+        unchanged_in_bulk: bool = False,
+    ) -> SyncRunner:
+        """The runner of one run; a replay (`replay`) that trusts the entity map may settle the newest
+        records Zoho already holds in bulk (`unchanged_in_bulk`: not for a resync or a dry run)."""
+
+        def make_engine(on_done: Callable[[InboundRecord], None]) -> SyncEngine:
+            return SyncEngine(
+                options=EngineOptions(
+                    consumer_group=run_options.group_id,
+                    topic_prefix=self.settings.topic_prefix,
+                    mapping=MappingConfig.from_settings(self.settings),
+                    payload_settings=payload_settings(self.settings),
+                    resync=resync,
+                    dlq_topic=self.settings.dlq_topic,
+                    reprocess_max_attempts=self.settings.reprocess_max_attempts,
+                ),
+                store=store or self.store,
+                applier=applier
+                or ZohoApplier(self.client, self.store, ApplyOptions.from_settings(self.settings)),
+                dead_letters=dead_letters or DeadLetterPublisher(self.producer, self.settings.dlq_topic),
+                on_done=on_done,
+                metrics=self.metrics,
+                replay=replay,
+                listing=listing,
+                unchanged_reads=self.store if unchanged_in_bulk else None,
+            )
+
+        return SyncRunner(run_options, make_engine, on_progress=on_progress)
+
+    def run_options(self, group_id: str, topics: tuple[str, ...] | None = None, **kw: Any) -> RunOptions:
+        s = self.settings
+        return RunOptions(
+            topics=topics or source_topics(s.topic_prefix),
+            group_id=group_id,
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            max_in_flight=kw.pop("max_in_flight", None) or s.max_in_flight,
+            commit_interval=s.commit_interval_seconds,
+            shutdown_timeout=s.shutdown_timeout_seconds,
+            revoke_drain_timeout=min(s.shutdown_timeout_seconds, s.kafka_session_timeout_ms / 4000),
+            static_join_timeout=max(30.0, 3 * s.kafka_session_timeout_ms / 1000),
+            **kw,
+        )
+
+    async def consume(self, runner: SyncRunner) -> Any:
+        s = self.settings
+        membership: dict[str, Any] = {
+            "session_timeout_ms": s.kafka_session_timeout_ms,
+            "heartbeat_interval_ms": s.kafka_heartbeat_interval_ms,
+        }
+        static = bool(s.kafka_group_instance_id) and not runner.options.bounded
+        bootstrap, group = runner.options.bootstrap_servers, runner.options.group_id
+        # static membership: a restart within the session timeout gets its partitions straight back
+        instance = {"group_instance_id": s.kafka_group_instance_id} if static else {}
+        consumer = kafka_consumer(bootstrap, group, **membership, **instance)
+        current = [consumer]
+
+        async def as_dynamic(old: AIOKafkaConsumer) -> AIOKafkaConsumer:
+            await old.stop()
+            new = kafka_consumer(bootstrap, group, **membership)
+            current.append(new)
+            await new.start()
+            return new
+
+        await consumer.start()
+        try:
+            return await runner.run(consumer, rejoin_dynamically=as_dynamic if static else None)
+        finally:
+            await current[-1].stop()
+
+
+@asynccontextmanager
+async def sync_session(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    live_sync: bool = False,
+    vet_zoho: Callable[[Any], Awaitable[None]] | None = None,
+) -> AsyncIterator[SyncSession]:
+    """Open everything a sync needs (checked first, with one-sentence errors) and close it after.
+
+    `live_sync` (`zoho-cdc run`) records ZOHO_ORGANIZATION_ID as the live sync's organisation; other
+    commands work in it and write back to the source only if it is that one
+    (`consumer.pipeline.durability.organisations`). `vet_zoho(client)` runs before that record is made and may
+    raise to refuse the start (`run`: a wrong organisation must never be recorded as the live one)."""
+    check_database(settings)
+    check_broker(settings)
+    migrate(settings.database_url)
+    client = zoho_client(settings)
+    try:
+        if vet_zoho is not None:
+            await vet_zoho(client)
+        organisation = settle(settings.database_url, settings.zoho_organization_id, live_sync=live_sync)
+    except OrganisationUnsettled as exc:
+        await client.aclose()
+        raise ServiceUnavailable(str(exc)) from None
+    except BaseException:
+        await client.aclose()
+        raise
+    store = SyncStore(
+        settings.database_url,
+        max_size=max(4, settings.zoho_max_concurrency + 2),
+        organization_id=organisation.organization_id,
+        writes_back=organisation.live,
+    )
+    await store.open()
+    if organisation.followed:  # the live sync moved: apply the source ids queued to follow the map
+        store.write_backs.poke()
+    producer = kafka_producer(settings.kafka_bootstrap_servers)
+    try:
+        await producer.start()
+        yield SyncSession(settings, store, client, metrics or Metrics(), producer, organisation)
+    finally:
+        await producer.stop()
+        await client.aclose()
+        await store.close()
+
+
+def database_name(settings: Settings) -> str:
+    return urlsplit(settings.database_url).path.lstrip("/")
