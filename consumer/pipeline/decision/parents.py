@@ -9,7 +9,7 @@ Zoho refuses now is dead-lettered once as its own reprocessable record.
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import structlog
 
@@ -19,6 +19,7 @@ from consumer.entities.spec import EntitySpec, ParentRecord
 from consumer.model.events import ChangeEvent, EntityType, snapshot_read
 from consumer.model.plan import Action, EntityState, Plan, ZohoAhead
 from consumer.pipeline.decision import entity_map
+from consumer.pipeline.decision.decisions import PolicyOptions
 from consumer.pipeline.decision.entity_map import Listing
 from consumer.pipeline.decision.row_images import state_digest
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
@@ -37,10 +38,10 @@ REFUSED_BEFORE: Final = (
 )
 
 
-class Steps(Protocol):
-    """What resolving a parent uses of the event policy: the same plan, apply and recording steps."""
+class PolicySteps(Protocol):
+    """The event policy, as resolving a parent uses it: the same plan, apply and recording steps."""
 
-    options: Any  # PolicyOptions
+    options: PolicyOptions
     recorder: OutcomeRecorder
     desk: DeadLetterDesk
     locks: KeyScheduler
@@ -60,7 +61,7 @@ class ParentRefused(Exception):
 class ParentResolver:
     """Finds (or syncs first) the Zoho record of an entity's parent."""
 
-    def __init__(self, policy: Steps, listing: Listing | None) -> None:
+    def __init__(self, policy: PolicySteps, listing: Listing | None) -> None:
         self._policy = policy
         self._listing = listing
         self._verified: set[Key] = set()  # parents checked against Zoho in this resync

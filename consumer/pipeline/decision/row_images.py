@@ -62,6 +62,11 @@ def is_partial(event: ChangeEvent) -> bool:
     return bool(event.unavailable & spec_of(event.entity_type).remembered_columns)
 
 
+def is_whole(event: ChangeEvent) -> bool:
+    """An image of a row that exists with every column the mapping reads."""
+    return event.row is not None and not is_partial(event)
+
+
 # --- remembering rows -------------------------------------------------------------------------
 
 

@@ -1,17 +1,10 @@
 """A replay's newest records, checked in batches: those Zoho already holds are recorded `unchanged` in bulk.
 
-Replaying topics that are already synced leaves nothing to send: each entity's newest record plans to
-the payload hash the entity map holds. One query reads the map rows of a batch of keys (and of the
-parents their plans need); each record is planned by its spec as the policy plans it, and one whose
-plan is NOOP ends as the policy ends it (`EventPolicy.unchanged`), without a worker. Every other record
-(changed, not in Zoho, stale, partial, refused before, needing its parent synced, not mappable) goes to
-the pipeline as it is. A write-back such an outcome queues is kept only for source rows that do not
-already say it (one query per entity and batch), so a replay writes nothing back that is already there.
-
-A record handed over undecoded (`add_undecoded`: a whole image, its entity's newest) is first compared
-with the replay memo of its map row (`consumer.pipeline.replay.memo`): when they match, it ends
-`unchanged` as it did when the row was written, without being decoded or planned; otherwise it is
-decoded here and checked as above.
+One query reads the map rows of a batch of keys and of the parents they name. A record whose map row
+holds its replay memo (`replay.memo`) ends `unchanged` undecoded; otherwise the rule
+(`decision.nothing_to_send`) is asked with the record and the rows alone, and only a record it finds
+nothing to send for ends here; every other one goes to the pipeline as it is. Write-backs the source
+rows already say are dropped (one query per entity and batch).
 """
 
 from __future__ import annotations
@@ -23,18 +16,17 @@ from typing import Any, Final, NamedTuple, Protocol
 import structlog
 
 from consumer.entities.registry import spec_of
-from consumer.entities.spec import ParentRecord, PlanInput
+from consumer.entities.spec import ParentRecord
 from consumer.model.events import ChangeEvent, ChangeSummary, DecodeError, EntityType, snapshot_read
-from consumer.model.plan import Action, EntityState, MappingConfig, Plan
+from consumer.model.plan import EntityState, MappingConfig, Plan
 from consumer.pipeline.decision import entity_map
-from consumer.pipeline.decision.entity_map import older_than_applied
+from consumer.pipeline.decision.nothing_to_send import row_leaves_nothing_to_look_up, unchanged_without_reads
 from consumer.pipeline.decision.parents import parent_record
 from consumer.pipeline.decision.policy import EventPolicy
-from consumer.pipeline.decision.row_images import is_partial
 from consumer.pipeline.durability.recording import Outcome
 from consumer.pipeline.durability.store import OutcomeRow
 from consumer.pipeline.intake.scheduler import InboundRecord, Key, WorkItem, key_of
-from consumer.pipeline.replay.memo import NoLookups, memo_digest
+from consumer.pipeline.replay.memo import memo_digest
 
 log = structlog.get_logger("zoho_cdc.engine")
 
@@ -109,14 +101,16 @@ class UnchangedInBulk:
 
     async def _check(self, batch: list[tuple[Key, WorkItem, Undecoded | None]]) -> None:
         states = await self._policy.recorder.read(self._reads.entity_states, _keys_to_read(batch))
-        fingerprint = self._policy.memo_fingerprint
+        fingerprint = self._policy.no_call.memo_fingerprint
         unchanged: list[tuple[WorkItem, ChangeEvent, EntityState, Plan, ParentRecord | None]] = []
         for key, item, undecoded in batch:
             state = states.get(key)
             if undecoded is not None:
                 if _memo_matches(fingerprint, item, undecoded, state, states):
                     assert state is not None
-                    self._settle(item, self._policy.already_applied(self._memo_row(item, undecoded, state)))
+                    self._settle(
+                        item, self._policy.no_call.already_applied(self._memo_row(item, undecoded, state))
+                    )
                     continue
                 decoded = self._decoded(item)
                 if decoded is None:
@@ -130,7 +124,7 @@ class UnchangedInBulk:
             else:
                 unchanged.append((item, event, state, *planned))
         outcomes = [
-            await self._policy.unchanged(item, event, state, plan, parent)
+            await self._policy.no_call.unchanged(item, event, state, plan, parent)
             for item, event, state, plan, parent in unchanged
         ]
         await self._drop_written_back(outcomes)
@@ -138,7 +132,7 @@ class UnchangedInBulk:
             self._settle(item, outcome)
 
     def _memo_row(self, item: WorkItem, undecoded: Undecoded, state: EntityState) -> OutcomeRow:
-        """The sync-log row `EventPolicy.unchanged` writes for the record, from its summary."""
+        """The sync-log row `NoCallOutcomes.unchanged` writes for the record, from its summary."""
         record, summary = item.record, undecoded.summary
         return self._policy.recorder.position_row(
             record.topic,
@@ -166,30 +160,15 @@ class UnchangedInBulk:
     async def _noop_plan(
         self, event: ChangeEvent, state: EntityState | None, states: Mapping[Key, EntityState]
     ) -> tuple[Plan, ParentRecord | None] | None:
-        """The spec's plan when it is NOOP and was reached as the policy would reach it, with the parent it
-        was planned with; None otherwise."""
-        if (
-            state is None
-            or state.rejected is not None
-            or state.pending_create
-            or older_than_applied(event, state)
-        ):
-            return None  # not in Zoho, refused before, maybe created, or stale: the policy's own steps
-        if event.row is None or is_partial(event):
-            return None  # a delete, or an image the policy fills from reads first
+        """The NOOP plan when the rule finds nothing to send from the record and the map rows alone, with
+        the parent it was planned with; None when the policy's own steps must decide."""
         spec = spec_of(event.entity_type)
-        parent: ParentRecord | None = None
-        parent_id = spec.parent_id(event.row)
+        parent_id = spec.parent_id(event.row) if event.row is not None else None
+        parent = None
         if spec.parent is not None and parent_id is not None:
             parent = parent_record(states.get((spec.parent.entity.value, parent_id)))
-            if parent is None:
-                return None  # the parent is synced first, under its own key: the pipeline's work
-        try:
-            facts = await spec.plan_facts(NoLookups(), event, state)
-            plan = spec.plan(PlanInput(event, state, self._mapping, parent, facts))
-        except Exception:  # noqa: BLE001 - not mappable (or needs reads): the policy decides and records it
-            return None
-        return (plan, parent) if plan.action is Action.NOOP else None
+        plan = await unchanged_without_reads(event, state, parent, self._mapping)
+        return None if plan is None else (plan, parent)
 
     async def _drop_written_back(self, outcomes: list[Outcome]) -> None:
         """Keep an outcome's write-back only when the current source row does not already say it."""
@@ -219,7 +198,7 @@ def _memo_matches(
     """True when the map row's replay memo is this record's, under this mapping and parent."""
     if fingerprint is None or state is None or state.replay_memo is None or item.record.value is None:
         return False
-    if state.pending_create or state.rejected is not None:
+    if not row_leaves_nothing_to_look_up(state):
         return False  # written since by no upsert of ours (an intent), or a refusal: the full path decides
     parent = None
     if undecoded.parent is not None:

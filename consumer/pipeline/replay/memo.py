@@ -1,46 +1,44 @@
-"""The replay memo: how a replay passes over an entity Zoho already holds without decoding or planning
-its newest record again.
-
-When the policy writes an entity's map row after a change (synced, or unchanged at a new position), it
-also stores a digest of everything a replay of that same record would be decided from: the record's
-value bytes, the mapping (its settings and the source of the code that decodes and maps), the parent's
-Zoho record, and the map row as that write leaves it. It stores one only after planning the record again
-against that row and finding what a replay would find: NOOP, nothing to write to the map or back to
-the source. A replay whose record, mapping, parent and map row hash to the stored digest therefore
-ends `unchanged`, and is recorded so without being decoded (`UnchangedInBulk`). Anything that differs
-(another mapping or code version, a parent created again, a map row another write changed, a create
-intent left behind) gives another digest or no memo, and the record takes the full path. Every write of
-the map row sets the memo (None when it leaves none), so a memo never outlives the row it describes.
-Pure, apart from reading the mapping code's source files once per process.
+"""The replay memo: a digest, stored with an entity's map row, that lets a replay record the entity's
+newest record `unchanged` without decoding it. It is stored only where the rule
+(`decision.nothing_to_send`) finds nothing to send and nothing to write for that record alone, and it
+hashes the record's bytes, the parent's Zoho record, every map-row field, the payload settings and the
+source of the code the rule reads: anything that differs gives another digest, and the full path decides.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import hashlib
-import importlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-from consumer.entities.registry import spec_of, specs
-from consumer.entities.spec import ParentRecord, PlanInput
+import consumer
+from consumer.entities.registry import specs
+from consumer.entities.spec import ParentRecord
 from consumer.model.events import ChangeEvent, Op
-from consumer.model.plan import Action, EntityState, MappingConfig, Plan
-from consumer.pipeline.decision import entity_map
+from consumer.model.plan import EntityState, MappingConfig
+from consumer.pipeline.codec import decode
+from consumer.pipeline.decision import entity_map, nothing_to_send
+from consumer.pipeline.decision.nothing_to_send import unchanged_without_reads
 from consumer.pipeline.durability.store import EntityUpdate
 from consumer.settings import Settings
 
-#: Modules whose code decides what a record becomes, besides each spec's own (decoding included: a
-#: column decoded differently is a different row).
-_CORE_MODULES = (
-    "consumer.pipeline.codec.decode",
-    "consumer.pipeline.codec.column_values",
-    "consumer.model.events",
-    "consumer.model.plan",
-    "consumer.pipeline.decision.entity_map",
-    "consumer.pipeline.decision.row_images",
-    "consumer.pipeline.replay.memo",
+#: Where the code a memo stands for begins: the rule that says nothing is to be sent, the decode a
+#: replay reads records with (a column decoded differently is a different row) and this module. Every
+#: module of their packages and of the packages they import is hashed (`code_files`).
+_ROOTS: Final = (nothing_to_send.__name__, decode.__name__, __name__)
+
+#: The project's source tree: the directory that holds the `consumer` package.
+SOURCE_ROOT: Final = Path(consumer.__file__).resolve().parent.parent
+
+#: Map-row fields a replay is not decided from: the memo itself, and the remembered image (it only fills
+#: a partial image, and memos are made and matched for whole ones only). Every other field is hashed.
+_NOT_DECIDED_FROM: Final = frozenset({"replay_memo", "source_row"})
+_DECIDED_FROM: Final = tuple(
+    f.name for f in dataclasses.fields(EntityState) if f.name not in _NOT_DECIDED_FROM
 )
 
 _fingerprints: dict[tuple[Any, ...], str | None] = {}
@@ -63,34 +61,67 @@ def payload_settings(settings: Settings) -> tuple[tuple[str, object], ...]:
     )
 
 
-def mapping_fingerprint(mapping: MappingConfig, settings: tuple[tuple[str, object], ...] = ()) -> str | None:
+def mapping_fingerprint(
+    mapping: MappingConfig, settings: tuple[tuple[str, object], ...] = (), source_root: Path = SOURCE_ROOT
+) -> str | None:
     """A digest of the mapping settings, the other settings that change payloads (`payload_settings`)
-    and the source files of the code that decodes and maps (every module of the registered specs'
-    package and of their plan functions); None when a source file cannot be read, which turns memos
-    off."""
+    and the source files of the code a memo stands for (`code_files`); None when a source file cannot
+    be read, which turns memos off."""
     registered = tuple(specs())
-    cache_key = (mapping, settings, tuple(id(spec) for spec in registered))
+    cache_key = (mapping, settings, tuple(id(spec) for spec in registered), source_root)
     if cache_key not in _fingerprints:
-        _fingerprints[cache_key] = _fingerprint((mapping, settings), _code_files(registered))
+        _fingerprints[cache_key] = _fingerprint((mapping, settings), code_files(registered, source_root))
     return _fingerprints[cache_key]
 
 
-def _code_files(registered: Iterable[Any]) -> set[Path] | None:
-    """The core modules' files and every module file in the directories of the specs' functions (the
-    whole `consumer/entities` package for the built-in ones): the same set in every process."""
-    files: set[Path] = set()
-    for name in _CORE_MODULES:
-        path = getattr(importlib.import_module(name), "__file__", None)
+def code_files(registered: Iterable[Any], source_root: Path = SOURCE_ROOT) -> set[Path] | None:
+    """Every module of the packages `_ROOTS` live in and import (read from their source, type-only
+    imports included), and of the directories of the registered specs' functions: the same set in every
+    process. None when a file cannot be found."""
+    packages: set[Path] = set()
+    for name in _ROOTS:
+        path = _source_of(source_root, name)
         if path is None:
             return None
-        files.add(Path(path))
+        packages.add(path.parent)
+        packages.update(_package_dirs(source_root, _imported(path)))
     for spec in registered:
         for fn in (spec.plan, spec.plan_facts, spec.never_synced, spec.created_currency):
-            path = getattr(sys.modules.get(getattr(fn, "__module__", "") or ""), "__file__", None)
+            path = _source_of(source_root, getattr(fn, "__module__", "") or "")
             if path is None:
                 return None
-            files.update(Path(path).parent.glob("*.py"))
-    return files
+            packages.add(path.parent)
+    return {file for package in packages for file in package.glob("*.py")}
+
+
+def _source_of(source_root: Path, module: str) -> Path | None:
+    """The file of a module under `source_root`; else (a spec from elsewhere) the loaded module's."""
+    if module:
+        base = source_root.joinpath(*module.split("."))
+        for path in (base.with_suffix(".py"), base / "__init__.py"):
+            if path.is_file():
+                return path
+    loaded = getattr(sys.modules.get(module), "__file__", None)
+    return None if loaded is None else Path(loaded)
+
+
+def _imported(path: Path) -> Iterator[str]:
+    """The absolute module names a source file imports (relative imports are not used here)."""
+    for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+
+
+def _package_dirs(source_root: Path, modules: Iterable[str]) -> Iterator[Path]:
+    """The package directories of the project's modules among `modules` (other imports are not ours)."""
+    for module in modules:
+        base = source_root.joinpath(*module.split("."))
+        if base.is_dir() and (base / "__init__.py").is_file():
+            yield base  # `from package import module`: the package
+        elif base.with_suffix(".py").is_file():
+            yield base.parent
 
 
 def _fingerprint(settings: Any, files: set[Path] | None) -> str | None:
@@ -113,11 +144,7 @@ def memo_digest(fingerprint: str, value: bytes, parent: ParentRecord | None, sta
         fingerprint,
         parent.zoho_id if parent else None,
         parent.currency_code if parent else None,
-        state.zoho_id,
-        state.payload_hash,
-        state.last_lsn,
-        state.status,
-        state.currency_code,
+        *(getattr(state, name) for name in _DECIDED_FROM),
     )
     digest.update("\0".join(repr(part) for part in parts).encode())
     return digest.hexdigest()
@@ -148,17 +175,6 @@ def row_after(state: EntityState | None, update: EntityUpdate, *, intent_cleared
     )
 
 
-class _NeedsReads(Exception):
-    """A spec's plan needs source reads: its outcome depends on more than the record and the map row."""
-
-
-class NoLookups:
-    """Source lookups for a plan that must not read: any read raises."""
-
-    async def first_child_value(self, *args: Any) -> str | None:
-        raise _NeedsReads
-
-
 async def memo_for(
     fingerprint: str | None,
     event: ChangeEvent,
@@ -172,21 +188,10 @@ async def memo_for(
     to write: a whole image of a row that exists, not older than the row's position, no refusal or
     intent on record, its parent in Zoho, a plan that needs no reads and is NOOP, and a row that
     already says everything (position, image, the write-back)."""
-    if fingerprint is None or value is None or event.row is None or event.unavailable:
-        return None
-    if event.op in (Op.DELETE, Op.TOMBSTONE) or after.rejected is not None or after.pending_create:
-        return None
-    if entity_map.older_than_applied(event, after):
-        return None
-    spec = spec_of(event.entity_type)
-    if spec.parent is not None and spec.parent_id(event.row) is not None and parent is None:
-        return None
-    try:
-        facts = await spec.plan_facts(NoLookups(), event, after)
-        plan: Plan = spec.plan(PlanInput(event, after, mapping, parent, facts))
-    except Exception:  # noqa: BLE001 - not mappable, or needs reads: no memo, the full path decides
-        return None
-    if plan.action is not Action.NOOP:
+    if fingerprint is None or value is None or event.unavailable or event.op in (Op.DELETE, Op.TOMBSTONE):
+        return None  # only the record alone, a whole image of a row that exists, is read by a replay
+    plan = await unchanged_without_reads(event, after, parent, mapping)
+    if plan is None:
         return None
     if entity_map.unchanged(event, after, plan) is not None:
         return None
