@@ -7,17 +7,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import shutil
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
-from consumer.entities.registry import spec_of
+from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import ParentRecord, PlanInput
 from consumer.model.events import ChangeEvent, DecodeError, Op
 from consumer.model.plan import EntityState, MappingConfig
+from consumer.pipeline.codec import decode
 from consumer.pipeline.codec.decode import decode_event, summarize_whole
+from consumer.pipeline.decision import nothing_to_send, parents, policy
 from consumer.pipeline.durability.store import EntityUpdate
+from consumer.pipeline.replay import bulk_check
 from consumer.pipeline.replay import memo as replay_memo
 from consumer.pipeline.replay.memo import memo_digest, memo_for, row_after
 from consumer.settings import Settings
@@ -173,6 +179,59 @@ def test_the_mapping_fingerprint_follows_the_settings_and_the_code(tmp_path: Pat
     code.write_text("RATE = 2\n")
     assert replay_memo._fingerprint(MAPPING, {code}) != first
     assert replay_memo._fingerprint(MAPPING, None) is None  # code that cannot be read turns memos off
+
+
+def _read_by_the_rule() -> set[Path]:
+    """The source files the rule reads, found from what its namespace holds (not from its imports' text,
+    as the memo finds them): the packages of the rule and of everything it uses, of the policy and parent
+    steps that ask it, of the decode a replay reads records with, and of the memo and bulk check."""
+    used = {nothing_to_send, policy, parents, decode, replay_memo, bulk_check}
+    for value in vars(nothing_to_send).values():
+        name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name.split(".")[0] == "consumer":
+            used.add(sys.modules[name])
+    return {path for module in used for path in Path(str(module.__file__)).parent.glob("*.py")}
+
+
+def test_editing_any_module_the_rule_reads_changes_the_memo_fingerprint(tmp_path: Path) -> None:
+    """The fingerprint over a copy of the sources, with one byte changed in each module in turn."""
+    root = replay_memo.SOURCE_ROOT
+    shutil.copytree(root / "consumer", tmp_path / "consumer", ignore=shutil.ignore_patterns("__pycache__"))
+
+    def fingerprint() -> str | None:
+        return replay_memo._fingerprint(MAPPING, replay_memo.code_files(specs(), tmp_path))
+
+    before = fingerprint()
+    assert before is not None
+    read = sorted(_read_by_the_rule())
+    names = {path.relative_to(root).as_posix() for path in read}
+    assert {"consumer/pipeline/decision/policy.py", "consumer/pipeline/decision/parents.py"} <= names
+    assert {
+        "consumer/model/plan.py",
+        "consumer/entities/customers.py",
+        "consumer/pipeline/codec/decode.py",
+    } <= names
+    for path in read:
+        copy = tmp_path / path.relative_to(root)
+        original = copy.read_bytes()
+        # One byte changed, the code still valid: the last newline made a space (or a comment begun).
+        copy.write_bytes(original[:-1] + (b" " if original.endswith(b"\n") else b"\n") if original else b"#")
+        assert fingerprint() != before, f"editing {path.relative_to(root)} left the fingerprint as it was"
+        copy.write_bytes(original)
+    assert fingerprint() == before
+
+
+def test_the_memo_digest_covers_every_map_row_field_a_replay_is_decided_from() -> None:
+    """A field added to `EntityState` is in the digest without anyone listing it: only the memo itself and
+    the remembered image (never read for a whole image) are left out."""
+    state = _synced_row(CUSTOMER)
+    before = memo_digest(FINGERPRINT, CUSTOMER_VALUE, None, state)
+    others = {str: "other", bool: True, int: 7}
+    for field in dataclasses.fields(EntityState):
+        value = getattr(state, field.name)
+        changed = dataclasses.replace(state, **{field.name: others.get(type(value), "other")})
+        same = memo_digest(FINGERPRINT, CUSTOMER_VALUE, None, changed) == before
+        assert same == (field.name in {"replay_memo", "source_row"}), field.name
 
 
 @pytest.mark.parametrize(

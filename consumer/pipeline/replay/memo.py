@@ -84,7 +84,10 @@ def code_files(registered: Iterable[Any], source_root: Path = SOURCE_ROOT) -> se
         if path is None:
             return None
         packages.add(path.parent)
-        packages.update(_package_dirs(source_root, _imported(path)))
+        try:
+            packages.update(_package_dirs(source_root, _imported(path)))
+        except (OSError, SyntaxError, ValueError):
+            return None
     for spec in registered:
         for fn in (spec.plan, spec.plan_facts, spec.never_synced, spec.created_currency):
             path = _source_of(source_root, getattr(fn, "__module__", "") or "")
