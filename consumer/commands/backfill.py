@@ -78,7 +78,7 @@ async def _backfill(settings, entity, since, dry_run, resync, quiet):  # type: i
 
             def on_progress(runner) -> None:  # type: ignore[no-untyped-def]
                 total = sum(runner.end_offsets.values()) or None
-                done = sum(wm.committed or 0 for wm in runner.watermarks.values())
+                done = sum(runner.watermarks.committed().values())
                 tally = session.metrics.tally
                 rate = getattr(session.client, "current_rate_per_window", None)
                 left = max((total or 0) - done, 0)

@@ -22,7 +22,7 @@ import structlog
 
 from consumer.entities.registry import specs
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
-from consumer.jobs.reconcile.repair import RECONCILE_PARTITION, repair_engine
+from consumer.jobs.reconcile.repair import RECONCILE_PARTITION
 from consumer.jobs.reconcile.sides import current_rows
 from consumer.jobs.zoho_listing import ZohoListing
 from consumer.model.events import EntityType, snapshot_read
@@ -30,10 +30,12 @@ from consumer.pipeline.adoption.match_index import MatchIndex
 from consumer.pipeline.durability.recording import OutcomeRecorder
 from consumer.pipeline.durability.source_reads import as_uuid
 from consumer.pipeline.effects.apply import ApplyOptions, ZohoApplier
-from consumer.pipeline.intake.runner import SyncRunner
 from consumer.pipeline.intake.scheduler import InboundRecord
 from consumer.pipeline.replay.first_pass import first_pass
-from consumer.service.wiring import SyncSession
+from consumer.pipeline.replay.range import ReplayRange
+from consumer.pipeline.replay.second_pass import SecondPass
+from consumer.service.wiring import EngineParts, SyncSession
+from consumer.service.worker import Worker
 
 log = structlog.get_logger("zoho_cdc.backfill")
 
@@ -72,23 +74,18 @@ async def run_backfill(
     on_progress: Any = None,
 ) -> BackfillResult:
     group = group_id or f"{session.settings.consumer_group}.backfill.{int(time.time() * 1000)}"
-    options = session.run_options(
-        group,
-        topics=backfill_topics(session, entity),
-        bounded=True,
-        from_beginning=since is None,
-        since=since,
-        read_ahead=False,
-    )
+    options = session.run_options(group, topics=backfill_topics(session, entity))
+    replay_range = ReplayRange(from_beginning=since is None, since=since, read_ahead=False)
     planned = PlannedCalls() if dry_run else None
     store: Any = session.store if planned is None else DryRunStore(session.store, planned)
     before = dict(session.metrics.tally)
     attempts_before = session.metrics.attempts
     already_applied_before = session.metrics.already_applied
     started = time.monotonic()  # the run's time covers both passes: the index is part of the replay
-    replay, options.bounds = await first_pass(
-        options, session.settings.topic_prefix, OutcomeRecorder(store, group, session.metrics)
+    replay, replay_range.bounds = await first_pass(
+        options, replay_range, session.settings.topic_prefix, OutcomeRecorder(store, group, session.metrics)
     )
+    replay_range.first_pass = replay  # the records it recorded are passed unread
     index_s = time.monotonic() - started
     entities = len(replay)  # the second pass forgets each entity once it is handed out
     listing = None
@@ -99,26 +96,21 @@ async def run_backfill(
         applier = _matching_applier(session, chosen_entities(entity))
     http_429_before = _client_429(session.client)
     if planned is not None:
-        runner: SyncRunner = session.runner(
-            options,
+        parts = EngineParts(
             resync=resync,
             applier=DryRunApplier(planned),
             store=store,
             dead_letters=DryRunDeadLetters(planned, session.settings.dlq_topic),
-            on_progress=on_progress,
-            replay=replay,
+            intake=SecondPass(replay),
         )
     else:
-        runner = session.runner(
-            options,
-            resync=resync,
-            applier=applier,
-            on_progress=on_progress,
-            replay=replay,
-            listing=listing,
-            unchanged_in_bulk=not resync,
+        # A replay that trusts the entity map settles the newest records Zoho already holds in bulk.
+        bulk_reads = session.store if not resync else None
+        parts = EngineParts(
+            resync=resync, applier=applier, listing=listing, intake=SecondPass(replay, bulk_reads)
         )
-    summary = await session.consume(runner)
+    worker = Worker(session, options, reading=replay_range, engine=parts, on_progress=on_progress)
+    summary = await worker.run()
     lost = replay.unapplied() if summary.stopped_by == "end" else []
     from_source, not_applied = 0, [f"{kind}:{entity_id}" for kind, entity_id in lost]
     if lost and planned is None:
@@ -166,7 +158,8 @@ async def _apply_from_source(
     """Apply, through the live pipeline under the backfill's group, the current source rows of entities
     whose newest record the second pass never read; returns how many were handed over and the entities
     that have no source row either (named `entity:id`)."""
-    engine = repair_engine(session, group, resync=resync)
+    # Source rows read now are never older than what was applied; without `resync` the entity map decides.
+    engine = session.engine(group, parts=EngineParts(resync=resync, ignore_stale=True))
     handed, found = 0, set()
     try:
         for spec in specs():  # parents before their children

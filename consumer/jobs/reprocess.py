@@ -38,7 +38,9 @@ from consumer.pipeline.effects.dead_letter_topic import (
 )
 from consumer.pipeline.intake.end_offsets import end_offsets as true_end_offsets
 from consumer.pipeline.intake.end_offsets import topic_partitions
-from consumer.service.wiring import SyncSession
+from consumer.pipeline.replay.range import ReplayRange
+from consumer.service.wiring import EngineParts, SyncSession
+from consumer.service.worker import Worker
 
 log = structlog.get_logger("zoho_cdc.reprocess")
 
@@ -220,28 +222,24 @@ async def reprocess(
     selection = _Selection(
         positions, since_ms, await _reprocessed(session.settings.database_url, group, topic)
     )
-    options = session.run_options(
-        group,
-        topics=(topic,),
-        bounded=True,
-        accept=selection.accept,
-        handled_before=selection.handled_before,
-    )
+    options = session.run_options(group, topics=(topic,))
+    # The range from the group's committed position to the end offsets captured now.
+    letters = ReplayRange(accept=selection.accept, handled_before=selection.handled_before)
     planned = PlannedCalls() if dry_run else None
     before = dict(session.metrics.tally)
     attempts_before = session.metrics.attempts
     if planned is not None:
-        runner = session.runner(
-            options,
+        parts = EngineParts(
             applier=DryRunApplier(planned),
             store=DryRunStore(session.store, planned),
             dead_letters=DryRunDeadLetters(planned, session.settings.dlq_topic),
         )
+        worker = Worker(session, options, reading=letters, engine=parts)
         # A dry run must not move the reprocess group's offsets either.
-        runner.commit = _no_commit  # type: ignore[method-assign]
+        worker.runner.commit = _no_commit  # type: ignore[method-assign]
     else:
-        runner = session.runner(options)
-    summary = await session.consume(runner)
+        worker = Worker(session, options, reading=letters)
+    summary = await worker.run()
     outcomes = (
         dict(planned.outcomes)
         if planned

@@ -29,6 +29,7 @@ from consumer.local import stack
 from consumer.local.seed import seed
 from consumer.model.plan import MappingConfig
 from consumer.service.wiring import sync_session
+from consumer.service.worker import Worker
 from consumer.settings import Settings
 
 DEMO_DATABASE = "zoho_cdc_demo"
@@ -116,8 +117,8 @@ def _count(database_url: str, sql: str) -> int:
 
 async def _sync_until_caught_up(settings: Settings, console: Console, timeout: float) -> None:
     async with sync_session(settings, live_sync=True) as session:
-        runner = session.runner(session.run_options(settings.consumer_group))
-        task = asyncio.create_task(session.consume(runner))
+        worker = Worker(session, session.run_options(settings.consumer_group))
+        task = asyncio.create_task(worker.run())
         deadline = time.monotonic() + timeout
         try:
             with console.status("syncing…") as status:
@@ -130,13 +131,13 @@ async def _sync_until_caught_up(settings: Settings, console: Console, timeout: f
                     status.update(
                         f"waiting for Zoho: {customers} customers and {invoices} invoices to go  [{tally}]"
                     )
-                    if customers == 0 and invoices == 0 and runner.engine.in_flight == 0:
+                    if customers == 0 and invoices == 0 and worker.engine.in_flight == 0:
                         break
                     await asyncio.sleep(0.5)
                 else:
                     raise TimeoutError(f"the sync did not catch up within {timeout:.0f} s")
         finally:
-            runner.stop("demo finished")
+            worker.stop("demo finished")
             await task
 
 

@@ -1,10 +1,10 @@
-"""The life of `zoho-cdc run`, in one place: start, serve, sync until a signal, drain, shut down.
+"""The process of `zoho-cdc run`: a session, the live worker, and the tasks beside it.
 
 `LiveSync.main` opens the session (database, broker and Zoho checked first, each failure one sentence;
-refused credentials, the wrong data centre or organisation stop it before any event is read),
-installs the SIGTERM/SIGINT handlers, starts the status page and the membership report beside the sync
-loop, runs the loop (`SyncRunner.run`: fetch -> process -> record -> commit), and on a signal lets the
-runner drain what is in flight (bounded by SHUTDOWN_TIMEOUT_SECONDS), commit, and stop the side tasks.
+refused credentials, the wrong data centre or organisation stop it before any event is read), lets the
+worker own SIGTERM/SIGINT, starts the status page and the membership report beside it and runs it
+(`consumer.service.worker.Worker.run`: start -> poll -> process -> record -> commit -> drain -> close);
+when the worker is done the side tasks stop.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any
 import structlog
 
 from consumer.entities.registry import source_topics
-from consumer.pipeline.intake.runner import RunSummary, SyncRunner
+from consumer.pipeline.intake.runner import RunSummary
 from consumer.pipeline.intake.scheduler import FatalSyncError
 from consumer.service.members import instance_name, report_membership
 from consumer.service.wiring import SyncSession, sync_session
+from consumer.service.worker import Worker
 from consumer.settings import Settings
 
 log = structlog.get_logger("zoho_cdc.run")
@@ -51,36 +52,36 @@ class LiveSync:
         settings = self.settings
         vet = functools.partial(refuse_fatal_zoho_setup, settings)
         async with sync_session(settings, live_sync=True, vet_zoho=vet) as session:
-            runner = session.runner(session.run_options(settings.consumer_group))
-            runner.install_signal_handlers()
-            async with self._beside(session, runner):
+            worker = Worker(session, session.run_options(settings.consumer_group))
+            worker.install_signal_handlers()
+            async with self._beside(session, worker):
                 log.info(
                     "sync started",
                     topics=list(source_topics(settings.topic_prefix)),
                     group=settings.consumer_group,
                     instance=self.instance,
                 )
-                summary: RunSummary = await session.consume(runner)
+                summary: RunSummary = await worker.run()
         log.info(
             "sync stopped", records=summary.records, reason=summary.stopped_by, committed=summary.committed
         )
         return summary
 
     @contextlib.asynccontextmanager
-    async def _beside(self, session: SyncSession, runner: SyncRunner) -> AsyncIterator[None]:
+    async def _beside(self, session: SyncSession, worker: Worker) -> AsyncIterator[None]:
         """The tasks that live as long as the sync: the status page and the group-membership report."""
         settings = self.settings
         tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(
                 report_membership(
-                    settings.database_url, settings.consumer_group, self.instance, runner.assignment
+                    settings.database_url, settings.consumer_group, self.instance, worker.runner.assignment
                 )
             )
         ]
         if self.serve_status:
             from consumer.web.status_server import serve_status_page  # the web stack only when it is served
 
-            tasks.append(asyncio.create_task(serve_status_page(session, runner)))
+            tasks.append(asyncio.create_task(serve_status_page(session, worker.runner)))
         try:
             yield
         finally:

@@ -1,7 +1,9 @@
-"""Wiring: settings -> store, Zoho client, DLQ producer, engine and runner, with a clean lifecycle.
+"""Wiring: settings -> store, Zoho client, DLQ producer and engine, with a clean lifecycle.
 
-Every command that moves events (run, backfill, dlq reprocess) goes through `sync_session`, so all
-of them share one pipeline: decode, map, coalesce, limiter, sync log, idempotent creates.
+Every command that moves events (run, backfill, dlq reprocess, reconcile's repair) goes through
+`sync_session` and builds its engine with `SyncSession.engine`, so all of them share one pipeline:
+decode, map, coalesce, limiter, sync log, idempotent creates. A worker (`consumer.service.worker`)
+runs an engine against Kafka.
 """
 
 from __future__ import annotations
@@ -14,20 +16,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
-from aiokafka import AIOKafkaConsumer
 
 from consumer.entities.registry import source_topics
 from consumer.metrics import Metrics
 from consumer.migrations import migrate
 from consumer.model.plan import MappingConfig
+from consumer.pipeline.decision.entity_map import Listing
 from consumer.pipeline.durability.organisations import Organisation, OrganisationUnsettled, settle
 from consumer.pipeline.durability.store import SyncStore
 from consumer.pipeline.effects.apply import Applier, ApplyOptions, ZohoApplier
 from consumer.pipeline.effects.dead_letter_topic import DeadLetterPublisher
-from consumer.pipeline.intake.engine import EngineOptions, SyncEngine
-from consumer.pipeline.intake.runner import RunOptions, SyncRunner, kafka_consumer, kafka_producer
+from consumer.pipeline.intake.engine import EngineOptions, IntakeStrategy, SyncEngine
+from consumer.pipeline.intake.runner import RunOptions, kafka_producer
 from consumer.pipeline.intake.scheduler import InboundRecord
-from consumer.pipeline.replay.index import ReplayIndex
 from consumer.pipeline.replay.memo import payload_settings
 from consumer.settings import Settings
 
@@ -73,6 +74,19 @@ def zoho_client(settings: Settings) -> Any:
 
 
 @dataclass
+class EngineParts:
+    """What one run changes in the engine its session builds; the live sync changes nothing."""
+
+    resync: bool = False  # ignore stored payload hashes and check every entity against Zoho
+    ignore_stale: bool = False  # source rows read now (a repair): never older than what was applied
+    applier: Applier | None = None  # a dry run's, or a replay's that matches against Zoho's listing
+    store: Any = None  # a dry run's
+    dead_letters: Any = None  # a dry run's
+    listing: Listing | None = None  # a resync's view of what Zoho holds
+    intake: IntakeStrategy | None = None  # a backfill's second pass (`consumer.pipeline.replay`)
+
+
+@dataclass
 class SyncSession:
     settings: Settings
     store: SyncStore
@@ -81,45 +95,40 @@ class SyncSession:
     producer: Any
     organisation: Organisation  # the Zoho organisation it works in; `live`: it writes back to the source
 
-    def runner(
+    def engine(
         self,
-        run_options: RunOptions,
+        group: str,
         *,
-        resync: bool = False,
-        applier: Applier | None = None,
-        store: Any = None,
-        dead_letters: Any = None,
-        on_progress: Callable[[SyncRunner], None] | None = None,
-        replay: ReplayIndex | None = None,
-        listing: Any = None,
-        unchanged_in_bulk: bool = False,
-    ) -> SyncRunner:
-        """The runner of one run; a replay (`replay`) that trusts the entity map may settle the newest
-        records Zoho already holds in bulk (`unchanged_in_bulk`: not for a resync or a dry run)."""
+        on_done: Callable[[InboundRecord], None] | None = None,
+        parts: EngineParts | None = None,
+    ) -> SyncEngine:
+        """The one way a `SyncEngine` is built (run, backfill, dlq reprocess, reconcile's repair): on the
+        session's store, Zoho client and dead-letter producer, under the sync-log group `group`.
 
-        def make_engine(on_done: Callable[[InboundRecord], None]) -> SyncEngine:
-            return SyncEngine(
-                options=EngineOptions(
-                    consumer_group=run_options.group_id,
-                    topic_prefix=self.settings.topic_prefix,
-                    mapping=MappingConfig.from_settings(self.settings),
-                    payload_settings=payload_settings(self.settings),
-                    resync=resync,
-                    dlq_topic=self.settings.dlq_topic,
-                    reprocess_max_attempts=self.settings.reprocess_max_attempts,
-                ),
-                store=store or self.store,
-                applier=applier
-                or ZohoApplier(self.client, self.store, ApplyOptions.from_settings(self.settings)),
-                dead_letters=dead_letters or DeadLetterPublisher(self.producer, self.settings.dlq_topic),
-                on_done=on_done,
-                metrics=self.metrics,
-                replay=replay,
-                listing=listing,
-                unchanged_reads=self.store if unchanged_in_bulk else None,
-            )
-
-        return SyncRunner(run_options, make_engine, on_progress=on_progress)
+        `on_done` is where a record whose outcome is durable goes (a worker's watermarks); `parts` is
+        what the run changes (see `EngineParts`)."""
+        parts = parts or EngineParts()
+        settings = self.settings
+        return SyncEngine(
+            options=EngineOptions(
+                consumer_group=group,
+                topic_prefix=settings.topic_prefix,
+                mapping=MappingConfig.from_settings(settings),
+                payload_settings=payload_settings(settings),
+                resync=parts.resync,
+                ignore_stale=parts.ignore_stale,
+                dlq_topic=settings.dlq_topic,
+                reprocess_max_attempts=settings.reprocess_max_attempts,
+            ),
+            store=parts.store or self.store,
+            applier=parts.applier
+            or ZohoApplier(self.client, self.store, ApplyOptions.from_settings(settings)),
+            dead_letters=parts.dead_letters or DeadLetterPublisher(self.producer, settings.dlq_topic),
+            on_done=on_done,
+            metrics=self.metrics,
+            listing=parts.listing,
+            intake=parts.intake,
+        )
 
     def run_options(self, group_id: str, topics: tuple[str, ...] | None = None, **kw: Any) -> RunOptions:
         s = self.settings
@@ -134,32 +143,6 @@ class SyncSession:
             static_join_timeout=max(30.0, 3 * s.kafka_session_timeout_ms / 1000),
             **kw,
         )
-
-    async def consume(self, runner: SyncRunner) -> Any:
-        s = self.settings
-        membership: dict[str, Any] = {
-            "session_timeout_ms": s.kafka_session_timeout_ms,
-            "heartbeat_interval_ms": s.kafka_heartbeat_interval_ms,
-        }
-        static = bool(s.kafka_group_instance_id) and not runner.options.bounded
-        bootstrap, group = runner.options.bootstrap_servers, runner.options.group_id
-        # static membership: a restart within the session timeout gets its partitions straight back
-        instance = {"group_instance_id": s.kafka_group_instance_id} if static else {}
-        consumer = kafka_consumer(bootstrap, group, **membership, **instance)
-        current = [consumer]
-
-        async def as_dynamic(old: AIOKafkaConsumer) -> AIOKafkaConsumer:
-            await old.stop()
-            new = kafka_consumer(bootstrap, group, **membership)
-            current.append(new)
-            await new.start()
-            return new
-
-        await consumer.start()
-        try:
-            return await runner.run(consumer, rejoin_dynamically=as_dynamic if static else None)
-        finally:
-            await current[-1].stop()
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from consumer.pipeline.intake.end_offsets import topic_partitions
 from consumer.service.wiring import SyncSession, sync_session
+from consumer.service.worker import Worker
 from consumer.settings import Settings
 
 
@@ -49,6 +50,7 @@ class LiveSync:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.session: SyncSession | None = None
+        self.worker: Worker | None = None
         self.runner: Any = None
         self._task: asyncio.Task[Any] | None = None
         self._cm: Any = None
@@ -56,14 +58,16 @@ class LiveSync:
     async def __aenter__(self) -> LiveSync:
         self._cm = sync_session(self.settings, live_sync=True)  # as `zoho-cdc run`
         self.session = await self._cm.__aenter__()
-        self.runner = self.session.runner(self.session.run_options(self.settings.consumer_group))
-        self._task = asyncio.create_task(self.session.consume(self.runner))
+        self.worker = Worker(self.session, self.session.run_options(self.settings.consumer_group))
+        self.runner = self.worker.runner
+        self._task = asyncio.create_task(self.worker.run())
         return self
 
     async def stop(self) -> Any:
         if self._task is None:
             return None
-        self.runner.stop("test")
+        assert self.worker is not None
+        self.worker.stop("test")
         result = await asyncio.wait_for(self._task, 30)
         self._task = None
         return result

@@ -238,14 +238,15 @@ async def test_revoked_refresh_token_stops_the_sync_with_one_sentence_and_advanc
 ):
     from consumer.pipeline.intake.scheduler import FatalSyncError
     from consumer.service.wiring import sync_session
+    from consumer.service.worker import Worker
 
     zoho.handle.revoke_refresh_token()
     source.insert_customer(30)
     await source.flush()
     async with sync_session(settings) as session:
-        runner = session.runner(session.run_options(settings.consumer_group))
+        worker = Worker(session, session.run_options(settings.consumer_group))
         with pytest.raises(FatalSyncError) as info:
-            await asyncio.wait_for(session.consume(runner), 60)
+            await asyncio.wait_for(worker.run(), 60)
     message = str(info.value)
     assert "ZOHO_REFRESH_TOKEN" in message
     assert settings.zoho_refresh_token.get_secret_value() not in message

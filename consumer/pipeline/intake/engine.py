@@ -2,16 +2,18 @@
 
 It wires the three parts a newcomer reads in turn: the `KeyScheduler` (one worker per entity key, the
 Parallel Consumer model), the `EventPolicy` (what a key's batch becomes, step by step) and the
-`OutcomeRecorder` (durable rows). Records are decoded on arrival; `on_done` (which advances the
-offset watermark) is called only after a record's row is durable. A backfill's replay only moves past
-the records its first pass already recorded (`ReplayIntake`); the newest ones Zoho already holds are
-settled in bulk too (`UnchangedInBulk`).
+`OutcomeRecorder` (durable rows). `on_done` (the run's `PartitionWatermarks.completed`, which lets the
+offset be committed) is called only after a record's row is durable. How a record reaches the scheduler
+is the run's intake: decoded and queued under its key (`LiveIntake`), or routed by a replay
+(`consumer.pipeline.replay.second_pass`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import structlog
 
@@ -35,10 +37,6 @@ from consumer.pipeline.intake.scheduler import (
     WorkItem,
     key_of,
 )
-from consumer.pipeline.replay.bulk_check import BulkReads, UnchangedInBulk
-from consumer.pipeline.replay.bulk_settle import BulkSettler
-from consumer.pipeline.replay.index import ReplayIndex
-from consumer.pipeline.replay.second_pass import ReplayIntake
 from consumer.settings import setting_default
 
 log = structlog.get_logger("zoho_cdc.engine")
@@ -57,6 +55,42 @@ class EngineOptions:
     reprocess_max_attempts: int = setting_default("reprocess_max_attempts")
 
 
+class RecordIntake(Protocol):
+    """How the engine's records reach the key scheduler."""
+
+    def submit(self, record: InboundRecord, event: ChangeEvent | None) -> None: ...
+
+    def tasks(self) -> list[asyncio.Task[None] | None]:
+        """Background work of its own, cancelled when the engine closes."""
+        ...
+
+
+class IntakeStrategy(Protocol):
+    """Builds a run's `RecordIntake` over the engine's parts (a replay's: `replay.second_pass.SecondPass`)."""
+
+    def open(self, engine: SyncEngine) -> RecordIntake: ...
+
+
+class LiveIntake:
+    """Each record decoded on arrival and queued behind earlier records of its entity."""
+
+    def __init__(self, engine: SyncEngine) -> None:
+        self._engine = engine
+
+    def submit(self, record: InboundRecord, event: ChangeEvent | None) -> None:
+        error: DecodeError | None = None
+        if event is None:
+            event, error = self._engine.decoded(record)
+        self._engine.admit(WorkItem(record, event, error))
+
+    def tasks(self) -> list[asyncio.Task[None] | None]:
+        return []
+
+
+def _nothing_to_commit(_record: InboundRecord) -> None:
+    """The `on_done` of an engine fed by hand (a repair): no Kafka offsets to advance."""
+
+
 class SyncEngine:
     """Turns inbound records into Zoho calls and durable sync-log outcomes."""
 
@@ -67,19 +101,18 @@ class SyncEngine:
         store: Store,
         applier: Applier,
         dead_letters: DeadLetterPublisher,
-        on_done: Callable[[InboundRecord], None],
+        on_done: Callable[[InboundRecord], None] | None = None,
         metrics: Metrics | None = None,
-        replay: ReplayIndex | None = None,
         listing: Listing | None = None,
-        unchanged_reads: BulkReads | None = None,
+        intake: IntakeStrategy | None = None,
     ) -> None:
         self.options = options
         self.metrics = metrics or Metrics()
-        self._scheduler = KeyScheduler(self._handle, on_done)
-        self._recorder = OutcomeRecorder(store, options.consumer_group, self.metrics)
+        self.scheduler = KeyScheduler(self._handle, on_done or _nothing_to_commit)
+        self.recorder = OutcomeRecorder(store, options.consumer_group, self.metrics)
         desk = DeadLetterDesk(
             dead_letters,
-            self._recorder,
+            self.recorder,
             options.dlq_topic,
             options.reprocess_max_attempts,
             options.topic_prefix,
@@ -92,62 +125,30 @@ class SyncEngine:
             options.topic_prefix,
             options.payload_settings,
         )
-        self._policy = EventPolicy(policy_options, self._recorder, desk, applier, self._scheduler, listing)
-        self._policy.follow_ups = FollowUps(self._recorder, self._admitted, options.topic_prefix)
-        # A backfill's first pass (`ReplayIndex`): only each entity's newest record is worked on; the
-        # newest ones Zoho already holds are checked in bulk when the replay trusts the entity map.
-        self._settled = BulkSettler(self._recorder, self._scheduler)
-        self._unchanged = None
-        if replay is not None and unchanged_reads is not None and not options.resync:
-            self._unchanged = UnchangedInBulk(
-                unchanged_reads,
-                self._policy,
-                settle=self._settled.outcome,
-                work=self._scheduler.enqueue,
-                fail=self._scheduler.fail,
-                decode=self._decoded,
-            )
-        self._replay = None
-        if replay is not None:
-            self._replay = ReplayIntake(
-                replay,
-                recorder=self._recorder,
-                scheduler=self._scheduler,
-                settled=self._settled,
-                decode=self._decoded,
-                pipeline=self._admitted,
-                unchanged=self._unchanged,
-                topic_prefix=options.topic_prefix,
-            )
-        # A replay's first pass already recorded most records: the runner moves past them unread.
-        self.recorded_before = replay.recorded_in_first_pass if replay is not None else None
+        self.policy = EventPolicy(policy_options, self.recorder, desk, applier, self.scheduler, listing)
+        self.policy.follow_ups = FollowUps(self.recorder, self.admit, options.topic_prefix)
+        self._intake: RecordIntake = intake.open(self) if intake is not None else LiveIntake(self)
 
     async def _handle(self, key: Key, batch: list[WorkItem]) -> None:
-        await self._policy.handle(key, batch)
+        await self.policy.handle(key, batch)
 
     # --- intake -------------------------------------------------------------------------
     @property
     def in_flight(self) -> int:
-        return self._scheduler.in_flight
+        return self.scheduler.in_flight
 
     @property
     def fatal(self) -> BaseException | None:
-        return self._scheduler.fatal
+        return self.scheduler.fatal
 
     def submit(self, record: InboundRecord, event: ChangeEvent | None = None) -> None:
-        """Queue one record behind earlier records of the same entity.
+        """Queue one record behind earlier records of the same entity (through the run's intake).
 
         `event` is given by jobs that already hold the change (reconcile's repair reads the source rows
         itself): the record then only names the sync-log position, and nothing is decoded."""
-        if self._replay is not None and record.topic != self.options.dlq_topic:
-            self._replay.submit(record, event)
-            return
-        error: DecodeError | None = None
-        if event is None:
-            event, error = self._decoded(record)
-        self._admitted(WorkItem(record, event, error))
+        self._intake.submit(record, event)
 
-    def _decoded(self, record: InboundRecord) -> tuple[ChangeEvent | None, DecodeError | None]:
+    def decoded(self, record: InboundRecord) -> tuple[ChangeEvent | None, DecodeError | None]:
         # A record re-driven from the DLQ is decoded as the record of its original topic.
         source_topic = record.topic
         if record.topic == self.options.dlq_topic:
@@ -159,41 +160,42 @@ class SyncEngine:
         except DecodeError as exc:
             return None, exc
 
-    def _admitted(self, item: WorkItem) -> None:
-        self._scheduler.admit(item)
-        self._scheduler.enqueue(key_of(item), item)
+    def admit(self, item: WorkItem) -> None:
+        """Count a record in flight and queue it under its key."""
+        self.scheduler.admit(item)
+        self.scheduler.enqueue(key_of(item), item)
 
     # --- flow control and partitions (the scheduler's) ----------------------------------
     def hold(self) -> None:
         """Let records gather without starting their work (read-ahead for coalescing)."""
-        self._scheduler.hold()
+        self.scheduler.hold()
 
     def release(self) -> None:
-        self._scheduler.release()
+        self.scheduler.release()
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every submitted record has a durable outcome. False on timeout."""
-        return await self._scheduler.wait_idle(timeout)
+        return await self.scheduler.wait_idle(timeout)
 
     async def wait_in_flight(self, at_most: int, timeout: float) -> bool:
         """Wait until at most `at_most` records are in flight (back-pressure eased); False on timeout."""
-        return await self._scheduler.wait_in_flight(at_most, timeout)
+        return await self.scheduler.wait_in_flight(at_most, timeout)
 
     async def close(self) -> None:
-        await self._scheduler.close(*self._settled.tasks, self._unchanged.task if self._unchanged else None)
+        await self.scheduler.close(*self._intake.tasks())
 
     def revoke(self, partitions: Iterable[Partition]) -> None:
         """Stop the work of revoked partitions before it calls Zoho (see `KeyScheduler.revoke`)."""
-        self._scheduler.revoke(partitions)
+        self.scheduler.revoke(partitions)
 
     def assigned(self, partitions: Iterable[Partition]) -> None:
-        self._scheduler.assigned(partitions)
+        self.scheduler.assigned(partitions)
 
     def in_flight_for(self, partitions: Iterable[Partition]) -> int:
-        return self._scheduler.in_flight_for(partitions)
+        return self.scheduler.in_flight_for(partitions)
 
     async def wait_partitions_idle(self, partitions: Iterable[Partition], timeout: float) -> bool:
-        return await self._scheduler.wait_partitions_idle(partitions, timeout)
+        return await self.scheduler.wait_partitions_idle(partitions, timeout)
 
 
 __all__ = ["SyncEngine", "EngineOptions", "InboundRecord", "FatalSyncError", "Applied"]

@@ -2,13 +2,21 @@
 
 An offset is committable only when it and every offset before it on the partition has a durable
 outcome (the Confluent Parallel Consumer rule). Records finish out of order because different keys
-run concurrently; the watermark is the lowest offset still pending.
+run concurrently; the watermark is the lowest offset still pending. `PartitionWatermarks` is where a
+finished record lands (the engine's `on_done`) and where the runner reads what to commit.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiokafka import TopicPartition
+
+if TYPE_CHECKING:
+    from consumer.pipeline.intake.scheduler import InboundRecord
 
 
 @dataclass
@@ -61,3 +69,49 @@ class OffsetWatermark:
     def mark_committed(self, offset: int) -> None:
         if self.committed is None or offset > self.committed:
             self.committed = offset
+
+
+class PartitionWatermarks:
+    """The watermark of each partition a run holds: finished records in, committable offsets out."""
+
+    def __init__(self) -> None:
+        self._by_partition: dict[TopicPartition, OffsetWatermark] = {}
+
+    def completed(self, record: InboundRecord) -> None:
+        """A record's outcome is durable (the key scheduler's `on_done`): its offset may be committed."""
+        wm = self._by_partition.get(TopicPartition(record.topic, record.partition))
+        if wm is not None:  # None: the partition was revoked and forgotten meanwhile
+            wm.completed(record.offset)
+
+    def track(self, tp: TopicPartition) -> OffsetWatermark:
+        """The partition's watermark, a new one if it is not tracked yet."""
+        return self._by_partition.setdefault(tp, OffsetWatermark())
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._by_partition.pop(tp, None)
+
+    def committable(
+        self, partitions: Iterable[TopicPartition], assigned: set[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The next offset to commit of each of `partitions` still assigned that has one."""
+        offsets = {}
+        for tp in partitions:
+            wm = self._by_partition.get(tp)
+            if wm is None or tp not in assigned:
+                continue
+            next_offset = wm.committable()
+            if next_offset is not None:
+                offsets[tp] = next_offset
+        return offsets
+
+    def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            self._by_partition[tp].mark_committed(offset)
+
+    def partitions(self) -> list[TopicPartition]:
+        return list(self._by_partition)
+
+    def committed(self) -> dict[TopicPartition, int]:
+        """The offset committed so far on each tracked partition (0 when none yet)."""
+        return {tp: wm.committed or 0 for tp, wm in self._by_partition.items()}

@@ -14,23 +14,22 @@ import asyncio
 from collections import deque
 from typing import Final
 
-from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 
 from consumer.model.events import DecodeError, Op
 from consumer.pipeline.codec.decode import summarize_change
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.store import OutcomeRow
-from consumer.pipeline.intake.runner import RunOptions, assign_range, kafka_consumer
+from consumer.pipeline.intake.runner import RunOptions, kafka_consumer
 from consumer.pipeline.replay.index import ReplayIndex
+from consumer.pipeline.replay.range import Bounds, ReplayRange
 
 #: Rows handed to the store and not yet durable; reading waits beyond this, so memory stays bounded.
 MAX_WAITING_ROWS: Final = 20_000
 
-Bounds = dict[TopicPartition, tuple[int, int]]
-
 
 async def first_pass(
-    options: RunOptions, topic_prefix: str, recorder: OutcomeRecorder
+    options: RunOptions, replay_range: ReplayRange, topic_prefix: str, recorder: OutcomeRecorder
 ) -> tuple[ReplayIndex, Bounds]:
     """Read the run's range once, without a group; index it and record what it decides.
 
@@ -41,7 +40,7 @@ async def first_pass(
     consumer = kafka_consumer(options.bootstrap_servers, None)  # type: ignore[arg-type]
     await consumer.start()
     try:
-        ends = await assign_range(consumer, options)
+        ends = await replay_range.assign(consumer, options.topics, options.bootstrap_servers)
         bounds = {tp: (await consumer.position(tp), end) for tp, end in ends.items()}
         pending = {tp for tp, (start, end) in bounds.items() if start < end}
         while pending:

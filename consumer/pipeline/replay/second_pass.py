@@ -1,7 +1,7 @@
 """A backfill's second pass: what each replayed record needs, decided as it arrives.
 
 The first pass recorded every record it saw superseded, and every tombstone; the runner moves the
-offsets past those (`SyncEngine.recorded_before`) without handing them here. What remains is each entity's
+offsets past those (`ReplayRange.read`) without handing them here. What remains is each entity's
 newest record and the partial images it is made whole from: they are decoded and go on, the newest to
 the pipeline or to the bulk check of entities Zoho already holds (`UnchangedInBulk`), the images folded
 into it and recorded `superseded`. A newest record that is a whole image on its own goes to that check
@@ -13,8 +13,9 @@ out unreadable.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from consumer.entities.registry import spec_of
 from consumer.model.events import ChangeEvent, DecodeError, Op
@@ -22,11 +23,47 @@ from consumer.pipeline.codec.decode import summarize_whole
 from consumer.pipeline.decision.row_images import coalesce
 from consumer.pipeline.durability.recording import OutcomeRecorder
 from consumer.pipeline.intake.scheduler import InboundRecord, Key, KeyScheduler, WorkItem
-from consumer.pipeline.replay.bulk_check import UnchangedInBulk
+from consumer.pipeline.replay.bulk_check import BulkReads, UnchangedInBulk
 from consumer.pipeline.replay.bulk_settle import BulkSettler
 from consumer.pipeline.replay.index import ReplayIndex, Role
 
+if TYPE_CHECKING:
+    from consumer.pipeline.intake.engine import SyncEngine
+
 Decoded = tuple[ChangeEvent | None, DecodeError | None]
+
+
+class SecondPass:
+    """A backfill's intake strategy for the engine (`SyncEngine(intake=...)`): the first pass's index, and
+    the reads of the bulk check when the replay trusts the entity map (not for a resync or a dry run)."""
+
+    def __init__(self, index: ReplayIndex, bulk_reads: BulkReads | None = None) -> None:
+        self.index = index
+        self._bulk_reads = bulk_reads
+
+    def open(self, engine: SyncEngine) -> ReplayIntake:
+        settled = BulkSettler(engine.recorder, engine.scheduler)
+        unchanged = None
+        if self._bulk_reads is not None and not engine.options.resync:
+            unchanged = UnchangedInBulk(
+                self._bulk_reads,
+                engine.policy,
+                settle=settled.outcome,
+                work=engine.scheduler.enqueue,
+                fail=engine.scheduler.fail,
+                decode=engine.decoded,
+            )
+        return ReplayIntake(
+            self.index,
+            recorder=engine.recorder,
+            scheduler=engine.scheduler,
+            settled=settled,
+            decode=engine.decoded,
+            pipeline=engine.admit,
+            unchanged=unchanged,
+            topic_prefix=engine.options.topic_prefix,
+            dlq_topic=engine.options.dlq_topic,
+        )
 
 
 class ReplayIntake:
@@ -43,6 +80,7 @@ class ReplayIntake:
         pipeline: Callable[[WorkItem], None],
         unchanged: UnchangedInBulk | None,
         topic_prefix: str,
+        dlq_topic: str,
     ) -> None:
         self._index = index
         self._recorder = recorder
@@ -52,9 +90,17 @@ class ReplayIntake:
         self._pipeline = pipeline  # admits and queues a record under its own key
         self._unchanged = unchanged
         self._topic_prefix = topic_prefix
+        self._dlq_topic = dlq_topic
         self._images: dict[Key, ChangeEvent] = {}  # images a newest record is made whole from
 
+    def tasks(self) -> list[asyncio.Task[None] | None]:
+        """The bulk writes and the bulk check still under way, for the engine's close."""
+        return [*self._settled.tasks, self._unchanged.task if self._unchanged else None]
+
     def submit(self, record: InboundRecord, event: ChangeEvent | None = None) -> None:
+        if record.topic == self._dlq_topic:  # a dead letter re-driven: the index knows nothing of it
+            self._live(record, event)
+            return
         if event is None and self._unchanged is not None and self._undecoded(record):
             return
         if event is None:
@@ -75,6 +121,12 @@ class ReplayIntake:
             self._settle(record, event, "superseded", error=f"newer event at offset {newest}")
         else:
             self._apply(key, record, event, indexed=newest is not None)
+
+    def _live(self, record: InboundRecord, event: ChangeEvent | None) -> None:
+        error: DecodeError | None = None
+        if event is None:
+            event, error = self._decode(record)
+        self._pipeline(WorkItem(record, event, error))
 
     def _undecoded(self, record: InboundRecord) -> bool:
         """Hand an entity's newest record to the bulk check undecoded when it is a whole image on its
