@@ -189,7 +189,7 @@ async def serve_status_page(
         lifespan="off",
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the runner owns signals
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the worker owns signals
     log.info("status page", url=f"http://{settings.status_host}:{config.port}/")
     try:
         await server.serve()

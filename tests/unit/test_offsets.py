@@ -60,3 +60,28 @@ def test_committable_offset_is_never_past_an_incomplete_one(order: list[int], n_
     # every offset below the commit point is done, and the commit point itself is not (unless all are)
     assert all(o in done for o in range(commit))
     assert commit == 40 or commit not in done
+
+
+def test_a_finished_record_reaches_the_commit_only_through_its_partitions_watermark() -> None:
+    """`PartitionWatermarks.completed` is the engine's `on_done`: what the runner may commit follows it."""
+    from aiokafka import TopicPartition
+
+    from consumer.pipeline.intake.scheduler import InboundRecord
+    from consumer.pipeline.intake.watermark import PartitionWatermarks
+
+    kept, revoked = TopicPartition("t", 0), TopicPartition("t", 1)
+    watermarks = PartitionWatermarks()
+    for tp in (kept, revoked):
+        for offset in (0, 1):
+            watermarks.track(tp).received(offset)
+    watermarks.completed(InboundRecord("t", 0, 1, None, None))
+    assert watermarks.committable([kept, revoked], {kept, revoked}) == {kept: 0, revoked: 0}  # 0 pending
+    watermarks.completed(InboundRecord("t", 0, 0, None, None))
+    watermarks.completed(InboundRecord("t", 1, 0, None, None))
+    assert watermarks.committable([kept, revoked], {kept}) == {kept: 2}  # only partitions still assigned
+    watermarks.forget([revoked])
+    watermarks.completed(InboundRecord("t", 1, 1, None, None))  # finished after its revoke: ignored
+    assert watermarks.committable([kept, revoked], {kept, revoked}) == {kept: 2}
+    watermarks.mark_committed({kept: 2})
+    assert watermarks.committable([kept], {kept}) == {}
+    assert watermarks.committed() == {kept: 2}

@@ -47,7 +47,7 @@ class EngineOptions:
     consumer_group: str
     topic_prefix: str
     mapping: MappingConfig = field(default_factory=MappingConfig)
-    # The settings besides the mapping that change what is sent (`replay_memo.payload_settings`).
+    # The settings besides the mapping that change what is sent (`replay.memo.payload_settings`).
     payload_settings: tuple[tuple[str, object], ...] = ()
     resync: bool = False  # ignore stored payload hashes and check every entity against Zoho
     ignore_stale: bool = False
