@@ -406,15 +406,22 @@ def _json_dumps(value: Any) -> bytes | str:
 
 
 # One query answers many workers' entity-state requests (of the store's organisation); an intent
-# without a map row still counts.
+# without a map row still counts. Each key is looked up by its primary key (LIMIT 1 keeps the planner
+# from flattening the lookups into a hash join): on a map not yet analysed (a fresh database, a first
+# backfill) it took the organisation's rows for few and hashed the whole map for every query.
 _STATE_SQL = (
     "SELECT k.entity_type, k.entity_id, m.zoho_id, m.payload_hash, m.last_lsn, m.zoho_status,"
     " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL, m.replay_memo,"
     " m.zoho_ahead"
     " FROM unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
     " CROSS JOIN (SELECT %s::text AS organization_id) AS o"
-    " LEFT JOIN zoho_entity_map m USING (organization_id, entity_type, entity_id)"
-    " LEFT JOIN zoho_sync_intent i USING (organization_id, entity_type, entity_id)"
+    " LEFT JOIN LATERAL (SELECT entity_id, zoho_id, payload_hash, last_lsn, zoho_status, source_row,"
+    " rejected_digest, currency_code, replay_memo, zoho_ahead FROM zoho_entity_map"
+    " WHERE organization_id = o.organization_id AND entity_type = k.entity_type"
+    " AND entity_id = k.entity_id LIMIT 1) m ON true"
+    " LEFT JOIN LATERAL (SELECT entity_id FROM zoho_sync_intent"
+    " WHERE organization_id = o.organization_id AND entity_type = k.entity_type"
+    " AND entity_id = k.entity_id LIMIT 1) i ON true"
     " WHERE m.entity_id IS NOT NULL OR i.entity_id IS NOT NULL"
 )
 
