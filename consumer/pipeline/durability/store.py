@@ -30,6 +30,7 @@ from consumer.pipeline.decision.row_images import recalled
 from consumer.pipeline.durability.gathered import GATHER_SECONDS, settle_all
 from consumer.pipeline.durability.group_writes import write_group
 from consumer.pipeline.durability.source_reads import SourceReader
+from consumer.pipeline.durability.waiting_children import WaitingChildren
 from consumer.pipeline.effects.write_back import WriteBack, WriteBackQueue
 
 log = structlog.get_logger("zoho_cdc.store")
@@ -125,6 +126,7 @@ class SyncStore:
         self.source = SourceReader(self._pool)
         self.write_backs = WriteBackQueue(self._pool)
         self.claims = AdoptionClaims(self._pool, organization_id)
+        self._waiting_children = WaitingChildren(self._pool, organization_id)
 
     async def open(self) -> None:
         await self._pool.open(wait=True, timeout=15)
@@ -243,15 +245,9 @@ class SyncStore:
             )
 
     async def take_waiting(self, parent_type: EntityType, parent_id: str) -> list[tuple[EntityType, str]]:
-        """The children waiting for this parent, forgotten as they are handed out."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "DELETE FROM zoho_waiting_for_parent"
-                " WHERE organization_id = %s AND parent_type = %s AND parent_id = %s"
-                " RETURNING entity_type, entity_id",
-                (self.organization_id, parent_type.value, parent_id),
-            )
-            return [(EntityType(kind), str(entity_id)) for kind, entity_id in await cur.fetchall()]
+        """The children waiting for this parent, forgotten as they are handed out (one statement for the
+        parents asked within a gathering pause)."""
+        return await self._waiting_children.take(parent_type, parent_id)
 
     async def next_follow_up(self) -> int:
         async with self._pool.connection() as conn:
