@@ -97,3 +97,20 @@ def test_matching_by_lookup_equals_a_scan_of_the_listing_and_of_what_was_added(
         else:
             assert got is not None
             assert sorted(r["customer_id"] for r in got) == sorted(r["customer_id"] for r in want)
+
+
+def test_a_record_handed_out_is_what_was_added_and_keeps_what_a_caller_completes() -> None:
+    """Records are kept as JSON text until a match hands one out; from then on that one dict, so a
+    caller that reads the whole record into it (`customer_calls._account_number`) reads it once."""
+    calls = _Calls([])
+    index = MatchIndex(_Client(), lambda _: calls, [EntityType.CUSTOMER])
+    asyncio.run(index.ensure(EntityType.CUSTOMER))
+    created = {"customer_id": "9", "email": "a@x.io", "balance": 12.5, "name": "Zoë", "tags": [{"a": None}]}
+    index.add(EntityType.CUSTOMER, created)
+
+    [found] = index.matching(EntityType.CUSTOMER, "email", {"email": "A@x.io"}, calls) or []
+    assert found == created
+    found.update({"custom_fields": [{"label": "Account Number", "value": "CT-9"}]})
+
+    [again] = index.matching(EntityType.CUSTOMER, "email", {"email": "a@x.io"}, calls) or []
+    assert again is found and index.record(EntityType.CUSTOMER, "9") is found
