@@ -54,6 +54,8 @@ class MatchIndex:
 
     async def ensure(self, entity_type: EntityType) -> None:
         """Read the entity's listing once, page by page (concurrent first uses wait for the one read)."""
+        if entity_type in self._records:
+            return  # read already: no lock to take (it is asked before every create of a backfill)
         async with self._lock:
             if entity_type in self._records:
                 return
