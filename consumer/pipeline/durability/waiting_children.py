@@ -15,7 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.model.events import EntityType
-from consumer.pipeline.durability.gathered import GATHER_SECONDS, settle_all
+from consumer.pipeline.durability.gathered import GATHER_SECONDS
 
 Children = list[tuple[EntityType, str]]
 
@@ -51,7 +51,9 @@ class WaitingChildren:
             try:
                 taken = await self._delete(list(asked))
             except Exception as exc:
-                settle_all((f for futures in asked.values() for f in futures), exc)
+                for future in (f for futures in asked.values() for f in futures):
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
             for parent, futures in asked.items():
                 # the first asker gets them; a second asker of the same parent would have found none
