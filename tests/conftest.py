@@ -12,9 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from consumer.local import broker as local_broker
 from consumer.local import postgres as local_pg
+
+# Property tests check behaviour, not speed (speed lives in `make bench`): on a loaded CI machine a
+# first example can take 300 ms, and hypothesis's default 200 ms deadline then fails a correct test.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 pytest_plugins = ["tests.fixtures_zoho", "tests.fixtures_relay", "tests.fixtures_connect"]
 
