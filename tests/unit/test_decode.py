@@ -689,7 +689,7 @@ def test_an_exception_no_check_foresaw_becomes_a_decode_error_not_an_exit(
     def broken(*_: Any) -> Any:
         raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
 
-    monkeypatch.setattr(decode_module, "_decode_row", broken)
+    monkeypatch.setattr(decode_module, "decode_row", broken)
     after = {"id": INVOICE_ID, "subtotal": "1.00"}
     with pytest.raises(DecodeError, match=r"message cannot be read \(ValueError: Exceeds the limit"):
         _decode(_envelope(after), key={"id": INVOICE_ID}, topic=INVOICES)
