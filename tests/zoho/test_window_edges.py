@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from connectors.zoho import PgDailyBudgetStore, ZohoClient
 from connectors.zoho.limits import daily_budget
-from connectors.zoho.limits.shared_window import _LocalBlock
+from connectors.zoho.limits.holding import HeldBlock
 from connectors.zoho.limits.window import Block, Member, OrgRate, Reservation, decide, returned_block
 from connectors.zoho_sim import SimLimits
 from consumer.migrations import migrate
@@ -111,7 +111,7 @@ def test_a_block_handed_back_while_a_taken_slot_has_not_sent_keeps_its_end():
     # reserved at 0 (store and loop clocks agree here) for 2 s; a slot taken at 0.1 whose intent is still
     # being written when another waiter hands the block back at 0.5: the call may still go out until 2.0
     stored = Block(7, "a", reserved_at=0.0, last_at=2.0, slots=5)
-    local = _LocalBlock(7, 4, next_at=0.0, spacing=0.0, valid_until=2.0, used=1, last_send=0.1, pending=1)
+    local = HeldBlock(7, 4, next_at=0.0, spacing=0.0, valid_until=2.0, used=1, last_send=0.1, pending=1)
     kept = returned_block(stored, *local.handed_back(0.5)[1:], now=0.5)
     assert kept.slots == 1 and kept.last_at == 2.0
     local.pending = 0  # sent: then the block ends at its last send, as before

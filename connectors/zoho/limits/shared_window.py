@@ -3,6 +3,7 @@
 Waiters queue FIFO for a send slot and an in-flight permit, reserved from the `RateWindowStore` in blocks
 (the rules are in `window.py`); `burst` spends what is left of the window as fast as permits allow, `even`
 spaces sends `(window + guard) / rate` apart. A 429 seen by any process slows and pauses every process.
+What the process holds between reservations (block, permits, pause, lease) is kept in `holding.Holding`.
 """
 
 from __future__ import annotations
@@ -19,34 +20,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from connectors.zoho.limits.holding import HeldBlock, Holding, ReturnedBlock
 from connectors.zoho.limits.window import Grant, PacingMode, RateLimitReport, Reservation
 
 
 def member_name() -> str:
     """Unique per process: host, pid and a random tail (a restarted process is a new member)."""
     return f"{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class _LocalBlock:
-    id: int | None
-    left: int
-    next_at: float
-    spacing: float
-    valid_until: float
-    asked: float = 0.0  # when this block was asked for (the loop's clock)
-    used: int = 0
-    last_send: float = 0.0
-    pending: int = 0  # slots taken whose call has not gone out yet (a token refresh, an intent write)
-
-    def handed_back(self, now: float) -> tuple[int, int, float]:
-        """(block id, slots used, seconds since its last send), as the store's `returned_block` takes it.
-        A taken slot whose call has not gone out yet may still send until the block's end: then the block
-        is handed back with its end kept (a negative idle time), never shrunk to before that send."""
-        assert self.id is not None
-        if self.pending:
-            return (self.id, self.used, now - self.valid_until)
-        return (self.id, self.used, now - self.last_send if self.used else now)
 
 
 @dataclass
@@ -67,7 +47,6 @@ class SharedWindow:
     PERMIT_POLL_SECONDS = 0.2
     MAX_SLEEP_SECONDS = 1.0
     IDLE_REPORT_SECONDS = 0.2
-    SHORT_WAIT_SECONDS = 0.05  # a send spaced less than this after the last one counts as going out at once
 
     def __init__(
         self,
@@ -112,27 +91,18 @@ class SharedWindow:
         self._rng = rng or random.Random()
         self.metrics = WindowMetrics()
         self.rate = float(rate_per_window)
-        self._block: _LocalBlock | None = None
-        self._returned: tuple[int, int, float] | None = None
-        self._permits = 0
-        self._fair_permits = concurrency
+        self._hold = Holding(fair_permits=concurrency)
+        self._returned: ReturnedBlock | None = None
         self._in_flight = 0
         self._waiting = 0
         self._clean = 0
-        self._paused_until = 0.0
-        self._last_decrease = -math.inf
-        self._slot_refresh_at = 0.0
-        self._permit_refresh_at = 0.0
-        self._renew_at = 0.0
-        self._lease_until = 0.0
         self._refreshing = False
         self._idle_task: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
         self._queue = asyncio.Lock()
         self._sent: deque[float] = deque(maxlen=rate_per_window + 1)
-        self._window_open = False  # the last reservation: granted in full, at once, with room left
         self._reserved_at: dict[float, float] = {}  # send time -> when its block was reserved
-        self._taken: _LocalBlock | None = None  # the block of the slot `_take` gave out last
+        self._taken: HeldBlock | None = None  # the block of the slot `_take` gave out last
 
     @staticmethod
     def _now() -> float:
@@ -174,12 +144,9 @@ class SharedWindow:
         finally:
             self._release()
 
-    def _slot_done(self, block: _LocalBlock | None, *, sent: bool) -> None:
-        if block is None:
-            return
-        block.pending -= 1
-        if sent:  # the call goes out now, maybe later than the slot was taken: the block's last send moves
-            block.last_send = max(block.last_send, self._now())
+    def _slot_done(self, block: HeldBlock | None, *, sent: bool) -> None:
+        if block is not None:  # the call goes out now, maybe later than the slot was taken
+            block.slot_done(self._now(), sent=sent)
 
     def _release(self) -> None:
         self._in_flight -= 1
@@ -191,72 +158,34 @@ class SharedWindow:
         """Out of work: hand back our permits and slots soon, so the other processes can use them."""
         try:
             await asyncio.sleep(self.IDLE_REPORT_SECONDS)
-            if self._in_flight == 0 and self._waiting == 0 and not self._refreshing and self._permits:
+            if self._in_flight == 0 and self._waiting == 0 and not self._refreshing and self._hold.permits:
                 await self._refresh()
         except Exception:  # noqa: BLE001, S110 - the lease runs out on its own
             pass
         finally:
             self._idle_task = None
 
-    def _usable(self, now: float) -> bool:
-        b = self._block
-        return b is not None and b.left > 0 and now < b.valid_until
-
     def open_now(self) -> bool:
         """True when a call asking now is not expected to wait for the rate window: no pause, and either a
         slot in hand that is due now or a last reservation granted in full, at once, with room left in the
         organisation's window. A hint only: it may still wait briefly for a permit or for another process."""
-        now = self._now()
-        if now < self._paused_until or now >= self._lease_until or self._permits == 0:
-            return False
-        b = self._block
-        if b is not None and self._usable(now):
-            return now >= b.next_at
-        return self._window_open
+        return self._hold.open_now(self._now())
 
     def _take(self, now: float) -> bool:
-        b = self._block
-        if not self._usable(now) or now < self._paused_until or now >= self._lease_until:
+        b = self._hold.slot_due(now, self._in_flight)
+        if b is None:
             return False
-        if self._in_flight >= self._permits:
-            return False
-        assert b is not None
-        if now < b.next_at:
-            return False
-        b.left -= 1
-        b.used += 1
-        b.pending += 1
-        b.last_send = now
+        b.take(now)
         self._taken = b
         self._sent.append(now)
         self._reserved_at[now] = b.asked
         if len(self._reserved_at) > 4 * self.terms.max_rate + 100:  # calls that ended in other errors
             self._reserved_at.pop(next(iter(self._reserved_at)))
-        b.next_at = max(b.next_at + b.spacing, now) if b.spacing else now
         self._in_flight += 1
         return True
 
     def _wants_refresh(self, now: float) -> bool:
-        if now < self._paused_until or self._refreshing:
-            return False
-        if not self._usable(now) and now >= self._slot_refresh_at:
-            return True
-        wanted = min(self._fair_permits, self._waiting + self._in_flight)
-        if now >= self._permit_refresh_at and self._permits < wanted:
-            return True
-        return self._waiting > 0 and now >= self._renew_at
-
-    def _next_check(self, now: float) -> float:
-        times = [
-            now + self.MAX_SLEEP_SECONDS,
-            self._paused_until,
-            self._slot_refresh_at,
-            self._permit_refresh_at,
-        ]
-        if self._block is not None and self._usable(now):
-            times.append(self._block.next_at)
-        later = [t for t in times if t > now]
-        return min(later) if later else now + 0.005
+        return not self._refreshing and self._hold.wants_refresh(now, self._waiting, self._in_flight)
 
     async def acquire(self) -> float:
         """Wait for a send slot and a permit; returns the send time (the loop's clock)."""
@@ -276,7 +205,8 @@ class SharedWindow:
                         continue
                     changed = self._changed
                     try:
-                        await asyncio.wait_for(changed.wait(), max(0.001, self._next_check(now) - now))
+                        next_check = self._hold.next_check(now, self.MAX_SLEEP_SECONDS)
+                        await asyncio.wait_for(changed.wait(), max(0.001, next_check - now))
                     except TimeoutError:
                         pass
         finally:
@@ -285,17 +215,7 @@ class SharedWindow:
     async def _refresh(self) -> None:
         self._refreshing = True
         try:
-            now = self._now()
-            b = self._block
-            want = 0
-            if self._waiting == 0 and b is not None and b.id is not None:
-                self._returned = b.handed_back(now)
-                self._block = None
-            elif not self._usable(now):
-                want = min(self.block_size, max(self._waiting, 0))
-                if b is not None and b.id is not None:
-                    self._returned = b.handed_back(now)
-                self._block = None
+            want = self._give_up_block(self._now())
             req = replace(
                 self.terms,
                 want=want,
@@ -309,58 +229,54 @@ class SharedWindow:
             self._clean = 0
             self._returned = None
             replied = self._now()
-            self.metrics.reservations += 1
-            self.metrics.reserved_slots += grant.slots
-            self.metrics.grants += 1 if grant.slots else 0
-            self.metrics.last = grant
+            self._count(grant)
             self.rate = grant.rate
-            self._permits = grant.permits
-            self._fair_permits = grant.fair_permits
-            self._paused_until = replied + grant.paused_for if grant.paused_for else 0.0
-            if math.isfinite(grant.since_decrease):
-                self._last_decrease = max(self._last_decrease, replied - grant.since_decrease)
-            if want:
-                self._window_open = (
-                    grant.slots >= want
-                    and grant.start_in <= 0
-                    and grant.spacing < self.SHORT_WAIT_SECONDS
-                    and not grant.paused_for
-                    and grant.used_in_window < math.floor(grant.rate)
-                )
-            if grant.slots:
-                self._block = _LocalBlock(
-                    grant.block_id,
-                    grant.slots,
-                    replied + grant.start_in,
-                    grant.spacing,
-                    asked + grant.valid_for,
-                    asked,
-                )
-            self._slot_refresh_at = replied + grant.retry_in if want and not grant.slots else replied
-            self._permit_refresh_at = replied + self.PERMIT_POLL_SECONDS
-            self._renew_at = asked + self.terms.member_lease / 2
-            self._lease_until = asked + self.terms.member_lease
+            self._hold.absorb(
+                grant,
+                want=want,
+                asked=asked,
+                replied=replied,
+                lease=self.terms.member_lease,
+                permit_poll=self.PERMIT_POLL_SECONDS,
+            )
         finally:
             self._refreshing = False
             self._notify()
 
+    def _give_up_block(self, now: float) -> int:
+        """Before a reservation: hand back the block when no call waits, drop it when spent or lapsed;
+        how many slots to ask for (none while the block in hand is still usable or nothing waits)."""
+        hold = self._hold
+        if self._waiting == 0 and hold.block is not None and hold.block.id is not None:
+            self._returned = hold.hand_back(now)
+            return 0
+        if hold.usable(now):
+            return 0
+        self._returned = hold.hand_back(now) or self._returned
+        hold.block = None
+        return min(self.block_size, max(self._waiting, 0))
+
+    def _count(self, grant: Grant) -> None:
+        self.metrics.reservations += 1
+        self.metrics.reserved_slots += grant.slots
+        self.metrics.grants += 1 if grant.slots else 0
+        self.metrics.last = grant
+
     # --- what the replies teach ------------------------------------------------------------------------
 
     def on_success(self, sent_at: float) -> None:
-        if self._reserved_at.pop(sent_at, sent_at) > self._last_decrease:
+        if self._reserved_at.pop(sent_at, sent_at) > self._hold.last_decrease:
             self._clean += 1
 
     async def on_rate_limited(self, sent_at: float, retry_after: float | None = None) -> None:
         self.metrics.rate_limited += 1
-        self._window_open = False
+        hold = self._hold
+        hold.window_open = False
         now = self._now()
-        self._last_decrease = max(self._last_decrease, now)
+        hold.last_decrease = max(hold.last_decrease, now)
         own = sum(1 for t in self._sent if sent_at - self.terms.window < t <= sent_at)
         reserved = self._reserved_at.pop(sent_at, sent_at)
-        b = self._block
-        if b is not None and b.id is not None:  # stop spending slots reserved before this 429
-            self._returned = b.handed_back(now)
-            self._block = None
+        self._returned = hold.hand_back(now) or self._returned  # stop spending slots reserved before it
         report = RateLimitReport(
             self.terms.organization_id,
             sent_age=now - sent_at,
@@ -374,8 +290,8 @@ class SharedWindow:
         )
         org = await self.store.rate_limited(report)
         self.rate = org.rate
-        self._paused_until = max(self._paused_until, self._now() + max(0.0, org.paused_for))
-        self._slot_refresh_at = self._paused_until
+        hold.paused_until = max(hold.paused_until, self._now() + max(0.0, org.paused_for))
+        hold.slot_refresh_at = hold.paused_until
         self._notify()
 
     # --- views and lifecycle ---------------------------------------------------------------------------
@@ -388,9 +304,9 @@ class SharedWindow:
             "configured_rate_per_window": self.terms.max_rate,
             "window_seconds": self.terms.window,
             "pacing": self.terms.mode,
-            "permits": self._permits,
+            "permits": self._hold.permits,
             "in_flight": self._in_flight,
-            "paused_for_seconds": round(max(0.0, self._paused_until - now), 3),
+            "paused_for_seconds": round(max(0.0, self._hold.paused_until - now), 3),
             "rate_limited": self.metrics.rate_limited,
         }
 
@@ -403,10 +319,8 @@ class SharedWindow:
     async def aclose(self) -> None:
         if self._idle_task is not None:
             self._idle_task.cancel()
-        b = self._block
-        returned = None
-        if b is not None and b.id is not None:
-            returned = b.handed_back(self._now())
+        b = self._hold.block
+        returned = b.handed_back(self._now()) if b is not None and b.id is not None else None
         try:
             await self.store.leave(self.terms.organization_id, self.terms.member, returned)
         except Exception:  # noqa: BLE001 - a lease left behind expires on its own
