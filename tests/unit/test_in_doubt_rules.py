@@ -13,9 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from connectors.zoho import errors
+from connectors.zoho.wire.in_doubt import in_doubt_as_sent
 from connectors.zoho.wire.protocol import error_from_reply
 from connectors.zoho.wire.retry import RetryPolicy
-from connectors.zoho.wire.transport import _in_doubt_as_sent
 
 statuses = st.integers(200, 599)
 codes = st.sampled_from([0, 2, 4, 44, 45, 57, 1000, 1001, 1002, 1070, 2006, 3062])
@@ -52,7 +52,7 @@ def test_only_a_post_stays_in_doubt(status, body, method):
     error = error_from_reply(status, body)
     if error is None:
         return
-    decided = _in_doubt_as_sent(error, method)
+    decided = in_doubt_as_sent(error, method)
     assert isinstance(decided, errors.InDoubt) == (method == "POST" and isinstance(error, errors.InDoubt))
     if isinstance(error, errors.InDoubt) and method != "POST":
         assert type(decided) is errors.TransientError and decided.http_status == status

@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from connectors.zoho import errors
+from connectors.zoho.wire.at_most_once import BeforeSend, at_most_once
 from connectors.zoho.wire.protocol import CODE_DUPLICATE_NAME
-from connectors.zoho.wire.transport import BeforeSend, ZohoTransport, at_most_once
+from connectors.zoho.wire.transport import ZohoTransport
 
 
 def account_number_of(customer: dict[str, Any], label: str, list_filter: str) -> str | None:

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from connectors.zoho import errors, tracking
-from connectors.zoho.wire.transport import BeforeSend, ZohoTransport, at_most_once
+from connectors.zoho.wire.at_most_once import BeforeSend, at_most_once
+from connectors.zoho.wire.transport import ZohoTransport
 
 #: How a request that went out without a Zoho envelope for a reply is recorded (`CallRecord.error`).
 _IN_DOUBT = frozenset({errors.ResponseLost.__name__, errors.ReplyUnreadable.__name__})

@@ -2,10 +2,8 @@
 
 Each attempt reserves a call of the daily budget, gets the shared token, then holds a slot and permit of
 the organisation's shared window while it sends; replies map to the `errors` tree and `RetryPolicy`
-retries by family. Whether a failure is in doubt is decided here, once: a write that must not be sent
-twice (every POST: creates, payments, status calls) whose reply is lost or no Zoho envelope raises
-`InDoubt`, which is never retried blindly: `settle_write` reads what Zoho holds before sending again.
-An idempotent request (GET, PUT, DELETE) in the same case is simply `TransientError`, retried as sent.
+retries by family. Whether a failure is in doubt is decided in `in_doubt`, once; the writes that must not
+be sent twice are made through `at_most_once`.
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -34,7 +32,9 @@ from connectors.zoho.stores.protocols import (
     TokenStore,
     token_key,
 )
-from connectors.zoho.wire.http_pool import PooledTransport
+from connectors.zoho.wire.at_most_once import BeforeSend, at_most_once, create_once, settle_write
+from connectors.zoho.wire.http_pool import PooledTransport, Reply
+from connectors.zoho.wire.in_doubt import in_doubt_as_sent, unanswered, unanswered_error
 from connectors.zoho.wire.protocol import (
     AUTH_SCHEME,
     CODE_RATE_PER_DAY,
@@ -47,36 +47,6 @@ from connectors.zoho.wire.retry import RetryPolicy
 PER_PAGE = 200
 #: Added to a call's deadline for how long its permit stays counted (the reply's handling, clock steps).
 CALL_MARGIN_SECONDS = 2.0
-
-BeforeSend = Callable[[], Awaitable[None]]
-
-
-def at_most_once(step: BeforeSend | None) -> BeforeSend | None:
-    """`step` made idempotent: the first call runs it, later calls return at once."""
-    if step is None or getattr(step, "_runs_once", False):
-        return step
-    done = False
-
-    async def run() -> None:
-        nonlocal done
-        if not done:
-            await step()
-            done = True
-
-    run._runs_once = True  # type: ignore[attr-defined]
-    return run
-
-
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
-#: Requests Zoho applies the same however often they are sent; any other may not be sent twice blindly.
-_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
-
-
-def _in_doubt_as_sent(error: errors.ZohoError, method: str) -> errors.ZohoError:
-    """An in-doubt failure of an idempotent request is a plain transient one: sending it again is safe."""
-    if isinstance(error, errors.InDoubt) and method in _IDEMPOTENT:
-        return errors.TransientError(error.message, code=error.code, http_status=error.http_status)
-    return error
 
 
 class ZohoTransport:
@@ -203,10 +173,7 @@ class ZohoTransport:
         body: Any,
         before_send: BeforeSend | None = None,
     ) -> dict[str, Any]:
-        waited = await self.daily.spend()
-        if waited:
-            self.metrics.daily_wait_seconds += waited
-            tracking.record_budget_wait(waited)
+        await self._spend_daily_budget()
         await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
         if before_send is not None and self.window.open_now():
             # The call can go out at once: run the step (a durable create intent) before taking the slot,
@@ -214,6 +181,39 @@ class ZohoTransport:
             # held across a commit idled a backfill). When calls queue for the window, the step runs
             # once the slot is held, so a wait for the rate window leaves no intent behind.
             await before_send()  # runs once (`at_most_once`): the call in the slot below skips it
+        reply, token, sent_at, elapsed = await self._send_in_slot(
+            method, path, endpoint, params, body, before_send
+        )
+        try:
+            payload = reply.json()
+        except ValueError:
+            payload = None
+        error = error_from_reply(reply.status_code, payload, reply.headers)
+        code = payload.get("code") if isinstance(payload, dict) else None
+        self._record(endpoint, reply.status_code, code, elapsed, type(error).__name__ if error else None)
+        if error is None:
+            self.window.on_success(sent_at)
+            return payload  # type: ignore[return-value]
+        await self._learn_from(error, code, token, sent_at)
+        raise in_doubt_as_sent(error, method)
+
+    async def _spend_daily_budget(self) -> None:
+        waited = await self.daily.spend()
+        if waited:
+            self.metrics.daily_wait_seconds += waited
+            tracking.record_budget_wait(waited)
+
+    async def _send_in_slot(
+        self,
+        method: str,
+        path: str,
+        endpoint: str,
+        params: dict[str, Any] | None,
+        body: Any,
+        before_send: BeforeSend | None,
+    ) -> tuple[Reply, StoredToken, float, float]:
+        """Send once a window slot is held: the reply, the token it went with, when it was sent and how
+        long it took. A call without a reply raises its `in_doubt` error."""
         before = self.window.metrics.wait_seconds
         token: StoredToken | None = None
 
@@ -246,31 +246,21 @@ class ZohoTransport:
                     timeouts=self._timeouts,
                 )
             except httpx.TransportError as exc:
-                elapsed = time.monotonic() - started
-                sent = not isinstance(exc, _NOT_SENT)
-                kind = errors.ResponseLost if sent else errors.TransientError
-                what = "no reply from Zoho" if sent else "could not reach Zoho"
-                self._record(endpoint, None, None, elapsed, kind.__name__)
-                failure = kind(f"{what} for {endpoint} ({type(exc).__name__})")
-                raise _in_doubt_as_sent(failure, method) from None
-        elapsed = time.monotonic() - started
-        try:
-            payload = reply.json()
-        except ValueError:
-            payload = None
-        error = error_from_reply(reply.status_code, payload, reply.headers)
-        code = payload.get("code") if isinstance(payload, dict) else None
-        self._record(endpoint, reply.status_code, code, elapsed, type(error).__name__ if error else None)
-        if error is None:
-            self.window.on_success(sent_at)
-            return payload  # type: ignore[return-value]
+                self._record(endpoint, None, None, time.monotonic() - started, unanswered(exc).__name__)
+                raise unanswered_error(exc, method, endpoint) from None
+        return reply, token, sent_at, time.monotonic() - started
+
+    async def _learn_from(
+        self, error: errors.ZohoError, code: Any, token: StoredToken, sent_at: float
+    ) -> None:
+        """What a refusal teaches the shared state: a rejected token is dropped, a per-minute 429 slows
+        the window, a per-day one ends today's budget."""
         if isinstance(error, errors.AccessTokenRejected):
             await self.auth.invalidate(token)
         elif isinstance(error, errors.RateLimited) and error.code in (CODE_RATE_PER_MINUTE, None):
             await self.window.on_rate_limited(sent_at, error.retry_after)
         elif isinstance(error, errors.DailyBudgetExhausted) or code == CODE_RATE_PER_DAY:
             await self.daily.mark_exhausted()
-        raise _in_doubt_as_sent(error, method)
 
     def _record(
         self, endpoint: str, status: int | None, code: Any, seconds: float, error: str | None
@@ -334,43 +324,12 @@ class ZohoTransport:
             page += 1
 
     async def _create_once(self, create: Any, lookup: Any) -> dict[str, Any]:
-        """`create`, made at most once: after a failure that may hide a success (in doubt, a transient
-        failure, a duplicate), `lookup` finds the record by its natural key before any new create."""
-        last: errors.ZohoError | None = None
-        for _ in range(self.config.max_attempts):
-            if last is not None:
-                try:
-                    found = await lookup()
-                except errors.TransientError as exc:
-                    last = exc
-                    continue
-                if found is not None:
-                    return found
-                if isinstance(last, errors.Duplicate):
-                    raise last  # it exists under another key: not ours to adopt
-            try:
-                return await create()
-            except (errors.TransientError, errors.InDoubt, errors.Duplicate) as exc:
-                last = exc
-        assert last is not None
-        raise last
+        """`create`, made at most once (`at_most_once.create_once`), within the configured attempts."""
+        return await create_once(create, lookup, attempts=self.config.max_attempts)
 
     async def settle_write(self, send: Any, applied: Any) -> dict[str, Any]:
-        """A write Zoho must not receive twice (a status call), sent until Zoho shows its effect.
-
-        After an in-doubt reply nothing is sent again before `applied()` has read what Zoho holds: when it
-        returns a record, the effect is there and that record is the result; when None, the write did not
-        happen and is sent again (after a back-off), within the retry policy's attempts."""
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await send()
-            except errors.InDoubt as doubt:
-                settled = await applied()
-                if settled is not None:
-                    return settled
-                if attempt >= self.config.max_attempts:
-                    raise doubt
-                self.metrics.retries += 1
-                await asyncio.sleep(self.retry_policy.backoff(attempt))
+        """A write Zoho must not receive twice (a status call), sent until Zoho shows its effect
+        (`at_most_once.settle_write`)."""
+        return await settle_write(
+            send, applied, attempts=self.config.max_attempts, policy=self.retry_policy, metrics=self.metrics
+        )
