@@ -1,4 +1,5 @@
-"""The simulator's HTTP face: Zoho's accounts and Billing API routes plus `/__sim__/` admin routes.
+"""The simulator's HTTP face: Zoho's accounts and Billing API routes, plus the `/__sim__/` admin routes
+of `admin`.
 
 Every API request passes `Simulator.admit` (auth, org header, limits, fault dice) before the resource
 operation runs. A *lost response* applies the change, sends the status line and headers, then drops
@@ -23,12 +24,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.zoho.wire.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
-from connectors.zoho_sim.config import update_dataclass
+from connectors.zoho_sim.accounts import visible_organizations
+from connectors.zoho_sim.admin import ADMIN_ROUTES
+from connectors.zoho_sim.config import SimFaults
 from connectors.zoho_sim.core import NOT_AUTHORIZED, Simulator
 from connectors.zoho_sim.envelopes import Reply, invalid
-from connectors.zoho_sim.grants import visible_organizations
 from connectors.zoho_sim.organisations import Organisation
-from connectors.zoho_sim.others import NotLoadable
 
 #: What a gateway in front of Zoho answers when Zoho's reply reaches it too late (not a Zoho envelope).
 _GATEWAY_502 = (
@@ -88,37 +89,58 @@ def api_route(method: str, template: str, operation: Operation) -> Route:
             org.count(endpoint, status)
             return JSONResponse(body, status, headers=headers)
         try:
-            faults = sim.config.faults
-            if faults.latency:
-                await asyncio.sleep(faults.latency)
-            if admission.fault == "error_500":
-                org.count(endpoint, 500)
-                return JSONResponse({"code": 1000, "message": "Internal error"}, 500)
-            if admission.fault == "error_503":
-                org.count(endpoint, 503)
-                return Response("<html><body>503 Service Temporarily Unavailable</body></html>", 503)
-            if admission.fault == "drop_request":
-                org.count(endpoint, "dropped")
-                return DroppedResponse()
-            body = await _json_body(request) if method in ("POST", "PUT") else {}
-            if body is None:
-                status, reply = invalid("JSONString", CODE_INVALID_INPUT)
-            else:
-                status, reply = operation(org, request, body)
-            if admission.fault == "lost_response":
-                org.count(endpoint, f"lost-{status}")
-                return DroppedResponse()
-            if admission.fault == "applied_502":
-                org.count(endpoint, f"applied-{status}-502")
-                return HTMLResponse(_GATEWAY_502, 502)
-            if admission.fault == "timeout":
-                await asyncio.sleep(faults.timeout_hold)
-            org.count(endpoint, status)
-            return JSONResponse(reply, status)
+            return await _answer(sim.config.faults, admission.fault, org, endpoint, request, operation)
         finally:
             org.release()
 
     return Route(API_PATH + template, handler, methods=[method])
+
+
+#: Faults played instead of the operation (nothing applied): what is counted, and the reply.
+_UNAPPLIED: dict[str, tuple[int | str, Callable[[], Response]]] = {
+    "error_500": (500, lambda: JSONResponse({"code": 1000, "message": "Internal error"}, 500)),
+    "error_503": (
+        503,
+        lambda: Response("<html><body>503 Service Temporarily Unavailable</body></html>", 503),
+    ),
+    "drop_request": ("dropped", DroppedResponse),
+}
+#: Faults played once the operation is applied: how it is counted (by the operation's status), the reply.
+_APPLIED_UNSEEN: dict[str, tuple[str, Callable[[], Response]]] = {
+    "lost_response": ("lost-{status}", DroppedResponse),
+    "applied_502": ("applied-{status}-502", lambda: HTMLResponse(_GATEWAY_502, 502)),
+}
+
+
+async def _answer(
+    faults: SimFaults,
+    fault: str | None,
+    org: Organisation,
+    endpoint: str,
+    request: Request,
+    operation: Operation,
+) -> Response:
+    """An accepted request's reply: the operation's, or the fault `admit` drew played around it."""
+    if faults.latency:
+        await asyncio.sleep(faults.latency)
+    unapplied = _UNAPPLIED.get(fault or "")
+    if unapplied is not None:
+        counted, reply_instead = unapplied
+        org.count(endpoint, counted)
+        return reply_instead()
+    body = await _json_body(request) if request.method in ("POST", "PUT") else {}
+    status, reply = (
+        invalid("JSONString", CODE_INVALID_INPUT) if body is None else operation(org, request, body)
+    )
+    unseen = _APPLIED_UNSEEN.get(fault or "")
+    if unseen is not None:
+        counted_as, reply_instead = unseen
+        org.count(endpoint, counted_as.format(status=status))
+        return reply_instead()
+    if fault == "timeout":
+        await asyncio.sleep(faults.timeout_hold)
+    org.count(endpoint, status)
+    return JSONResponse(reply, status)
 
 
 def _q(request: Request) -> dict[str, str]:
@@ -185,14 +207,14 @@ async def token_endpoint(request: Request) -> Response:
         params.update(parse_qsl((await request.body()).decode()))
     elif request.headers.get("content-type", "").startswith("application/json"):
         return JSONResponse({"error": "This request does not support sending params as a JSON object"}, 400)
-    status, body = sim.token_request(params, str(request.base_url).rstrip("/"))
+    status, body = sim.accounts.token_request(params, str(request.base_url).rstrip("/"))
     return JSONResponse(body, status)
 
 
 async def organizations_endpoint(request: Request) -> Response:
     """`GET /organizations`: needs a token but no organisation header (it is how the id is found)."""
     sim: Simulator = request.app.state.sim
-    if not sim.authenticated(request.headers.get("authorization")):
+    if not sim.accounts.authenticated(request.headers.get("authorization")):
         sim.default.count("GET /organizations", NOT_AUTHORIZED[0])
         return JSONResponse(NOT_AUTHORIZED[1], NOT_AUTHORIZED[0])
     sim.default.count("GET /organizations", 200)  # no organisation header: the default one
@@ -200,148 +222,12 @@ async def organizations_endpoint(request: Request) -> Response:
 
 
 async def revoke_endpoint(request: Request) -> Response:
-    status, body = request.app.state.sim.revoke(request.query_params.get("token", ""))
+    status, body = request.app.state.sim.accounts.revoke(request.query_params.get("token", ""))
     return JSONResponse(body, status)
 
 
 async def unknown_api_url(request: Request) -> Response:
     return JSONResponse({"code": 5, "message": "Invalid URL Passed"}, 404)
-
-
-# --- admin ----------------------------------------------------------------------------------
-
-
-async def _admin_json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    return json.loads(raw) if raw else {}
-
-
-def _of_organisation(view: str) -> Callable[[Request], Any]:
-    """An admin view of one organisation: `?organization_id=` names it (default: the configured one)."""
-
-    async def endpoint(request: Request) -> Response:
-        sim: Simulator = request.app.state.sim
-        organization_id = request.query_params.get("organization_id")
-        try:
-            return JSONResponse(getattr(sim, view)(organization_id))
-        except KeyError:
-            return JSONResponse(
-                {"error": f"the simulator does not serve organisation {organization_id}"}, 404
-            )
-
-    return endpoint
-
-
-admin_stats = _of_organisation("stats")
-admin_state = _of_organisation("state")
-admin_duplicates = _of_organisation("duplicates")
-
-
-async def admin_records(request: Request) -> Response:
-    """POST {"customers": [...], "invoices": [...]}: records made by others, stored as given, in the
-    organisation `?organization_id=` names (default: the configured one)."""
-    organization_id = request.query_params.get("organization_id")
-    try:
-        loaded = request.app.state.sim.load_records_of_others(await _admin_json(request), organization_id)
-    except NotLoadable as exc:
-        return JSONResponse({"error": str(exc)}, 400)
-    except KeyError:
-        return JSONResponse({"error": f"the simulator does not serve organisation {organization_id}"}, 404)
-    return JSONResponse({"loaded": loaded})
-
-
-async def admin_reset(request: Request) -> Response:
-    request.app.state.sim.reset()
-    return JSONResponse({"status": "reset"})
-
-
-def _setter(attribute: str) -> Callable[[Request], Any]:
-    async def endpoint(request: Request) -> Response:
-        sim: Simulator = request.app.state.sim
-        target = sim.config if attribute == "config" else getattr(sim.config, attribute)
-        if request.method == "POST":
-            values = await _admin_json(request)
-            if attribute == "config":
-                values = {k: v for k, v in values.items() if k not in ("limits", "faults")}
-                for name in ("refresh_tokens", "customer_custom_fields", "other_organization_ids"):
-                    if values.get(name) is not None:
-                        values[name] = tuple(values[name])
-            try:
-                update_dataclass(target, values)
-            except ValueError as exc:
-                return JSONResponse({"error": str(exc)}, 400)
-            if attribute == "faults" and "token_refusal_seconds" in values:
-                sim.refusal_until = time.monotonic() + float(values["token_refusal_seconds"])
-        if attribute == "config":
-            return JSONResponse(sim.config.public())
-        from dataclasses import asdict
-
-        return JSONResponse(asdict(target))
-
-    return endpoint
-
-
-async def admin_revoke(request: Request) -> Response:
-    sim: Simulator = request.app.state.sim
-    values = await _admin_json(request)
-    status, body = sim.revoke(values.get("token") or sim.config.refresh_tokens[0])
-    return JSONResponse(body, status)
-
-
-async def admin_grant_code(request: Request) -> Response:
-    """The API console's "Generate Code" for the self-client: `{"scope": "..."}` -> `{"code": ...}`."""
-    values = await _admin_json(request)
-    status, body = request.app.state.sim.grants.generate(str(values.get("scope", "")))
-    return JSONResponse(body, status)
-
-
-async def admin_expire_grant_codes(request: Request) -> Response:
-    request.app.state.sim.grants.expire_all()
-    return JSONResponse({"status": "expired"})
-
-
-async def admin_portal_payment(request: Request) -> Response:
-    """`{"invoice_id", "amount"?}`: the customer pays in the portal (not an API call of the client)."""
-    values = await _admin_json(request)
-    amount = values.get("amount")
-    status, body = request.app.state.sim.pay_in_portal(
-        str(values.get("invoice_id", "")), None if amount is None else float(amount)
-    )
-    return JSONResponse(body, status)
-
-
-async def admin_customer_status(request: Request) -> Response:
-    """`{"customer_id", "status": "active"|"inactive"}`: a person changes it in Zoho's web app."""
-    values = await _admin_json(request)
-    if values.get("status") not in ("active", "inactive"):
-        return JSONResponse({"error": "status must be active or inactive"}, 400)
-    status, body = request.app.state.sim.mark_customer_by_hand(
-        str(values.get("customer_id", "")), values["status"]
-    )
-    return JSONResponse(body, status)
-
-
-async def admin_expire_tokens(request: Request) -> Response:
-    request.app.state.sim.expire_access_tokens()
-    return JSONResponse({"status": "expired"})
-
-
-ADMIN_ROUTES = [
-    Route("/__sim__/stats", admin_stats),
-    Route("/__sim__/state", admin_state),
-    Route("/__sim__/duplicates", admin_duplicates),
-    Route("/__sim__/reset", admin_reset, methods=["POST"]),
-    Route("/__sim__/records", admin_records, methods=["POST"]),
-    Route("/__sim__/faults", _setter("faults"), methods=["GET", "POST"]),
-    Route("/__sim__/limits", _setter("limits"), methods=["GET", "POST"]),
-    Route("/__sim__/config", _setter("config"), methods=["GET", "POST"]),
-    Route("/__sim__/revoke", admin_revoke, methods=["POST"]),
-    Route("/__sim__/expire-tokens", admin_expire_tokens, methods=["POST"]),
-    Route("/__sim__/grant-code", admin_grant_code, methods=["POST"]),
-    Route("/__sim__/expire-grant-codes", admin_expire_grant_codes, methods=["POST"]),
-    Route("/__sim__/portal-payment", admin_portal_payment, methods=["POST"]),
-    Route("/__sim__/customer-status", admin_customer_status, methods=["POST"]),
-]
 
 
 def build_app(sim: Simulator) -> Starlette:
@@ -356,5 +242,5 @@ def build_app(sim: Simulator) -> Starlette:
     app = Starlette(routes=routes)
     app.state.sim = sim
     if sim.config.faults.token_refusal_seconds:
-        sim.refusal_until = time.monotonic() + sim.config.faults.token_refusal_seconds
+        sim.accounts.refusal_until = time.monotonic() + sim.config.faults.token_refusal_seconds
     return app

@@ -3,18 +3,16 @@
 Rate semantics: an API request is *accepted* when it passes auth and every limit; the per-window limit
 counts accepted requests in any sliding window of `window_seconds` (the strictest reading of "per
 minute"), the daily limit counts them per UTC day, the concurrency limit counts accepted requests
-still being handled. Refused (429) requests do not count. Token requests count per refresh token in a
-sliding window, refused ones included, so a client that hammers the endpoint stays blocked.
+still being handled. Refused (429) requests do not count. Tokens are the accounts server's (`accounts`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import random
-import secrets
 import time
-from collections import Counter, defaultdict, deque
-from dataclasses import dataclass, field
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from connectors.zoho.config import custom_field_filter
@@ -26,13 +24,12 @@ from connectors.zoho.wire.protocol import (
     CODE_RATE_PER_MINUTE,
     MESSAGE_CONCURRENCY,
     MESSAGE_RATE_PER_MINUTE,
-    MESSAGE_TOKEN_THROTTLED,
     message_rate_per_day,
 )
+from connectors.zoho_sim.accounts import Accounts
 from connectors.zoho_sim.config import SimConfig
 from connectors.zoho_sim.customers import Customers
 from connectors.zoho_sim.envelopes import Reply
-from connectors.zoho_sim.grants import GrantCodes
 from connectors.zoho_sim.invoices import Invoices
 from connectors.zoho_sim.items import Items
 from connectors.zoho_sim.organisations import Organisation, organisation_ids
@@ -40,23 +37,10 @@ from connectors.zoho_sim.others import load_records
 from connectors.zoho_sim.payments import Payments
 from connectors.zoho_sim.store import RecordStore
 
-TOKEN_THROTTLED_BODY = {
-    "error_description": MESSAGE_TOKEN_THROTTLED,
-    "error": "Access Denied",
-    "status": "failure",
-}
-
-
 NOT_AUTHORIZED: Reply = (
     401,
     {"code": CODE_NOT_AUTHORIZED, "message": "You are not authorized to perform this operation"},
 )
-
-
-@dataclass
-class IssuedToken:
-    refresh_token: str = field(repr=False)
-    expires_at: float
 
 
 @dataclass
@@ -70,18 +54,26 @@ class Admission:
     fault: str | None = None
 
 
+#: The faults `SimFaults` gives a probability, in the order the dice are cast.
+_DICE_FAULTS = ("error_500", "error_503", "drop_request", "lost_response", "timeout", "applied_502")
+
+
+def _accept(org: Organisation, now: float, today: str) -> None:
+    """Count an accepted request against the organisation's window, day and calls in flight."""
+    log = org.accepted_log
+    log.append(now)
+    org.max_in_window = max(org.max_in_window, len(log))
+    org.daily[today] += 1
+    org.in_flight += 1
+    org.max_in_flight = max(org.max_in_flight, org.in_flight)
+
+
 class Simulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
         self.orgs: dict[str, Organisation] = {}
-        self.grants = GrantCodes(config)
-        self.tokens: dict[str, IssuedToken] = {}
-        self.active: dict[str, deque[str]] = defaultdict(deque)
-        self.revoked: set[str] = set()
-        self.token_log: dict[str, deque[float]] = defaultdict(deque)
-        self.refusal_until = 0.0
-        self.reset_counters()
+        self.accounts = Accounts(config)
 
     # --- organisations -----------------------------------------------------------------------
 
@@ -124,9 +116,7 @@ class Simulator:
         return self.default.payments
 
     def reset_counters(self) -> None:
-        self.token_requests = 0
-        self.tokens_issued = 0
-        self.token_refusals = 0
+        self.accounts.reset_counters()
         for org in self.orgs.values():
             org.reset_counters()
 
@@ -139,68 +129,6 @@ class Simulator:
         for org in self.orgs.values():
             org.store.close()
 
-    # --- OAuth -------------------------------------------------------------------------------
-
-    def _new_token(self) -> str:
-        return f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
-
-    def token_request(self, params: dict[str, str], own_url: str) -> Reply:
-        self.token_requests += 1
-        now = time.monotonic()
-        grant_type = params.get("grant_type")
-        if grant_type not in ("refresh_token", "authorization_code"):
-            return 200, {"error": "unsupported_grant_type"}
-        if params.get("client_id") != self.config.client_id:
-            return 200, {"error": "invalid_client"}
-        if params.get("client_secret") != self.config.client_secret:
-            return 200, {"error": "invalid_client_secret"}
-        if grant_type == "authorization_code":
-            refresh = self.grants.redeem(params.get("code", ""))
-            if refresh is None:  # used, expired, unknown or another data centre's: Zoho answers alike
-                return 200, {"error": "invalid_code"}
-            return 200, {**self._issue(refresh, now, own_url), "refresh_token": refresh}
-        refresh = params.get("refresh_token", "")
-        if not self.grants.accepts(refresh) or refresh in self.revoked:
-            return 200, {"error": "invalid_code"}
-        log = self.token_log[refresh]
-        while log and log[0] <= now - self.config.token_refresh_window:
-            log.popleft()
-        over_limit = len(log) >= self.config.token_refresh_limit
-        log.append(now)
-        if over_limit or now < self.refusal_until:
-            self.token_refusals += 1
-            return self.config.token_throttle_status, dict(TOKEN_THROTTLED_BODY)
-        return 200, self._issue(refresh, now, own_url)
-
-    def _issue(self, refresh: str, now: float, own_url: str) -> dict[str, Any]:
-        access = self._new_token()
-        self.tokens[access] = IssuedToken(refresh, now + self.config.token_lifetime)
-        active = self.active[refresh]
-        active.append(access)
-        while len(active) > self.config.max_active_tokens:
-            self.tokens.pop(active.popleft(), None)
-        self.tokens_issued += 1
-        lifetime = self.config.token_lifetime
-        return {
-            "access_token": access,
-            "expires_in": int(lifetime) if float(lifetime).is_integer() else lifetime,
-            "api_domain": self.config.api_domain or own_url,
-            "token_type": "Bearer",
-        }
-
-    def revoke(self, token: str) -> Reply:
-        if self.grants.accepts(token):
-            self.revoked.add(token)
-            for access in self.active.pop(token, deque()):
-                self.tokens.pop(access, None)
-        else:
-            self.tokens.pop(token, None)
-        return 200, {"status": "success"}
-
-    def expire_access_tokens(self) -> None:
-        self.tokens.clear()
-        self.active.clear()
-
     # --- the API gate ------------------------------------------------------------------------
 
     def _limit_reply(self, code: int, message: str) -> tuple[Reply, dict[str, str]]:
@@ -209,15 +137,6 @@ class Simulator:
             headers["Retry-After"] = f"{self.config.limits.retry_after:g}"
         return (429, {"code": code, "message": message}), headers
 
-    def authenticated(self, authorization: str | None) -> bool:
-        """Whether the `Authorization` header carries a live access token (the check `admit` starts with,
-        for the one route that needs no organisation, GET /organizations)."""
-        scheme, _, access = (authorization or "").partition(" ")
-        issued = self.tokens.get(access) if scheme == "Zoho-oauthtoken" else None
-        return not (
-            issued is None or time.monotonic() >= issued.expires_at or issued.refresh_token in self.revoked
-        )
-
     def admit(
         self, authorization: str | None, organization: str | None, endpoint: str | None = None
     ) -> Admission:
@@ -225,53 +144,58 @@ class Simulator:
         `release()` the organisation of an accepted request. A request refused before its organisation
         is known (no token, an organisation this user does not belong to) counts in the default one."""
         now = time.monotonic()
-        scheme, _, access = (authorization or "").partition(" ")
-        issued = self.tokens.get(access) if scheme == "Zoho-oauthtoken" else None
         org = self.organisation(organization) if organization else None
-        if issued is None or now >= issued.expires_at or issued.refresh_token in self.revoked:
-            body = {
-                "code": CODE_NOT_AUTHORIZED,
-                "message": "You are not authorized to perform this operation",
-            }
-            return Admission(org or self.default, refusal=((401, body), {}))
+        if not self.accounts.authenticated(authorization, now):
+            return Admission(org or self.default, refusal=((NOT_AUTHORIZED[0], dict(NOT_AUTHORIZED[1])), {}))
         if org is None:
             message = f"This user is not associated with the CompanyID/CompanyName:{organization or ''}."
             refusal = ((400, {"code": CODE_BAD_ORGANIZATION, "message": message}), {})
             return Admission(self.default, refusal=refusal)
+        today = dt.datetime.now(dt.UTC).date().isoformat()
+        refusal = self._over_a_limit(org, now, today)
+        if refusal is not None:
+            return Admission(org, refusal=refusal)
+        _accept(org, now, today)
+        return Admission(org, fault=self._fault_once(org, endpoint) or self._fault_by_dice(org, endpoint))
+
+    def _over_a_limit(self, org: Organisation, now: float, today: str) -> tuple[Reply, dict[str, str]] | None:
+        """The 429 of the first limit this request would break (a burst played first), or None."""
         limits, faults = self.config.limits, self.config.faults
         if faults.burst_429 > 0:
             faults.burst_429 -= 1
-            return Admission(org, refusal=self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE))
+            return self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE)
         if org.in_flight >= limits.concurrency:
-            return Admission(org, refusal=self._limit_reply(CODE_CONCURRENCY, MESSAGE_CONCURRENCY))
+            return self._limit_reply(CODE_CONCURRENCY, MESSAGE_CONCURRENCY)
         log = org.accepted_log
         while log and log[0] <= now - limits.window_seconds:
             log.popleft()
         if len(log) >= limits.per_window:
-            return Admission(org, refusal=self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE))
-        today = dt.datetime.now(dt.UTC).date().isoformat()
+            return self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE)
         if org.daily[today] >= limits.daily:
-            refusal = self._limit_reply(CODE_RATE_PER_DAY, message_rate_per_day(limits.daily))
-            return Admission(org, refusal=refusal)
-        log.append(now)
-        org.max_in_window = max(org.max_in_window, len(log))
-        org.daily[today] += 1
-        org.in_flight += 1
-        org.max_in_flight = max(org.max_in_flight, org.in_flight)
-        for index, (target, fault) in enumerate(faults.once):
+            return self._limit_reply(CODE_RATE_PER_DAY, message_rate_per_day(limits.daily))
+        return None
+
+    def _fault_once(self, org: Organisation, endpoint: str | None) -> str | None:
+        """The first fault queued for this endpoint (`SimFaults.once`), taken off the queue."""
+        once = self.config.faults.once
+        for index, (target, fault) in enumerate(once):
             if target == endpoint:
-                del faults.once[index]
+                del once[index]
                 org.faults_played[fault] += 1
-                return Admission(org, fault=fault)
+                return fault
+        return None
+
+    def _fault_by_dice(self, org: Organisation, endpoint: str | None) -> str | None:
+        """A fault drawn by its probability, in a fixed order (the seeded dice repeat a run)."""
         writing = endpoint is not None and not endpoint.startswith("GET ")
-        for fault in ("error_500", "error_503", "drop_request", "lost_response", "timeout", "applied_502"):
-            probability = getattr(faults, fault)
+        for fault in _DICE_FAULTS:
+            probability = getattr(self.config.faults, fault)
             if fault == "applied_502" and not writing:
                 continue  # a read has nothing to apply: its 502 would be error_503's
             if probability and self.rng.random() < probability:
                 org.faults_played[fault] += 1
-                return Admission(org, fault=fault)
-        return Admission(org)
+                return fault
+        return None
 
     # --- admin views (each of one organisation: the default one unless named) ------------------
 
@@ -335,9 +259,9 @@ class Simulator:
             "requests": sum(org.calls.values()),
             "http_429": statuses.get("429", 0),
             "http_401": statuses.get("401", 0),
-            "token_requests": self.token_requests,
-            "tokens_issued": self.tokens_issued,
-            "token_refusals": self.token_refusals,
+            "token_requests": self.accounts.token_requests,
+            "tokens_issued": self.accounts.tokens_issued,
+            "token_refusals": self.accounts.token_refusals,
             "faults_played": dict(org.faults_played),
             "calls_today": org.daily[today],
             "calls_in_window": len(org.accepted_log),
