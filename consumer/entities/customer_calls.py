@@ -181,28 +181,49 @@ class CustomerCalls:
 def differs(existing: Mapping[str, Any], payload: Mapping[str, Any], label: str, list_filter: str) -> bool:
     """True when a mapped field of `payload` differs from the Zoho customer `existing`, or is not shown
     there (a list item has no address, and may have no custom fields): then it is sent, to be sure."""
-    for name, want in without_create_only(dict(payload)).items():
-        if name == "custom_fields":
-            shown = account_number_of(dict(existing), label, list_filter)
-            if any(f.get("label") == label and shown != f.get("value") for f in want):
-                return True
-            continue
-        if name not in existing:
-            return True
-        shown = existing[name]
-        if name == "billing_address":
-            if not isinstance(shown, Mapping) or any(as_text(shown.get(k)) != v for k, v in want.items()):
-                return True
-        elif name == "email":
-            if as_text(shown).lower() != as_text(want).lower():
-                return True
-        elif name == "display_name":
-            account = _account_in(payload, label)
-            if as_text(shown) not in (as_text(want), disambiguated_name(as_text(want), account)):
-                return True
-        elif as_text(shown) != as_text(want):
-            return True
-    return False
+    return any(
+        _field_differs(existing, payload, name, want, label, list_filter)
+        for name, want in without_create_only(dict(payload)).items()
+    )
+
+
+def _field_differs(
+    existing: Mapping[str, Any],
+    payload: Mapping[str, Any],
+    name: str,
+    want: Any,
+    label: str,
+    list_filter: str,
+) -> bool:
+    if name == "custom_fields":
+        shown = account_number_of(dict(existing), label, list_filter)
+        return any(f.get("label") == label and shown != f.get("value") for f in want)
+    if name not in existing:
+        return True
+    return not _SAME.get(name, _same_text)(existing[name], want, payload, label)
+
+
+def _same_text(shown: Any, want: Any, payload: Mapping[str, Any], label: str) -> bool:
+    return as_text(shown) == as_text(want)
+
+
+def _same_address(shown: Any, want: Any, payload: Mapping[str, Any], label: str) -> bool:
+    return isinstance(shown, Mapping) and all(as_text(shown.get(k)) == v for k, v in want.items())
+
+
+def _same_email(shown: Any, want: Any, payload: Mapping[str, Any], label: str) -> bool:
+    """Emails match whatever their case."""
+    return as_text(shown).lower() == as_text(want).lower()
+
+
+def _same_display_name(shown: Any, want: Any, payload: Mapping[str, Any], label: str) -> bool:
+    """The name as sent, or as made unique with the account number after a name clash."""
+    account = _account_in(payload, label)
+    return as_text(shown) in (as_text(want), disambiguated_name(as_text(want), account))
+
+
+#: How a field Zoho shows is compared with the one to send, where plain text equality is not the rule.
+_SAME = {"billing_address": _same_address, "email": _same_email, "display_name": _same_display_name}
 
 
 def _account_in(payload: Mapping[str, Any], label: str) -> str:

@@ -73,15 +73,7 @@ def plan_customer(
     if event.op is Op.TOMBSTONE:
         return rules.skip("tombstone")
     if event.op is Op.DELETE:
-        if not rules.is_synced(state):
-            if state is not None and state.pending_create:
-                return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, rules.DELETED_WHILE_CREATING)
-            return rules.skip("deleted in the source and never synced")
-        assert state is not None
-        if state.status == "inactive":
-            return Plan(Action.NOOP, None, None, "deleted in the source; already inactive in Zoho")
-        return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "deleted in the source")
-
+        return _plan_delete(state)
     row = rules.row_of(event)
     if is_internal_test(row):
         if rules.is_synced(state) and state is not None and state.status != "inactive":
@@ -101,7 +93,30 @@ def plan_customer(
         )
         return Plan(Action.CREATE_CUSTOMER, payload, digest, f"{why}{note}", status=target)
     assert state is not None
-    payload = rules.without_create_only(payload)
+    return _plan_in_zoho(row, state, rules.without_create_only(payload), digest, target, note)
+
+
+def _plan_delete(state: EntityState | None) -> Plan:
+    """A customer deleted in the source is marked inactive in Zoho (once), never deleted there."""
+    if not rules.is_synced(state):
+        if state is not None and state.pending_create:
+            return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, rules.DELETED_WHILE_CREATING)
+        return rules.skip("deleted in the source and never synced")
+    assert state is not None
+    if state.status == "inactive":
+        return Plan(Action.NOOP, None, None, "deleted in the source; already inactive in Zoho")
+    return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "deleted in the source")
+
+
+def _plan_in_zoho(
+    row: Mapping[str, Any],
+    state: EntityState,
+    payload: dict[str, Any],
+    digest: str | None,
+    target: str,
+    note: str,
+) -> Plan:
+    """A customer Zoho holds: held back while Zoho is ahead, its status set, updated, or left alone."""
     changed = digest is None or digest != state.payload_hash
     current = state.status or "active"
     if state.ahead is not None and current != target:

@@ -115,7 +115,6 @@ class InvoiceCalls:
     async def _carry_out(
         self, plan: Plan, entity_id: str, row: Mapping[str, Any] | None, zoho_id: str | None
     ) -> tuple[str | None, str | None]:
-        c = self._client
         payload = await self._items.resolve(plan.payload) if plan.payload else {}
         match plan.action:
             case Action.CREATE_INVOICE:
@@ -123,31 +122,44 @@ class InvoiceCalls:
                 return zoho_id, await self._walk_status(entity_id, zoho_id, body, plan, row)
             case Action.UPDATE_INVOICE:
                 assert zoho_id is not None
-                try:
-                    body = await self._current(entity_id, zoho_id, plan)
-                    if body is None or zoho_invoice_stage(body.get("status")) in ("draft", "sent"):
-                        body = await self._update(zoho_id, payload, plan)
-                except NotFound:  # deleted in Zoho (by hand, or the organisation was wiped): recreate
-                    zoho_id, body = await self._create(entity_id, payload, row)
+                zoho_id, body = await self._update_or_recreate(entity_id, zoho_id, payload, plan, row)
                 return zoho_id, await self._walk_status(entity_id, zoho_id, body, plan, row)
             case Action.OPEN_INVOICE | Action.RECORD_PAYMENT:
                 assert zoho_id is not None
                 body = await self._current(entity_id, zoho_id, plan)
                 return zoho_id, await self._walk_status(entity_id, zoho_id, body, plan, row)
             case Action.VOID_INVOICE:
-                zoho_id = zoho_id or await self._ctx.created_before(EntityType.INVOICE, entity_id)
-                if zoho_id is None:
-                    return None, None
-                try:
-                    await c.void_invoice(zoho_id)
-                except PermanentError:  # "already void" (by hand, or a lost reply) is read back, not trusted
-                    if (await c.get_invoice(zoho_id)).get("status") != "void":
-                        raise
-                return zoho_id, "void"
+                return await self._void(entity_id, zoho_id)
             case Action.DELETE_INVOICE:
                 assert zoho_id is not None
                 return zoho_id, await self._delete(zoho_id)
         raise ValueError(f"plan {plan.action} makes no Zoho invoice call")
+
+    async def _update_or_recreate(
+        self, entity_id: str, zoho_id: str, payload: dict[str, Any], plan: Plan, row: Mapping[str, Any] | None
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The invoice updated while Zoho still lets it be edited (draft or sent), created again when it is
+        gone from Zoho; its id and the body Zoho last showed (None when nothing was read or sent)."""
+        try:
+            body = await self._current(entity_id, zoho_id, plan)
+            if body is None or zoho_invoice_stage(body.get("status")) in ("draft", "sent"):
+                body = await self._update(zoho_id, payload, plan)
+        except NotFound:  # deleted in Zoho (by hand, or the organisation was wiped): recreate
+            zoho_id, body = await self._create(entity_id, payload, row)
+        return zoho_id, body
+
+    async def _void(self, entity_id: str, zoho_id: str | None) -> tuple[str | None, str | None]:
+        """Void the invoice, or the one an unresolved create may have made; (None, None) if none exists."""
+        c = self._client
+        zoho_id = zoho_id or await self._ctx.created_before(EntityType.INVOICE, entity_id)
+        if zoho_id is None:
+            return None, None
+        try:
+            await c.void_invoice(zoho_id)
+        except PermanentError:  # "already void" (by hand, or a lost reply) is read back, not trusted
+            if (await c.get_invoice(zoho_id)).get("status") != "void":
+                raise
+        return zoho_id, "void"
 
     async def _update(self, zoho_id: str, payload: dict[str, Any], plan: Plan) -> dict[str, Any]:
         """PUT the invoice. A refusal is read back once: an invoice Zoho moved on its own (paid in the
