@@ -135,31 +135,54 @@ def decide(
 ) -> list[Decision]:
     """The verdict of each row, in row order (the first claimant of a record keeps it). Pure.
     `stored_ids` False: the source's id columns are another organisation's, so they are not used."""
-    spec = spec_of(entity_type)
     kind = entity_type.value
     for (mapped_type, entity_id), zoho_id in entity_map.items():
         if mapped_type == kind:
             records.taken.setdefault(zoho_id, entity_id)
-    out: list[Decision] = []
-    for row in rows:
+    spec = spec_of(entity_type)
+    deciding = _Deciding(spec, kind, entity_map, records, rules, never_sent, payload, same, create_writes)
+    return [deciding.verdict(row, stored_ids=stored_ids) for row in rows]
+
+
+@dataclass(frozen=True)
+class _Deciding:
+    """What `decide` decides one entity type's rows by."""
+
+    spec: Any
+    kind: str
+    entity_map: Mapping[tuple[str, str], str]
+    records: _Records
+    rules: Sequence[str]
+    never_sent: Callable[[Mapping[str, Any]], bool]
+    payload: Callable[[Mapping[str, Any], str], Mapping[str, Any]]
+    same: Callable[[Mapping[str, Any], Mapping[str, Any]], bool]
+    create_writes: Callable[[Mapping[str, Any]], int]
+
+    def verdict(self, row: Mapping[str, Any], *, stored_ids: bool) -> Decision:
+        """Never sent, already mapped, adopted by the id the source holds (when `stored_ids`), else by
+        the match rules."""
+        spec, records = self.spec, self.records
         entity_id, key = str(row["id"]), as_text(row.get(spec.natural_key))
-        base = {"entity_type": kind, "entity_id": entity_id, "natural_key": key}
-        if never_sent(row):
-            out.append(Decision(**base, verdict=NEVER))
-            continue
-        mapped = entity_map.get((kind, entity_id))
+        base = {"entity_type": self.kind, "entity_id": entity_id, "natural_key": key}
+        if self.never_sent(row):
+            return Decision(**base, verdict=NEVER)
+        mapped = self.entity_map.get((self.kind, entity_id))
         if mapped:
-            out.append(Decision(**base, verdict=MAPPED, zoho_id=mapped))
-            continue
+            return Decision(**base, verdict=MAPPED, zoho_id=mapped)
         lost = ""
         stored = as_text(row.get(spec.write_back_id_column)) if stored_ids else ""
         if stored and stored not in records.by_id:
             lost = f"stored id {stored} is not in Zoho; "
         elif stored:
-            out.append(_adopt(base, records, records.by_id[stored], BY_STORED_ID, row, payload, same, spec))
-            continue
+            return self._adopt(base, records.by_id[stored], BY_STORED_ID, row)
+        return self._by_rules(base, row, lost)
+
+    def _by_rules(self, base: dict[str, Any], row: Mapping[str, Any], lost: str) -> Decision:
+        """The first rule the row has a value for and a record matches decides: adopted, or ambiguous
+        when several match; created when none does."""
+        spec, records = self.spec, self.records
         reads = 0
-        for rule in rules:
+        for rule in self.rules:
             want = as_text(row.get(rule))
             if not want:
                 continue
@@ -169,53 +192,43 @@ def decide(
                 continue
             if len(found) > 1:
                 ids = tuple(str(spec.zoho_id_of(r)) for r in found)
-                out.append(
-                    Decision(**base, verdict=AMBIGUOUS, candidates=ids, note=f"{lost}by {rule}", reads=reads)
+                return Decision(
+                    **base, verdict=AMBIGUOUS, candidates=ids, note=f"{lost}by {rule}", reads=reads
                 )
-            else:
-                out.append(
-                    _adopt(base, records, found[0], f"{BY_RULE} {rule}", row, payload, same, spec, lost)
-                )
-            break
-        else:
-            out.append(
-                Decision(
-                    **base, verdict=CREATE, note=lost.rstrip("; "), reads=reads, writes=create_writes(row)
-                )
-            )
-    return out
+            return self._adopt(base, found[0], f"{BY_RULE} {rule}", row, lost)
+        return Decision(
+            **base, verdict=CREATE, note=lost.rstrip("; "), reads=reads, writes=self.create_writes(row)
+        )
 
-
-def _adopt(
-    base: dict[str, Any],
-    records: _Records,
-    record: Mapping[str, Any],
-    verdict: str,
-    row: Mapping[str, Any],
-    payload: Callable[[Mapping[str, Any], str], Mapping[str, Any]],
-    same: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
-    spec: Any,
-    lost: str = "",
-) -> Decision:
-    zoho_id = str(spec.zoho_id_of(record))
-    holder = records.taken.get(zoho_id)
-    carried = records.key_of(record)
-    if holder not in (None, base["entity_id"]) or (carried and carried != records.own_key(row)):
-        why = f"held by {base['entity_type']} {holder}" if holder else f"carries {carried}"
-        return Decision(**base, verdict=ANOTHERS, zoho_id=zoho_id, note=f"{lost}{verdict}: {why}")
-    records.taken[zoho_id] = base["entity_id"]
-    want = payload(row, zoho_id)
-    unchanged = same(record, want)
-    return Decision(
-        payload_hash=payload_hash(want) if unchanged and want else None,
-        zoho_status=record.get("status"),
-        **base,
-        verdict=verdict,
-        zoho_id=zoho_id,
-        note=lost.rstrip("; "),
-        writes=0 if unchanged else 1,
-        same=unchanged,
-    )
+    def _adopt(
+        self,
+        base: dict[str, Any],
+        record: Mapping[str, Any],
+        verdict: str,
+        row: Mapping[str, Any],
+        lost: str = "",
+    ) -> Decision:
+        """The record is the row's unless another entity holds it or it carries another's key."""
+        records = self.records
+        zoho_id = str(self.spec.zoho_id_of(record))
+        holder = records.taken.get(zoho_id)
+        carried = records.key_of(record)
+        if holder not in (None, base["entity_id"]) or (carried and carried != records.own_key(row)):
+            why = f"held by {base['entity_type']} {holder}" if holder else f"carries {carried}"
+            return Decision(**base, verdict=ANOTHERS, zoho_id=zoho_id, note=f"{lost}{verdict}: {why}")
+        records.taken[zoho_id] = base["entity_id"]
+        want = self.payload(row, zoho_id)
+        unchanged = self.same(record, want)
+        return Decision(
+            payload_hash=payload_hash(want) if unchanged and want else None,
+            zoho_status=record.get("status"),
+            **base,
+            verdict=verdict,
+            zoho_id=zoho_id,
+            note=lost.rstrip("; "),
+            writes=0 if unchanged else 1,
+            same=unchanged,
+        )
 
 
 # --- reading ------------------------------------------------------------------------------------

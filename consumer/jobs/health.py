@@ -115,47 +115,94 @@ def _growing(values: list[int]) -> bool:
     )
 
 
+Finding = tuple[Level, str]
+
+
 def assess(samples: list[Sample], facts: HealthFacts, now: float) -> Health:
-    found: list[tuple[Level, str]] = []
-    if facts.token_refused:
-        found.append(("red", f"Zoho refused the token: set ZOHO_REFRESH_TOKEN ({facts.token_refused})"))
-    if facts.slot_active is None:
-        found.append(
-            ("red", f"replication slot {facts.slot_name!r} does not exist: Debezium is not capturing")
-        )
-    elif not facts.slot_active:
-        found.append(("red", f"replication slot {facts.slot_name!r} is inactive: relay or connector stopped"))
-    retained = facts.slot_retained_bytes
-    if retained is not None and retained > facts.slot_warn_bytes:
-        mib = retained / 2**20
-        reason = (
-            f"replication slot {facts.slot_name!r} retains {mib:.0f} MiB of WAL (over SLOT_WAL_WARN_BYTES)"
-        )
-        found.append(("amber", reason + ": PostgreSQL cannot free it until Debezium reads on"))
-    if moved_back(facts.outcomes_last_hour):
-        stale = facts.outcomes_last_hour["stale"]
-        reason = f"source positions moved backwards for every entity ({stale} stale in the last hour, none"
-        found.append(
-            ("red", reason + " applied): was the database restored? run `zoho-cdc backfill --resync`")
-        )
-    if not facts.kafka_reachable:
-        found.append(("red", "Kafka does not answer: lag and DLQ unknown"))
-    if facts.daily_paused_until:
-        found.append(("red", f"daily Zoho budget spent: paused until {facts.daily_paused_until}"))
-    if facts.limiter_paused_seconds > 0:
-        found.append(("amber", f"Zoho rate limit hit (429): paused {facts.limiter_paused_seconds:.0f} s"))
-    if facts.token_throttled:
-        found.append(("amber", "Zoho refused token requests as too many: backing off"))
-
-    lags = [s.lag for s in samples if s.at >= now - LAG_TREND_SECONDS and s.lag is not None]
-    if _growing(lags):
-        found.append(
-            ("amber", f"lag growing: {lags[0]} → {lags[-1]} records in {LAG_TREND_SECONDS / 60:.0f} min")
-        )
-    depths = [s.dlq_depth for s in samples if s.at >= now - DLQ_TREND_SECONDS and s.dlq_depth is not None]
-    if len(depths) >= 2 and depths[-1] > depths[0]:
-        found.append(("amber", f"DLQ growing: +{depths[-1] - depths[0]} in {DLQ_TREND_SECONDS / 60:.0f} min"))
-
+    """The worst level found and every reason, worst first (in the order the rules are listed)."""
+    found = [finding for rule in _FACT_RULES if (finding := rule(facts)) is not None]
+    found += [finding for trend in _TREND_RULES if (finding := trend(samples, now)) is not None]
     level: Level = max((lvl for lvl, _ in found), key=_RANK.__getitem__, default="green")
     ordered = sorted(found, key=lambda f: -_RANK[f[0]])
     return Health(level, tuple(reason for _, reason in ordered))
+
+
+def _token_refused(facts: HealthFacts) -> Finding | None:
+    if not facts.token_refused:
+        return None
+    return ("red", f"Zoho refused the token: set ZOHO_REFRESH_TOKEN ({facts.token_refused})")
+
+
+def _slot_not_streaming(facts: HealthFacts) -> Finding | None:
+    if facts.slot_active is None:
+        return ("red", f"replication slot {facts.slot_name!r} does not exist: Debezium is not capturing")
+    if not facts.slot_active:
+        return ("red", f"replication slot {facts.slot_name!r} is inactive: relay or connector stopped")
+    return None
+
+
+def _slot_retains_much(facts: HealthFacts) -> Finding | None:
+    retained = facts.slot_retained_bytes
+    if retained is None or retained <= facts.slot_warn_bytes:
+        return None
+    mib = retained / 2**20
+    reason = f"replication slot {facts.slot_name!r} retains {mib:.0f} MiB of WAL (over SLOT_WAL_WARN_BYTES)"
+    return ("amber", reason + ": PostgreSQL cannot free it until Debezium reads on")
+
+
+def _positions_moved_back(facts: HealthFacts) -> Finding | None:
+    if not moved_back(facts.outcomes_last_hour):
+        return None
+    stale = facts.outcomes_last_hour["stale"]
+    reason = f"source positions moved backwards for every entity ({stale} stale in the last hour, none"
+    return ("red", reason + " applied): was the database restored? run `zoho-cdc backfill --resync`")
+
+
+def _kafka_unreachable(facts: HealthFacts) -> Finding | None:
+    return None if facts.kafka_reachable else ("red", "Kafka does not answer: lag and DLQ unknown")
+
+
+def _daily_budget_spent(facts: HealthFacts) -> Finding | None:
+    if not facts.daily_paused_until:
+        return None
+    return ("red", f"daily Zoho budget spent: paused until {facts.daily_paused_until}")
+
+
+def _rate_limited(facts: HealthFacts) -> Finding | None:
+    if facts.limiter_paused_seconds <= 0:
+        return None
+    return ("amber", f"Zoho rate limit hit (429): paused {facts.limiter_paused_seconds:.0f} s")
+
+
+def _token_throttled(facts: HealthFacts) -> Finding | None:
+    return (
+        ("amber", "Zoho refused token requests as too many: backing off") if facts.token_throttled else None
+    )
+
+
+def _lag_growing(samples: list[Sample], now: float) -> Finding | None:
+    lags = [s.lag for s in samples if s.at >= now - LAG_TREND_SECONDS and s.lag is not None]
+    if not _growing(lags):
+        return None
+    return ("amber", f"lag growing: {lags[0]} → {lags[-1]} records in {LAG_TREND_SECONDS / 60:.0f} min")
+
+
+def _dlq_growing(samples: list[Sample], now: float) -> Finding | None:
+    depths = [s.dlq_depth for s in samples if s.at >= now - DLQ_TREND_SECONDS and s.dlq_depth is not None]
+    if len(depths) < 2 or depths[-1] <= depths[0]:
+        return None
+    return ("amber", f"DLQ growing: +{depths[-1] - depths[0]} in {DLQ_TREND_SECONDS / 60:.0f} min")
+
+
+#: The rules over what is true now, then those over the sampled history, in the order reasons are listed.
+_FACT_RULES = (
+    _token_refused,
+    _slot_not_streaming,
+    _slot_retains_much,
+    _positions_moved_back,
+    _kafka_unreachable,
+    _daily_budget_spent,
+    _rate_limited,
+    _token_throttled,
+)
+_TREND_RULES = (_lag_growing, _dlq_growing)
