@@ -169,15 +169,15 @@ def _daily_budget_spent(facts: HealthFacts) -> Finding | None:
 
 
 def _rate_limited(facts: HealthFacts) -> Finding | None:
-    if facts.limiter_paused_seconds <= 0:
+    if not facts.limiter_paused_seconds > 0:
         return None
     return ("amber", f"Zoho rate limit hit (429): paused {facts.limiter_paused_seconds:.0f} s")
 
 
 def _token_throttled(facts: HealthFacts) -> Finding | None:
-    return (
-        ("amber", "Zoho refused token requests as too many: backing off") if facts.token_throttled else None
-    )
+    if not facts.token_throttled:
+        return None
+    return ("amber", "Zoho refused token requests as too many: backing off")
 
 
 def _lag_growing(samples: list[Sample], now: float) -> Finding | None:
