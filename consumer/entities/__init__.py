@@ -4,8 +4,6 @@
 mapping rules are pure (`*_payload`, `*_status`), its Zoho calls are in `*_calls`.
 """
 
-from consumer.entities import customers, invoices
-from consumer.entities.registry import register
+from consumer.entities.registry import register_builtins
 
-register(customers.SPEC)
-register(invoices.SPEC)
+register_builtins()

@@ -6,9 +6,9 @@ an extension registers its own with `register`. Looking up an entity without a s
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
+from consumer.entities import customers, invoices
 from consumer.entities.comparison import EntityComparison
 from consumer.entities.spec import EntitySpec
 from consumer.model.events import DecodeError, EntityType
@@ -44,7 +44,6 @@ def spec_of(entity: EntityType | str) -> EntitySpec:
     spec = _SPECS.get(entity)  # type: ignore[call-overload]  # an entity is the string of its name
     if spec is not None:
         return spec
-    _load_builtins()
     try:
         return _SPECS[EntityType(entity)]
     except (KeyError, ValueError):  # an entity never defined, or defined without a spec
@@ -54,7 +53,6 @@ def spec_of(entity: EntityType | str) -> EntitySpec:
 def specs() -> Iterator[EntitySpec]:
     """Every registered spec, parents before their children (the order a repair must follow)."""
     global _ORDERED
-    _load_builtins()
     if _ORDERED is None:
         _ORDERED = _parents_first(list(_SPECS.values()))
     return iter(_ORDERED)
@@ -101,6 +99,7 @@ def entity_for_topic(topic: str, *, topic_prefix: str) -> EntityType:
     raise DecodeError(f"topic {topic!r} is not a synced table topic for prefix {topic_prefix!r}")
 
 
-def _load_builtins() -> None:
-    if "consumer.entities.customers" not in sys.modules:
-        import consumer.entities  # noqa: F401  (registers the built-in specs)
+def register_builtins() -> None:
+    """Register the built-in specs, customers then invoices (importing `consumer.entities` does)."""
+    register(customers.SPEC)
+    register(invoices.SPEC)
