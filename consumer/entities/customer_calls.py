@@ -12,8 +12,9 @@ from typing import Any
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.resources.customers import account_number_of, disambiguated_name
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
+from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import EntityType
-from consumer.model.plan import Action, Plan, ZohoAhead, as_text, without_create_only
+from consumer.model.plan import Action, Plan, as_text, without_create_only
 
 #: The rules a customer is matched by before it is created, in the order of ZOHO_CUSTOMER_MATCH_RULES.
 MATCH_RULES = ("account_number", "email")

@@ -21,8 +21,9 @@ from consumer.entities.invoice_status import (
     zoho_invoice_stage,
 )
 from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
+from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import EntityType
-from consumer.model.plan import Action, Plan, ZohoAhead, as_text
+from consumer.model.plan import Action, Plan, as_text
 
 #: The intent operation written before a payment is recorded (the intent of a create is "create").
 PAYMENT_INTENT: Final = "payment"

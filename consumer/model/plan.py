@@ -28,24 +28,6 @@ class MappingError(ValueError):
         self.reason = reason
 
 
-class ZohoAhead(Exception):
-    """Raised by an entity's calls when Zoho's reply, or the read-back after a refusal, shows a status
-    zoho-cdc did not set (an invoice paid in the portal, a customer made inactive by hand): the
-    change is not sent, and the entity map takes Zoho's status.
-
-    `content_sent`: Zoho accepted the plan's payload before the status showed (so its hash is what Zoho
-    holds); `calls` is filled in by the applier with the calls the attempt made."""
-
-    def __init__(self, zoho_id: str, status: str, reason: str, *, content_sent: bool = False) -> None:
-        super().__init__(reason)
-        self.zoho_id = zoho_id
-        self.status = status
-        self.reason = reason
-        self.content_sent = content_sent
-        self.calls = 0
-        self.http_status: int | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class MappingConfig:
     """What the mapping reads of the settings; defaults are the settings' own."""

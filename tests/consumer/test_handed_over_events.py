@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from connectors.zoho.errors import PermanentError
+from consumer.entities.zoho_boundary import as_call_errors
 from consumer.migrations import migrate
 from consumer.model.events import EntityType, snapshot_read
 from consumer.pipeline.codec.decode import decode_event
@@ -24,7 +25,8 @@ from tests.support import Source
 
 class Refusing:
     async def apply(self, *args: Any, **kwargs: Any) -> Any:
-        raise PermanentError("display_name is too long", code=4, http_status=400)
+        with as_call_errors():  # an applier's errors leave it mapped, as `ZohoApplier`'s do
+            raise PermanentError("display_name is too long", code=4, http_status=400)
 
 
 class Letters:
@@ -79,7 +81,8 @@ class RefusingCustomers:
 
     async def apply(self, entity_type: EntityType, *args: Any, **kwargs: Any) -> Any:
         self.calls.append(str(entity_type))
-        raise PermanentError("Invalid value passed for email", code=2, http_status=400, attempts=1)
+        with as_call_errors():  # an applier's errors leave it mapped, as `ZohoApplier`'s do
+            raise PermanentError("Invalid value passed for email", code=2, http_status=400, attempts=1)
 
 
 async def test_a_parent_refused_for_its_child_is_dead_lettered_once_as_its_own_redrivable_record(

@@ -22,7 +22,8 @@ from consumer.entities.invoice_status import (
     zoho_invoice_stage,
 )
 from consumer.entities.invoices import plan_invoice
-from consumer.model.plan import Action, EntityState, MappingConfig, ZohoAhead
+from consumer.model.call_errors import ZohoAhead
+from consumer.model.plan import Action, EntityState, MappingConfig
 from consumer.pipeline.decision.entity_map import as_listed, still_ahead, zoho_ahead
 from tests.unit.test_status_rules import _HASH, _customer, _invoice
 

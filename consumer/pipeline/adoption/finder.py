@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connectors.zoho.errors import NotFound, NotOurs, PermanentError
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import Record, Row
+from consumer.entities.zoho_boundary import as_call_errors
+from consumer.model.call_errors import NotInZoho, Refused
 from consumer.model.events import EntityType
 from consumer.pipeline.adoption.match_index import Listed, MatchIndex
 
@@ -25,8 +26,12 @@ BY_STORED_ID = "stored id"
 CREATED = "created"
 
 
-class AmbiguousMatch(PermanentError):
+class AmbiguousMatch(Refused):
     """Raised when a match rule finds more than one Zoho record for one source entity (none is created)."""
+
+
+class NotOurs(Refused):
+    """Raised when the one record an entity matches carries another source entity's key."""
 
 
 class ClaimedByAnother(NotOurs):
@@ -37,7 +42,8 @@ class Matching(Listed, Protocol):
     """What adoption needs of an entity's calls (`EntityCalls`)."""
 
     async def read(self, zoho_id: str) -> Record:
-        """The whole record; raises NotFound when Zoho has none by that id (in this organisation)."""
+        """The whole record; raises the Zoho client's NotFound when Zoho has none by that id (in this
+        organisation)."""
         ...
 
     async def candidates(self, rule: str, entity_id: str, row: Row) -> list[Record] | None:
@@ -95,7 +101,7 @@ async def find_adoptable(
     if stored:
         try:
             record = await _read(calls, listed, entity_type, stored)
-        except NotFound:
+        except NotInZoho:
             lost = (
                 f"the stored Zoho id {stored} is not in Zoho (deleted, or of another organisation), so it"
                 " is replaced"
@@ -130,10 +136,11 @@ async def find_adoptable(
 async def _read(calls: Matching, listed: MatchIndex | None, entity_type: EntityType, zoho_id: str) -> Record:
     """The record by id: from the replay's listing when there is one (not listed: not found), else read."""
     if listed is None:
-        return await calls.read(zoho_id)
+        with as_call_errors():
+            return await calls.read(zoho_id)
     record = listed.record(entity_type, zoho_id)
     if record is None:
-        raise NotFound(f"{entity_type.value} {zoho_id} is not in Zoho's listing")
+        raise NotInZoho(f"{entity_type.value} {zoho_id} is not in Zoho's listing")
     return record
 
 

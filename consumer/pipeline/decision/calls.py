@@ -12,10 +12,10 @@ from typing import Any
 
 import structlog
 
-from connectors.zoho.errors import AuthError, ZohoError
 from consumer.entities.spec import ParentRecord
+from consumer.model.call_errors import CallError, CredentialsRejected, ZohoAhead
 from consumer.model.events import ChangeEvent, Op
-from consumer.model.plan import EntityState, Plan, ZohoAhead
+from consumer.model.plan import EntityState, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.decisions import Decision, Refused, credentials_refused, remembered_refusal
 from consumer.pipeline.decision.no_call import NoCallOutcomes
@@ -75,9 +75,9 @@ class PlannedCall:
             return self._no_call.zoho_ahead(
                 item, event, found.reason, found.zoho_id, update, found, str(plan.action)
             )
-        except AuthError as exc:
+        except CredentialsRejected as exc:
             raise credentials_refused(exc) from exc
-        except ZohoError as exc:
+        except CallError as exc:
             refusal = Refusal.of_error(f"{plan.action}: {exc}", exc)
             metrics.zoho_calls(refusal.attempts)
             return Refused(refusal, event.op is not Op.DELETE, remembered_refusal(event, state))

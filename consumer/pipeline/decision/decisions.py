@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.zoho.errors import AuthError
+from consumer.model.call_errors import CredentialsRejected
 from consumer.model.events import ChangeEvent
 from consumer.model.plan import EntityState, MappingConfig
 from consumer.pipeline.decision import entity_map
@@ -43,7 +43,7 @@ class PolicyOptions:
     payload_settings: tuple[tuple[str, object], ...] = ()  # part of the replay memo's fingerprint
 
 
-def credentials_refused(exc: AuthError) -> FatalSyncError:
+def credentials_refused(exc: CredentialsRejected) -> FatalSyncError:
     return FatalSyncError(
         f"Zoho refused our credentials ({exc}); fix ZOHO_REFRESH_TOKEN / ZOHO_CLIENT_ID / "
         "ZOHO_CLIENT_SECRET and restart: no offsets were advanced."

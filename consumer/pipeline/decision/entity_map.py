@@ -13,8 +13,9 @@ from typing import Any, Protocol
 
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import Record
+from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import ChangeEvent, EntityType
-from consumer.model.plan import EntityState, MappingConfig, Plan, ZohoAhead
+from consumer.model.plan import EntityState, MappingConfig, Plan
 from consumer.pipeline.decision.row_images import is_partial, remembered, state_digest
 from consumer.pipeline.durability.store import EntityUpdate
 from consumer.pipeline.effects.apply import Applied

@@ -13,8 +13,9 @@ import structlog
 
 from consumer.entities.spec import ParentRecord
 from consumer.jobs.health import MOVED_BACK_MIN_STALE
+from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import ChangeEvent
-from consumer.model.plan import EntityState, Plan, ZohoAhead
+from consumer.model.plan import EntityState, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.decisions import PolicyOptions
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder

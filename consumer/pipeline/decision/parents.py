@@ -13,11 +13,11 @@ from typing import Final, Protocol
 
 import structlog
 
-from connectors.zoho.errors import AuthError, ZohoError
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntitySpec, ParentRecord
+from consumer.model.call_errors import CallError, CredentialsRejected, ZohoAhead
 from consumer.model.events import ChangeEvent, EntityType, snapshot_read
-from consumer.model.plan import Action, EntityState, Plan, ZohoAhead
+from consumer.model.plan import Action, EntityState, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.decisions import PolicyOptions
 from consumer.pipeline.decision.entity_map import Listing
@@ -123,8 +123,8 @@ class ParentResolver:
             await policy.recorder.record(Outcome([], update))
             self._verified.add((spec.entity.value, event.entity_id))
             return parent_record(await policy.recorder.store.entity_state(spec.entity, event.entity_id))
-        except ZohoError as exc:
-            if not isinstance(exc, AuthError):
+        except CallError as exc:
+            if not isinstance(exc, CredentialsRejected):
                 await self._refused(event, state, digest, exc)
             raise
         policy.recorder.metrics.zoho_calls(applied.calls)
@@ -144,7 +144,7 @@ class ParentResolver:
         return ParentRecord(applied.zoho_id, currency) if applied.zoho_id else None
 
     async def _refused(
-        self, event: ChangeEvent, state: EntityState | None, digest: str, exc: ZohoError
+        self, event: ChangeEvent, state: EntityState | None, digest: str, exc: CallError
     ) -> None:
         """Zoho refused a parent a child needed: dead-letter the parent's state once, as its own record (a
         snapshot-shaped event, so `dlq reprocess` can re-drive it), and remember the refusal so neither

@@ -15,10 +15,10 @@ from dataclasses import replace
 
 import structlog
 
-from connectors.zoho.errors import AuthError, ZohoError
 from connectors.zoho.send_guard import SendRevoked
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntitySpec, PlanInput
+from consumer.model.call_errors import CallError, CredentialsRejected
 from consumer.model.events import ChangeEvent, EntityType, Op
 from consumer.model.plan import Action, EntityState, MappingError, Plan
 from consumer.pipeline.decision import entity_map
@@ -152,9 +152,9 @@ class EventPolicy:
             return Refused(
                 refusal, ground.event.op is not Op.DELETE, remembered_refusal(ground.event, ground.state)
             )
-        except AuthError as exc:
+        except CredentialsRejected as exc:
             raise credentials_refused(exc) from exc
-        except (ZohoError, ParentRefused) as exc:
+        except (CallError, ParentRefused) as exc:
             # Only reached for an entity whose parent had to be synced first and Zoho refused it.
             return await self._parent_refused(ground, exc)
         return await self._carry_out(item, ground, found, started)

@@ -3,7 +3,8 @@
 Before a create, an intent is written durably; if a previous process died with an intent in
 place (the create may have reached Zoho), the record is first looked up by its natural key.
 Creates go through the client's idempotent helpers, which resolve a lost response the same way.
-What each action calls is the entity's own (`EntitySpec.calls`); this module is the part all share.
+What each action calls is the entity's own (`EntitySpec.calls`); this module is the part all share, and
+the pipeline's boundary: what fails leaves it as a `consumer.model.call_errors` family, never a client's.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from typing import Any, Protocol
 from consumer.entities.invoice_items import LineItemRules
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntityCalls, Row
+from consumer.entities.zoho_boundary import as_call_errors
+from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import EntityType
-from consumer.model.plan import Plan, ZohoAhead
+from consumer.model.plan import Plan
 from consumer.pipeline.adoption.finder import find_adoptable
 from consumer.pipeline.adoption.match_index import MatchIndex
 from consumer.pipeline.durability.store import Intent, SyncStore
@@ -43,7 +46,8 @@ class Applied:
 
 
 class Applier(Protocol):
-    """Carries out a plan; `zoho_id` is the record the entity map knows (None: not in Zoho yet)."""
+    """Carries out a plan; `zoho_id` is the record the entity map knows (None: not in Zoho yet). What
+    fails is raised as a `consumer.model.call_errors.CallError`."""
 
     async def apply(
         self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **kw: bool
@@ -130,7 +134,9 @@ class ZohoApplier:
         with self.client.tracking() as tracker:
             token, noted = _INTENT_LEFT.set(intent_left), _NOTES.set(notes)
             try:
-                zoho_id, status = await self.calls(entity_type).carry_out(plan, entity_id, row, state_zoho_id)
+                with as_call_errors():
+                    calls = self.calls(entity_type)
+                    zoho_id, status = await calls.carry_out(plan, entity_id, row, state_zoho_id)
             except ZohoAhead as ahead:  # what the attempt cost, for the outcome it is recorded as
                 ahead.calls, ahead.http_status = tracker.attempts, tracker.http_status
                 raise

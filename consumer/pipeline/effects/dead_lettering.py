@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import structlog
 
-from connectors.zoho.errors import PermanentError, ZohoError
 from connectors.zoho.send_guard import CURRENT_GUARD
+from consumer.model.call_errors import CallError
 from consumer.model.events import ChangeEvent
 from consumer.pipeline.codec.encode import encode_event
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
@@ -46,16 +46,11 @@ class Refusal:
 
     @classmethod
     def of_error(cls, reason: str, exc: Exception) -> Refusal:
-        """A refusal by Zoho (or of a parent Zoho refused before): `exhausted` when retries ran out on a
-        transient error, else `permanent`."""
-        transient = isinstance(exc, ZohoError) and not isinstance(exc, PermanentError)
-        return cls(
-            reason,
-            "exhausted" if transient else "permanent",
-            type(exc).__name__,
-            attempts=getattr(exc, "attempts", 0) or 0,
-            http_status=getattr(exc, "http_status", None),
-        )
+        """A refusal by Zoho (or of a parent Zoho refused before): `exhausted` when the client's retries
+        ran out or the call is in doubt, else `permanent`; named by the client's class it was mapped from."""
+        if not isinstance(exc, CallError):
+            return cls(reason, "permanent", type(exc).__name__)
+        return cls(reason, exc.kind, exc.exception_class, attempts=exc.attempts, http_status=exc.http_status)
 
     def letter(
         self,
