@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consumer.model.outcomes import SyncOutcome
+
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -114,7 +116,7 @@ class Metrics:
             self.org_rate.set(budget["org_rate_per_window"])
             self.org_processes.set(len(budget.get("org_members", [])))
 
-    def outcome(self, name: str, count: int = 1) -> None:
+    def outcome(self, name: SyncOutcome, count: int = 1) -> None:
         if count:
             child = self._outcome_children.get(name)
             if child is None:  # `labels()` costs more than the increment; a replay counts every record

@@ -8,6 +8,7 @@ from enum import StrEnum
 import typer
 
 from consumer.commands.options import json_flag
+from consumer.model.outcomes import SyncOutcome
 
 
 class Entity(StrEnum):
@@ -126,7 +127,8 @@ def _print_summary(result, as_json: bool) -> None:  # type: ignore[no-untyped-de
     table = Table(title="backfill (dry run: nothing was sent)" if result.planned else "backfill")
     table.add_column("what")
     table.add_column("count", justify="right")
-    for name in ("synced", "unchanged", "skipped", "stale", "superseded", "failed", "dead_lettered"):
+    o = SyncOutcome
+    for name in (o.SYNCED, o.UNCHANGED, o.SKIPPED, o.STALE, o.SUPERSEDED, o.FAILED, o.DEAD_LETTERED):
         table.add_row(name, str(result.outcomes.get(name, 0)))
     table.add_row("  of unchanged: known by replay memo", str(result.extra.get("already_applied", 0)))
     if data["applied_from_source"]:

@@ -18,6 +18,7 @@ from connectors.zoho.errors import NotFound
 from consumer.entities.registry import spec_of
 from consumer.jobs.adoption_plan import AdoptionPlan, Decision, adoptions
 from consumer.model.events import EntityType
+from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.durability.organisations import settle
 from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow, SyncStore
 from consumer.pipeline.effects.write_back import WriteBack
@@ -43,7 +44,7 @@ def _group(settings: Any) -> str:
 
 
 def _row(
-    group: str, offset: int, entity_type: EntityType, entity_id: str, outcome: str, **fields: Any
+    group: str, offset: int, entity_type: EntityType, entity_id: str, outcome: SyncOutcome, **fields: Any
 ) -> OutcomeRow:
     return OutcomeRow(group, ADOPT_TOPIC, -1, offset, entity_type.value, entity_id, outcome, **fields)
 
@@ -68,7 +69,7 @@ async def record_plan(settings: Any, plan: AdoptionPlan) -> list[Decision]:
                         offset,
                         entity_type,
                         d.entity_id,
-                        "synced",
+                        SyncOutcome.SYNCED,
                         operation="adopt",
                         zoho_id=d.zoho_id,
                         error=note,
@@ -119,7 +120,7 @@ async def link(settings: Any, client: Any, entity_type: EntityType, entity_id: s
                     0,
                     entity_type,
                     entity_id,
-                    "synced",
+                    SyncOutcome.SYNCED,
                     operation="link",
                     zoho_id=zoho_id,
                     error=note,
@@ -152,7 +153,7 @@ async def unlink(settings: Any, entity_type: EntityType, entity_id: str) -> str:
                     0,
                     entity_type,
                     entity_id,
-                    "skipped",
+                    SyncOutcome.SKIPPED,
                     operation="unlink",
                     zoho_id=before,
                     error=note,

@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from consumer.model.outcomes import SyncOutcome
+
 HISTORY_SECONDS = 3600.0
 LAG_TREND_SECONDS = 300.0  # lag rising through this whole span counts as "growing"
 DLQ_TREND_SECONDS = 900.0
@@ -102,8 +104,8 @@ MOVED_BACK_MIN_STALE = 10
 def moved_back(outcomes: dict[str, int]) -> bool:
     """Every recent event older (by LSN) than what was applied, and none applied: after a restore into a
     new cluster LSNs restart lower, so every change would be skipped as stale, silently."""
-    applied = outcomes.get("synced", 0) + outcomes.get("unchanged", 0)
-    return outcomes.get("stale", 0) >= MOVED_BACK_MIN_STALE and applied == 0
+    applied = outcomes.get(SyncOutcome.SYNCED, 0) + outcomes.get(SyncOutcome.UNCHANGED, 0)
+    return outcomes.get(SyncOutcome.STALE, 0) >= MOVED_BACK_MIN_STALE and applied == 0
 
 
 def _growing(values: list[int]) -> bool:
@@ -153,7 +155,7 @@ def _slot_retains_much(facts: HealthFacts) -> Finding | None:
 def _positions_moved_back(facts: HealthFacts) -> Finding | None:
     if not moved_back(facts.outcomes_last_hour):
         return None
-    stale = facts.outcomes_last_hour["stale"]
+    stale = facts.outcomes_last_hour[SyncOutcome.STALE]
     reason = f"source positions moved backwards for every entity ({stale} stale in the last hour, none"
     return ("red", reason + " applied): was the database restored? run `zoho-cdc backfill --resync`")
 

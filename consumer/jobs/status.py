@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
+from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.durability.organisations import live_organisation
 from consumer.pipeline.durability.store import OUTCOMES
 from consumer.pipeline.intake.end_offsets import end_offsets as true_end_offsets
@@ -109,7 +110,7 @@ def collect_database_status(
         status.outcomes_last_hour = _counts(conn, "AND created_at > now() - interval '1 hour'", group)
         status.outcomes_last_day = _counts(conn, "AND created_at > now() - interval '1 day'", group)
         status.outcomes_total = _counts(conn, "", group)
-        status.dead_lettered_total = status.outcomes_total.get("dead_lettered", 0)
+        status.dead_lettered_total = status.outcomes_total.get(SyncOutcome.DEAD_LETTERED, 0)
         cols = (
             "created_at",
             "topic",
@@ -124,7 +125,7 @@ def collect_database_status(
             "error",
         )
         for target, where in (
-            (status.last_errors, "AND outcome IN ('dead_lettered', 'failed')"),
+            (status.last_errors, f"AND outcome IN ('{SyncOutcome.DEAD_LETTERED}', '{SyncOutcome.FAILED}')"),
             (status.recent, ""),
         ):
             rows = conn.execute(

@@ -15,6 +15,7 @@ import structlog
 from consumer.entities.spec import ParentRecord
 from consumer.model.call_errors import CallError, CredentialsRejected, ZohoAhead
 from consumer.model.events import ChangeEvent, Op
+from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.decisions import Decision, Refused, credentials_refused, remembered_refusal
@@ -98,17 +99,17 @@ class PlannedCall:
         metrics = self.recorder.metrics
         done = (event.entity_type, event.entity_id)
         if applied.zoho_id is None:  # a delete whose unresolved create never reached Zoho
-            metrics.outcome("skipped")
+            metrics.outcome(SyncOutcome.SKIPPED)
             row = self.recorder.row(
-                item, "skipped", operation="none", error="deleted; its create never reached Zoho"
+                item, SyncOutcome.SKIPPED, operation="none", error="deleted; its create never reached Zoho"
             )
             return Outcome([row], clear_intent=done)
-        metrics.outcome("synced")
+        metrics.outcome(SyncOutcome.SYNCED)
         if event.source_ts_ms:
             metrics.latency(time.time() - event.source_ts_ms / 1000)
         row = self.recorder.row(
             item,
-            "synced",
+            SyncOutcome.SYNCED,
             operation=str(plan.action),
             zoho_id=applied.zoho_id,
             http_status=applied.http_status,

@@ -15,6 +15,7 @@ from consumer.entities.spec import ParentRecord
 from consumer.jobs.health import MOVED_BACK_MIN_STALE
 from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import ChangeEvent
+from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.decisions import PolicyOptions
@@ -50,7 +51,7 @@ class NoCallOutcomes:
         self._stale_streak = 0
 
     def stale(self, item: WorkItem, event: ChangeEvent, state: EntityState | None) -> Outcome:
-        self.recorder.metrics.outcome("stale")
+        self.recorder.metrics.outcome(SyncOutcome.STALE)
         self._stale_streak += 1
         if self._stale_streak in (MOVED_BACK_MIN_STALE, 1000 * MOVED_BACK_MIN_STALE):
             log.error(
@@ -60,7 +61,7 @@ class NoCallOutcomes:
             )
         assert state is not None
         error = f"source lsn {event.lsn} older than applied {state.last_lsn}"
-        return Outcome([self.recorder.row(item, "stale", error=error)])
+        return Outcome([self.recorder.row(item, SyncOutcome.STALE, error=error)])
 
     def zoho_ahead(
         self,
@@ -74,11 +75,11 @@ class NoCallOutcomes:
     ) -> Outcome:
         """The outcome of a change Zoho is ahead of: recorded `zoho_ahead`, no dead letter, the entity map on
         Zoho's status, and the source row left (or put back) `synced`: nothing is wrong with it."""
-        self.recorder.metrics.outcome("zoho_ahead")
+        self.recorder.metrics.outcome(SyncOutcome.ZOHO_AHEAD)
         self.moved_on()
         row = self.recorder.row(
             item,
-            "zoho_ahead",
+            SyncOutcome.ZOHO_AHEAD,
             operation=operation,
             zoho_id=zoho_id,
             error=reason,
@@ -97,10 +98,10 @@ class NoCallOutcomes:
     ) -> Outcome:
         """The outcome of a change Zoho already matches (the rule found nothing to send); a replay's bulk
         check of its newest records (`consumer.pipeline.replay.bulk_check`) ends the same way."""
-        self.recorder.metrics.outcome("unchanged")
+        self.recorder.metrics.outcome(SyncOutcome.UNCHANGED)
         self.moved_on()
         zoho_id = state.zoho_id if state else None
-        row = self.recorder.row(item, "unchanged", operation="none", zoho_id=zoho_id)
+        row = self.recorder.row(item, SyncOutcome.UNCHANGED, operation="none", zoho_id=zoho_id)
         update = entity_map.unchanged(event, state, plan)
         if update is not None:
             update = await self.with_memo(item, state, update, parent, False)
@@ -133,7 +134,7 @@ class NoCallOutcomes:
     def already_applied(self, row: OutcomeRow) -> Outcome:
         """The outcome of a replayed record whose replay memo matches: what `unchanged` gives for it,
         known without decoding or planning it (`consumer.pipeline.replay.memo`)."""
-        self.recorder.metrics.outcome("unchanged")
+        self.recorder.metrics.outcome(SyncOutcome.UNCHANGED)
         self.recorder.metrics.replay_already_applied()
         self.moved_on()
         return Outcome([row])

@@ -20,6 +20,7 @@ from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntitySpec, PlanInput
 from consumer.model.call_errors import CallError, CredentialsRejected
 from consumer.model.events import ChangeEvent, EntityType, Op
+from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import Action, EntityState, MappingError, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.calls import PlannedCall
@@ -98,9 +99,10 @@ class EventPolicy:
         tombstones = [item for item in decoded if _event(item).op is Op.TOMBSTONE]
         changes = [item for item in decoded if _event(item).op is not Op.TOMBSTONE]
         rows = [
-            self.recorder.row(item, "skipped", operation="none", error="tombstone") for item in tombstones
+            self.recorder.row(item, SyncOutcome.SKIPPED, operation="none", error="tombstone")
+            for item in tombstones
         ]
-        self.recorder.metrics.outcome("skipped", len(tombstones))
+        self.recorder.metrics.outcome(SyncOutcome.SKIPPED, len(tombstones))
         if not changes:
             if rows:
                 await self.recorder.record(Outcome(rows))
@@ -108,10 +110,12 @@ class EventPolicy:
         changes = in_source_order(changes)
         winner = changes[-1]
         rows += [
-            self.recorder.row(item, "superseded", error=f"newer event at offset {winner.record.offset}")
+            self.recorder.row(
+                item, SyncOutcome.SUPERSEDED, error=f"newer event at offset {winner.record.offset}"
+            )
             for item in changes[:-1]
         ]
-        self.recorder.metrics.outcome("superseded", len(changes) - 1)
+        self.recorder.metrics.outcome(SyncOutcome.SUPERSEDED, len(changes) - 1)
         # The newest state wins, made whole from the older images (a partial one never wins as it is).
         merged = coalesce([_event(item) for item in changes])
         await self.record_decision(winner, await self.decide(winner, merged), prior=rows)
@@ -125,7 +129,7 @@ class EventPolicy:
         else:
             await self.recorder.record(decision.after(prior))
             entity = decision.entity
-            synced = any(row.outcome == "synced" for row in decision.rows)
+            synced = any(row.outcome == SyncOutcome.SYNCED for row in decision.rows)
             if self.follow_ups is not None and synced and entity is not None and entity.zoho_id:
                 await self.follow_ups.parent_synced(entity.entity_type, entity.entity_id)
 
@@ -142,8 +146,8 @@ class EventPolicy:
             return self.no_call.stale(item, ground.event, ground.state)
         if found.next is Next.REFUSED_BEFORE:
             # An echo (or replay) of a state Zoho refused: sending it again would be refused again.
-            self.recorder.metrics.outcome("skipped")
-            row = self.recorder.row(item, "skipped", operation="none", error=REFUSED_BEFORE)
+            self.recorder.metrics.outcome(SyncOutcome.SKIPPED)
+            row = self.recorder.row(item, SyncOutcome.SKIPPED, operation="none", error=REFUSED_BEFORE)
             return Outcome([row], remembered_refusal(ground.event, ground.state))
         try:
             ground, found = await self._planned(ground, found)
@@ -223,8 +227,10 @@ class EventPolicy:
         if found.next is Next.NOTHING_TO_SEND:
             return await self.no_call.unchanged(item, event, state, plan, ground.parent)
         if plan.action is Action.SKIP:
-            self.recorder.metrics.outcome("skipped")
-            return Outcome([self.recorder.row(item, "skipped", operation="none", error=plan.reason)])
+            self.recorder.metrics.outcome(SyncOutcome.SKIPPED)
+            return Outcome(
+                [self.recorder.row(item, SyncOutcome.SKIPPED, operation="none", error=plan.reason)]
+            )
         if plan.action is Action.ZOHO_AHEAD:
             assert state is not None
             update = entity_map.still_ahead(event, state)
@@ -239,8 +245,8 @@ class EventPolicy:
             row = await self.recorder.read(self.recorder.store.source_row, parent, parent_id)
         why = spec_of(parent).never_synced(row) if row is not None else None
         if why is not None:
-            self.recorder.metrics.outcome("skipped")
-            return Outcome([self.recorder.row(item, "skipped", error=why)])
+            self.recorder.metrics.outcome(SyncOutcome.SKIPPED)
+            return Outcome([self.recorder.row(item, SyncOutcome.SKIPPED, error=why)])
         reason = f"{parent} {parent_id} of {event.entity_type} {event.entity_id} does not exist in the source"
         return Refused(Refusal(reason, "source", f"Missing{parent.value.title()}"))
 

@@ -19,6 +19,7 @@ import structlog
 
 from consumer.metrics import Metrics
 from consumer.model.events import EntityType
+from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState
 from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow
 from consumer.pipeline.effects.write_back import WriteBack
@@ -86,7 +87,7 @@ class OutcomeRecorder:
         self.consumer_group = consumer_group
         self.metrics = metrics
 
-    def row(self, item: WorkItem, outcome: str, **fields: Any) -> OutcomeRow:
+    def row(self, item: WorkItem, outcome: SyncOutcome, **fields: Any) -> OutcomeRow:
         record, event = item.record, item.event
         where = (record.topic, record.partition, record.offset)
         if event is None:
@@ -108,7 +109,7 @@ class OutcomeRecorder:
         offset: int,
         entity_type: EntityType | None,
         entity_id: str | None,
-        outcome: str,
+        outcome: SyncOutcome,
         **fields: Any,
     ) -> OutcomeRow:
         """The sync-log row of the record at a Kafka position (a replay's first pass holds no record)."""
@@ -149,7 +150,7 @@ class OutcomeRecorder:
             log.info("settled in bulk", records=len(rows), outcomes=dict(Counter(r.outcome for r in rows)))
             return
         for row in rows:  # one log line per durable outcome
-            (log.warning if row.outcome in ("dead_lettered", "failed") else log.info)(
+            (log.warning if row.outcome in (SyncOutcome.DEAD_LETTERED, SyncOutcome.FAILED) else log.info)(
                 row.outcome,
                 entity=row.entity_type,
                 entity_id=row.entity_id,

@@ -24,6 +24,7 @@ from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.model.events import EntityType
+from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState
 from consumer.pipeline.adoption.claims import AdoptionClaims
 from consumer.pipeline.decision.row_images import recalled
@@ -44,7 +45,7 @@ GROUP_GATHER_SECONDS = 0.02
 # bulk would otherwise stall at its in-flight bound for a pause per group.
 GROUP_FULL_ROWS = 500
 
-OUTCOMES = ("synced", "skipped", "unchanged", "stale", "superseded", "failed", "dead_lettered", "zoho_ahead")
+OUTCOMES = tuple(SyncOutcome)  # every outcome a sync-log row may hold
 
 
 # Not frozen: that triples the cost of building one, and a replay builds one per record.
@@ -58,7 +59,7 @@ class OutcomeRow:
     offset: int
     entity_type: str
     entity_id: str | None
-    outcome: str
+    outcome: SyncOutcome
     operation: str | None = None
     zoho_id: str | None = None
     http_status: int | None = None
@@ -224,8 +225,8 @@ class SyncStore:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT consumer_group FROM zoho_sync_log WHERE topic = %s AND kafka_partition = %s"
-                " AND kafka_offset = %s AND outcome = 'dead_lettered' ORDER BY id LIMIT 1",
-                (topic, partition, offset),
+                " AND kafka_offset = %s AND outcome = %s ORDER BY id LIMIT 1",
+                (topic, partition, offset, SyncOutcome.DEAD_LETTERED),
             )
             row = await cur.fetchone()
             return None if row is None else str(row[0])

@@ -15,6 +15,7 @@ import structlog
 from connectors.zoho.send_guard import CURRENT_GUARD
 from consumer.model.call_errors import CallError
 from consumer.model.events import ChangeEvent
+from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.codec.encode import encode_event
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow
@@ -119,9 +120,11 @@ class DeadLetterDesk:
                 recorder.store.dead_lettered_by, rec.topic, rec.partition, rec.offset
             )
             if earlier is not None:
-                recorder.metrics.outcome("skipped")
+                recorder.metrics.outcome(SyncOutcome.SKIPPED)
                 error = f"already in the dead-letter topic (dead-lettered by {earlier}): {refusal.reason}"
-                await recorder.record(Outcome([*(prior or []), self._row(item, "skipped", refusal, error)]))
+                await recorder.record(
+                    Outcome([*(prior or []), self._row(item, SyncOutcome.SKIPPED, refusal, error)])
+                )
                 return
         headers = parse_headers(rec.headers)
         reprocess_count = header_int(headers, H_REPROCESS_COUNT, 0)
@@ -129,10 +132,10 @@ class DeadLetterDesk:
             reprocess_count += 1
             if reprocess_count >= self.max_reprocess:
                 # Parked: recorded as failed instead of going round the DLQ forever.
-                recorder.metrics.outcome("failed")
+                recorder.metrics.outcome(SyncOutcome.FAILED)
                 log.warning("parked after reprocess attempts", offset=rec.offset, reason=refusal.reason)
                 error = f"parked after {reprocess_count} reprocess attempts: {refusal.reason}"
-                row = self._row(item, "failed", refusal, error)
+                row = self._row(item, SyncOutcome.FAILED, refusal, error)
                 await recorder.record(Outcome([*(prior or []), row], entity=entity))
                 return
         await self.publish(
@@ -148,8 +151,8 @@ class DeadLetterDesk:
         wb = None
         if write_back and event is not None:
             wb = WriteBack(event.entity_type, event.entity_id, None, "failed", called=False)
-        recorder.metrics.outcome("dead_lettered")
-        row = self._row(item, "dead_lettered", refusal, refusal.reason)
+        recorder.metrics.outcome(SyncOutcome.DEAD_LETTERED)
+        row = self._row(item, SyncOutcome.DEAD_LETTERED, refusal, refusal.reason)
         await recorder.record(Outcome([*(prior or []), row], entity=entity, write_back=wb))
 
     def _content(self, item: WorkItem) -> tuple[bytes | None, bytes | None]:
@@ -174,7 +177,7 @@ class DeadLetterDesk:
             guard.before_send()  # raises SendRevoked when the record's partition was revoked
         await self.recorder.retrying(lambda: self.publisher.publish(letter), what="dead-letter produce")
 
-    def _row(self, item: WorkItem, outcome: str, refusal: Refusal, error: str) -> OutcomeRow:
+    def _row(self, item: WorkItem, outcome: SyncOutcome, refusal: Refusal, error: str) -> OutcomeRow:
         return self.recorder.row(
             item,
             outcome,

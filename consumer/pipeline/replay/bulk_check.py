@@ -18,6 +18,7 @@ import structlog
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import ParentRecord
 from consumer.model.events import ChangeEvent, ChangeSummary, DecodeError, EntityType, snapshot_read
+from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState, MappingConfig, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.nothing_to_send import row_leaves_nothing_to_look_up, unchanged_without_reads
@@ -140,7 +141,7 @@ class UnchangedInBulk:
             record.offset,
             summary.entity_type,
             summary.entity_id,
-            "unchanged",
+            SyncOutcome.UNCHANGED,
             operation="none",
             zoho_id=state.zoho_id,
             source_lsn=summary.lsn,

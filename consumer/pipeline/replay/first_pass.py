@@ -17,6 +17,7 @@ from typing import Final
 from aiokafka import ConsumerRecord
 
 from consumer.model.events import DecodeError, Op
+from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.codec.decode import summarize_change
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.store import OutcomeRow
@@ -79,7 +80,7 @@ def _read(
             index.read_in_full(m.topic, m.partition, m.offset)  # a tombstone only its value tells
         else:
             row = recorder.position_row(
-                m.topic, m.partition, m.offset, change.entity_type, change.entity_id, "skipped",
+                m.topic, m.partition, m.offset, change.entity_type, change.entity_id, SyncOutcome.SKIPPED,
                 operation="none", error="tombstone",
             )  # fmt: skip
             rows.add(row)
@@ -91,7 +92,7 @@ def _read(
                 old.offset,
                 change.entity_type,
                 change.entity_id,
-                "superseded",
+                SyncOutcome.SUPERSEDED,
                 error=f"newer event at offset {old.by_offset}",
                 source_lsn=old.lsn,
                 source_ts_ms=old.source_ts_ms,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from consumer.entities.registry import spec_of
 from consumer.model.events import ChangeEvent, DecodeError, Op
+from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.codec.decode import summarize_whole
 from consumer.pipeline.decision.row_images import coalesce
 from consumer.pipeline.durability.recording import OutcomeRecorder
@@ -109,16 +110,16 @@ class ReplayIntake:
                 self._pipeline(WorkItem(record, None, error))  # dead-lettered with its reason
                 return
         if event.op is Op.TOMBSTONE:  # one only its value tells (e.g. JSON null)
-            self._settle(record, event, "skipped", operation="none", error="tombstone")
+            self._settle(record, event, SyncOutcome.SKIPPED, operation="none", error="tombstone")
             return
         key = (event.entity_type.value, event.entity_id)
         role, newest = self._index.role(key, record.topic, record.partition, record.offset)
         if role is Role.SUPERSEDED:  # a record given with its change, which the first pass did not record
-            self._settle(record, event, "superseded", error=f"newer event at offset {newest}")
+            self._settle(record, event, SyncOutcome.SUPERSEDED, error=f"newer event at offset {newest}")
         elif role is Role.MERGE:
             image = self._images.get(key)
             self._images[key] = event if image is None else coalesce([image, event])
-            self._settle(record, event, "superseded", error=f"newer event at offset {newest}")
+            self._settle(record, event, SyncOutcome.SUPERSEDED, error=f"newer event at offset {newest}")
         else:
             self._apply(key, record, event, indexed=newest is not None)
 
@@ -161,7 +162,7 @@ class ReplayIntake:
         else:  # a record the first pass never saw goes through every check of the pipeline
             self._pipeline(item)
 
-    def _settle(self, record: InboundRecord, event: ChangeEvent, outcome: str, **fields: Any) -> None:
+    def _settle(self, record: InboundRecord, event: ChangeEvent, outcome: SyncOutcome, **fields: Any) -> None:
         """Record an outcome decided without any work; such rows are written in bulk."""
         item = WorkItem(record, event, None)
         self._scheduler.admit(item)
