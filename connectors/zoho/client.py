@@ -7,12 +7,12 @@ attempt on the daily budget, the token and the organisation's shared window, and
 
 from __future__ import annotations
 
-from connectors.zoho.resources.customers import CustomerCalls
-from connectors.zoho.resources.items import ItemCalls
-from connectors.zoho.resources.payments import PaymentCalls
+from connectors.zoho.resources.customers import CustomerEndpoints
+from connectors.zoho.resources.items import ItemEndpoints
+from connectors.zoho.resources.payments import PaymentEndpoints
 
 
-class ZohoClient(CustomerCalls, PaymentCalls, ItemCalls):
+class ZohoClient(CustomerEndpoints, PaymentEndpoints, ItemEndpoints):
     """One organisation's Zoho Billing API: `async with ZohoClient(config) as client: ...`."""
 
     def __repr__(self) -> str:

@@ -39,7 +39,7 @@ def disambiguated_name(display_name: str, account_number: str) -> str:
     return display_name if display_name.endswith(suffix) else display_name + suffix
 
 
-class CustomerCalls(ZohoTransport):
+class CustomerEndpoints(ZohoTransport):
     """POST/PUT/GET /customers and the lookups that make a create happen exactly once."""
 
     def _account_number_in(self, payload: dict[str, Any]) -> str | None:

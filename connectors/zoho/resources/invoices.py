@@ -17,7 +17,7 @@ from connectors.zoho.wire.transport import ZohoTransport
 _IN_DOUBT = frozenset({errors.ResponseLost.__name__, errors.ReplyUnreadable.__name__})
 
 
-class InvoiceCalls(ZohoTransport):
+class InvoiceEndpoints(ZohoTransport):
     """POST/PUT/GET/DELETE /invoices, the status changes, and the lookup by invoice number."""
 
     async def create_invoice(

@@ -12,7 +12,7 @@ from connectors.zoho import errors
 from connectors.zoho.wire.transport import ZohoTransport
 
 
-class ItemCalls(ZohoTransport):
+class ItemEndpoints(ZohoTransport):
     """POST/GET /items and the lookup by name."""
 
     async def create_item(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from connectors.zoho.resources.invoices import InvoiceCalls
+from connectors.zoho.resources.invoices import InvoiceEndpoints
 
 
-class PaymentCalls(InvoiceCalls):
+class PaymentEndpoints(InvoiceEndpoints):
     """POST /payments and the lookup of a payment on the invoice it was applied to."""
 
     async def create_payment(self, payload: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     reason: str
-    kind: str  # 'decode' | 'permanent' | 'exhausted' | 'source'
+    kind: str  # decode, mapping, permanent, exhausted, source or internal (`dead_lettering.Refusal`)
     exception_class: str
     attempts: int = 0
     http_status: int | None = None

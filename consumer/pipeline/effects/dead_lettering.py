@@ -32,7 +32,7 @@ from consumer.pipeline.effects.dead_letter_topic import (
 from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,9 @@ class Refusal:
     """Why a record goes to the DLQ, in the words and fields its dead letter and sync-log row carry."""
 
     reason: str
-    kind: str  # decode, mapping, permanent, exhausted, source, internal
+    # decode (undecodable bytes), mapping (no payload can be made), permanent (Zoho refused it), exhausted
+    # (Zoho unavailable or the call in doubt), source (a parent missing in the source), internal (a bug)
+    kind: str
     exc_class: str
     attempts: int = 0
     http_status: int | None = None

@@ -1,10 +1,11 @@
-"""Key-ordered, concurrent scheduling of records (the Parallel Consumer model), knowing nothing of Zoho.
+"""Key-ordered, concurrent scheduling of records (the Parallel Consumer model).
 
 Records are queued per key; one worker per key drains its queue, so a key's records are handled in
 order while different keys run at once. A worker takes everything queued for its key as one batch.
 `on_done` (which advances the offset watermark) is called only after the batch's handler returned,
-that is after its sync-log rows are durable. A revoke withdraws the work of revoked partitions that
-has sent nothing yet (see `connectors.zoho.send_guard`); queued records are never left without a worker.
+that is after its sync-log rows are durable. Of Zoho it knows only the send guard the client checks
+before each request (`connectors.zoho.send_guard`): a revoke withdraws the work of revoked partitions
+that has sent nothing yet; queued records are never left without a worker.
 Work admitted under one ownership of a partition stays revoked for good once that ownership ends: later
 rebalances, and the partition coming back (its records are then fetched again), never revive it.
 """
@@ -23,7 +24,7 @@ import structlog
 from connectors.zoho.send_guard import CURRENT_GUARD, SendGuard, SendRevoked
 from consumer.model.events import ChangeEvent, DecodeError
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 Key = tuple[str, str]  # (entity, source id), or ("undecodable", topic/partition/offset)
 Partition = tuple[str, int]
