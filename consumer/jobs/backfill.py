@@ -37,7 +37,7 @@ from consumer.pipeline.replay.second_pass import SecondPass
 from consumer.service.wiring import EngineParts, SyncSession
 from consumer.service.worker import Worker
 
-log = structlog.get_logger("zoho_cdc.backfill")
+log = structlog.get_logger(__name__)
 
 
 def chosen_entities(entity: str) -> tuple[EntityType, ...]:

@@ -42,7 +42,7 @@ from consumer.pipeline.replay.range import ReplayRange
 from consumer.service.wiring import EngineParts, SyncSession
 from consumer.service.worker import Worker
 
-log = structlog.get_logger("zoho_cdc.reprocess")
+log = structlog.get_logger(__name__)
 
 Position = tuple[int, int]  # (DLQ partition, offset)
 

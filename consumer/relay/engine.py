@@ -19,7 +19,7 @@ import structlog
 
 from consumer.relay.publisher import KafkaPublisher, OutgoingRecord
 
-log = structlog.get_logger("zoho_cdc.relay")
+log = structlog.get_logger(__name__)
 
 LOG4J2_TEMPLATE = """\
 rootLogger.level={level}

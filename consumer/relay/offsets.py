@@ -19,7 +19,7 @@ from consumer.entities.registry import source_topics
 from consumer.relay.properties import offsets_file, offsets_topic
 from consumer.settings import Settings
 
-log = structlog.get_logger("zoho_cdc.relay")
+log = structlog.get_logger(__name__)
 
 
 async def _existing_topics(bootstrap: str) -> set[str]:

@@ -22,7 +22,7 @@ from consumer.relay.properties import database_parts, offsets_topic, relay_prope
 from consumer.relay.publisher import KafkaPublisher
 from consumer.settings import Settings, mask_url_password
 
-log = structlog.get_logger("zoho_cdc.relay")
+log = structlog.get_logger(__name__)
 
 # Phrases Debezium uses when stored offsets and the replication slot disagree (slot or database
 # recreated, WAL removed): restarting would fail the same way, so we stop and say what to do.

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from consumer.pipeline.intake.runner import RunOptions, SyncRunner, kafka_consumer
 from consumer.settings import Settings
 
-log = structlog.get_logger("zoho_cdc.group_join")
+log = structlog.get_logger(__name__)
 
 
 class GroupJoin:

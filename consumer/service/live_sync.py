@@ -25,7 +25,7 @@ from consumer.service.wiring import SyncSession, sync_session
 from consumer.service.worker import Worker
 from consumer.settings import Settings
 
-log = structlog.get_logger("zoho_cdc.run")
+log = structlog.get_logger(__name__)
 
 
 async def refuse_fatal_zoho_setup(settings: Settings, client: Any) -> None:

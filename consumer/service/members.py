@@ -17,7 +17,7 @@ import psycopg
 import structlog
 from aiokafka import TopicPartition
 
-log = structlog.get_logger("zoho_cdc.members")
+log = structlog.get_logger(__name__)
 
 REPORT_SECONDS = 2.0
 LIVE_SECONDS = 15

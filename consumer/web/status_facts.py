@@ -28,7 +28,7 @@ from consumer.jobs.status import (
 )
 from consumer.web.status_page import DLQ_SHOWN
 
-log = structlog.get_logger("zoho_cdc.status")
+log = structlog.get_logger(__name__)
 
 READY_TIMEOUT_SECONDS = 5.0
 TOKEN_CHECK_SECONDS = 2.0

@@ -38,7 +38,7 @@ from consumer.web.status_facts import (
 )
 from consumer.web.status_page import rate_limit_per_minute, render_charts, render_page
 
-log = structlog.get_logger("zoho_cdc.status")
+log = structlog.get_logger(__name__)
 
 
 class StatusRoutes:

@@ -27,7 +27,7 @@ from consumer.pipeline.effects.dead_lettering import Refusal
 from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 
 class PlannedCall:

@@ -24,7 +24,7 @@ from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow
 from consumer.pipeline.intake.scheduler import WorkItem
 from consumer.pipeline.replay.memo import mapping_fingerprint, memo_for, row_after
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 
 class NoCallOutcomes:

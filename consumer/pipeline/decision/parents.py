@@ -29,7 +29,7 @@ from consumer.pipeline.effects.follow_ups import FollowUps
 from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import Key, KeyScheduler
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 
 REFUSED_BEFORE: Final = (

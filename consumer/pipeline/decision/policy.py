@@ -45,7 +45,7 @@ from consumer.pipeline.intake.scheduler import FatalSyncError, Key, KeyScheduler
 
 __all__ = ["Decision", "EventPolicy", "PolicyOptions", "Refused", "in_source_order"]
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 
 class EventPolicy:

@@ -29,7 +29,7 @@ import structlog
 from consumer.entities.registry import specs
 from consumer.pipeline.effects.write_back import QUEUE_SQL
 
-log = structlog.get_logger("zoho_cdc.organisations")
+log = structlog.get_logger(__name__)
 
 #: The organisation of rows written before zoho-cdc kept them per organisation (migration 0009).
 UNCLAIMED = ""

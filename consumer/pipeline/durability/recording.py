@@ -25,7 +25,7 @@ from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow
 from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 #: PostgreSQL errors caused by the content written, never by the database's state.
 NOT_TRANSIENT: Final = (psycopg.errors.ProgramLimitExceeded, psycopg.DataError)

@@ -34,7 +34,7 @@ from consumer.pipeline.durability.source_reads import SourceReader
 from consumer.pipeline.durability.waiting_children import WaitingChildren
 from consumer.pipeline.effects.write_back import WriteBack, WriteBackQueue
 
-log = structlog.get_logger("zoho_cdc.store")
+log = structlog.get_logger(__name__)
 
 # How long a group commit gathers outcomes. Longer than a read's pause: a worker waiting for its
 # outcome holds no Zoho permit, only its key, and a group of a few dozen rows costs a group of a few

@@ -22,7 +22,7 @@ from consumer.model.events import EntityType, snapshot_read
 from consumer.pipeline.durability.recording import OutcomeRecorder
 from consumer.pipeline.intake.scheduler import InboundRecord, WorkItem
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 #: Sync-log partition of a child handed over again once its parent synced (no Kafka record of its own).
 FOLLOW_UP_PARTITION: Final = -2

@@ -26,7 +26,7 @@ from consumer.entities.registry import spec_of
 from consumer.model.events import EntityType
 from consumer.pipeline.durability.source_reads import as_uuid
 
-log = structlog.get_logger("zoho_cdc.write_back")
+log = structlog.get_logger(__name__)
 
 RETRY_SECONDS: Final = 2.0  # how often the queue is looked at when nothing else applies it
 # How long a wake-up waits for more write-backs before applying: one transaction then carries the

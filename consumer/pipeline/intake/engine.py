@@ -39,7 +39,7 @@ from consumer.pipeline.intake.scheduler import (
 )
 from consumer.settings import setting_default
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from consumer.pipeline.intake.scheduler import FatalSyncError, InboundRecord
 from consumer.pipeline.intake.watermark import PartitionWatermarks
 from consumer.settings import setting_default
 
-log = structlog.get_logger("zoho_cdc.runner")
+log = structlog.get_logger(__name__)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from consumer.pipeline.durability.store import OutcomeRow
 from consumer.pipeline.intake.scheduler import InboundRecord, Key, WorkItem, key_of
 from consumer.pipeline.replay.memo import memo_digest
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 #: Keys read in one query; a poll of up to 500 records brings fewer newest records than this.
 MAX_BATCH: Final = 1000

@@ -17,7 +17,7 @@ from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.store import OutcomeRow
 from consumer.pipeline.intake.scheduler import KeyScheduler, WorkItem
 
-log = structlog.get_logger("zoho_cdc.engine")
+log = structlog.get_logger(__name__)
 
 
 class BulkSettler:
