@@ -27,6 +27,7 @@ from consumer.local import postgres as local_pg
 from consumer.local import stack
 from consumer.local.demo import _sync_until_caught_up, _with_stack_env, demo_settings
 from consumer.migrations import migrate
+from consumer.model.outcomes import SyncOutcome
 from consumer.service.wiring import zoho_client
 from consumer.settings import Settings
 
@@ -83,7 +84,8 @@ def run_switchover_demo(base: Settings, *, keep: bool = False, timeout: float = 
             now = dict(conn.execute("SELECT account_number, zoho_billing_customer_id FROM customers"))
             notes = conn.execute(
                 "SELECT split_part(coalesce(error, ''), ':', 1), count(*) FROM zoho_sync_log"
-                " WHERE outcome = 'synced' GROUP BY 1 ORDER BY 1"
+                " WHERE outcome = %s GROUP BY 1 ORDER BY 1",
+                (SyncOutcome.SYNCED,),
             ).fetchall()
     finally:
         if not keep:
