@@ -49,8 +49,8 @@ from psycopg.rows import dict_row
 from benchmarks import infra, report
 from benchmarks.workload import CUSTOMERS, INVOICES, History, customer_row, invoice_row
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
-from consumer.entities.customer_rules import customer_payload, customer_zoho_status
-from consumer.entities.invoice_status import zoho_invoice_stage
+from consumer.entities.customers.rules import customer_payload, customer_zoho_status
+from consumer.entities.invoices.status import zoho_invoice_stage
 from consumer.entities.registry import source_topics
 from consumer.model.events import EntityType
 from consumer.model.plan import MappingConfig

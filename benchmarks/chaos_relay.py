@@ -38,8 +38,8 @@ import psycopg
 from benchmarks import infra, report
 from benchmarks.chaos import FAULTS, FAULTY_CLIENT, log
 from connectors.zoho_sim import SimConfig, SimFaults, SimLimits, run_in_thread
-from consumer.entities.customer_rules import customer_zoho_status
-from consumer.entities.invoice_status import zoho_invoice_stage
+from consumer.entities.customers.rules import customer_zoho_status
+from consumer.entities.invoices.status import zoho_invoice_stage
 from consumer.entities.registry import source_topics
 from consumer.model.plan import MappingConfig
 from consumer.pipeline.intake.end_offsets import end_offsets

@@ -307,7 +307,7 @@ def seed_rows(database_url: str) -> tuple[list[dict[str, Any]], list[dict[str, A
 
 def naive_sync(handle: Any, customers: list[dict[str, Any]]) -> dict[str, Any]:
     """The user's old script: one customer at a time, a fresh access token for every call."""
-    from consumer.entities.customer_rules import customer_payload, is_internal_test
+    from consumer.entities.customers.rules import customer_payload, is_internal_test
     from consumer.model.plan import MappingConfig
 
     synced = failed = token_requests = 0

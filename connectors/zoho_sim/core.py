@@ -28,13 +28,13 @@ from connectors.zoho.wire.protocol import (
 )
 from connectors.zoho_sim.accounts import Accounts
 from connectors.zoho_sim.config import SimConfig
-from connectors.zoho_sim.customers import Customers
 from connectors.zoho_sim.envelopes import Reply
-from connectors.zoho_sim.invoices import Invoices
-from connectors.zoho_sim.items import Items
 from connectors.zoho_sim.organisations import Organisation, organisation_ids
 from connectors.zoho_sim.others import load_records
-from connectors.zoho_sim.payments import Payments
+from connectors.zoho_sim.resources.customers import Customers
+from connectors.zoho_sim.resources.invoices import Invoices
+from connectors.zoho_sim.resources.items import Items
+from connectors.zoho_sim.resources.payments import Payments
 from connectors.zoho_sim.store import RecordStore
 
 NOT_AUTHORIZED: Reply = (

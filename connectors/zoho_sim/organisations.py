@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections import Counter, deque
 
 from connectors.zoho_sim.config import SimConfig
-from connectors.zoho_sim.customers import Customers
-from connectors.zoho_sim.invoices import Invoices
-from connectors.zoho_sim.items import Items
-from connectors.zoho_sim.payments import Payments
+from connectors.zoho_sim.resources.customers import Customers
+from connectors.zoho_sim.resources.invoices import Invoices
+from connectors.zoho_sim.resources.items import Items
+from connectors.zoho_sim.resources.payments import Payments
 from connectors.zoho_sim.store import FIRST_ID, RecordStore
 
 # The id ranges of the organisations, in their order in the config (Zoho's ids are long numbers that

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectors.zoho_sim.envelopes import timestamp
-from connectors.zoho_sim.invoices import opening_figures
+from connectors.zoho_sim.resources.invoices import opening_figures
 from connectors.zoho_sim.store import RecordStore
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from consumer.entities import customers, invoices
 from consumer.entities.comparison import EntityComparison
+from consumer.entities.customers import spec as customers
+from consumer.entities.invoices import spec as invoices
 from consumer.entities.spec import EntitySpec
 from consumer.model.events import DecodeError, EntityType
 

@@ -16,9 +16,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from connectors.zoho.resources.customers import account_number_of
-from consumer.entities.customer_calls import differs
-from consumer.entities.customer_rules import customer_payload, customer_zoho_status
-from consumer.entities.invoice_status import zoho_invoice_stage
+from consumer.entities.customers.calls import differs
+from consumer.entities.customers.rules import customer_payload, customer_zoho_status
+from consumer.entities.invoices.status import zoho_invoice_stage
 from consumer.entities.registry import spec_of
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source
 from consumer.model.events import EntityType

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from consumer import event_loop
-from consumer.entities.customer_rules import customer_zoho_status, is_internal_test
-from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
+from consumer.entities.customers.rules import customer_zoho_status, is_internal_test
+from consumer.entities.invoices.status import invoice_source_stage, zoho_invoice_stage
 from consumer.jobs.reconcile.comparison import compare
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source
 from consumer.local import postgres as local_pg

@@ -90,7 +90,7 @@ class EntityType(str, metaclass=_Registry):
         return (EntityType, (self.value,))
 
 
-# The built-in entities' names; everything else about them is in consumer.entities.customers/invoices.
+# The built-in entities' names; everything else about them is in consumer.entities.customers.spec/invoices.
 EntityType.CUSTOMER = EntityType.define("customer", table="customers")
 EntityType.INVOICE = EntityType.define("invoice", table="customer_invoices")
 

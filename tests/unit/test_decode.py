@@ -610,7 +610,7 @@ def test_a_precise_numeric_beyond_pythons_digit_limit_decodes_exactly_when_postg
 
 
 def test_the_reported_2000_byte_numeric_decodes_and_mapping_refuses_it_as_no_zoho_amount() -> None:
-    from consumer.entities.invoice_payload import invoice_payload
+    from consumer.entities.invoices.payload import invoice_payload
     from consumer.model.plan import MappingError
 
     raw = base64.b64encode(b"\x7f" + b"\xff" * 1999).decode()  # about 4,800 digits

@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.entities.customer_rules import customer_display_name, customer_payload, is_internal_test
-from consumer.entities.customers import SPEC as CUSTOMERS
-from consumer.entities.customers import plan_customer
-from consumer.entities.invoice_payload import invoice_currency, invoice_payload
-from consumer.entities.invoices import SPEC as INVOICES
-from consumer.entities.invoices import plan_invoice
+from consumer.entities.customers.rules import customer_display_name, customer_payload, is_internal_test
+from consumer.entities.customers.spec import SPEC as CUSTOMERS
+from consumer.entities.customers.spec import plan_customer
+from consumer.entities.invoices.payload import invoice_currency, invoice_payload
+from consumer.entities.invoices.spec import SPEC as INVOICES
+from consumer.entities.invoices.spec import plan_invoice
 from consumer.entities.registry import spec_of
 from consumer.model.events import ChangeEvent, EntityType, Op
 from consumer.model.plan import (

@@ -184,8 +184,11 @@ def test_the_mapping_fingerprint_follows_the_settings_and_the_code(tmp_path: Pat
 def _read_by_the_rule() -> set[Path]:
     """The source files the rule reads, found from what its namespace holds (not from its imports' text,
     as the memo finds them): the packages of the rule and of everything it uses, of the policy and parent
-    steps that ask it, of the decode a replay reads records with, and of the memo and bulk check."""
+    steps that ask it, of the registered specs' plans, of the decode a replay reads records with, and of
+    the memo and bulk check."""
     used = {nothing_to_send, policy, parents, decode, replay_memo, bulk_check}
+    for spec in specs():  # the rule plans through each registered spec: its package is read too
+        used.update(sys.modules[fn.__module__] for fn in (spec.plan, spec.plan_facts, spec.never_synced))
     for value in vars(nothing_to_send).values():
         name = value.__name__ if isinstance(value, ModuleType) else getattr(value, "__module__", None)
         if isinstance(name, str) and name.split(".")[0] == "consumer":
@@ -208,7 +211,7 @@ def test_editing_any_module_the_rule_reads_changes_the_memo_fingerprint(tmp_path
     assert {"consumer/pipeline/decision/policy.py", "consumer/pipeline/decision/parents.py"} <= names
     assert {
         "consumer/model/plan.py",
-        "consumer/entities/customers.py",
+        "consumer/entities/customers/spec.py",
         "consumer/pipeline/codec/decode.py",
     } <= names
     for path in read:

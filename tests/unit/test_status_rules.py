@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.entities.customer_rules import customer_zoho_status
-from consumer.entities.customers import plan_customer
-from consumer.entities.invoice_items import with_product_ids
-from consumer.entities.invoice_payload import invoice_payload, line_item_code
-from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
-from consumer.entities.invoices import plan_invoice
+from consumer.entities.customers.rules import customer_zoho_status
+from consumer.entities.customers.spec import plan_customer
+from consumer.entities.invoices.items import with_product_ids
+from consumer.entities.invoices.payload import invoice_payload, line_item_code
+from consumer.entities.invoices.spec import plan_invoice
+from consumer.entities.invoices.status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.model.events import ChangeEvent, EntityType, Op
 from consumer.model.plan import Action, EntityState, MappingConfig, payload_hash
 from tests.unit.test_mapping import CUSTOMER_ROW, INVOICE_ROW

@@ -14,14 +14,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.entities.customers import plan_customer
-from consumer.entities.invoice_status import (
+from consumer.entities.customers.spec import plan_customer
+from consumer.entities.invoices.spec import plan_invoice
+from consumer.entities.invoices.status import (
     INVOICE_STAGES,
     ZOHO_INVOICE_STAGE,
     StatusBackwards,
     zoho_invoice_stage,
 )
-from consumer.entities.invoices import plan_invoice
 from consumer.model.call_errors import ZohoAhead
 from consumer.model.plan import Action, EntityState, MappingConfig
 from consumer.pipeline.decision.entity_map import as_listed, still_ahead, zoho_ahead

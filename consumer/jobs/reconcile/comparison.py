@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from consumer.entities.comparison import ZohoView, drift
-from consumer.entities.invoice_status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
+from consumer.entities.invoices.status import StatusBackwards, invoice_status_steps, zoho_invoice_stage
 from consumer.entities.registry import comparison_of, registered, spec_of
 from consumer.jobs.reconcile.findings import (
     Drift,

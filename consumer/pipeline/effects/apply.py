@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from consumer.entities.invoice_items import LineItemRules
+from consumer.entities.invoices.items import LineItemRules
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntityCalls, Row
 from consumer.entities.zoho_boundary import as_call_errors

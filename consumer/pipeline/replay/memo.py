@@ -75,25 +75,25 @@ def mapping_fingerprint(
 
 
 def code_files(registered: Iterable[Any], source_root: Path = SOURCE_ROOT) -> set[Path] | None:
-    """Every module of the packages `_ROOTS` live in and import (read from their source, type-only
-    imports included), and of the directories of the registered specs' functions: the same set in every
-    process. None when a file cannot be found."""
+    """Every module of the packages `_ROOTS` and the registered specs' function modules live in and
+    import (read from their source, type-only imports included): the same set in every process. None
+    when a file cannot be found."""
+    roots = list(_ROOTS)
+    for spec in registered:
+        fns = (spec.plan, spec.plan_facts, spec.never_synced, spec.created_currency)
+        roots.extend(getattr(fn, "__module__", "") or "" for fn in fns)
     packages: set[Path] = set()
-    for name in _ROOTS:
+    for name in roots:
         path = _source_of(source_root, name)
         if path is None:
             return None
         packages.add(path.parent)
         try:
+            # a spec's folder holds its own rules; what it imports (the shared spec types, another
+            # entity's rules) lives in other packages, hashed as the rule's imports are
             packages.update(_package_dirs(source_root, _imported(path)))
         except (OSError, SyntaxError, ValueError):
             return None
-    for spec in registered:
-        for fn in (spec.plan, spec.plan_facts, spec.never_synced, spec.created_currency):
-            path = _source_of(source_root, getattr(fn, "__module__", "") or "")
-            if path is None:
-                return None
-            packages.add(path.parent)
     return {file for package in packages for file in package.glob("*.py")}
 
 

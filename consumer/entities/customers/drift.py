@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from connectors.zoho.resources.customers import account_number_of, disambiguated_name
 from consumer.entities.comparison import EntityComparison, ZohoView, text
-from consumer.entities.customer_rules import customer_payload, customer_zoho_status, is_internal_test
+from consumer.entities.customers.rules import customer_payload, customer_zoho_status, is_internal_test
 
 _CUSTOMER_TEXT_FIELDS: Final = ("display_name", "first_name", "last_name", "company_name", "phone", "email")
 

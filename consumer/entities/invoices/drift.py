@@ -7,8 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 from consumer.entities.comparison import EntityComparison, ZohoView, cents, text
-from consumer.entities.invoice_payload import invoice_payload
-from consumer.entities.invoice_status import invoice_source_stage, zoho_invoice_stage
+from consumer.entities.invoices.payload import invoice_payload
+from consumer.entities.invoices.status import invoice_source_stage, zoho_invoice_stage
 
 
 def invoice_number_of(record: Mapping[str, Any]) -> str | None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from consumer.entities.customer_calls import CustomerCalls
-from consumer.entities.customer_drift import CustomerComparison
-from consumer.entities.customer_rules import customer_payload, customer_zoho_status, is_internal_test
+from consumer.entities.customers.calls import CustomerCalls
+from consumer.entities.customers.drift import CustomerComparison
+from consumer.entities.customers.rules import customer_payload, customer_zoho_status, is_internal_test
 from consumer.entities.spec import EntitySpec, PlanInput, SourceLookups
 from consumer.model import plan as rules
 from consumer.model.events import ChangeEvent, ColumnKind, EntityType, Op

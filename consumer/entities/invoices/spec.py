@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from consumer.entities.invoice_calls import InvoiceCalls
-from consumer.entities.invoice_drift import InvoiceComparison
-from consumer.entities.invoice_payload import invoice_currency, invoice_payload
-from consumer.entities.invoice_status import (
+from consumer.entities.invoices.calls import InvoiceCalls
+from consumer.entities.invoices.drift import InvoiceComparison
+from consumer.entities.invoices.payload import invoice_currency, invoice_payload
+from consumer.entities.invoices.status import (
     EDITABLE_INVOICE_STAGES,
     StatusBackwards,
     invoice_source_stage,

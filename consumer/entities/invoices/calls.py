@@ -1,6 +1,6 @@
 """The Zoho calls of an invoice: create, update, and the status walk (open, pay, void) or delete.
 
-Lines name Zoho items (`consumer.entities.invoice_items`); an item we remembered but Zoho no longer has is
+Lines name Zoho items (`consumer.entities.invoices.items`); an item we remembered but Zoho no longer has is
 found or created again. A payment is recorded exactly once: its intent is written first, and after a
 lost reply or a crash it is found again on the invoice by our reference before any new one is made.
 """
@@ -13,8 +13,8 @@ from typing import Any, Final
 
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.wire.protocol import CODE_ITEM_NOT_FOUND
-from consumer.entities.invoice_items import ItemCatalogue
-from consumer.entities.invoice_status import (
+from consumer.entities.invoices.items import ItemCatalogue
+from consumer.entities.invoices.status import (
     EDITABLE_INVOICE_STAGES,
     StatusBackwards,
     invoice_status_steps,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.entities.invoice_payload import ITEM_CODE_KEY
+from consumer.entities.invoices.payload import ITEM_CODE_KEY
 from consumer.settings import setting_default
 
 

@@ -1,0 +1,1 @@
+"""The simulated Billing resources: customers, invoices, items and payments, each as Zoho keeps them."""
