@@ -20,7 +20,8 @@ from consumer.jobs.adoption_plan import AdoptionPlan, Decision, adoptions
 from consumer.model.events import EntityType
 from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.durability.organisations import settle
-from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow, SyncStore
+from consumer.pipeline.durability.rows import EntityUpdate, OutcomeRow
+from consumer.pipeline.durability.store import SyncStore
 from consumer.pipeline.effects.write_back import WriteBack
 
 ADOPT_TOPIC = "adopt"  # the sync-log topic of adoptions recorded outside the stream

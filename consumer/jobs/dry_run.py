@@ -15,7 +15,8 @@ from typing import Any
 from consumer.entities.spec import Row
 from consumer.model.events import EntityType
 from consumer.model.plan import EntityState, Plan
-from consumer.pipeline.durability.store import EntityUpdate, Intent, OutcomeRow, SyncStore
+from consumer.pipeline.durability.rows import EntityUpdate, Intent, OutcomeRow
+from consumer.pipeline.durability.store import SyncStore
 from consumer.pipeline.effects.apply import Applied
 from consumer.pipeline.effects.dead_letter_topic import DeadLetter
 

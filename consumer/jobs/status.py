@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.durability.organisations import live_organisation
-from consumer.pipeline.durability.store import OUTCOMES
+from consumer.pipeline.durability.rows import OUTCOMES
 from consumer.pipeline.intake.end_offsets import end_offsets as true_end_offsets
 from consumer.pipeline.intake.end_offsets import topic_partitions
 from consumer.service.members import live_members

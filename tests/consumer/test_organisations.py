@@ -13,7 +13,8 @@ import pytest
 from consumer.migrations import migrate, migration_files
 from consumer.model.events import EntityType
 from consumer.pipeline.durability.organisations import OrganisationUnsettled, live_organisation, settle
-from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow, SyncStore
+from consumer.pipeline.durability.rows import EntityUpdate, OutcomeRow
+from consumer.pipeline.durability.store import SyncStore
 from consumer.pipeline.effects.write_back import WriteBack
 from tests.support import sql_exec, sql_value
 

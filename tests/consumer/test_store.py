@@ -9,7 +9,8 @@ import pytest
 
 from consumer.migrations import migrate
 from consumer.model.events import EntityType
-from consumer.pipeline.durability.store import OUTCOMES, EntityUpdate, OutcomeRow, SyncStore, WriteBack
+from consumer.pipeline.durability.rows import OUTCOMES, EntityUpdate, OutcomeRow
+from consumer.pipeline.durability.store import SyncStore, WriteBack
 
 
 def row(offset: int, outcome: str = "synced", **kw: object) -> OutcomeRow:

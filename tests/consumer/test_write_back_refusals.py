@@ -15,7 +15,8 @@ import psycopg
 from consumer.jobs.status import collect_database_status
 from consumer.migrations import migrate
 from consumer.model.events import EntityType
-from consumer.pipeline.durability.store import OutcomeRow, SyncStore, WriteBack
+from consumer.pipeline.durability.rows import OutcomeRow
+from consumer.pipeline.durability.store import SyncStore, WriteBack
 from consumer.pipeline.effects import write_back
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import consumer.migrations
 from consumer.model.outcomes import SyncOutcome
-from consumer.pipeline.durability.store import OUTCOMES
+from consumer.pipeline.durability.rows import OUTCOMES
 
 MIGRATIONS = Path(consumer.migrations.__file__).parent
 

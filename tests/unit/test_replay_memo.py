@@ -22,7 +22,7 @@ from consumer.model.plan import EntityState, MappingConfig
 from consumer.pipeline.codec import decode
 from consumer.pipeline.codec.decode import decode_event, summarize_whole
 from consumer.pipeline.decision import nothing_to_send, parents, policy
-from consumer.pipeline.durability.store import EntityUpdate
+from consumer.pipeline.durability.rows import EntityUpdate
 from consumer.pipeline.replay import bulk_check
 from consumer.pipeline.replay import memo as replay_memo
 from consumer.pipeline.replay.memo import memo_digest, memo_for, row_after

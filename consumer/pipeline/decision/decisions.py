@@ -14,7 +14,7 @@ from consumer.model.plan import EntityState, MappingConfig
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.row_images import is_whole, state_digest
 from consumer.pipeline.durability.recording import Outcome
-from consumer.pipeline.durability.store import EntityUpdate
+from consumer.pipeline.durability.rows import EntityUpdate
 from consumer.pipeline.effects.dead_lettering import Refusal
 from consumer.pipeline.intake.scheduler import FatalSyncError
 

@@ -17,7 +17,7 @@ from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import ChangeEvent, EntityType
 from consumer.model.plan import EntityState, MappingConfig, Plan
 from consumer.pipeline.decision.row_images import is_partial, remembered, state_digest
-from consumer.pipeline.durability.store import EntityUpdate
+from consumer.pipeline.durability.rows import EntityUpdate
 from consumer.pipeline.effects.apply import Applied
 from consumer.pipeline.effects.write_back import WriteBack
 

@@ -20,7 +20,7 @@ from consumer.model.plan import EntityState, Plan
 from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.decisions import PolicyOptions
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
-from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow
+from consumer.pipeline.durability.rows import EntityUpdate, OutcomeRow
 from consumer.pipeline.intake.scheduler import WorkItem
 from consumer.pipeline.replay.memo import mapping_fingerprint, memo_for, row_after
 

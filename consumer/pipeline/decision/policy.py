@@ -37,7 +37,7 @@ from consumer.pipeline.decision.nothing_to_send import Ground, Next, Verdict, at
 from consumer.pipeline.decision.parents import REFUSED_BEFORE, ParentRefused, ParentResolver
 from consumer.pipeline.decision.row_images import coalesce, fill_unavailable, is_partial
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
-from consumer.pipeline.durability.store import OutcomeRow
+from consumer.pipeline.durability.rows import OutcomeRow
 from consumer.pipeline.effects.apply import Applied, Applier
 from consumer.pipeline.effects.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.effects.follow_ups import FollowUps, is_follow_up

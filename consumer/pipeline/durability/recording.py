@@ -21,7 +21,7 @@ from consumer.metrics import Metrics
 from consumer.model.events import EntityType
 from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState
-from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow
+from consumer.pipeline.durability.rows import EntityUpdate, OutcomeRow
 from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
 

@@ -23,7 +23,8 @@ from consumer.model.events import EntityType
 from consumer.model.plan import Plan
 from consumer.pipeline.adoption.finder import find_adoptable
 from consumer.pipeline.adoption.match_index import MatchIndex
-from consumer.pipeline.durability.store import Intent, SyncStore
+from consumer.pipeline.durability.rows import Intent
+from consumer.pipeline.durability.store import SyncStore
 from consumer.settings import Settings, setting_default
 
 #: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.

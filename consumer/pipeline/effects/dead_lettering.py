@@ -18,7 +18,7 @@ from consumer.model.events import ChangeEvent
 from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.codec.encode import encode_event
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
-from consumer.pipeline.durability.store import EntityUpdate, OutcomeRow
+from consumer.pipeline.durability.rows import EntityUpdate, OutcomeRow
 from consumer.pipeline.effects.dead_letter_topic import (
     H_OFFSET,
     H_PARTITION,

@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from consumer.entities.registry import spec_of
 from consumer.model.events import EntityType
+from consumer.pipeline.durability.gathered import Gathering
 from consumer.pipeline.durability.source_reads import as_uuid
 
 log = structlog.get_logger(__name__)
@@ -153,44 +154,30 @@ class WriteBackQueue:
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._applying = asyncio.Lock()  # one batch at a time in this process (the loop, `close`, tests)
-        self._closing = False
+        # Pokes gathered for a pause, then one pass; a pass every few seconds even when none comes.
+        self._pokes: Gathering[None] = Gathering(
+            self._pass, pause=GATHER_SECONDS, every=RETRY_SECONDS, name="write-backs"
+        )
 
     def poke(self) -> None:
         """Something was queued: apply it soon (starts the background task on first use)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="write-backs")
-        self._wake.set()
+        self._pokes.add(None)
 
     async def close(self) -> None:
-        # The flag ends the loop even when the cancel is lost: Python 3.11's wait_for swallows a cancel
-        # that arrives as the event it waits for is set (a poke just before close).
-        self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._pokes.close()
 
-    async def _run(self) -> None:
-        while not self._closing:
-            try:
-                await asyncio.wait_for(self._wake.wait(), RETRY_SECONDS)
-            except TimeoutError:
-                pass
-            else:
-                await asyncio.sleep(GATHER_SECONDS)
-            self._wake.clear()
-            try:
-                done = await self.apply_pending()
-            except psycopg.Error as exc:  # the database is away: the queue is durable, try again later
-                log.warning("write-backs postponed", error=str(exc))
-                continue
-            except Exception:  # noqa: BLE001  # a bug must not end write-backs for the process's lifetime
-                log.exception("write-back pass failed; the queue is durable, trying again later")
-                continue
-            if done.applied + done.refused and sum(done) >= BATCH_SIZE:
-                self._wake.set()  # a full batch: more may be queued (a backfill's), go on at once
+    async def _pass(self, _pokes: list[None]) -> None:
+        try:
+            done = await self.apply_pending()
+        except psycopg.Error as exc:  # the database is away: the queue is durable, try again later
+            log.warning("write-backs postponed", error=str(exc))
+            return
+        except Exception:  # noqa: BLE001  # a bug must not end write-backs for the process's lifetime
+            log.exception("write-back pass failed; the queue is durable, trying again later")
+            return
+        if done.applied + done.refused and sum(done) >= BATCH_SIZE:
+            self.poke()  # a full batch: more may be queued (a backfill's), go on at once
 
     async def apply_pending(self, limit: int = BATCH_SIZE) -> WriteBackPass:
         """Apply up to `limit` queued write-backs (refused ones only once their pause is over).

@@ -10,8 +10,6 @@ after these rows are written, as every other offset is.
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from typing import Final
 
 from aiokafka import ConsumerRecord
@@ -19,8 +17,9 @@ from aiokafka import ConsumerRecord
 from consumer.model.events import DecodeError, Op
 from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.codec.decode import summarize_change
+from consumer.pipeline.durability.gathered import Gathering
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
-from consumer.pipeline.durability.store import OutcomeRow
+from consumer.pipeline.durability.rows import OutcomeRow
 from consumer.pipeline.intake.runner import RunOptions, kafka_consumer
 from consumer.pipeline.replay.index import ReplayIndex
 from consumer.pipeline.replay.range import Bounds, ReplayRange
@@ -37,7 +36,10 @@ async def first_pass(
     Returns the index and the (start, end) offsets read, which the second pass reads again exactly.
     Every row recorded here is durable when this returns."""
     index = ReplayIndex()
-    rows = _RowWriter(recorder)
+    # One outcome per poll, written in the background, a bounded number waiting.
+    rows: Gathering[OutcomeRow] = Gathering(
+        lambda batch: _write_rows(recorder, batch), pause=None, overlap=True, name="replay:first-pass"
+    )
     consumer = kafka_consumer(options.bootstrap_servers, None)  # type: ignore[arg-type]
     await consumer.start()
     try:
@@ -52,11 +54,12 @@ async def first_pass(
                     if m.offset >= end:
                         break
                     _read(index, m, topic_prefix, recorder, rows)
-            await rows.write_out()
+            rows.hand_over()
+            await rows.below(MAX_WAITING_ROWS)
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
-        await rows.finish()
+        await rows.finish()  # a failed write raises here: the backfill stops before its second pass
     finally:
         rows.cancel()
         await consumer.stop()
@@ -68,7 +71,7 @@ def _read(
     m: ConsumerRecord[bytes, bytes],
     topic_prefix: str,
     recorder: OutcomeRecorder,
-    rows: _RowWriter,
+    rows: Gathering[OutcomeRow],
 ) -> None:
     try:
         change = summarize_change(m.topic, m.key, m.value, topic_prefix=topic_prefix)
@@ -100,40 +103,6 @@ def _read(
         )
 
 
-class _RowWriter:
-    """Writes the first pass's rows in the background, one outcome per poll, a bounded number waiting."""
-
-    def __init__(self, recorder: OutcomeRecorder) -> None:
-        self._recorder = recorder
-        self._rows: list[OutcomeRow] = []
-        self._writes: deque[tuple[asyncio.Task[None], int]] = deque()
-        self._waiting = 0
-
-    def add(self, row: OutcomeRow) -> None:
-        self._rows.append(row)
-
-    async def write_out(self) -> None:
-        """Hand the rows gathered so far to the store; wait while too many are not yet durable."""
-        if self._rows:
-            rows, self._rows = self._rows, []
-            self._writes.append((asyncio.create_task(self._write(rows), name="replay:first-pass"), len(rows)))
-            self._waiting += len(rows)
-        while self._waiting > MAX_WAITING_ROWS:
-            task, count = self._writes.popleft()
-            await task
-            self._waiting -= count
-
-    async def finish(self) -> None:
-        await self.write_out()
-        while self._writes:
-            task, _ = self._writes.popleft()
-            await task  # a failed write raises here: the backfill stops before its second pass
-        self._waiting = 0
-
-    def cancel(self) -> None:
-        for task, _ in self._writes:
-            task.cancel()
-
-    async def _write(self, rows: list[OutcomeRow]) -> None:
-        await self._recorder.record(Outcome(rows), bulk=True)
-        self._recorder.count(rows)
+async def _write_rows(recorder: OutcomeRecorder, rows: list[OutcomeRow]) -> None:
+    await recorder.record(Outcome(rows), bulk=True)
+    recorder.count(rows)

@@ -23,7 +23,7 @@ from consumer.model.plan import EntityState, MappingConfig
 from consumer.pipeline.codec import decode
 from consumer.pipeline.decision import entity_map, nothing_to_send
 from consumer.pipeline.decision.nothing_to_send import unchanged_without_reads
-from consumer.pipeline.durability.store import EntityUpdate
+from consumer.pipeline.durability.rows import EntityUpdate
 from consumer.settings import Settings
 
 #: Where the code a memo stands for begins: the rule that says nothing is to be sent, the decode a

@@ -25,7 +25,7 @@ from consumer.pipeline.decision.row_images import coalesce
 from consumer.pipeline.durability.recording import OutcomeRecorder
 from consumer.pipeline.intake.scheduler import InboundRecord, Key, KeyScheduler, WorkItem
 from consumer.pipeline.replay.bulk_check import BulkReads, UnchangedInBulk
-from consumer.pipeline.replay.bulk_settle import BulkSettler
+from consumer.pipeline.replay.bulk_record import BulkRecorder
 from consumer.pipeline.replay.index import ReplayIndex, Role
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ class SecondPass:
         self._bulk_reads = bulk_reads
 
     def open(self, engine: SyncEngine) -> ReplayIntake:
-        settled = BulkSettler(engine.recorder, engine.scheduler)
+        settled = BulkRecorder(engine.recorder, engine.scheduler)
         unchanged = None
         if self._bulk_reads is not None and not engine.options.resync:
             unchanged = UnchangedInBulk(
@@ -76,7 +76,7 @@ class ReplayIntake:
         *,
         recorder: OutcomeRecorder,
         scheduler: KeyScheduler,
-        settled: BulkSettler,
+        settled: BulkRecorder,
         decode: Callable[[InboundRecord], Decoded],
         pipeline: Callable[[WorkItem], None],
         unchanged: UnchangedInBulk | None,
