@@ -148,7 +148,7 @@ async def test_the_write_back_task_outlives_an_error_that_is_not_from_the_databa
         assert calls >= 2
         with psycopg.connect(database_url) as conn:
             assert _source(conn)["CT-1"] == ("901", "synced")
-        task = store.write_backs._task
+        task = store.write_backs._pokes.task  # the gathering of pokes: the background task
         assert task is not None and not task.done()
 
 

@@ -31,7 +31,7 @@ class Gathering(Generic[T]):
 
     `pause`: seconds to wait for more items once one arrived (0: the rest of this event-loop tick);
     None: items wait until `hand_over` is called. `full_at`: gathered items (of `size` each) that cut
-    the pause short, as does `add(at_once=True)`. `most`: items taken at most per call, the rest wait
+    the pause short, as `add(at_once=True)` then does. `most`: items taken at most per call, the rest wait
     for the next. `overlap`: each batch is handed to a task of its own and the next is gathered at once
     (`below` and `finish` wait for them); otherwise one call at a time, the next batch gathering
     meanwhile. `every`: also call `take` this often when nothing arrives (with an empty batch), until
