@@ -166,8 +166,9 @@ def refused_before(state: EntityState | None, digest: str | None, *, explicit: b
     return digest is not None and state is not None and state.rejected == digest and not explicit
 
 
-def settled_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | None:
-    """The write-back of an entity Zoho already matches: only when the row says otherwise.
+def missing_write_back(event: ChangeEvent, zoho_id: str | None) -> WriteBack | None:
+    """The write-back (synced, the id) an entity Zoho already matches still needs; None when its row
+    already says it.
 
     Checked against the event's own row, so the echo of a write-back (which already says
     'synced' and the id) writes nothing and therefore streams nothing back.

@@ -86,7 +86,7 @@ class NoCallOutcomes:
             attempts=found.calls if found else 0,
             http_status=found.http_status if found else None,
         )
-        return Outcome([row], update, entity_map.settled_write_back(event, zoho_id))
+        return Outcome([row], update, entity_map.missing_write_back(event, zoho_id))
 
     async def unchanged(
         self,
@@ -107,7 +107,7 @@ class NoCallOutcomes:
             update = await self.with_memo(item, state, update, parent, False)
         elif state is not None:
             update = await self._memo_only(item, state, parent)
-        return Outcome([row], update, entity_map.settled_write_back(event, zoho_id))
+        return Outcome([row], update, entity_map.missing_write_back(event, zoho_id))
 
     async def _memo_only(
         self, item: WorkItem, state: EntityState, parent: ParentRecord | None

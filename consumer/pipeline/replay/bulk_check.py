@@ -24,8 +24,9 @@ from consumer.pipeline.decision import entity_map
 from consumer.pipeline.decision.nothing_to_send import row_leaves_nothing_to_look_up, unchanged_without_reads
 from consumer.pipeline.decision.parents import parent_record
 from consumer.pipeline.decision.policy import EventPolicy
+from consumer.pipeline.durability.gathered import Gathering
 from consumer.pipeline.durability.recording import Outcome
-from consumer.pipeline.durability.store import OutcomeRow
+from consumer.pipeline.durability.rows import OutcomeRow
 from consumer.pipeline.intake.scheduler import InboundRecord, Key, WorkItem, key_of
 from consumer.pipeline.replay.memo import memo_digest
 
@@ -71,34 +72,26 @@ class UnchangedInBulk:
         self._policy = policy
         self._mapping: MappingConfig = policy.options.mapping
         self._settle, self._work, self._fail, self._decode = settle, work, fail, decode
-        self._pending: list[tuple[Key, WorkItem, Undecoded | None]] = []
-        self.task: asyncio.Task[None] | None = None
+        self._pending: Gathering[tuple[Key, WorkItem, Undecoded | None]] = Gathering(
+            self._check, most=MAX_BATCH, failed=self._failed, name="sync:unchanged"
+        )
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The check while records wait for it, for shutdown."""
+        return self._pending.task
 
     def add(self, key: Key, item: WorkItem) -> None:
         """An admitted record holding its entity's newest change, made whole from the images before it."""
-        self._pending.append((key, item, None))
-        self._wake()
+        self._pending.add((key, item, None))
 
     def add_undecoded(self, key: Key, item: WorkItem, summary: ChangeSummary, parent: Key | None) -> None:
         """An admitted record, not decoded, holding its entity's newest change as a whole image."""
-        self._pending.append((key, item, Undecoded(summary, parent)))
-        self._wake()
+        self._pending.add((key, item, Undecoded(summary, parent)))
 
-    def _wake(self) -> None:
-        if self.task is None or self.task.done():
-            self.task = asyncio.create_task(self._run(), name="sync:unchanged")
-
-    async def _run(self) -> None:
-        try:
-            while self._pending:
-                await asyncio.sleep(0)  # gather what this tick's intake brings
-                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-                await self._check(batch)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must stop the process loudly, never silently drop a record
-            log.exception("checking replayed records for changes failed")
-            self._fail(exc)
+    def _failed(self, exc: Exception) -> None:  # a bug must stop the process loudly, never drop a record
+        log.exception("checking replayed records for changes failed")
+        self._fail(exc)
 
     async def _check(self, batch: list[tuple[Key, WorkItem, Undecoded | None]]) -> None:
         states = await self._policy.recorder.read(self._reads.entity_states, _keys_to_read(batch))
@@ -185,7 +178,7 @@ class UnchangedInBulk:
                 assert write_back is not None
                 row = rows.get(write_back.entity_id)
                 current = None if row is None else snapshot_read(entity, write_back.entity_id, row)
-                if current is None or entity_map.settled_write_back(current, write_back.zoho_id) is None:
+                if current is None or entity_map.missing_write_back(current, write_back.zoho_id) is None:
                     outcome.write_back = None  # gone from the source, or it already says synced and the id
 
 

@@ -198,6 +198,6 @@ async def memo_for(
         return None
     if entity_map.unchanged(event, after, plan) is not None:
         return None
-    if entity_map.settled_write_back(event, after.zoho_id) is not None:
+    if entity_map.missing_write_back(event, after.zoho_id) is not None:
         return None
     return memo_digest(fingerprint, value, parent, after)
