@@ -58,7 +58,7 @@ async def test_a_pause_gathers_the_items_of_many_ticks_and_a_full_batch_cuts_it_
     async def take(batch: list[int]) -> None:
         calls.append(batch)
 
-    gathering: Gathering[int] = Gathering(take, pause=0.05, full_at=10, size=lambda n: n)
+    gathering: Gathering[int] = Gathering(take, pause=0.5, full_at=10, size=lambda n: n)
     gathering.add(1)
     await asyncio.sleep(0.01)
     gathering.add(2)
@@ -206,7 +206,7 @@ async def test_overlapping_calls_gather_a_tick_and_report_failures_to_failed() -
 
     async def take(batch: list[int]) -> None:
         batches.append(batch)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
         if 0 in batch:
             raise RuntimeError("write failed")
 
@@ -218,7 +218,7 @@ async def test_overlapping_calls_gather_a_tick_and_report_failures_to_failed() -
     await asyncio.sleep(0.001)
     assert batches == [[0, 1], [2]]
     assert len(gathering.tasks) == 2
-    await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
     assert [str(f) for f in failures] == ["write failed"]
     assert gathering.tasks == []
     await gathering.finish()  # the failure went to `failed`: nothing left to raise
