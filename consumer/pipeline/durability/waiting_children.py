@@ -15,7 +15,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from consumer.model.events import EntityType
-from consumer.pipeline.durability.gathered import GATHER_SECONDS
+from consumer.pipeline.durability.gathered import GATHER_SECONDS, Gathering
 
 Children = list[tuple[EntityType, str]]
 
@@ -33,35 +33,35 @@ class WaitingChildren:
     def __init__(self, pool: AsyncConnectionPool[Any], organization_id: str) -> None:
         self._pool = pool
         self._organization_id = organization_id
-        self._asked: dict[tuple[str, str], list[asyncio.Future[Children]]] = {}
-        self._taker: asyncio.Task[None] | None = None
+        # Not one future per parent: a parent asked twice at once hands its children to one asker only.
+        self._asked: Gathering[tuple[tuple[str, str], asyncio.Future[Children]]] = Gathering(
+            self._take_all, pause=GATHER_SECONDS
+        )
 
     async def take(self, parent_type: EntityType, parent_id: str) -> Children:
         """The children waiting for this parent, forgotten as they are handed out."""
         future: asyncio.Future[Children] = asyncio.get_running_loop().create_future()
-        self._asked.setdefault((parent_type.value, parent_id), []).append(future)
-        if self._taker is None or self._taker.done():
-            self._taker = asyncio.create_task(self._take_all())
+        self._asked.add(((parent_type.value, parent_id), future))
         return await asyncio.shield(future)
 
-    async def _take_all(self) -> None:
-        while self._asked:
-            await asyncio.sleep(GATHER_SECONDS)
-            asked, self._asked = self._asked, {}
-            try:
-                taken = await self._delete(list(asked))
-            except Exception as exc:
-                for future in (f for futures in asked.values() for f in futures):
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for parent, futures in asked.items():
-                # the first asker gets them; a second asker of the same parent would have found none
-                children = taken.get(parent, [])
-                for future in futures:
-                    if not future.done():
-                        future.set_result(children)
-                        children = []
+    async def _take_all(self, batch: list[tuple[tuple[str, str], asyncio.Future[Children]]]) -> None:
+        asked: dict[tuple[str, str], list[asyncio.Future[Children]]] = {}
+        for parent, future in batch:
+            asked.setdefault(parent, []).append(future)
+        try:
+            taken = await self._delete(list(asked))
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for parent, futures in asked.items():
+            # the first asker gets them; a second asker of the same parent would have found none
+            children = taken.get(parent, [])
+            for future in futures:
+                if not future.done():
+                    future.set_result(children)
+                    children = []
 
     async def _delete(self, parents: list[tuple[str, str]]) -> dict[tuple[str, str], Children]:
         async with self._pool.connection() as conn:
