@@ -1,17 +1,8 @@
 """How a planned Zoho call can end other than applied, in the pipeline's own terms, grouped by what follows.
 
-The Zoho client's errors become these once, where an entity's calls are made for the pipeline
-(`consumer.entities.zoho_boundary`), as httpx maps httpcore's at its transport: the pipeline catches these
-families, never a connector's class. A mapped error keeps what its dead letter and sync-log row record: the
-client's text, its class name (`exception_class`), its attempts and HTTP status.
-
-    CallError
-    ├── Refused                 Zoho will never accept the call as sent: dead-lettered `permanent`
-    │   └── NotInZoho           the record the call names is not in Zoho
-    ├── Unavailable             Zoho kept failing or limiting through all the client's retries: `exhausted`
-    ├── InDoubt                 a write went out and its reply does not say what Zoho did: `exhausted`
-    ├── CredentialsRejected     Zoho refused our credentials: the sync stops, no offset advances
-    └── ZohoAhead               Zoho already shows a status zoho-cdc did not set: recorded `zoho_ahead`
+The Zoho client's errors become these once, at `consumer.entities.zoho_boundary` (as httpx maps
+httpcore's at its transport): the pipeline catches these families, never a connector's class. A mapped
+error keeps what its dead letter and sync-log row record: the client's text, class, attempts, HTTP status.
 """
 
 from __future__ import annotations
@@ -20,7 +11,15 @@ from typing import ClassVar
 
 
 class CallError(Exception):
-    """Base of every way a planned Zoho call ends other than applied as planned."""
+    """Base of every way a planned Zoho call ends other than applied as planned.
+
+    CallError
+    ├── Refused                 Zoho will never accept the call as sent: dead-lettered `permanent`
+    │   └── NotInZoho           the record the call names is not in Zoho
+    ├── Unavailable             Zoho kept failing or limiting through all the client's retries: `exhausted`
+    ├── InDoubt                 a write went out and its reply does not say what Zoho did: `exhausted`
+    ├── CredentialsRejected     Zoho refused our credentials: the sync stops, no offset advances
+    └── ZohoAhead               Zoho already shows a status zoho-cdc did not set: recorded `zoho_ahead`"""
 
     #: How a dead letter names the failure (`Refusal.kind`).
     kind: ClassVar[str] = "permanent"

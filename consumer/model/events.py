@@ -158,16 +158,13 @@ class ChangeEvent:
     def version(self) -> tuple[int, int]:
         """Ordering key for stale detection of *one row*: `(lsn or 0, 0)`.
 
-        `source.lsn` is not a total order across interleaved transactions, but it is monotonic
-        for a single row: a second transaction changing the same row must wait for the first
-        one's row lock, so its change record is written after the first commits. That is all
-        stale detection needs, because it compares versions of the same entity only.
-        Snapshot reads carry the LSN at which the snapshot started, so a streamed change made
-        after the snapshot always has a higher version; equal versions are redeliveries (or
-        reads of one snapshot) and must not be treated as stale. The second element is a
-        tie-breaker reserved for finer ordering (e.g. `source.sequence`) and is 0 today.
-        Events without an LSN sort lowest; callers should not stale-skip them.
-        """
+        `source.lsn` is not a total order across interleaved transactions, but it is monotonic for a single
+        row: a second transaction changing the same row waits for the first one's row lock, so its change
+        is written after the first commits; stale detection compares versions of one entity only. A
+        snapshot read carries the LSN its snapshot started at, so a later streamed change is higher; equal
+        versions are redeliveries (or reads of one snapshot), never stale. The second element is reserved
+        for finer ordering (e.g. `source.sequence`), 0 today. Without an LSN an event sorts lowest: callers
+        should not stale-skip it."""
         return (self.lsn or 0, 0)
 
     @property
@@ -212,12 +209,11 @@ def order_position(lsn: int | None, snapshot: bool) -> int | None:
     """The position that tells which of one entity's changes is newer, for the live path and a replay
     alike: a streamed change's LSN; None for a snapshot read, and for a change without an LSN.
 
-    A snapshot read's LSN is where its snapshot began, not when its row changed: a transaction open then
-    (its change logged before that LSN) but committed after it is streamed after the read with its own,
-    lower LSN, and is the newer state. So a change without a position is ordered by where it stands in the
-    topic (arrival order): a streamed change is newer than a snapshot read before it. Streamed changes of
-    one row are in LSN order (a second transaction waits for the first one's row lock), so where every
-    change has a position, the greater one is newer (equal ones are redeliveries: the later arrival
+    A snapshot read's LSN is where its snapshot began: a transaction open then but committed after it is
+    streamed after the read with a lower LSN, and is the newer state. So a change without a position is
+    ordered by arrival in the topic: a streamed change is newer than a snapshot read before it. Streamed
+    changes of one row are in LSN order (a second transaction waits for the first one's row lock), so
+    where every change has a position the greater is newer (equal: redeliveries, the later arrival
     stands), even across partitions."""
     return None if snapshot else lsn
 

@@ -1,10 +1,8 @@
 """The run's Kafka consumer in its group: static membership when configured, and the one way out of it.
 
-A live sync with KAFKA_GROUP_INSTANCE_ID joins as a static member, so a restart within the session
-timeout gets its partitions straight back. The local Tansu broker can leave such a member rejoining
-for ever with no assignment while the others keep their partitions and its own have no owner (found by
-benchmark 6); a static member with no completed join after `RunOptions.static_join_timeout` therefore
-rejoins once as a dynamic member, whose join makes the group rebalance. Replays are never static.
+With KAFKA_GROUP_INSTANCE_ID a live sync joins as a static member: a restart within the session timeout
+gets its partitions straight back. The local Tansu broker can leave such a member rejoining for ever, so
+one not joined after `RunOptions.static_join_timeout` rejoins once as a dynamic one. Replays are never static.
 """
 
 from __future__ import annotations
@@ -22,7 +20,10 @@ log = structlog.get_logger(__name__)
 
 
 class GroupJoin:
-    """Makes the run's consumer, replaces it once if a static join goes unanswered, and stops it."""
+    """Makes the run's consumer, replaces it once if a static join goes unanswered, and stops it.
+
+    On Tansu a restarted static member can keep rejoining with no assignment while the others keep their
+    partitions and its own have no owner; the dynamic member that replaces it makes the group rebalance."""
 
     def __init__(self, settings: Settings, options: RunOptions, *, static: bool) -> None:
         self._options = options  # read at each check: the join timeout may be changed while running

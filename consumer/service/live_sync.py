@@ -1,10 +1,8 @@
 """The process of `zoho-cdc run`: a session, the live worker, and the tasks beside it.
 
-`LiveSync.main` opens the session (database, broker and Zoho checked first, each failure one sentence;
+`LiveSync.main` opens the session (database, broker and Zoho checked first, each failure one sentence:
 refused credentials, the wrong data centre or organisation stop it before any event is read), lets the
-worker own SIGTERM/SIGINT, starts the status page and the membership report beside it and runs it
-(`consumer.service.worker.Worker.run`: start -> poll -> process -> record -> commit -> drain -> close);
-when the worker is done the side tasks stop.
+worker own SIGTERM/SIGINT and runs it, the status page and membership report beside it until it is done.
 """
 
 from __future__ import annotations

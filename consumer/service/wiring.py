@@ -2,8 +2,7 @@
 
 Every command that moves events (run, backfill, dlq reprocess, reconcile's repair) goes through
 `sync_session` and builds its engine with `SyncSession.engine`, so all of them share one pipeline:
-decode, map, coalesce, limiter, sync log, idempotent creates. A worker (`consumer.service.worker`)
-runs an engine against Kafka.
+decode, map, coalesce, limiter, sync log, idempotent creates.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """One run of the pipeline in its consumer group, from start to close (arq's `Worker`, for Kafka).
 
-`Worker.run` is the whole life: join the group (or assign a replay's range), then turn by turn poll ->
-the engine works each record and records its outcome -> commit the durable prefix, until a signal, a
-fatal error or the end of a replay's range; then drain what is in flight (bounded by
-SHUTDOWN_TIMEOUT_SECONDS), commit, close the engine and leave the group. The commit path: the engine
-calls `PartitionWatermarks.completed` once a record's row is durable; the runner commits what the
-watermarks allow. `zoho-cdc run`, `backfill` and `dlq reprocess` each run one worker.
+`Worker.run` is the whole life: join the group (or assign a replay's range), then poll -> work -> record
+-> commit the durable prefix, turn by turn, until a signal, a fatal error or the range's end; then drain
+(bounded by SHUTDOWN_TIMEOUT_SECONDS), commit, close the engine and leave the group.
 """
 
 from __future__ import annotations
@@ -22,7 +19,11 @@ from consumer.service.wiring import EngineParts, SyncSession
 
 
 class Worker:
-    """One run: its engine, its partitions and its group membership (see the module docstring)."""
+    """One run: its engine, its partitions and its group membership.
+
+    The commit path: the engine calls `PartitionWatermarks.completed` once a record's row is durable; the
+    runner commits what the watermarks allow. `zoho-cdc run`, `backfill` and `dlq reprocess` each run one
+    worker."""
 
     def __init__(
         self,

@@ -1,11 +1,8 @@
 """Adoption: before creating, find the Zoho record a source entity already has, made by zoho-cdc or not.
 
-In order: the Zoho id the source row already holds (one read); then the entity's match rules, in the
-order the settings give them (customers: account-number custom field, then e-mail; invoices: invoice
-number). Exactly one match is adopted; several are refused (`AmbiguousMatch`, candidates named), never
-created. A record carrying another source entity's key (another account number, another reference) is
-never adopted (`NotOurs`), and a record another entity claimed first is refused (`ClaimedByAnother`).
-What was decided is said in one sentence (`Adoption.note`), which the sync log keeps.
+Exactly one match is adopted; several are refused (`AmbiguousMatch`, candidates named), never created; a
+record that is another entity's (`NotOurs`, `ClaimedByAnother`) is never adopted. What was decided is
+said in one sentence (`Adoption.note`), which the sync log keeps.
 """
 
 from __future__ import annotations
@@ -84,10 +81,13 @@ async def find_adoptable(
     stored_ids: bool = True,
 ) -> Adoption:
     """The record this entity adopts, or an `Adoption` saying it is created; raises AmbiguousMatch,
-    NotOurs or ClaimedByAnother (dead-lettered by the caller) when it must be neither. With an `index`
-    (a replay's listing) the records are looked for there instead of with a call each. `stored_ids` False
-    (a sync in another organisation than the live one): the source's id columns name the live
-    organisation's records, so they are not read."""
+    NotOurs or ClaimedByAnother (dead-lettered by the caller) when it must be neither.
+
+    Looked for in order: the Zoho id the source row already holds (one read), then the entity's match rules
+    in the order the settings give them (customers: account-number custom field, then e-mail; invoices:
+    invoice number). With an `index` (a replay's listing) the records are looked for there instead of with
+    a call each. `stored_ids` False (a sync in another organisation than the live one): the source's id
+    columns name the live organisation's records, so they are not read."""
     listed = index if index is not None and index.covers(entity_type) else None
     if listed is not None:
         await listed.ensure(entity_type)

@@ -1,11 +1,8 @@
 """Zoho's records as listed once, so a replay matches many entities without a lookup call for each.
 
-A backfill that creates or adopts N entities would spend a lookup per match rule on each (customers: two);
-reading the listing once costs one call per 200 records instead. Records zoho-cdc creates during the run
-are added, so a later entity sharing a value with one of them is refused as the live sync refuses it.
-A record someone else creates in Zoho while the replay runs is not in it (the live sync looks each up).
-Records are kept as their JSON text until a match first hands one out (then as that one dict, so what a
-caller learns about it stays with it): 15,000 created records as dicts held ~30 MB, as text a third.
+The listing costs one call per 200 records, not a lookup per match rule and entity. Records zoho-cdc
+creates during the run are added, so a later entity sharing a value with one is refused as the live sync
+refuses it; one someone else creates in Zoho meanwhile is not in it (the live sync looks each up).
 """
 
 from __future__ import annotations
@@ -37,7 +34,10 @@ class Listed(Protocol):
 
 class MatchIndex:
     """Each listed entity's Zoho records by id, read at the first match the replay needs (a replay that
-    creates nothing reads nothing)."""
+    creates nothing reads nothing).
+
+    Records are kept as their JSON text until a match first hands one out (then as that one dict, so what a
+    caller learns about it stays with it): 15,000 created records as dicts held ~30 MB, as text a third."""
 
     def __init__(
         self, client: Any, calls_of: Callable[[EntityType], Listed], entity_types: Iterable[EntityType]

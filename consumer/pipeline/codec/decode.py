@@ -1,17 +1,8 @@
 """Decode one Kafka message written by Debezium's JSON converter into a `ChangeEvent`.
 
-Pure: bytes in, a `ChangeEvent` or a `DecodeError` (one-sentence reason, for the DLQ) out; no
-other exception escapes `decode_event`. Both converter shapes are accepted (schemas.enable=false:
-bare payload; true: `{"schema":..., "payload":...}`), for key and value, and numerics in every
-`decimal.handling.mode` (string, precise, double). The TOAST placeholder never reaches a row.
-
-When the message carries no schema, the column kinds of the source schema
-(each entity spec's `columns`, from `consumer/sql/source_schema.sql`) say how to read each value.
-
-Messages are parsed with orjson (a replay parses every record twice). It refuses what json let
-through but no PostgreSQL row can hold (lone surrogates, NaN, Infinity): those are DecodeErrors too.
-An integer literal beyond 64 bits becomes a float; no column of the source schema can hold one.
-The envelope is read in `envelope`, the row's columns in `rows`.
+Pure: bytes in, a `ChangeEvent` or a `DecodeError` (one-sentence reason, for the DLQ) out; no other
+exception escapes `decode_event`. Both converter shapes (schemas on or off, key and value) and numerics
+in every `decimal.handling.mode` (string, precise, double) are accepted; no row holds the TOAST placeholder.
 """
 
 from __future__ import annotations
@@ -46,11 +37,13 @@ _T = TypeVar("_T")
 
 
 def decode_event(topic: str, key: bytes | None, value: bytes | None, *, topic_prefix: str) -> ChangeEvent:
-    """Decode one Kafka message from a Debezium table topic.
+    """Decode one Kafka message from a Debezium table topic; raises only `DecodeError`.
 
-    A null value (or JSON `null`) is a tombstone and needs the key. A missing key falls back to
-    the `id` in `after`/`before`. Raises only `DecodeError`.
-    """
+    A null value (or JSON `null`) is a tombstone and needs the key. A missing key falls back to the `id`
+    in `after`/`before`. Without a schema in the message, each column's kind in the entity spec (`columns`,
+    from `consumer/sql/source_schema.sql`) says how to read its value. Parsed with orjson (a replay parses
+    every record twice), which refuses what no PostgreSQL row can hold (lone surrogates, NaN, Infinity):
+    DecodeErrors too. An integer beyond 64 bits becomes a float; no column of the source schema holds one."""
     return _only_decode_errors(_decode_event, topic, key, value, topic_prefix)
 
 

@@ -1,9 +1,8 @@
 """The inverse of `consumer.pipeline.codec.decode`: a source row as the Debezium event
 Kafka Connect's JsonConverter writes (schemas off, `decimal.handling.mode=string`).
 
-zoho-cdc uses it to feed current source rows through its own pipeline (`reconcile --fix`); tests and
-benchmarks use it to produce change events without the JVM. One encoder, so all three agree with the
-decoder column by column.
+`reconcile --fix` feeds current source rows through the pipeline with it; tests and benchmarks make change
+events without the JVM. One encoder, so all three agree with the decoder column by column.
 """
 
 from __future__ import annotations

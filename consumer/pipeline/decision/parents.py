@@ -1,10 +1,8 @@
 """Resolve the parent first: an entity that needs another in Zoho (an invoice its customer) gets it.
 
-The parent is looked up in the entity map; when it is not in Zoho yet it is run through the same steps
-as any event (plan by its spec, apply, record), from its current source row, under the parent's own
-key lock so the parent's own events never race it. A parent whose current state Zoho refused before
-is not sent again (`ParentRefused`), unless the run is explicit (a resync or a DLQ reprocess); a parent
-Zoho refuses now is dead-lettered once as its own reprocessable record.
+A parent not in Zoho yet is synced from its current source row, as any event is. One Zoho refused before
+is not sent again (`ParentRefused`) unless the run is explicit (a resync or a DLQ reprocess); one Zoho
+refuses now is dead-lettered once as its own reprocessable record.
 """
 
 from __future__ import annotations
@@ -59,7 +57,11 @@ class ParentRefused(Exception):
 
 
 class ParentResolver:
-    """Finds (or syncs first) the Zoho record of an entity's parent."""
+    """Finds (or syncs first) the Zoho record of an entity's parent.
+
+    The parent is looked up in the entity map; when it is not in Zoho yet it goes through the same steps
+    as any event (plan by its spec, apply, record), under the parent's own key lock so the parent's own
+    events never race it."""
 
     def __init__(self, policy: PolicySteps, listing: Listing | None) -> None:
         self._policy = policy

@@ -1,10 +1,8 @@
 """The event policy: what one key's batch of change events becomes, as one `Outcome` per batch.
 
-Undecodable records and tombstones get their outcome at once; the newest change wins (in source order)
-and is made whole from older images (`coalesce`). Then the rule (`nothing_to_send.verdict`) is asked,
-and the reads it asks for are made (a partial image filled, the parent found or synced first, the plan's
-source reads) until it answers: stale, refused before, nothing to send, or a plan to carry out. Each
-decision is an `Outcome` (recorded as is) or a `Refused` (dead-lettered); only the recording step writes.
+The newest change wins (in source order) and is made whole from older images (`coalesce`); then the rule
+(`nothing_to_send.verdict`) is asked, and the reads it asks for are made, until it answers: stale,
+refused before, nothing to send, or a plan to carry out. Only the recording step writes.
 """
 
 from __future__ import annotations
@@ -49,7 +47,10 @@ log = structlog.get_logger(__name__)
 
 
 class EventPolicy:
-    """Decides and records the outcome of each key's batch; shared by every worker."""
+    """Decides and records the outcome of each key's batch; shared by every worker.
+
+    Undecodable records and tombstones get their outcome at once. Each decision is an `Outcome` (recorded
+    as is) or a `Refused` (dead-lettered)."""
 
     def __init__(
         self,

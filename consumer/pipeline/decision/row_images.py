@@ -1,9 +1,8 @@
 """Full and partial row images: filling TOAST placeholders, folding queued events, remembering rows.
 
-Debezium sends an unchanged TOASTed column as a placeholder (`ChangeEvent.unavailable`). A partial
-image is never mapped as it is: its missing columns are filled from the last full image known for
-the entity (a queued earlier event, the row zoho-cdc remembers, or the current source row), so the
-mapped state, its digest and the Zoho call are those of the whole row. Pure functions, no I/O.
+A partial image (an unchanged TOASTed column sent as a placeholder) is never mapped as it is: its missing
+columns come from the last full image known for the entity (a queued earlier event, the row remembered,
+the current source row), so state, digest and Zoho call are the whole row's. Pure functions, no I/O.
 """
 
 from __future__ import annotations

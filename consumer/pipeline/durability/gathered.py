@@ -1,9 +1,8 @@
 """Gather for a pause, then one call: many workers' questions or writes handled by one query or one write.
 
-`Gathering` is the one primitive: items handed in one at a time are taken together after a short pause
-and handed to one call, one batch at a time or (`overlap`) each batch in a task of its own while the
-next is gathered. `Gathered` answers questions with it, one query per kind; `GatheredWrites` writes with
-it, each writer waiting for its own write. A failed call fails exactly the questions or writes it held.
+`Gathering` is the one primitive; `Gathered` answers questions with it, one query per kind;
+`GatheredWrites` writes with it, each writer waiting for its own write. A failed call fails exactly the
+questions or writes it held.
 """
 
 from __future__ import annotations
@@ -29,15 +28,13 @@ def _one(_item: object) -> int:
 class Gathering(Generic[T]):
     """Items handed in one by one, taken together after a pause and handed to one call (`take`).
 
-    `pause`: seconds to wait for more items once one arrived (0: the rest of this event-loop tick);
-    None: items wait until `hand_over` is called. `full_at`: gathered items (of `size` each) that cut
-    the pause short, as `add(at_once=True)` then does. `most`: items taken at most per call, the rest wait
-    for the next. `overlap`: each batch is handed to a task of its own and the next is gathered at once
-    (`below` and `finish` wait for them); otherwise one call at a time, the next batch gathering
-    meanwhile. `every`: also call `take` this often when nothing arrives (with an empty batch), until
-    `close`. A call that raises goes to `failed` (and a one-at-a-time gathering stops until the next
-    item); without `failed` it is raised where the batch is waited for.
-    """
+    `pause`: seconds to wait for more items once one arrived (0: the rest of this event-loop tick); None:
+    items wait until `hand_over` is called. `full_at`: gathered items (of `size` each) that cut the pause
+    short, as `add(at_once=True)` does. `most`: items taken at most per call, the rest wait for the next.
+    `overlap`: each batch is handed to a task of its own and the next is gathered at once (`below` and
+    `finish` wait for them); otherwise one call at a time, the next batch gathering meanwhile. `every`: also
+    call `take` this often when nothing arrives (with an empty batch), until `close`. A call that raises goes
+    to `failed` (a one-at-a-time gathering stops until the next item); else it is raised where awaited."""
 
     def __init__(
         self,

@@ -1,22 +1,8 @@
 """Which Zoho organisation a sync works in, and whether its outcomes are written back to the source.
 
-zoho-cdc's memory of Zoho (entity map, create intents, item map, replay memos) is per organisation
-(`ZOHO_ORGANIZATION_ID`), but the source has one set of id columns. They hold the ids of one
-organisation: the one the live sync (`zoho-cdc run`) runs against, recorded in
-`zoho_live_organization`. A sync in another organisation (a backfill into a new one) keeps its ids in
-that organisation's map rows and writes nothing back, so two organisations never take turns
-overwriting a row.
-
-At start, every sync session settles its organisation (`settle`):
-- `zoho-cdc run` records its organisation as the live one. Rows from before organisations were kept
-  (migration 0009: organisation '') are claimed by it. If another organisation was live before, the
-  live sync has moved: the source's id columns follow from the new organisation's map (queued as
-  write-backs, each change logged).
-- Any other command works in its organisation; it is the live one if it is the recorded one, or if
-  none is recorded yet on a new install (the first backfill is the initial load of the organisation
-  the source will sync with). With unclaimed rows and none recorded (an upgrade not yet followed by
-  `zoho-cdc run`), it refuses to start: which organisation those rows belong to is only known to the
-  live sync, and guessing wrong would attach one organisation's ids to another.
+The entity map, create intents, item map and replay memos are per organisation (`ZOHO_ORGANIZATION_ID`);
+the source's one set of id columns holds the live sync's (`zoho_live_organization`). A sync in another
+organisation keeps its ids in its map rows and writes nothing back: two never overwrite a row in turn.
 """
 
 from __future__ import annotations
@@ -57,8 +43,14 @@ def live_organisation(conn: psycopg.Connection) -> str | None:
 
 
 def settle(database_url: str, organization_id: str, *, live_sync: bool) -> Organisation:
-    """Record or read the live organisation (see the module's docstring) and say whether a sync in
-    `organization_id` writes back to the source."""
+    """At a sync session's start, record or read the live organisation; say if `organization_id` writes back.
+
+    `zoho-cdc run` records its organisation as the live one and claims rows from before organisations were
+    kept (migration 0009: organisation ''); if another was live, the source's id columns follow the new
+    one's map (`follow_map`). Any other command is live if its organisation is the recorded one, or none is
+    recorded yet on a new install (the first backfill is the initial load). With unclaimed rows and none
+    recorded (an upgrade not yet followed by `zoho-cdc run`) it raises `OrganisationUnsettled`: only the
+    live sync knows whose those rows are, and guessing would attach one organisation's ids to another."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
         try:

@@ -1,9 +1,8 @@
 """Recording outcomes: every record ends in exactly one durable sync-log row, whatever PostgreSQL does.
 
-An `Outcome` is the one value a policy step returns: the sync-log rows and the entity-map, write-back
-and intent changes that go with them, written in one transaction. A database that is briefly gone is
-waited for; content PostgreSQL refuses (a value it cannot store or index) is still recorded, without
-its entity part and with the reason, so the offset can advance and the partition is never blocked.
+An `Outcome` (sync-log rows with their entity-map, write-back and intent changes) is written in one
+transaction. A database briefly gone is waited for; content PostgreSQL refuses (a value it cannot store or
+index) is still recorded, without its entity part, with the reason: the partition is never blocked.
 """
 
 from __future__ import annotations

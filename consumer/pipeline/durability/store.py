@@ -1,12 +1,8 @@
 """The sync log, the entity map and create intents in PostgreSQL.
 
-`record()` writes an event's outcome rows, the entity-map update, the intent removal and the
-write-back to the source row in ONE transaction: when it returns, the outcome is durable and the
-offset may be committed; when it raises, nothing of it happened.
-
-A store works in one Zoho organisation (`organization_id`): every read and write of the entity map,
-the intents and the item map is that organisation's. Only the live sync's organisation writes back
-to the source (`writes_back`, `consumer.pipeline.durability.organisations`).
+`record()` writes an event's outcome rows, the entity-map update, the intent removal and the write-back
+for the source row in ONE transaction: when it returns, the outcome is durable and the offset may be
+committed; when it raises, nothing of it happened.
 """
 
 from __future__ import annotations
@@ -37,7 +33,11 @@ log = structlog.get_logger(__name__)
 
 
 class SyncStore:
-    """Async access to zoho-cdc's tables and the source tables it reads and writes back."""
+    """Async access to zoho-cdc's tables and the source tables it reads and writes back.
+
+    A store works in one Zoho organisation (`organization_id`): every read and write of the entity map,
+    the intents and the item map is that organisation's. Only the live sync's organisation writes back
+    to the source (`writes_back`, `consumer.pipeline.durability.organisations`)."""
 
     def __init__(
         self, database_url: str, *, max_size: int = 10, organization_id: str = "", writes_back: bool = True

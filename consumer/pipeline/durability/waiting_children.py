@@ -1,10 +1,8 @@
 """Children waiting for a parent (`zoho_waiting_for_parent`), taken for many synced parents at once.
 
-Every synced parent asks for its waiting children (`follow_ups`), and almost always none waits: one
-statement per parent cost a round trip and a pooled connection each (a 15,000-entity backfill: 10,000
-statements, the pool's connections queued behind them). The parents asked within one gathering pause
-are answered by one DELETE ... RETURNING. Each child taken goes to exactly one asker, as when each
-parent's statement ran alone; a failed statement fails exactly the parents it was taking for.
+Every synced parent asks, and almost always none waits (a statement each: a round trip and a pooled
+connection, 10,000 in a 15,000-entity backfill). The parents asked in one pause share one DELETE ...
+RETURNING; each child goes to exactly one asker, and a failed statement fails exactly its askers.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Carry out one planned Zoho call, without ever creating a second record for one source row.
 
-Before a create, an intent is written durably; if a previous process died with an intent in
-place (the create may have reached Zoho), the record is first looked up by its natural key.
-Creates go through the client's idempotent helpers, which resolve a lost response the same way.
-What each action calls is the entity's own (`EntitySpec.calls`); this module is the part all share, and
-the pipeline's boundary: what fails leaves it as a `consumer.model.call_errors` family, never a client's.
+A create's intent is written durably first; after a crash with an intent in place the record is looked up
+by its natural key, as the client's idempotent creates resolve a lost response. The calls are the entity's
+(`EntitySpec.calls`); what fails leaves here as a `consumer.model.call_errors` family, never a client's.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Dead-lettering a record: published to the DLQ once, recorded once, parked after its reprocess attempts.
 
-A record redelivered after a crash finds its `dead_lettered` row and is not published again. A record
-re-driven from the DLQ that fails again `reprocess_max_attempts` times is recorded `failed` (parked)
-instead of going round the DLQ forever. Publishing is a send like a Zoho call: withdrawn before it by
-a revoke, never cancelled once it started.
+A record redelivered after a crash finds its `dead_lettered` row and is not published again; one re-driven
+that fails `reprocess_max_attempts` times is recorded `failed` (parked), not sent round the DLQ for ever.
+Publishing is a send like a Zoho call: withdrawn before it by a revoke, never cancelled once it started.
 """
 
 from __future__ import annotations

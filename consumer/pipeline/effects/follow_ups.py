@@ -1,12 +1,8 @@
 """Children refused because their parent failed are sent once the parent is synced, without an operator.
 
-When Zoho refuses a parent a child needs (an invoice's customer), the child is dead-lettered and
-remembered as waiting for that parent (`zoho_waiting_for_parent`). When the parent is synced (its own
-change, or resolved for another child), its waiting children are handed to the pipeline again, read from
-their source rows as they are now, as an explicit re-drive: their state was refused for the parent's sake,
-not their own. Each handover has its own sync-log position (partition `FOLLOW_UP_PARTITION`, offsets from
-a sequence). A child taken from the waiting list by a process killed before its outcome stays in the DLQ
-for `dlq reprocess`.
+A child dead-lettered for its parent's refusal waits (`zoho_waiting_for_parent`); once the parent is
+synced (its own change, or resolved for another child) the child goes through the pipeline again from
+its current source row, as an explicit re-drive: it was refused for the parent's sake, not its own.
 """
 
 from __future__ import annotations
@@ -29,7 +25,11 @@ FOLLOW_UP_PARTITION: Final = -2
 
 
 class FollowUps:
-    """Remembers children waiting for a parent, and hands them over when the parent is synced."""
+    """Remembers children waiting for a parent, and hands them over when the parent is synced.
+
+    Each handover has its own sync-log position (partition `FOLLOW_UP_PARTITION`, offsets from a
+    sequence). A child taken from the waiting list by a process killed before its outcome stays in the
+    DLQ for `dlq reprocess`."""
 
     def __init__(
         self, recorder: OutcomeRecorder, admit: Callable[[WorkItem], None], topic_prefix: str

@@ -1,12 +1,8 @@
 """Write-backs to the source rows: queued durably with the outcome, applied apart with a lock timeout.
 
-The outcome's transaction only queues the write-back (`zoho_pending_write_back`), so a source row
-held by an application transaction never blocks other outcomes or the offset commit. The queue is
-applied right after each commit and every few seconds, a batch at a time with one statement per table:
-rows an application transaction holds are skipped (`FOR NO KEY UPDATE SKIP LOCKED`) and tried again later,
-the others go through. A row the table refuses (a CHECK, a trigger, a length limit) is found by halving
-the failed statement under savepoints and set apart with its error, retried after a growing pause: it
-never holds back the rest of the batch, and is never dropped unseen.
+The outcome's transaction only queues the write-back (`zoho_pending_write_back`), so a source row held by
+an application transaction never blocks other outcomes or the offset commit. A held row waits its turn; a
+row the table refuses is set apart with its error: it never holds back the rest, nor is dropped unseen.
 """
 
 from __future__ import annotations
@@ -150,7 +146,12 @@ class WriteBackPass(NamedTuple):
 
 
 class WriteBackQueue:
-    """Applies queued write-backs to the source rows; one per store, run in the background."""
+    """Applies queued write-backs to the source rows; one per store, run in the background.
+
+    Applied right after each commit and every few seconds, a batch at a time with one statement per
+    table: rows an application transaction holds are skipped (`FOR NO KEY UPDATE SKIP LOCKED`) and tried
+    again later. A row the table refuses (a CHECK, a trigger, a length limit) is found by halving the
+    statement (`_update_isolating`) and retried after a growing pause."""
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self._pool = pool

@@ -1,9 +1,8 @@
 """Partitions and end offsets that hold on every Kafka-protocol broker.
 
-Tansu (the local broker) answers ListOffsets(latest) with the start of a partition's last record
-batch + 1, so a batch of ten records reports an end offset of 1; the high watermark in a fetch
-response is right on every broker. Bounded runs (backfill, DLQ reprocess, `dlq list`) and lag
-figures use this, so they never stop short of records that were already in the topic.
+Tansu (the local broker) answers ListOffsets(latest) with the start of a partition's last record batch,
+plus one; the high watermark in a fetch response is right on every broker. Bounded runs (backfill, DLQ
+reprocess, `dlq list`) and lag figures use it, so they never stop short of records already in the topic.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """The sync engine: records in, one durable sync-log outcome per record out, in key order.
 
-It wires the three parts a newcomer reads in turn: the `KeyScheduler` (one worker per entity key, the
-Parallel Consumer model), the `EventPolicy` (what a key's batch becomes, step by step) and the
-`OutcomeRecorder` (durable rows). `on_done` (the run's `PartitionWatermarks.completed`, which lets the
-offset be committed) is called only after a record's row is durable. How a record reaches the scheduler
-is the run's intake: decoded and queued under its key (`LiveIntake`), or routed by a replay
-(`consumer.pipeline.replay.second_pass`).
+It wires the `KeyScheduler` (one worker per entity key), the `EventPolicy` (what a key's batch becomes)
+and the `OutcomeRecorder` (durable rows); `on_done`, which lets the offset be committed, is called only
+after a record's row is durable. The run's intake queues records (`LiveIntake`, or a replay's).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """How a run reads its topics: the seam between the runner and a replay.
 
-The live sync joins the group and reads every record it is given, for ever (`LiveReading`). A replay
-(`consumer.pipeline.replay.range.ReplayRange`: a backfill, a dead-letter re-drive) reads one range and
-ends. The runner asks its reading how to take partitions, how to poll, what each record is and when the
-run is over; it knows nothing else of replays.
+The live sync joins the group and reads every record it is given, for ever (`LiveReading`); a replay
+(`replay.range.ReplayRange`) reads one range and ends. The runner asks its reading how to take partitions,
+how to poll, what each record is and when the run is over; it knows nothing else of replays.
 """
 
 from __future__ import annotations
@@ -92,9 +91,8 @@ class LiveReading:
         return max_in_flight // 2  # a live run keeps a wide margin: its records arrive as they are made
 
     async def poll(self, consumer: AIOKafkaConsumer, *, paused: bool, max_records: int) -> Fetched:
-        # A live run polls for 200 ms even while paused (a paused range waits for the engine instead): the
-        # change was never measured for live runs; benchmark 6's restarted static member that got no
-        # partitions back was first blamed on it, but it stalls without it too (docs/BENCHMARKS.md).
+        # A live run polls for 200 ms even while paused (a paused range waits for the engine instead):
+        # waiting for the engine was measured for replays only, so the live poll stays as it was.
         return await consumer.getmany(timeout_ms=200, max_records=max_records)
 
     def within(

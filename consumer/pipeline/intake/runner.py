@@ -1,11 +1,8 @@
 """The Kafka side of a run: poll, hand records to the engine, pace, commit the durable prefix.
 
 Offsets are committed per partition only up to the contiguous prefix whose outcomes are durable
-(`PartitionWatermarks`, which the engine tells as each record's row is written), periodically, on
-rebalance revoke and on shutdown. Partitions are paused while too many records are in memory, so memory
-does not grow with the backlog. How partitions are taken and which records are work is the run's
-`Reading` (live, or a replay's range). The worker (`consumer.service.worker`) drives it: `start`, one
-`turn` per poll, `drain`.
+(`PartitionWatermarks`), periodically, on rebalance revoke and on shutdown. Partitions are paused while
+too many records are in memory, so memory does not grow with the backlog.
 """
 
 from __future__ import annotations
@@ -85,7 +82,10 @@ class _Revocation(ConsumerRebalanceListener):
 
 
 class SyncRunner:
-    """One run's partitions: what is read, what is in flight, what is committed."""
+    """One run's partitions: what is read, what is in flight, what is committed.
+
+    How partitions are taken and which records are work is the run's `Reading` (live, or a replay's
+    range). The worker (`consumer.service.worker`) drives it: `start`, one `turn` per poll, `drain`."""
 
     def __init__(
         self,

@@ -1,13 +1,8 @@
 """Key-ordered, concurrent scheduling of records (the Parallel Consumer model).
 
-Records are queued per key; one worker per key drains its queue, so a key's records are handled in
-order while different keys run at once. A worker takes everything queued for its key as one batch.
-`on_done` (which advances the offset watermark) is called only after the batch's handler returned,
-that is after its sync-log rows are durable. Of Zoho it knows only the send guard the client checks
-before each request (`connectors.zoho.send_guard`): a revoke withdraws the work of revoked partitions
-that has sent nothing yet; queued records are never left without a worker.
-Work admitted under one ownership of a partition stays revoked for good once that ownership ends: later
-rebalances, and the partition coming back (its records are then fetched again), never revive it.
+Records are queued per key; one worker per key takes everything queued for it as one batch, so a key's
+records are handled in order while different keys run at once. `on_done` (which advances the offset
+watermark) is called only after the batch's handler returned, that is after its sync-log rows are durable.
 """
 
 from __future__ import annotations
@@ -84,7 +79,13 @@ class _KeyLock:
 
 
 class KeyScheduler:
-    """Queues per key, one worker per key, in-flight accounting per partition, and revokes."""
+    """Queues per key, one worker per key, in-flight accounting per partition, and revokes.
+
+    Of Zoho it knows only the send guard the client checks before each request
+    (`connectors.zoho.send_guard`): a revoke withdraws the work of revoked partitions that has sent nothing
+    yet; queued records are never left without a worker. Work admitted under one ownership of a partition
+    stays revoked for good once that ownership ends: later rebalances, and the partition coming back (its
+    records are then fetched again), never revive it."""
 
     def __init__(
         self,

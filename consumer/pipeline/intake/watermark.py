@@ -1,9 +1,8 @@
 """Per-partition offset watermarks: what may be committed.
 
-An offset is committable only when it and every offset before it on the partition has a durable
-outcome (the Confluent Parallel Consumer rule). Records finish out of order because different keys
-run concurrently; the watermark is the lowest offset still pending. `PartitionWatermarks` is where a
-finished record lands (the engine's `on_done`) and where the runner reads what to commit.
+An offset is committable only when it and every offset before it on the partition has a durable outcome
+(the Confluent Parallel Consumer rule): records finish out of order, the watermark is the lowest offset
+still pending. Finished records land in `PartitionWatermarks`; the runner reads there what to commit.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """A replay's newest records, checked in batches: those Zoho already holds are recorded `unchanged` in bulk.
 
-One query reads the map rows of a batch of keys and of the parents they name. A record whose map row
-holds its replay memo (`replay.memo`) ends `unchanged` undecoded; otherwise the rule
-(`decision.nothing_to_send`) is asked with the record and the rows alone, and only a record it finds
-nothing to send for ends here; every other one goes to the pipeline as it is. Write-backs the source
-rows already say are dropped (one query per entity and batch).
+One query reads the map rows of a batch of keys and of their parents. A record whose map row holds its
+replay memo ends `unchanged` undecoded; else only one the rule (`decision.nothing_to_send`), asked with
+the record and rows alone, finds nothing to send for ends here. Every other goes to the pipeline as is.
 """
 
 from __future__ import annotations
@@ -165,7 +163,8 @@ class UnchangedInBulk:
         return None if plan is None else (plan, parent)
 
     async def _drop_written_back(self, outcomes: list[Outcome]) -> None:
-        """Keep an outcome's write-back only when the current source row does not already say it."""
+        """Keep an outcome's write-back only when the current source row does not already say it (one query
+        per entity and batch)."""
         by_entity: dict[EntityType, list[Outcome]] = {}
         for outcome in outcomes:
             if outcome.write_back is not None:

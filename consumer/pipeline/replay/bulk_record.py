@@ -1,10 +1,8 @@
 """Outcomes decided on arrival, without a worker (a replay's superseded, skipped and unchanged records).
 
-Every such record still gets its own durable sync-log row before its offset may be committed: what one
-event-loop tick decides is written together (one group-committed transaction), and only then are its
-records finished. A tick's write is handed to the store without waiting for the one before, so the
-store has the next group ready when a commit returns. A failed write stops the sync loudly; it never
-drops a record.
+Every such record still gets its own durable sync-log row before its offset may be committed: one
+event-loop tick's decisions are written in one group-committed transaction, and only then are its records
+finished. A failed write stops the sync loudly; it never drops a record.
 """
 
 from __future__ import annotations
@@ -22,7 +20,10 @@ log = structlog.get_logger(__name__)
 
 
 class BulkRecorder:
-    """Records outcomes decided on arrival in bulk, a tick at a time, then finishes their records."""
+    """Records outcomes decided on arrival in bulk, a tick at a time, then finishes their records.
+
+    A tick's write is handed to the store without waiting for the one before, so the store has the next
+    group ready when a commit returns."""
 
     def __init__(self, recorder: OutcomeRecorder, scheduler: KeyScheduler) -> None:
         self._recorder = recorder

@@ -1,11 +1,8 @@
-"""A backfill's first pass: read the range once, index each entity's newest record, and record on the way
-what is already decided.
+"""A backfill's first pass: read the range once, index each entity's newest record, record what is decided.
 
-Records are only summarized (entity, op, source position, whole image or not), not decoded. A record
-superseded for good (`ReplayIndex.add`) and a tombstone are recorded here, in bulk, while the range is
-read: their sync-log rows are durable before the second pass starts, so that pass only moves the
-offsets past them, without reading them again. Their offsets are still committed by the second pass,
-after these rows are written, as every other offset is.
+Records are only summarized (entity, op, source position, whole image or not), not decoded. Records
+superseded for good (`ReplayIndex.add`) and tombstones are recorded here, in bulk, as the range is read:
+durable before the second pass, which moves past them unread and commits their offsets as every other.
 """
 
 from __future__ import annotations

@@ -1,19 +1,8 @@
 """A backfill's first pass: which records of each entity the replay must apply.
 
-The first pass reads the whole range once and keeps, per entity, only the positions of its newest
-record and of the images that record needs to be made whole (the newest full image before it and
-the partial ones in between). A record that falls out of that set is superseded for good: everything
-kept from then on is at least as new as the full image that pushed it out. `add` hands such records
-back at once, so the first pass records them `superseded` while it reads (with their source position)
-and the second pass passes over them without reading them again. The second pass applies the kept
-records; memory grows with the number of distinct entities, never with the number of events.
-Records are ordered per entity as the live path orders them
-(`consumer.pipeline.decision.policy.in_source_order`):
-by source position (`consumer.model.events.order_position`: a streamed change's LSN) when every one has
-one, else by arrival order. A snapshot read has none (its LSN is where its snapshot began), so a streamed
-change that comes after it in the topic is newer whatever its LSN. The first pass also keeps the
-positions of the few records it leaves to the second pass to read in full (those it could not read,
-which are dead-lettered, and tombstones that have a value). Pure data, no I/O.
+Per entity, only the positions of its newest record and of the images it is made whole from are kept, so
+memory grows with the number of distinct entities, never with the number of events. A record that falls
+out of that set is superseded for good: `add` hands it back at once. Pure data, no I/O.
 """
 
 from __future__ import annotations
@@ -61,7 +50,14 @@ def _newest_last(entries: list[_Position]) -> list[_Position]:
 
 
 class ReplayIndex:
-    """Per entity key, the records a replay must apply (see the module docstring)."""
+    """Per entity key, the records a replay must apply: the newest, and the newest full image before it with
+    the partial ones in between. Whatever is kept after a record falls out is at least as new as the full
+    image that pushed it out, so the first pass records it `superseded` (with its source position) and the
+    second pass passes over it unread. Records are ordered as the live path orders them
+    (`decision.policy.in_source_order`, by `consumer.model.events.order_position`): a snapshot read has no
+    position, so a streamed change after it in the topic is newer whatever its LSN. Also kept: the few
+    records left to the second pass to read in full (unreadable ones, dead-lettered; tombstones with a
+    value)."""
 
     def __init__(self) -> None:
         self._keys: dict[tuple[str, str], list[_Position]] = {}

@@ -1,10 +1,8 @@
 """A replay's reading: one range of the topics, read once, without group membership, then the run ends.
 
-Backfills and dead-letter re-drives read this way. Every partition is assigned and read from the
-beginning, from `since`, from given start offsets (a backfill's second pass reads exactly what its first
-pass read) or from the group's committed position, up to the end offsets captured at the start (true
-ones: `consumer.pipeline.intake.end_offsets`). Records already durable are passed without work; the
-run reads ahead before working so events of one entity fold into one call.
+Backfills and dead-letter re-drives read this way: every partition assigned, read from its start
+(`ReplayRange`) up to the true end offsets captured at the start (`consumer.pipeline.intake.end_offsets`).
+Records already durable are passed without work; reading ahead folds one entity's events into one call.
 """
 
 from __future__ import annotations
@@ -31,7 +29,10 @@ RecordTest = Callable[[ConsumerRecord[bytes, bytes]], bool]
 
 @dataclass
 class ReplayRange:
-    """Which range a replay reads and which of its records are work (see the module docstring)."""
+    """Which range a replay reads and which of its records are work.
+
+    Each partition is read from the beginning, from `since`, from given start offsets (a backfill's second
+    pass reads exactly what its first pass read) or from the group's committed position."""
 
     from_beginning: bool = False
     since: datetime | None = None
@@ -94,8 +95,8 @@ class ReplayRange:
         return self.ends
 
     def resume_at(self, max_in_flight: int) -> int:
-        # A replay is CPU-bound and refills at once, so it resumes sooner and keeps its pipeline fuller (the
-        # no-op replay of benchmark 1: about 10 % faster at 3/4 than at 1/2).
+        # A replay is CPU-bound and refills at once, so it resumes sooner and keeps its pipeline fuller
+        # (measurably faster at 3/4 than at 1/2: docs/BENCHMARKS.md).
         return max_in_flight * 3 // 4
 
     async def poll(self, consumer: AIOKafkaConsumer, *, paused: bool, max_records: int) -> Fetched:

@@ -1,14 +1,8 @@
 """A backfill's second pass: what each replayed record needs, decided as it arrives.
 
-The first pass recorded every record it saw superseded, and every tombstone; the runner moves the
-offsets past those (`ReplayRange.read`) without handing them here. What remains is each entity's
-newest record and the partial images it is made whole from: they are decoded and go on, the newest to
-the pipeline or to the bulk check of entities Zoho already holds (`UnchangedInBulk`), the images folded
-into it and recorded `superseded`. A newest record that is a whole image on its own goes to that check
-undecoded, with only its summary and its parent's id read: its replay memo may settle it
-(`consumer.pipeline.replay.memo`), and it is decoded only if not. A record the first pass could not
-read is decoded in full and dead-lettered by the pipeline with its reason, as is one whose columns turn
-out unreadable.
+What the first pass recorded (superseded records, tombstones) never comes here: the runner moves the
+offsets past it (`ReplayRange.read`). Each entity's newest record goes to the pipeline or to the bulk
+check (`UnchangedInBulk`); the partial images it is made whole from are folded in and recorded `superseded`.
 """
 
 from __future__ import annotations
@@ -68,7 +62,12 @@ class SecondPass:
 
 
 class ReplayIntake:
-    """Routes each record of a replay by its role in the index (see the module docstring)."""
+    """Routes each record of a replay by its role in the index, decoded unless the bulk check may settle it.
+
+    A newest record that is a whole image on its own goes to the bulk check undecoded, with only its
+    summary and its parent's id read: its replay memo (`consumer.pipeline.replay.memo`) may settle it, and
+    it is decoded only if not. A record the first pass could not read is decoded in full and dead-lettered
+    by the pipeline with its reason, as is one whose columns turn out unreadable."""
 
     def __init__(
         self,
