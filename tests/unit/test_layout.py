@@ -22,13 +22,6 @@ MAX_COMPLEXITY: Final = 10
 #: One module per command: the folder is the CLI's table of contents.
 FOLDERS_EXEMPT: Final = frozenset({"consumer/commands"})
 
-#: Known violations, being split by the layout work (issue 24: the other helpers' branches). The
-#: coordinator empties this as those land; nothing is ever added: a new violation is fixed, not listed.
-BEING_SPLIT_BY_THE_LAYOUT_WORK: Final[Mapping[str, frozenset[object]]] = {
-    "over 350 lines": frozenset(),
-    "import circles": frozenset(),
-}
-
 
 def _modules() -> Iterator[Path]:
     for package in PACKAGES:
@@ -125,10 +118,6 @@ def _reachable(graph: Mapping[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-def _known(kind: str) -> frozenset[object]:
-    return BEING_SPLIT_BY_THE_LAYOUT_WORK[kind]
-
-
 # --- the guarantees --------------------------------------------------------------------------------
 
 
@@ -136,22 +125,13 @@ def test_no_folder_holds_more_than_15_modules_directly() -> None:
     assert crowded_folders() == {}
 
 
-def test_no_module_is_over_350_lines_besides_those_being_split() -> None:
-    new = {path: n for path, n in long_modules().items() if path not in _known("over 350 lines")}
-    assert new == {}, f"split these by concern (at most {MAX_LINES} lines each): {new}"
+def test_no_module_is_over_350_lines() -> None:
+    assert long_modules() == {}, f"split these by concern (at most {MAX_LINES} lines each)"
 
 
-def test_no_import_circle_besides_those_being_split() -> None:
-    new = import_circles(import_graph()) - _known("import circles")
-    assert not new, f"modules that import each other (type-only and function-level imports count): {new}"
-
-
-def test_the_known_violations_are_all_still_there() -> None:
-    """An entry fixed by the layout work is taken off the list, so it cannot come back unnoticed."""
-    fixed_lengths = _known("over 350 lines") - long_modules().keys()
-    fixed_circles = _known("import circles") - import_circles(import_graph())
-    fixed = sorted(map(str, fixed_lengths | fixed_circles))
-    assert not fixed, f"fixed: remove from BEING_SPLIT_BY_THE_LAYOUT_WORK: {fixed}"
+def test_no_import_circle() -> None:
+    circles = import_circles(import_graph())
+    assert not circles, f"modules that import each other (type-only, function-level count too): {circles}"
 
 
 def test_ruff_keeps_every_function_under_complexity_10() -> None:
