@@ -32,3 +32,9 @@ def test_an_outcome_is_its_value_wherever_it_is_written():
     assert SyncOutcome.DEAD_LETTERED == "dead_lettered"
     assert f"{SyncOutcome.ZOHO_AHEAD}" == str(SyncOutcome.ZOHO_AHEAD) == "zoho_ahead"
     assert {"synced": 1}[SyncOutcome.SYNCED] == 1
+
+
+def test_counts_keyed_by_outcome_print_as_the_sync_log_values():
+    """A backfill's outcome counts are logged and printed as a dict: its keys read as the sync log's."""
+    counts = {SyncOutcome.SUPERSEDED: 35000, SyncOutcome.SYNCED: 2}
+    assert repr(counts) == "{'superseded': 35000, 'synced': 2}"
