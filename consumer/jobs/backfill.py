@@ -13,13 +13,13 @@ result (`not_applied`) and the run does not report success.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from connectors import clock
 from consumer.entities.registry import specs
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
 from consumer.jobs.reconcile.repair import RECONCILE_PARTITION
@@ -73,7 +73,7 @@ async def run_backfill(
     group_id: str | None = None,
     on_progress: Any = None,
 ) -> BackfillResult:
-    group = group_id or f"{session.settings.consumer_group}.backfill.{int(time.time() * 1000)}"
+    group = group_id or f"{session.settings.consumer_group}.backfill.{clock.wall_ms()}"
     options = session.run_options(group, topics=backfill_topics(session, entity))
     replay_range = ReplayRange(from_beginning=since is None, since=since, read_ahead=False)
     planned = PlannedCalls() if dry_run else None
@@ -81,12 +81,12 @@ async def run_backfill(
     before = dict(session.metrics.tally)
     attempts_before = session.metrics.attempts
     already_applied_before = session.metrics.already_applied
-    started = time.monotonic()  # the run's time covers both passes: the index is part of the replay
+    started = clock.monotonic()  # the run's time covers both passes: the index is part of the replay
     replay, replay_range.bounds = await first_pass(
         options, replay_range, session.settings.topic_prefix, OutcomeRecorder(store, group, session.metrics)
     )
     replay_range.first_pass = replay  # the records it recorded are passed unread
-    index_s = time.monotonic() - started
+    index_s = clock.monotonic() - started
     entities = len(replay)  # the second pass forgets each entity once it is handed out
     listing = None
     applier = None
@@ -124,7 +124,7 @@ async def run_backfill(
         outcomes={k: v for k, v in outcomes.items() if v},
         zoho_attempts=session.metrics.attempts - attempts_before,
         http_429=_client_429(session.client) - http_429_before,
-        elapsed_s=time.monotonic() - started,
+        elapsed_s=clock.monotonic() - started,
         planned=planned,
         extra={
             "entities": entities,
@@ -171,7 +171,7 @@ async def _apply_from_source(
                 found.add((kind.value, entity_id))
                 # The record only names the sync-log position; the row is handed over decoded.
                 record = InboundRecord(topic, RECONCILE_PARTITION, handed, None, None)
-                engine.submit(record, snapshot_read(kind, entity_id, row, read_at_ms=int(time.time() * 1000)))
+                engine.submit(record, snapshot_read(kind, entity_id, row, read_at_ms=clock.wall_ms()))
                 handed += 1
             await engine.wait_idle()
             if engine.fatal is not None:

@@ -14,7 +14,6 @@ by their sync-log rows, so a later run passes them without a call. Copies of one
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ import psycopg
 import structlog
 from aiokafka import AIOKafkaConsumer
 
+from connectors import clock
 from consumer.jobs.backfill import BackfillResult
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
 from consumer.pipeline.effects.dead_letter_topic import (
@@ -95,7 +95,7 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
         ends = await true_end_offsets(bootstrap, parts)
         out: list[DeadLetterEntry] = []
         first_copies: dict[str, str] = {}
-        now_ms = time.time() * 1000
+        now_ms = clock.wall() * 1000
         while any([await consumer.position(tp) < ends[tp] for tp in parts]):
             batch = await consumer.getmany(timeout_ms=500)
             for tp, messages in batch.items():

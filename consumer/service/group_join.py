@@ -7,12 +7,13 @@ one not joined after `RunOptions.static_join_timeout` rejoins once as a dynamic 
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer
 
+from connectors import clock
 from consumer.pipeline.intake.runner import RunOptions, SyncRunner, kafka_consumer
 from consumer.settings import Settings
 
@@ -25,7 +26,17 @@ class GroupJoin:
     On Tansu a restarted static member can keep rejoining with no assignment while the others keep their
     partitions and its own have no owner; the dynamic member that replaces it makes the group rebalance."""
 
-    def __init__(self, settings: Settings, options: RunOptions, *, static: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        options: RunOptions,
+        *,
+        static: bool,
+        consumers: Callable[..., AIOKafkaConsumer] = kafka_consumer,
+    ) -> None:
+        # `consumers(bootstrap_servers, group_id, **membership)` makes a consumer: aiokafka's, or the
+        # simulation's in-memory one (`simulation.kafka`).
+        self._consumers = consumers
         self._options = options  # read at each check: the join timeout may be changed while running
         self._membership: dict[str, Any] = {
             "session_timeout_ms": settings.kafka_session_timeout_ms,
@@ -45,7 +56,7 @@ class GroupJoin:
         """Rejoin as a dynamic member when a static member's join has gone unanswered too long."""
         if not self._instance_id or runner.joined:
             return
-        waited = time.monotonic() - runner.started
+        waited = clock.monotonic() - runner.started
         if waited <= self._options.static_join_timeout:
             return
         log.warning(
@@ -65,4 +76,4 @@ class GroupJoin:
 
     def _consumer(self, **instance: str) -> AIOKafkaConsumer:
         options = self._options
-        return kafka_consumer(options.bootstrap_servers, options.group_id, **self._membership, **instance)
+        return self._consumers(options.bootstrap_servers, options.group_id, **self._membership, **instance)

@@ -7,10 +7,10 @@ lost reply or a crash it is found again on the invoice by our reference before a
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
+from connectors import clock
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.wire.protocol import CODE_ITEM_NOT_FOUND
 from consumer.entities.invoices.items import ItemCatalogue
@@ -287,7 +287,7 @@ class InvoiceCalls:
                 "customer_id": str(invoice["customer_id"]),
                 "payment_mode": self._ctx.options.payment_mode,
                 "amount": amount,
-                "date": dt.datetime.now(dt.UTC).date().isoformat(),
+                "date": clock.utc_now().date().isoformat(),
                 "reference_number": entity_id,
                 "description": f"Invoice {number} paid in the source (zoho-cdc)",
                 "invoices": [{"invoice_id": zoho_id, "amount_applied": amount}],

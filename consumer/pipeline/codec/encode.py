@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
+from connectors import clock
 from consumer.entities.registry import spec_of
 from consumer.model.events import ColumnKind, EntityType
 
@@ -51,7 +51,7 @@ def encode_event(
 ) -> tuple[bytes, bytes]:
     """(key, value) bytes of one change event; `op` is c, r, u or d (a delete carries only the key)."""
     kinds = spec_of(entity_type).columns
-    ts_ms = ts_ms if ts_ms is not None else int(time.time() * 1000)
+    ts_ms = ts_ms if ts_ms is not None else clock.wall_ms()
     after = None
     if row is not None and op != "d":
         after = {column: wire_value(kinds.get(column), value) for column, value in row.items()}

@@ -7,11 +7,11 @@ a refusal of our credentials stops the sync.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import structlog
 
+from connectors import clock
 from consumer.entities.spec import ParentRecord
 from consumer.model.call_errors import CallError, CredentialsRejected, ZohoAhead
 from consumer.model.events import ChangeEvent, Op
@@ -106,7 +106,7 @@ class PlannedCall:
             return Outcome([row], clear_intent=done)
         metrics.outcome(SyncOutcome.SYNCED)
         if event.source_ts_ms:
-            metrics.latency(time.time() - event.source_ts_ms / 1000)
+            metrics.latency(clock.wall() - event.source_ts_ms / 1000)
         row = self.recorder.row(
             item,
             SyncOutcome.SYNCED,
@@ -114,7 +114,7 @@ class PlannedCall:
             zoho_id=applied.zoho_id,
             http_status=applied.http_status,
             attempts=applied.attempts,
-            duration_ms=int((time.monotonic() - started) * 1000),
+            duration_ms=int((clock.monotonic() - started) * 1000),
             error=applied.note,  # how the record was found: adopted by stored id, by which rule, created
         )
         write_back = None

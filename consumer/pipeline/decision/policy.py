@@ -8,11 +8,11 @@ refused before, nothing to send, or a plan to carry out. Only the recording step
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import replace
 
 import structlog
 
+from connectors import clock
 from connectors.zoho.send_guard import SendRevoked
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntitySpec, PlanInput
@@ -137,7 +137,7 @@ class EventPolicy:
     # --- the steps ------------------------------------------------------------------------
     async def decide(self, item: WorkItem, event: ChangeEvent) -> Decision:
         """Ask the rule, make the reads it asks for, and carry out its answer."""
-        started = time.monotonic()
+        started = clock.monotonic()
         ground = await self._ground(item, event)
         found = verdict(ground)
         if found.next is Next.FILL_IMAGE:

@@ -7,11 +7,12 @@ never committed for an event that is neither synced nor safely parked in the DLQ
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+
+from connectors import clock
 
 H_TOPIC = "__connect.errors.topic"
 H_PARTITION = "__connect.errors.partition"
@@ -61,7 +62,7 @@ class DeadLetter:
             (H_REASON, reason),
             (H_KIND, self.kind),
             (H_ATTEMPTS, str(self.attempts)),
-            (H_FIRST_FAILED_AT, str(self.first_failed_at_ms or int(time.time() * 1000))),
+            (H_FIRST_FAILED_AT, str(self.first_failed_at_ms or clock.wall_ms())),
             (H_REPROCESS_COUNT, str(self.reprocess_count)),
         ]
         if self.http_status is not None:

@@ -7,12 +7,12 @@ its current source row, as an explicit re-drive: it was refused for the parent's
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Final
 
 import structlog
 
+from connectors import clock
 from consumer.entities.registry import specs
 from consumer.model.events import EntityType, snapshot_read
 from consumer.pipeline.durability.recording import OutcomeRecorder
@@ -55,7 +55,7 @@ class FollowUps:
                 continue  # the child's row is gone: nothing to send
             offset = await recorder.retrying(store.next_follow_up, what="follow-up position")
             record = InboundRecord(child.topic(self._topic_prefix), FOLLOW_UP_PARTITION, offset, None, None)
-            event = snapshot_read(child, child_id, row, read_at_ms=int(time.time() * 1000))
+            event = snapshot_read(child, child_id, row, read_at_ms=clock.wall_ms())
             log.info(
                 "sent again now that its parent is synced", entity=f"{child}:{child_id}", parent=parent_id
             )

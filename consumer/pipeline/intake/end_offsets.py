@@ -8,10 +8,11 @@ reprocess, `dlq list`) and lag figures use it, so they never stop short of recor
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from connectors import clock
 
 
 async def topic_partitions(
@@ -20,11 +21,11 @@ async def topic_partitions(
     """Every partition of `topics` from refreshed metadata, waiting up to `wait_seconds` for topics
     that do not exist yet (a broker that auto-creates them may need a moment)."""
     wanted = list(topics)
-    deadline = time.monotonic() + wait_seconds
+    deadline = clock.monotonic() + wait_seconds
     while True:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
         known = {t: sorted(consumer.partitions_for_topic(t) or ()) for t in wanted}
-        if all(known.values()) or time.monotonic() >= deadline:
+        if all(known.values()) or clock.monotonic() >= deadline:
             return [TopicPartition(t, p) for t in wanted for p in known[t]]
         await asyncio.sleep(0.2)
 
@@ -46,8 +47,8 @@ async def end_offsets(
         consumer.assign(list(pending))
         for tp in pending:
             consumer.seek(tp, listed[tp] - 1)  # fetch the last batch: its response carries the high watermark
-        deadline = time.monotonic() + 10
-        while pending and time.monotonic() < deadline:
+        deadline = clock.monotonic() + 10
+        while pending and clock.monotonic() < deadline:
             await consumer.getmany(timeout_ms=200, max_records=1)
             for tp in list(pending):
                 high = consumer.highwater(tp)

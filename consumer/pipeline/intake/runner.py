@@ -7,7 +7,6 @@ too many records are in memory, so memory does not grow with the backlog.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -15,6 +14,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from connectors import clock
 from consumer.pipeline.intake.engine import SyncEngine
 from consumer.pipeline.intake.reading import Fetched, Read, Reading
 from consumer.pipeline.intake.scheduler import FatalSyncError, InboundRecord
@@ -121,12 +121,12 @@ class SyncRunner:
     # --- the worker's steps ---------------------------------------------------------------
     async def start(self, consumer: AIOKafkaConsumer) -> None:
         """Take the partitions (subscribe, or assign a replay's range) and start the commit clock."""
-        self.started = time.monotonic()
+        self.started = clock.monotonic()
         self._consumer = consumer
         self.end_offsets = await self._take(consumer)
         for tp in self.end_offsets:
             self.watermarks.track(tp)
-        self._last_commit = time.monotonic()
+        self._last_commit = clock.monotonic()
 
     async def rejoined(self, consumer: AIOKafkaConsumer) -> None:
         """Go on with `consumer`, which replaced the one this run started with (a new group member)."""
@@ -151,9 +151,9 @@ class SyncRunner:
         await self.reading.handed_over()
         self._apply_backpressure(consumer)
         await self.reading.gate(self.engine, consumer, paused=self._paused)
-        if time.monotonic() - self._last_commit >= self.options.commit_interval:
+        if clock.monotonic() - self._last_commit >= self.options.commit_interval:
             await self.commit()
-            self._last_commit = time.monotonic()
+            self._last_commit = clock.monotonic()
         if self._on_progress:
             self._on_progress(self)
         return await self.reading.over(self.engine, consumer, paused=self._paused, resume_at=self._resume_at)
@@ -171,7 +171,7 @@ class SyncRunner:
         return RunSummary(
             records=self.records,
             committed={f"{tp.topic}/{tp.partition}": off for tp, off in self.watermarks.committed().items()},
-            elapsed_s=time.monotonic() - self.started,
+            elapsed_s=clock.monotonic() - self.started,
             stopped_by=stopped_by,
         )
 

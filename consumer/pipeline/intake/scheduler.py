@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
 
+from connectors import clock
 from connectors.zoho.send_guard import CURRENT_GUARD, SendGuard, SendRevoked
 from consumer.model.events import ChangeEvent, DecodeError
 
@@ -293,10 +293,10 @@ class KeyScheduler:
 
     async def _wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
         """Wait, woken by each finished record, until `done()`; False on timeout."""
-        deadline = time.monotonic() + timeout
+        deadline = clock.monotonic() + timeout
         while not done():
             self._progress.clear()
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 return False
             try:
