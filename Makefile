@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 ZCDC := $(VENV)/bin/zoho-cdc
 PYTEST_ARGS ?=
 
-.PHONY: install java chromium promtool connect prereqs test test-fast demo bench chaos lint fmt clean dev-up dev-down dev-status
+.PHONY: install java chromium promtool connect prereqs test test-fast demo bench chaos simulate lint fmt clean dev-up dev-down dev-status
 
 install: $(VENV)/.installed
 
@@ -71,6 +71,13 @@ demo: prereqs
 
 bench: prereqs
 	$(PY) -m benchmarks.run
+
+# The deterministic simulation (docs/SIMULATION.md): `make simulate SEEDS=20000` searches seeds 0..19999
+# (or SEEDS=A:B), `make simulate SEED=1234` replays one seed bit for bit with its trace. No services needed.
+SEEDS ?= 10000
+JOBS ?= 2
+simulate: install
+	$(PY) -m simulation $(if $(SEED),--seed $(SEED),--seeds $(SEEDS) --jobs $(JOBS))
 
 chaos: prereqs
 	$(PY) -m benchmarks.chaos

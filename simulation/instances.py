@@ -1,0 +1,111 @@
+"""The zoho-cdc processes of a simulated world: the real `Worker` of `zoho-cdc run`, on in-memory services.
+
+An instance is built as `LiveSync` builds one (a `SyncSession` and its `Worker`), with the session's
+PostgreSQL, Kafka and Zoho swapped for the world's stand-ins. What PostgreSQL shares between processes
+(the rate window, the daily budget, the cached token, the sync tables) is one object for all of them;
+what a process holds alone (its consumer, producer, HTTP pool, caches) is built afresh at each start.
+A kill is SIGKILL: every task of the process is cancelled where it stands, its stand-ins refuse to act
+for it again, and its consumer vanishes from the group without leaving (the group notices after the
+session timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+from typing import TYPE_CHECKING, Any
+
+from connectors.zoho.client import ZohoClient
+from consumer.metrics import Metrics
+from consumer.pipeline.durability.organisations import Organisation
+from consumer.service.wiring import SyncSession
+from consumer.service.worker import Worker
+from consumer.service.zoho_config import zoho_config
+from simulation.loop import CURRENT, Process, ProcessKilled
+from simulation.store import MemoryStore
+
+if TYPE_CHECKING:
+    from simulation.world import World
+
+
+class Instance:
+    """One zoho-cdc process slot: started, killed, restarted, stopped by the world's timeline."""
+
+    def __init__(self, world: World, index: int) -> None:
+        self.world = world
+        self.index = index
+        self.starts = 0
+        self.kills = 0
+        self.process: Process | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.worker: Worker | None = None
+        self.consumers: list[Any] = []
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.starts += 1
+        self.process = Process(f"zoho-cdc-{self.index}#{self.starts}")
+        context = contextvars.copy_context()
+        context.run(CURRENT.set, self.process)
+        self.task = asyncio.get_running_loop().create_task(self._main(), context=context)
+        self.task.add_done_callback(self._ended)
+
+    def kill(self) -> None:
+        """SIGKILL: nothing of the process runs again; its consumer leaves no goodbye."""
+        if not self.running or self.process is None:
+            return
+        for consumer in self.consumers:
+            self.world.broker.kill(consumer)
+        self.consumers = []
+        self.kills += 1
+        self.process.kill()
+        self.world.trace(f"killed {self.process.name}")
+
+    def stop(self) -> None:
+        """SIGTERM: the worker drains, commits and leaves the group."""
+        if self.running and self.worker is not None:
+            self.worker.stop("signal")
+
+    async def _main(self) -> Any:
+        world = self.world
+        settings = world.settings
+        store = MemoryStore(world.db, world.source, organization_id=settings.zoho_organization_id)
+        client = ZohoClient(
+            zoho_config(settings),
+            token_store=world.shared.tokens,
+            budget_store=world.shared.budget,
+            window_store=world.shared.window,
+            rng=random.Random(world.rng.random()),
+            pool=world.zoho.pool(),
+        )
+        producer = world.broker.producer()
+        await producer.start()
+        session = SyncSession(
+            settings, store, client, Metrics(), producer, Organisation(settings.zoho_organization_id, live=True)
+        )
+        self.worker = Worker(session, session.run_options(settings.consumer_group), consumers=self._consumer)
+        try:
+            return await self.worker.run()
+        finally:
+            await client.aclose()
+            await producer.stop()
+
+    def _consumer(self, *args: Any, **kw: Any) -> Any:
+        consumer = self.world.broker.consumer(*args, **kw)
+        self.consumers.append(consumer)
+        return consumer
+
+    def _ended(self, task: asyncio.Task[Any]) -> None:
+        """A process ends by a kill, a stop, or an error: an error on any input is a violation."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None or isinstance(error, ProcessKilled):
+            return
+        self.world.violation("process exited", f"{self.process.name if self.process else '?'}: {error!r}")

@@ -1,0 +1,194 @@
+"""One seed's world: the stand-ins, the zoho-cdc instances, the timeline played on them, then the checks.
+
+`World.run` plays the scenario's steps at their virtual times, then lets the world settle (faults off,
+every instance running, until every offset is committed and nothing moves), watches a quiet period in
+which nothing may call Zoho or log anything, stops the instances as SIGTERM does, and hands the world
+to `simulation.invariants`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from connectors import clock
+from connectors.zoho.stores.memory import MemoryDailyBudgetStore, MemoryRateWindowStore, MemoryTokenStore
+from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
+from consumer.entities.registry import source_topics
+from consumer.settings import Settings
+from simulation.instances import Instance
+from simulation.kafka import MemoryBroker
+from simulation.scenario import Scenario, Step
+from simulation.source import MemorySource
+from simulation.store import MemoryDatabase
+from simulation.timeline import Acts
+from simulation.zoho import InProcessZoho
+
+#: How long the world may take to settle after the timeline (virtual seconds) before that is a violation.
+SETTLE_LIMIT: Final = 1800.0
+#: The quiet period after settling: nothing may call Zoho or write the sync log in it.
+QUIET_SECONDS: Final = 300.0
+SETTLE_POLL: Final = 5.0
+GROUP: Final = "zoho-sync"
+PREFIX: Final = "zoho-cdc"
+
+
+@dataclass
+class Shared:
+    """What every instance shares through PostgreSQL in production: token, daily budget, rate window."""
+
+    tokens: MemoryTokenStore = field(default_factory=MemoryTokenStore)
+    budget: MemoryDailyBudgetStore = field(default_factory=MemoryDailyBudgetStore)
+    window: MemoryRateWindowStore = field(default_factory=MemoryRateWindowStore)
+
+
+@dataclass
+class Violation:
+    invariant: str
+    detail: str
+
+
+class World:
+    def __init__(self, scenario: Scenario, *, trace: bool = False) -> None:
+        self.scenario = scenario
+        self.rng = random.Random(scenario.seed * 7919 + 1)
+        self.tracing = trace
+        self.lines: list[str] = []
+        self.violations: list[Violation] = []
+        self.broker = MemoryBroker(random.Random(self.rng.random()), session_timeout=10.0)
+        self.topics = source_topics(PREFIX)
+        for topic in self.topics:
+            self.broker.create_topic(topic, scenario.partitions)
+        self.settings = _settings(scenario)
+        self.broker.create_topic(self.settings.dlq_topic, 1)
+        self.source = MemorySource(self.broker, random.Random(self.rng.random()), topic_prefix=PREFIX)
+        self.db = MemoryDatabase()
+        self.zoho = InProcessZoho(_sim_config(scenario, self.rng.randrange(2**31)))
+        self.shared = Shared()
+        self.instances = [Instance(self, i) for i in range(scenario.instances)]
+        self.acts = Acts(self)
+        self.settled_at: float | None = None
+        self.people_changed: set[tuple[str, str]] = set()  # (entity type, source id) changed in Zoho by hand
+
+    def zoho_id(self, entity_type: str, entity_id: str) -> str | None:
+        """The Zoho id the entity map holds for a source entity now (what a person would look up)."""
+        row = self.db.entity_map.get((self.settings.zoho_organization_id, entity_type, entity_id))
+        return row.get("zoho_id") if row else None
+
+    # --- reporting ---------------------------------------------------------------------
+    def trace(self, line: str) -> None:
+        if self.tracing:
+            self.lines.append(f"{clock.monotonic():9.3f} {line}")
+
+    def violation(self, invariant: str, detail: str) -> None:
+        self.violations.append(Violation(invariant, detail))
+        self.trace(f"VIOLATION {invariant}: {detail}")
+
+    # --- the run ---------------------------------------------------------------------------
+    async def run(self) -> None:
+        steps = list(self.scenario.steps)
+        while steps and steps[0].at == 0.0:  # what exists before go-live
+            self._act(steps.pop(0))
+        for instance in self.instances:
+            instance.start()
+        self.zoho.set_faults(SimFaults(**self.scenario.weather.as_faults()))
+        for step in steps:
+            await asyncio.sleep(max(0.0, step.at - clock.monotonic()))
+            self._act(step)
+        await self.settle()
+        if self.settled_at is not None:
+            await self.quiet()
+        await self.stop_all()
+
+    def _act(self, step: Step) -> None:
+        self.trace(f"step {step.kind} {step.args}")
+        getattr(self.acts, step.kind)(*step.args)
+
+    async def settle(self) -> None:
+        """Calm weather, every instance up, until every offset is committed and nothing moves."""
+        self.zoho.set_faults(SimFaults())
+        self.db.unavailable_until = 0.0
+        for instance in self.instances:
+            instance.start()
+        deadline = clock.monotonic() + SETTLE_LIMIT
+        last = None
+        while clock.monotonic() < deadline:
+            await asyncio.sleep(SETTLE_POLL)
+            now = self._progress()
+            if now == last and self._all_committed():
+                self.settled_at = clock.monotonic()
+                self.trace("settled")
+                return
+            last = now
+        self.violation("settles", f"not settled {SETTLE_LIMIT:.0f} s after the timeline: {self._lag()}")
+
+    async def quiet(self) -> None:
+        before = self._progress()
+        await asyncio.sleep(QUIET_SECONDS)
+        after = self._progress()
+        if after != before:
+            self.violation("no loop", f"the world moved in the quiet period: {before} -> {after}")
+
+    async def stop_all(self) -> None:
+        for instance in self.instances:
+            instance.stop()
+        tasks = [i.task for i in self.instances if i.task is not None and not i.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=120.0)
+
+    # --- what moves ------------------------------------------------------------------------
+    def _progress(self) -> tuple[Any, ...]:
+        ends = tuple(self.broker.end_offset(t, p) for t in self.topics for p in range(self.scenario.partitions))
+        dlq = self.broker.end_offset(self.settings.dlq_topic, 0)
+        return (self.zoho.calls().accepted, len(self.db.sync_log), ends, dlq, len(self.db.pending_write_backs))
+
+    def _all_committed(self) -> bool:
+        return not self._lag()
+
+    def _lag(self) -> dict[str, int]:
+        lag = {}
+        for topic in self.topics:
+            for partition in range(self.scenario.partitions):
+                end = self.broker.end_offset(topic, partition)
+                committed = self.broker.committed(GROUP, topic, partition) or 0
+                if committed < end:
+                    lag[f"{topic}/{partition}"] = end - committed
+        return lag
+
+
+def _settings(scenario: Scenario) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        topic_prefix=PREFIX,
+        consumer_group=GROUP,
+        zoho_api_base=f"{InProcessZoho.BASE_URL}/billing/v1",
+        zoho_accounts_url=InProcessZoho.ACCOUNTS_URL,
+        zoho_client_id=InProcessZoho.CLIENT_ID,
+        zoho_client_secret=InProcessZoho.CLIENT_SECRET,
+        zoho_refresh_token=InProcessZoho.REFRESH_TOKEN,
+        zoho_organization_id=InProcessZoho.ORG_ID,
+        zoho_rate_per_minute=scenario.per_window,
+        zoho_rate_window_seconds=60.0,
+        zoho_max_concurrency=5,
+        zoho_connect_timeout=2.0,
+        zoho_read_timeout=10.0,
+        zoho_max_attempts=5,
+        zoho_retry_max_seconds=60.0,
+        zoho_retry_base_seconds=0.5,
+        commit_interval_seconds=1.0,
+        shutdown_timeout_seconds=10.0,
+        kafka_session_timeout_ms=10_000,
+    )
+
+
+def _sim_config(scenario: Scenario, seed: int) -> SimConfig:
+    return SimConfig(
+        client_id=InProcessZoho.CLIENT_ID,
+        client_secret=InProcessZoho.CLIENT_SECRET,
+        refresh_tokens=(InProcessZoho.REFRESH_TOKEN,),
+        organization_id=InProcessZoho.ORG_ID,
+        seed=seed,
+        limits=SimLimits(per_window=scenario.per_window, window_seconds=60.0, daily=100_000, concurrency=5),
+    )
