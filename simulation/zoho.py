@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -105,7 +106,9 @@ def zoho_config_for(sim: SimConfig, origin: str = ORIGIN, **overrides: Any) -> Z
 class InProcessZoho:
     """One simulated Zoho: the client's wire (`pool`, `client`), faults, people's edits and read-backs.
 
-    Build it with a seeded `SimConfig` (`seed` set: the fault dice and the tokens follow it)."""
+    Build it with a seeded `SimConfig` (`seed` set: the fault dice and the tokens follow it), and set a
+    token refusal spell by `set_faults` on the running loop (a `SimConfig` one starts on the clock read
+    when this is built)."""
 
     def __init__(self, config: SimConfig, *, origin: str = ORIGIN) -> None:
         if config.seed is None:
@@ -241,10 +244,10 @@ class InProcessPool(WirePool):
         method: str,
         url: str,
         *,
-        params: Any,
+        params: Mapping[str, Any] | None,
         body: Any,
-        headers: Any,
-        timeouts: Any,
+        headers: Mapping[str, str],
+        timeouts: Mapping[str, float | None],
     ) -> Reply:
         query = as_query(params)
         if query:

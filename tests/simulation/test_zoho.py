@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import selectors
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -230,3 +232,47 @@ def test_the_simulator_reads_the_running_loops_clock() -> None:
     with asyncio.Runner(loop_factory=EpochLoop) as runner:
         made = runner.run(scenario())
     assert made["created_time"] == "1970-01-02T00:00:00+0000"
+
+
+class _SkippingSelector(selectors.DefaultSelector):
+    """Waits no real time: a wait for the next timer moves the virtual clock to it instead."""
+
+    now = 1000.0
+
+    def select(self, timeout: float | None = None) -> list:
+        if timeout:
+            self.now += timeout
+        return super().select(0)
+
+
+class _VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """A stand-in for the harness's virtual-time loop: just enough to show the deadlines are the loop's."""
+
+    def __init__(self) -> None:
+        self._clock = _SkippingSelector()
+        super().__init__(self._clock)
+
+    def time(self) -> float:
+        return self._clock.now
+
+
+def test_on_virtual_time_the_35_second_hold_outlasts_the_12_second_call_deadline() -> None:
+    async def scenario() -> tuple[float, InProcessZoho]:
+        zoho = InProcessZoho(SimConfig(seed=2))
+        zoho.set_faults(SimFaults(once=[["POST /customers", "timeout"]]))
+        loop = asyncio.get_running_loop()
+        async with zoho.client(random.Random(1)) as client:
+            await client.auth.token()
+            started = loop.time()
+            with pytest.raises(errors.ResponseLost):
+                await client.create_customer(ANN)
+            waited = loop.time() - started
+        await zoho.settle()
+        return waited, zoho
+
+    real = time.monotonic()
+    with asyncio.Runner(loop_factory=_VirtualTimeLoop) as runner:
+        waited, zoho = runner.run(scenario())
+    assert waited == pytest.approx(12.0)  # the client's connect + read timeouts, in virtual seconds
+    assert time.monotonic() - real < 2.0
+    assert zoho.calls().by_endpoint == {"POST /customers 201": 1}  # written, to nobody, 35 s in
