@@ -203,7 +203,7 @@ class InProcessZoho:
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         """The records of a kind ("customers", "invoices", "payments", "items") as the API shows them,
-        in id order (copies: the harness cannot change Zoho by accident)."""
+        in the order they were made (copies: the harness cannot change Zoho by accident)."""
         resource = getattr(self.sim, kind)
         table = self.sim.store.table(KINDS[kind])
         return [dict(resource.shown(record)) for record in table.values()]
