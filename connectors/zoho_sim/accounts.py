@@ -6,16 +6,26 @@ so a client that hammers the endpoint stays blocked.
 
 from __future__ import annotations
 
+import random
 import secrets
-import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from connectors import clock
 from connectors.zoho.wire.protocol import AUTH_SCHEME, MESSAGE_TOKEN_THROTTLED
 from connectors.zoho_sim.config import SimConfig
 from connectors.zoho_sim.envelopes import Reply
 from connectors.zoho_sim.organisations import organisation_ids
+
+
+def token_text(rng: random.Random | None) -> str:
+    """A new token or grant code, shaped as Zoho's: from `secrets`, or from `rng` when one is given (the
+    in-process simulator of `simulation.zoho`: one seed, one history, its tokens included)."""
+    if rng is None:
+        return f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+    return f"1000.{rng.getrandbits(128):032x}.{rng.getrandbits(128):032x}"
+
 
 TOKEN_THROTTLED_BODY = {
     "error_description": MESSAGE_TOKEN_THROTTLED,
@@ -43,30 +53,32 @@ class GrantCodes:
     then accepts like the configured ones."""
 
     config: SimConfig
+    # What tokens and codes are drawn from (`token_text`): None for the served simulator.
+    rng: random.Random | None = field(default=None, repr=False)
     codes: dict[str, GrantCode] = field(default_factory=dict)
     generated: deque[float] = field(default_factory=deque)
     issued_refresh_tokens: list[str] = field(default_factory=list, repr=False)
 
     def generate(self, scope: str, now: float | None = None) -> tuple[int, dict[str, Any]]:
         """What the console's "Generate Code" does: a new code, or `access_denied` past the limit."""
-        now = time.monotonic() if now is None else now
+        now = clock.monotonic() if now is None else now
         while self.generated and self.generated[0] <= now - self.config.grant_code_window:
             self.generated.popleft()
         if len(self.generated) >= self.config.grant_code_limit:
             return 200, {"error": "access_denied"}
         self.generated.append(now)
-        code = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+        code = token_text(self.rng)
         self.codes[code] = GrantCode(scope, now + self.config.grant_code_lifetime)
         return 200, {"code": code, "expires_in": int(self.config.grant_code_lifetime), "scope": scope}
 
     def redeem(self, code: str, now: float | None = None) -> str | None:
         """A new refresh token if the code is known, unused and unexpired (it is then used up), else None."""
-        now = time.monotonic() if now is None else now
+        now = clock.monotonic() if now is None else now
         grant = self.codes.get(code)
         if grant is None or grant.used or now >= grant.expires_at:
             return None
         grant.used = True
-        refresh = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+        refresh = token_text(self.rng)
         self.issued_refresh_tokens.append(refresh)
         return refresh
 
@@ -105,7 +117,7 @@ class Accounts:
 
     def token_request(self, params: dict[str, str], own_url: str) -> Reply:
         self.token_requests += 1
-        now = time.monotonic()
+        now = clock.monotonic()
         grant_type = params.get("grant_type")
         if grant_type not in ("refresh_token", "authorization_code"):
             return 200, {"error": "unsupported_grant_type"}
@@ -137,7 +149,7 @@ class Accounts:
         return over_limit or now < self.refusal_until
 
     def _issue(self, refresh: str, now: float, own_url: str) -> dict[str, Any]:
-        access = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+        access = token_text(self.grants.rng)
         self.tokens[access] = IssuedToken(refresh, now + self.config.token_lifetime)
         active = self.active[refresh]
         active.append(access)
@@ -167,7 +179,7 @@ class Accounts:
 
     def authenticated(self, authorization: str | None, now: float | None = None) -> bool:
         """Whether the `Authorization` header carries a live access token."""
-        now = time.monotonic() if now is None else now
+        now = clock.monotonic() if now is None else now
         scheme, _, access = (authorization or "").partition(" ")
         issued = self.tokens.get(access) if scheme == AUTH_SCHEME else None
         return not (issued is None or now >= issued.expires_at or issued.refresh_token in self.revoked)

@@ -6,7 +6,6 @@ payment, a customer marked by hand). None of them counts as an API call.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connectors import clock
 from connectors.zoho_sim.config import update_dataclass
 from connectors.zoho_sim.core import Simulator
 from connectors.zoho_sim.others import NotLoadable
@@ -80,7 +80,7 @@ def _setter(attribute: str) -> Callable[[Request], Any]:
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
             if attribute == "faults" and "token_refusal_seconds" in values:
-                sim.accounts.refusal_until = time.monotonic() + float(values["token_refusal_seconds"])
+                sim.accounts.refusal_until = clock.monotonic() + float(values["token_refusal_seconds"])
         if attribute == "config":
             return JSONResponse(sim.config.public())
         return JSONResponse(asdict(target))

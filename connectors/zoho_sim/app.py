@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -23,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from connectors import clock
 from connectors.zoho.wire.protocol import API_PATH, CODE_INVALID_INPUT, ORG_HEADER, TOKEN_PATH
 from connectors.zoho_sim.accounts import visible_organizations
 from connectors.zoho_sim.admin import ADMIN_ROUTES
@@ -39,7 +39,13 @@ _GATEWAY_502 = (
 
 
 class DropConnection(Exception):
-    """Raised on purpose after the headers are sent, so the server closes the connection mid-reply."""
+    """Raised on purpose after the headers are sent, so the server closes the connection mid-reply.
+    `applied` tells a dropped request (nothing done) from a lost response (done, reply lost): a socket
+    shows both alike, the in-process wire of `simulation.zoho` tells them apart as the fault means."""
+
+    def __init__(self, applied: bool) -> None:
+        super().__init__("dropped after applying" if applied else "dropped before applying")
+        self.applied = applied
 
 
 class _QuietDrops(logging.Filter):
@@ -51,10 +57,14 @@ logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
 class DroppedResponse(Response):
+    def __init__(self, *, applied: bool) -> None:
+        super().__init__()
+        self.applied = applied
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-length", b"512")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        raise DropConnection()
+        raise DropConnection(self.applied)
 
 
 async def _json_body(request: Request) -> dict[str, Any] | None:
@@ -103,11 +113,11 @@ _UNAPPLIED: dict[str, tuple[int | str, Callable[[], Response]]] = {
         503,
         lambda: Response("<html><body>503 Service Temporarily Unavailable</body></html>", 503),
     ),
-    "drop_request": ("dropped", DroppedResponse),
+    "drop_request": ("dropped", lambda: DroppedResponse(applied=False)),
 }
 #: Faults played once the operation is applied: how it is counted (by the operation's status), the reply.
 _APPLIED_UNSEEN: dict[str, tuple[str, Callable[[], Response]]] = {
-    "lost_response": ("lost-{status}", DroppedResponse),
+    "lost_response": ("lost-{status}", lambda: DroppedResponse(applied=True)),
     "applied_502": ("applied-{status}-502", lambda: HTMLResponse(_GATEWAY_502, 502)),
 }
 
@@ -242,5 +252,5 @@ def build_app(sim: Simulator) -> Starlette:
     app = Starlette(routes=routes)
     app.state.sim = sim
     if sim.config.faults.token_refusal_seconds:
-        sim.accounts.refusal_until = time.monotonic() + sim.config.faults.token_refusal_seconds
+        sim.accounts.refusal_until = clock.monotonic() + sim.config.faults.token_refusal_seconds
     return app

@@ -8,13 +8,12 @@ still being handled. Refused (429) requests do not count. Tokens are the account
 
 from __future__ import annotations
 
-import datetime as dt
 import random
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from connectors import clock
 from connectors.zoho.config import custom_field_filter
 from connectors.zoho.wire.protocol import (
     CODE_BAD_ORGANIZATION,
@@ -64,6 +63,8 @@ def _accept(org: Organisation, now: float, today: str) -> None:
     log.append(now)
     org.max_in_window = max(org.max_in_window, len(log))
     org.daily[today] += 1
+    org.accepted += 1
+    org.last_accepted_at = now
     org.in_flight += 1
     org.max_in_flight = max(org.max_in_flight, org.in_flight)
 
@@ -143,7 +144,7 @@ class Simulator:
         """Auth, org header, limits (the organisation's), then the fault dice; the caller must
         `release()` the organisation of an accepted request. A request refused before its organisation
         is known (no token, an organisation this user does not belong to) counts in the default one."""
-        now = time.monotonic()
+        now = clock.monotonic()
         org = self.organisation(organization) if organization else None
         if not self.accounts.authenticated(authorization, now):
             return Admission(org or self.default, refusal=((NOT_AUTHORIZED[0], dict(NOT_AUTHORIZED[1])), {}))
@@ -151,7 +152,7 @@ class Simulator:
             message = f"This user is not associated with the CompanyID/CompanyName:{organization or ''}."
             refusal = ((400, {"code": CODE_BAD_ORGANIZATION, "message": message}), {})
             return Admission(self.default, refusal=refusal)
-        today = dt.datetime.now(dt.UTC).date().isoformat()
+        today = clock.utc_now().date().isoformat()
         refusal = self._over_a_limit(org, now, today)
         if refusal is not None:
             return Admission(org, refusal=refusal)
@@ -250,7 +251,7 @@ class Simulator:
         statuses: Counter[str] = Counter()
         for (_, status), n in org.calls.items():
             statuses[status] += n
-        today = dt.datetime.now(dt.UTC).date().isoformat()
+        today = clock.utc_now().date().isoformat()
         return {
             "organization_id": org.organization_id,
             "calls": {f"{e} {s}": n for (e, s), n in sorted(org.calls.items())},

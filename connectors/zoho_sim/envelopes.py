@@ -6,10 +6,10 @@ success); no HTTP here, so the rules can be read and tested on their own (refere
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any, ClassVar
 
+from connectors import clock
 from connectors.zoho.wire.protocol import CODE_INVALID_VALUE, CODE_NOT_FOUND
 from connectors.zoho_sim.config import SimConfig
 from connectors.zoho_sim.store import RecordStore
@@ -23,7 +23,7 @@ MAX_PER_PAGE = 200
 
 def timestamp() -> str:
     """Now, in Zoho's timestamp format."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return clock.utc_now().strftime("%Y-%m-%dT%H:%M:%S+0000")
 
 
 def error(status: int, code: int, message: str) -> Reply:

@@ -44,6 +44,8 @@ class Organisation:
         self.calls: Counter[tuple[str, str]] = Counter()
         self.accepted_log: deque[float] = deque()  # accepted requests' times, for the per-window limit
         self.daily: Counter[str] = Counter()
+        self.accepted = 0  # every accepted request, whatever its day
+        self.last_accepted_at: float | None = None  # the clock's time of the latest (quiescence checks)
         self.in_flight = 0
         self.max_in_flight = 0
         self.max_in_window = 0

@@ -7,10 +7,10 @@ nothing survives a restart); the window rules themselves are the same pure funct
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from connectors.clock import monotonic, utc_now
 from connectors.zoho.limits.window import (
     Block,
     Grant,
@@ -45,11 +45,12 @@ class MemoryTokenStore:
 
 
 class MemoryDailyBudgetStore:
-    """One process's daily count, on its own clock (there is no other process to agree with)."""
+    """One process's daily count, on its own clock (there is no other process to agree with): the running
+    loop's wall clock unless `clock` replaces it."""
 
     def __init__(self, clock: Callable[[], dt.datetime] | None = None) -> None:
         self._days: dict[tuple[str, dt.date], list] = {}  # (org, day) -> [calls, exhausted]
-        self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._clock = clock or utc_now
 
     async def reserve(self, organization_id: str, limit: int, want: int) -> tuple[dt.datetime, int]:
         now = self._clock()
@@ -92,7 +93,7 @@ class MemoryRateWindowStore:
 
     @staticmethod
     def _now() -> float:
-        return time.monotonic()
+        return monotonic()
 
     def _org(self, organization_id: str, max_rate: int) -> OrgRate:
         return self._orgs.get(organization_id) or OrgRate(float(max_rate), float(max_rate))

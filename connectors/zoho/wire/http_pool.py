@@ -54,7 +54,28 @@ class Reply:
         return orjson.loads(self.content)
 
 
-class PooledTransport(httpx.AsyncBaseTransport):
+class WirePool(httpx.AsyncBaseTransport):
+    """What the Zoho client sends through: API calls by `send`, token requests as an httpx transport.
+
+    `PooledTransport` is the one over sockets; the simulation hands in one that runs the simulator's app in
+    process (`simulation.zoho`). Either raises the httpx errors of `_not_sent` and `_in_doubt`, so the
+    client tells a call never sent from one whose reply was lost the same way over both."""
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None,
+        body: Any,
+        headers: Mapping[str, str],
+        timeouts: Mapping[str, float | None],
+    ) -> Reply:
+        """One API call, its reply read whole."""
+        raise NotImplementedError
+
+
+class PooledTransport(WirePool):
     """An `httpx.AsyncBaseTransport` that sends through one `aiohttp.ClientSession`.
 
     The session is opened on the first request, inside the running event loop (aiohttp binds it there),
@@ -82,7 +103,13 @@ class PooledTransport(httpx.AsyncBaseTransport):
             data = orjson.dumps(body)
             headers = {**headers, "Content-Type": "application/json"}
         return await self._exchange(
-            method, url, params=_query(params), headers=headers, data=data, timeouts=timeouts, decompress=True
+            method,
+            url,
+            params=as_query(params),
+            headers=headers,
+            data=data,
+            timeouts=timeouts,
+            decompress=True,
         )
 
     async def _exchange(
@@ -156,7 +183,7 @@ def _timeout(timeouts: Mapping[str, float | None]) -> aiohttp.ClientTimeout:
     )
 
 
-def _query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
+def as_query(params: Mapping[str, Any] | None) -> dict[str, str] | None:
     """Query parameters as text, as httpx writes them (booleans lower-case, None left out)."""
     if not params:
         return None

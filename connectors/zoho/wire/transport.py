@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
 import httpx
 
+from connectors import clock
 from connectors.zoho import errors, tracking
 from connectors.zoho.config import ZohoConfig
 from connectors.zoho.limits.daily_budget import DailyBudget
@@ -33,7 +33,7 @@ from connectors.zoho.stores.protocols import (
     token_key,
 )
 from connectors.zoho.wire.at_most_once import BeforeSend, at_most_once, create_once, settle_write
-from connectors.zoho.wire.http_pool import PooledTransport, Reply
+from connectors.zoho.wire.http_pool import PooledTransport, Reply, WirePool
 from connectors.zoho.wire.in_doubt import in_doubt_as_sent, unanswered, unanswered_error
 from connectors.zoho.wire.protocol import (
     AUTH_SCHEME,
@@ -60,7 +60,9 @@ class ZohoTransport:
         budget_store: DailyBudgetStore | None = None,
         window_store: RateWindowStore | None = None,
         rng: random.Random | None = None,
+        pool: WirePool | None = None,
     ) -> None:
+        """`pool` replaces the aiohttp pool (the simulation's in-process Zoho); closed with the client."""
         self.config = config
         self.metrics = tracking.ClientMetrics()
         self._rng = rng or random.Random()
@@ -71,7 +73,7 @@ class ZohoTransport:
         # API calls go straight to the pool (`PooledTransport.send`): httpx's client layers and its request
         # and response objects serve no Zoho call and cost ~200 us each. The httpx client over the same pool
         # serves the token requests.
-        self._pool = PooledTransport(limits)
+        self._pool = pool or PooledTransport(limits)
         # One deadline for a whole API call (pool wait, connect, every read): the per-read timeouts alone
         # do not bound a reply that trickles in, and the shared window counts a call's permit only this long.
         call_seconds = config.connect_timeout + config.read_timeout
@@ -91,6 +93,7 @@ class ZohoTransport:
             backoff_max_seconds=config.token_backoff_max_seconds,
             metrics=self.metrics,
             rng=self._rng,
+            clock=clock.wall,
         )
         self.window = SharedWindow(
             self.window_store,
@@ -235,7 +238,7 @@ class ZohoTransport:
                 "Authorization": f"{AUTH_SCHEME} {token.access_token}",
                 ORG_HEADER: self.config.organization_id,
             }
-            started = time.monotonic()
+            started = clock.monotonic()
             try:
                 reply = await self._pool.send(
                     method,
@@ -246,9 +249,9 @@ class ZohoTransport:
                     timeouts=self._timeouts,
                 )
             except httpx.TransportError as exc:
-                self._record(endpoint, None, None, time.monotonic() - started, unanswered(exc).__name__)
+                self._record(endpoint, None, None, clock.monotonic() - started, unanswered(exc).__name__)
                 raise unanswered_error(exc, method, endpoint) from None
-        return reply, token, sent_at, time.monotonic() - started
+        return reply, token, sent_at, clock.monotonic() - started
 
     async def _learn_from(
         self, error: errors.ZohoError, code: Any, token: StoredToken, sent_at: float
@@ -282,7 +285,7 @@ class ZohoTransport:
         before_send = at_most_once(before_send)
         attempts = 0
         token_retried = False
-        started = time.monotonic()
+        started = clock.monotonic()
         budget_wait_before = self.metrics.daily_wait_seconds
         while True:
             attempts += 1
@@ -294,7 +297,7 @@ class ZohoTransport:
                     token_retried = True  # the token was dropped in _attempt; the next attempt refreshes
                     continue
                 # time spent waiting for the next day's budget is not charged to the retry window
-                elapsed = time.monotonic() - started - (self.metrics.daily_wait_seconds - budget_wait_before)
+                elapsed = clock.monotonic() - started - (self.metrics.daily_wait_seconds - budget_wait_before)
                 delay = self.retry_policy.delay(error, attempts, max(0.0, elapsed))
                 if delay is None:
                     raise

@@ -7,10 +7,10 @@ invoice's balance and status (partially paid, paid).
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from connectors import clock
 from connectors.zoho.wire.protocol import CODE_INVALID_INPUT, CODE_INVALID_VALUE, CODE_NOT_FOUND
 from connectors.zoho_sim.envelopes import Reply, Resource, error, invalid, paged, timestamp
 
@@ -105,7 +105,7 @@ class Payments(Resource):
             "customer_id": customer_id,
             "payment_mode": body["payment_mode"],
             "amount": amount,
-            "date": body.get("date") or dt.date.today().isoformat(),
+            "date": body.get("date") or clock.utc_now().date().isoformat(),
             "reference_number": str(body.get("reference_number") or ""),
             "description": str(body.get("description") or ""),
             "status": "success",

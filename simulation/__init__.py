@@ -1,0 +1,1 @@
+"""The deterministic simulation harness: the real pipeline on virtual time against in-memory stand-ins."""
