@@ -87,7 +87,12 @@ class Instance:
         producer = world.broker.producer()
         await producer.start()
         session = SyncSession(
-            settings, store, client, Metrics(), producer, Organisation(settings.zoho_organization_id, live=True)
+            settings,
+            store,
+            client,
+            Metrics(),
+            producer,
+            Organisation(settings.zoho_organization_id, live=True),
         )
         self.worker = Worker(session, session.run_options(settings.consumer_group), consumers=self._consumer)
         try:

@@ -46,7 +46,9 @@ def _offsets(world: World) -> None:
             committed = world.broker.committed(GROUP, topic, partition) or 0
             for record in world.broker.records(topic, partition):
                 if record.offset < committed and (topic, partition, record.offset) not in logged:
-                    world.violation("outcome before commit", f"{topic}/{partition}@{record.offset} committed, no row")
+                    world.violation(
+                        "outcome before commit", f"{topic}/{partition}@{record.offset} committed, no row"
+                    )
 
 
 def parked(world: World) -> set[tuple[str, str]]:
@@ -79,7 +81,9 @@ def _zoho_matches_source(world: World) -> None:
     customers, invoices = world.zoho.records("customers"), world.zoho.records("invoices")
     zoho = ZohoSnapshot(customers=customers, invoices=invoices)
     zoho.detailed = {(t, r[f"{t.value}_id"]) for t, rs in _typed(customers, invoices) for r in rs}
-    report = compare(source, zoho, MappingConfig.from_settings(world.settings), list_filter=_list_filter(world))
+    report = compare(
+        source, zoho, MappingConfig.from_settings(world.settings), list_filter=_list_filter(world)
+    )
     excused = parked(world) | world.people_changed
     for found, name in ((report.missing, "missing"), (report.drift, "drift")):
         for finding in found:
@@ -112,13 +116,17 @@ def _one_payment_per_invoice(world: World) -> None:
                 paid[str(applied["invoice_id"])] += 1
     for invoice_id, payments in paid.items():
         if payments > 1:
-            world.violation("at most one payment per paid invoice", f"invoice {invoice_id}: {payments} payments")
+            world.violation(
+                "at most one payment per paid invoice", f"invoice {invoice_id}: {payments} payments"
+            )
 
 
 def _within_limits(world: World) -> None:
     calls = world.zoho.calls()
     if calls.max_in_window > world.scenario.per_window:
-        world.violation("rate window", f"{calls.max_in_window} calls in one window > {world.scenario.per_window}")
+        world.violation(
+            "rate window", f"{calls.max_in_window} calls in one window > {world.scenario.per_window}"
+        )
     if calls.refused_window or calls.refused_concurrency:
         world.violation(
             "stay under Zoho's limits",

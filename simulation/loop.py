@@ -102,7 +102,9 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         self._now += seconds
 
 
-def _tracked_task(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kw: Any) -> asyncio.Task[Any]:
+def _tracked_task(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], **kw: Any
+) -> asyncio.Task[Any]:
     task = asyncio.Task(coro, loop=loop, **kw)
     context = kw.get("context")  # the task runs in this one if given, else in a copy of the creator's
     process = context.get(CURRENT) if context is not None else CURRENT.get()

@@ -101,7 +101,9 @@ def _quiet_logs(world: World | None) -> None:
         raise structlog.DropEvent
 
     structlog.configure(
-        processors=[keep], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG), cache_logger_on_first_use=False
+        processors=[keep],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=False,
     )
 
 

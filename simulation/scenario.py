@@ -142,7 +142,9 @@ class _Timeline:
         if roll < 0.35 or not self.invoices:
             self.invoice(at)
         elif roll < 0.6:
-            self.add(at, "update_customer", rng.randrange(self.customers), rng.choice(("email", "name", "notes")))
+            self.add(
+                at, "update_customer", rng.randrange(self.customers), rng.choice(("email", "name", "notes"))
+            )
         elif roll < 0.7:
             self.add(at, "customer_status", rng.randrange(self.customers), rng.choice(CUSTOMER_STATUSES))
         else:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from connectors import clock
 from connectors.zoho.stores.memory import MemoryDailyBudgetStore, MemoryRateWindowStore, MemoryTokenStore
+from connectors.zoho.wire.protocol import API_PATH
 from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
 from consumer.entities.registry import source_topics
 from consumer.settings import Settings
@@ -24,7 +25,7 @@ from simulation.scenario import Scenario, Step
 from simulation.source import MemorySource
 from simulation.store import MemoryDatabase
 from simulation.timeline import Acts
-from simulation.zoho import InProcessZoho
+from simulation.zoho import ORIGIN, InProcessZoho
 
 #: How long the world may take to settle after the timeline (virtual seconds) before that is a violation.
 SETTLE_LIMIT: Final = 1800.0
@@ -33,6 +34,7 @@ QUIET_SECONDS: Final = 300.0
 SETTLE_POLL: Final = 5.0
 GROUP: Final = "zoho-sync"
 PREFIX: Final = "zoho-cdc"
+SIM: Final = SimConfig()  # the simulated organisation and credentials (the simulator's defaults)
 
 
 @dataclass
@@ -140,9 +142,17 @@ class World:
 
     # --- what moves ------------------------------------------------------------------------
     def _progress(self) -> tuple[Any, ...]:
-        ends = tuple(self.broker.end_offset(t, p) for t in self.topics for p in range(self.scenario.partitions))
+        ends = tuple(
+            self.broker.end_offset(t, p) for t in self.topics for p in range(self.scenario.partitions)
+        )
         dlq = self.broker.end_offset(self.settings.dlq_topic, 0)
-        return (self.zoho.calls().accepted, len(self.db.sync_log), ends, dlq, len(self.db.pending_write_backs))
+        return (
+            self.zoho.calls().accepted,
+            len(self.db.sync_log),
+            ends,
+            dlq,
+            len(self.db.pending_write_backs),
+        )
 
     def _all_committed(self) -> bool:
         return not self._lag()
@@ -163,12 +173,12 @@ def _settings(scenario: Scenario) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         topic_prefix=PREFIX,
         consumer_group=GROUP,
-        zoho_api_base=f"{InProcessZoho.BASE_URL}/billing/v1",
-        zoho_accounts_url=InProcessZoho.ACCOUNTS_URL,
-        zoho_client_id=InProcessZoho.CLIENT_ID,
-        zoho_client_secret=InProcessZoho.CLIENT_SECRET,
-        zoho_refresh_token=InProcessZoho.REFRESH_TOKEN,
-        zoho_organization_id=InProcessZoho.ORG_ID,
+        zoho_api_base=ORIGIN + API_PATH,
+        zoho_accounts_url=ORIGIN,
+        zoho_client_id=SIM.client_id,
+        zoho_client_secret=SIM.client_secret,
+        zoho_refresh_token=SIM.refresh_tokens[0],
+        zoho_organization_id=SIM.organization_id,
         zoho_rate_per_minute=scenario.per_window,
         zoho_rate_window_seconds=60.0,
         zoho_max_concurrency=5,
@@ -177,6 +187,8 @@ def _settings(scenario: Scenario) -> Settings:
         zoho_max_attempts=5,
         zoho_retry_max_seconds=60.0,
         zoho_retry_base_seconds=0.5,
+        zoho_token_backoff_seconds=5.0,
+        zoho_token_backoff_max_seconds=60.0,
         commit_interval_seconds=1.0,
         shutdown_timeout_seconds=10.0,
         kafka_session_timeout_ms=10_000,
@@ -184,11 +196,8 @@ def _settings(scenario: Scenario) -> Settings:
 
 
 def _sim_config(scenario: Scenario, seed: int) -> SimConfig:
-    return SimConfig(
-        client_id=InProcessZoho.CLIENT_ID,
-        client_secret=InProcessZoho.CLIENT_SECRET,
-        refresh_tokens=(InProcessZoho.REFRESH_TOKEN,),
-        organization_id=InProcessZoho.ORG_ID,
+    return replace(
+        SIM,
         seed=seed,
         limits=SimLimits(per_window=scenario.per_window, window_seconds=60.0, daily=100_000, concurrency=5),
     )

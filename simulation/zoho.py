@@ -12,6 +12,7 @@ as API calls.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from connectors.zoho.wire.protocol import API_PATH
 from connectors.zoho_sim.app import DropConnection, build_app
 from connectors.zoho_sim.config import SimConfig, SimFaults
 from connectors.zoho_sim.core import Simulator
+from simulation.loop import current_check
 
 #: Where the in-process Zoho answers; any host would do, no name is ever resolved.
 ORIGIN = "http://zoho.sim"
@@ -148,8 +150,10 @@ class InProcessZoho:
         )
 
     def serve(self, method: str, url: str, headers: list[tuple[bytes, bytes]], body: bytes) -> asyncio.Task:
-        """Start one request in the app; the task outlives a client that stops waiting for it."""
-        task = asyncio.ensure_future(_run_app(self.app, method, url, headers, body))
+        """Start one request in the app; the task outlives a client that stops waiting for it, and the
+        client's process too: it runs as Zoho's, in a context of its own (`simulation.loop.Process`)."""
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(_run_app(self.app, method, url, headers, body), context=contextvars.Context())
         self._serving[task] = None
         task.add_done_callback(self._served)
         return task
@@ -257,10 +261,12 @@ class InProcessPool(WirePool):
         if body is not None:
             data = orjson.dumps(body)
             raw.append((b"content-type", b"application/json"))
+        current_check()  # a killed process sends nothing
         exchange = await self._exchange(method, url, raw, data, timeouts.get("total"))
         return Reply(exchange.status, _headers(exchange.headers), bytes(exchange.body))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        current_check()
         timeouts = request.extensions.get("timeout", {})
         raw = [(k.lower(), v) for k, v in request.headers.raw]
         exchange = await self._exchange(

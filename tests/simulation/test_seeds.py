@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from consumer.entities.customers.rules import customer_payload
+from consumer.model.plan import MappingConfig
 from simulation import invariants
 from simulation.loop import run as run_on_virtual_time
 from simulation.run import run_seed
@@ -27,7 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "simulation", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+        [sys.executable, "-m", "simulation", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
 
 
@@ -36,7 +43,9 @@ def test_ci_seeds(tmp_path: Path) -> None:
     done = _simulate("--seeds", f"0:{CI_SEEDS}", "--jobs", "2", "--json", str(out))
     summary = json.loads(out.read_text())
     assert summary["seeds"] == CI_SEEDS
-    assert done.returncode == 0 and summary["invariant_violations"] == 0, done.stdout[-20000:] + done.stderr[-5000:]
+    assert done.returncode == 0 and summary["invariant_violations"] == 0, (
+        done.stdout[-20000:] + done.stderr[-5000:]
+    )
 
 
 def test_a_seed_replays_bit_for_bit_in_this_process() -> None:
@@ -71,7 +80,8 @@ def test_the_checks_fail_on_a_world_that_breaks_them() -> None:
     world.db.sync_log.insert(0, lost)
     world.violations.clear()
 
-    customer = next(iter(world.zoho.records("customers")))
-    world.zoho.create_customer_record(dict(customer))  # the same customer twice in Zoho
+    row = world.source.rows("customers")[0]  # the same customer twice in Zoho (another display name)
+    payload = customer_payload({**row, "company_name": "Copy"}, MappingConfig.from_settings(world.settings))
+    world.zoho.create_customer(**payload)
     invariants.check(world)
     assert "one record per entity" in {v.invariant for v in world.violations}, world.violations
