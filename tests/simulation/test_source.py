@@ -16,6 +16,8 @@ from psycopg import errors
 from consumer.model.events import UNAVAILABLE_PLACEHOLDER, ChangeEvent, EntityType, Op
 from consumer.pipeline.codec.decode import decode_event
 from simulation.source import MemorySource, WriteBackRefused
+from simulation.store import MemoryStore
+from simulation.store_database import MemoryDatabase
 
 LONG = "n" * 2001  # longer than the toast threshold
 
@@ -191,3 +193,19 @@ def test_a_refused_write_back_raises_and_changes_nothing() -> None:
         source.write_back(EntityType.CUSTOMER, cid, "zoho_billing_customer_id", "Z1", "synced", called=True)
     assert source.row("customers", cid)["zoho_sync_status"] is None  # type: ignore[index]
     assert len(broker.records) == 1
+
+
+async def test_the_stores_source_reads_are_shaped_as_the_source_reader_gives_them() -> None:
+    source, _ = world()
+    store = MemoryStore(MemoryDatabase(source), pauses=False)
+    await store.open()
+    cid = customer(source)
+    invoice(source, cid, currency="US")  # char(3): stored padded, read back stripped
+    upper = cid.upper()
+    assert set(await store.source.rows(EntityType.CUSTOMER, [upper, "not-a-uuid"])) == {upper}  # as asked
+    assert await store.source_row(EntityType.CUSTOMER, "not-a-uuid") is None
+    assert await store.first_child_value(EntityType.INVOICE, "customer_id", "currency", cid) == "US"
+    row = await store.source_row(EntityType.CUSTOMER, cid)
+    assert row is not None and row["id"] == cid
+    row["first_name"] = "changed by the caller"
+    assert (await store.source_row(EntityType.CUSTOMER, cid))["first_name"] == "Nomvula"  # type: ignore[index]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,14 +13,21 @@ import pytest
 from psycopg import errors
 from psycopg_pool import PoolClosed
 
+from consumer.metrics import Metrics
 from consumer.model.events import EntityType, Op
 from consumer.model.outcomes import SyncOutcome
+from consumer.pipeline.adoption.claims import AdoptionClaims
 from consumer.pipeline.decision.row_images import recalled, remembered
+from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.rows import EntityUpdate, Intent, OutcomeRow
-from consumer.pipeline.effects.write_back import WriteBack, WriteBackPass
+from consumer.pipeline.durability.source_reads import SourceReader
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.write_back import WriteBack, WriteBackPass, WriteBackQueue
 from simulation.source import MemorySource
 from simulation.store import MemoryStore
-from simulation.store_database import MemoryDatabase
+from simulation.store_claims import MemoryClaims
+from simulation.store_database import MemoryDatabase, MemorySourceReader
+from simulation.store_write_backs import MemoryWriteBacks
 from tests.simulation.test_source import LONG, FakeBroker, customer
 
 C = EntityType.CUSTOMER
@@ -191,12 +199,6 @@ async def test_a_dead_process_writes_nothing_more(db: MemoryDatabase) -> None:
     assert db.sync_log == []
 
 
-async def test_a_store_not_open_refuses_statements(db: MemoryDatabase) -> None:
-    closed = MemoryStore(db)
-    with pytest.raises(PoolClosed):
-        await closed.entity_state(C, "e1")
-
-
 async def test_the_first_claim_wins_and_a_mapped_record_is_its_entitys(store: MemoryStore) -> None:
     claims = store.claims
     assert await claims.claim(C, "Z1", "e1", "email") == "e1"
@@ -268,7 +270,8 @@ async def test_a_refused_write_back_waits_longer_each_time(store: MemoryStore, d
     assert 59 < queued["retry_after"] - queued["queued_at"] <= 61 and queued["refusals"] == 2
     del db.source.refusing[cid]
     await store.record([outcome(2)], write_back=WriteBack(C, cid, None, "synced"))  # new values: at once
-    assert queued is not db.pending_write_backs[("customer", cid)]
+    requeued = db.pending_write_backs[("customer", cid)]
+    assert (requeued["refused"], requeued["refusals"], requeued["retry_after"]) == (None, 0, None)
     assert await store.write_backs.apply_pending() == WriteBackPass(1, 0, 0)
 
 
@@ -296,3 +299,47 @@ async def test_a_recorded_write_back_is_applied_in_the_background(db: MemoryData
         await asyncio.sleep(0.2)
         assert db.pending_write_backs == {}
     assert db.source.row("customers", cid)["zoho_sync_status"] == "synced"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("real", "memory"),
+    [
+        (SyncStore, MemoryStore),
+        (AdoptionClaims, MemoryClaims),
+        (WriteBackQueue, MemoryWriteBacks),
+        (SourceReader, MemorySourceReader),
+    ],
+)
+def test_the_memory_store_offers_every_method_of_the_real_one(real: type, memory: type) -> None:
+    def methods(cls: type) -> dict[str, list[tuple[str, Any]]]:
+        return {
+            name: [(p.name, p.kind) for p in inspect.signature(fn).parameters.values()]
+            for name, fn in inspect.getmembers(cls, inspect.isfunction)
+            if not name.startswith("_") or name in ("__aenter__", "__aexit__")
+        }
+
+    wanted = {name: params for name, params in methods(real).items() if name != "__init__"}
+    offered = methods(memory)
+    assert {name: offered.get(name) for name in wanted} == wanted
+
+
+async def test_the_recorder_retries_through_an_outage(store: MemoryStore, db: MemoryDatabase) -> None:
+    recorder = OutcomeRecorder(store, "g", Metrics())
+    db.unavailable_until = asyncio.get_running_loop().time() + 0.3  # the recorder retries after 0.2, 0.6 s
+    rows = [recorder.position_row("zoho-cdc.public.customers", 0, 7, C, "e1", SyncOutcome.SYNCED)]
+    await recorder.record(Outcome(rows=rows, entity=update(7)))
+    assert [r.offset for r in db.sync_log] == [7]
+    assert asyncio.get_running_loop().time() >= db.unavailable_until
+
+
+async def test_closing_applies_what_is_queued(db: MemoryDatabase) -> None:
+    cid = customer(db.source)
+    store = MemoryStore(db, pauses=False)
+    with pytest.raises(PoolClosed):  # not open yet
+        await store.ping()
+    await store.open()
+    await store.record([outcome(1)], write_back=WriteBack(C, cid, "Z1", "synced"))
+    await store.close()
+    assert db.pending_write_backs == {} and db.source.row("customers", cid)["zoho_sync_status"] == "synced"  # type: ignore[index]
+    with pytest.raises(PoolClosed):
+        await store.ping()
