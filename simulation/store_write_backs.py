@@ -1,0 +1,97 @@
+"""The pending write-back queue in memory, applied to `MemorySource` the way `WriteBackQueue` applies it.
+
+Queued with the outcome (`simulation.store.MemoryStore.record`); applied a pause after a poke and every
+`RETRY_SECONDS` (the real `Gathering`, so the timing is the service's), oldest first, a batch at a time,
+in one step with no await inside: a held row waits for a later pass, a refused row is set apart with its
+error and a growing pause, a row that is gone is dropped. Each applied row's UPDATE streams its echo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import structlog
+
+from connectors import clock
+from consumer.entities.registry import spec_of
+from consumer.model.events import EntityType
+from consumer.pipeline.durability.gathered import Gathering
+from consumer.pipeline.effects.write_back import BATCH_SIZE, GATHER_SECONDS, RETRY_SECONDS, WriteBackPass
+from simulation.source import WriteBackRefused
+from simulation.store_database import MemoryDatabase, StatementGate
+from simulation.store_rows import refusal_pause
+
+log = structlog.get_logger(__name__)
+
+
+class MemoryWriteBacks:
+    """`store.write_backs`: `poke`, `apply_pending`, `close`, as `WriteBackQueue` offers them."""
+
+    def __init__(self, db: MemoryDatabase, gate: StatementGate) -> None:
+        self._db = db
+        self._gate = gate
+        self._applying = asyncio.Lock()
+        self._pokes: Gathering[None] = Gathering(
+            self._pass, pause=GATHER_SECONDS, every=RETRY_SECONDS, name="write-backs"
+        )
+
+    def poke(self) -> None:
+        """Something was queued: apply it soon (starts the background task on first use)."""
+        self._pokes.add(None)
+
+    async def close(self) -> None:
+        await self._pokes.close()
+
+    async def _pass(self, _pokes: list[None]) -> None:
+        try:
+            done = await self.apply_pending()
+        except psycopg.Error as exc:  # the database is away: the queue is durable, try again later
+            log.warning("write-backs postponed", error=str(exc))
+            return
+        if done.applied + done.refused and sum(done) >= BATCH_SIZE:
+            self.poke()
+
+    async def apply_pending(self, limit: int = BATCH_SIZE) -> WriteBackPass:
+        """Apply up to `limit` due write-backs, oldest queued first, in one atomic step."""
+        async with self._applying:
+            await self._gate.before()
+            now = clock.wall()
+            queue = self._db.pending_write_backs
+            due = sorted(
+                (k for k, q in queue.items() if q["retry_after"] is None or q["retry_after"] <= now),
+                key=lambda k: (queue[k]["queued_at"], queue[k]["order"]),
+            )[:limit]
+            applied = held = refused = 0
+            for key in due:
+                outcome = self._apply_one(key, now)
+                applied += outcome == "applied"
+                held += outcome == "held"
+                refused += outcome == "refused"
+            await self._gate.after()  # durable: a crash from here on leaves it applied
+        return WriteBackPass(applied, held, refused)
+
+    def _apply_one(self, key: tuple[str, str], now: float) -> str:
+        entity_type, entity_id = EntityType(key[0]), key[1]
+        queued = self._db.pending_write_backs[key]
+        source = self._db.source
+        if source.holds(entity_id) and source.row(entity_type.table, entity_id) is not None:
+            queued["attempts"] += 1
+            return "held"
+        try:
+            source.write_back(
+                entity_type,
+                entity_id,
+                spec_of(entity_type).write_back_id_column,
+                queued["zoho_id"],
+                queued["sync_status"],
+                queued["called"],
+            )
+        except WriteBackRefused as exc:
+            queued["refused"] = str(exc)
+            queued["retry_after"] = now + refusal_pause(queued["refusals"])
+            queued["refusals"] += 1
+            log.error("write-back refused by the source table", entity=f"{key[0]}:{key[1]}", error=str(exc))
+            return "refused"
+        del self._db.pending_write_backs[key]  # applied, or nothing to apply: the row is gone
+        return "applied"
