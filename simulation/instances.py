@@ -75,7 +75,7 @@ class Instance:
     async def _main(self) -> Any:
         world = self.world
         settings = world.settings
-        store = MemoryStore(world.db, world.source, organization_id=settings.zoho_organization_id)
+        store = MemoryStore(world.db, organization_id=settings.zoho_organization_id)
         client = ZohoClient(
             zoho_config(settings),
             token_store=world.shared.tokens,
@@ -85,6 +85,7 @@ class Instance:
             pool=world.zoho.pool(),
         )
         producer = world.broker.producer()
+        await store.open()
         await producer.start()
         session = SyncSession(
             settings,
@@ -100,6 +101,7 @@ class Instance:
         finally:
             await client.aclose()
             await producer.stop()
+            await store.close()
 
     def _consumer(self, *args: Any, **kw: Any) -> Any:
         consumer = self.world.broker.consumer(*args, **kw)

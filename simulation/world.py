@@ -21,6 +21,7 @@ from consumer.entities.registry import source_topics
 from consumer.settings import Settings
 from simulation.instances import Instance
 from simulation.kafka import MemoryBroker
+from simulation.loop import current_check
 from simulation.scenario import Scenario, Step
 from simulation.source import MemorySource
 from simulation.store import MemoryDatabase
@@ -66,7 +67,7 @@ class World:
         self.settings = _settings(scenario)
         self.broker.create_topic(self.settings.dlq_topic, 1)
         self.source = MemorySource(self.broker, random.Random(self.rng.random()), topic_prefix=PREFIX)
-        self.db = MemoryDatabase()
+        self.db = MemoryDatabase(self.source, guard=current_check)
         self.zoho = InProcessZoho(_sim_config(scenario, self.rng.randrange(2**31)))
         self.shared = Shared()
         self.instances = [Instance(self, i) for i in range(scenario.instances)]
