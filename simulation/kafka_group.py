@@ -10,6 +10,7 @@ session timeout, so a restart with the same instance id takes its partitions bac
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -287,7 +288,9 @@ class Membership:
         if self._listener is None:
             return
         try:
-            await getattr(self._listener, callback)(sorted(partitions))
+            answer = getattr(self._listener, callback)(sorted(partitions))
+            if inspect.isawaitable(answer):  # aiokafka takes plain and async callbacks alike
+                await answer
         except Exception as exc:  # noqa: BLE001 - aiokafka logs a failing listener and goes on
             log.exception("group %s: listener %s failed", self.group.name, callback)
             self._listener_errors.append(exc)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +18,10 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalOperation, IllegalStateError
 
 from consumer.pipeline.intake.end_offsets import topic_partitions
+from consumer.pipeline.intake.reading import LiveReading
+from consumer.pipeline.intake.runner import RunOptions, SyncRunner
+from consumer.pipeline.intake.scheduler import InboundRecord, KeyScheduler, WorkItem
+from consumer.pipeline.intake.watermark import PartitionWatermarks
 from simulation.kafka import MemoryBroker
 from simulation.kafka_consumer import MemoryConsumer
 
@@ -334,6 +340,22 @@ def test_two_rebalances_in_a_row_end_with_every_partition_owned_once() -> None:
     run(scenario)
 
 
+def test_a_topic_created_after_the_subscription_is_dealt_to_the_group() -> None:
+    async def scenario() -> None:
+        broker = MemoryBroker(random.Random(1), session_timeout=0.2, rebalance_timeout=0.3)
+        events: Events = []
+        consumer = member(broker, "a", events)
+        assert await consumer.getmany(timeout_ms=10) == {}
+        assert consumer.assignment() == set()
+        broker.create_topic(T, 2)
+        broker.append(T, b"k", b"v", timestamp_ms=1, partition=1)
+        batch = await consumer.getmany(timeout_ms=10)
+        assert consumer.assignment() == {P0, P1} and [r.value for r in batch[P1]] == [b"v"]
+        assert of(events, "a") == [("revoked", ()), ("assigned", ()), ("revoked", ()), ("assigned", (P0, P1))]
+
+    run(scenario)
+
+
 def test_a_killed_members_partitions_move_only_after_the_session_timeout() -> None:
     async def scenario() -> None:
         broker = make_broker(partitions=2)
@@ -519,3 +541,103 @@ def test_one_seed_gives_one_history() -> None:
 
     assert history(7) == history(7)
     assert len(history(7)) == 31
+
+
+# --- the real runner on it --------------------------------------------------------------------------
+
+
+class StubEngine:
+    """The engine's real scheduling (`KeyScheduler`: per-key queues, revokes, in-flight counts) with a handler
+    that takes `work` seconds and notes each record, in place of Zoho and the sync log."""
+
+    def __init__(
+        self, watermarks: PartitionWatermarks, handled: list[tuple[str, int, int]], name: str
+    ) -> None:
+        self.scheduler = KeyScheduler(self._handle, watermarks.completed)
+        self.metrics = SimpleNamespace(in_flight=SimpleNamespace(set=lambda _: None))
+        self._handled, self._name = handled, name
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.scheduler, name)
+
+    def submit(self, record: InboundRecord) -> None:
+        item = WorkItem(record, None, None)
+        self.scheduler.admit(item)
+        self.scheduler.enqueue(("key", repr(record.key)), item)
+
+    async def _handle(self, key: object, batch: list[WorkItem]) -> None:
+        await asyncio.sleep(0.003)
+        self._handled.extend((self._name, item.record.partition, item.record.offset) for item in batch)
+
+
+class SyncProcess:
+    """One sync process: the real `SyncRunner` and `LiveReading` over a stub engine, turn after turn."""
+
+    def __init__(self, broker: MemoryBroker, name: str, handled: list[tuple[str, int, int]]) -> None:
+        options = RunOptions(
+            topics=(T,),
+            group_id="sync",
+            bootstrap_servers="memory",
+            commit_interval=0.05,
+            shutdown_timeout=1.0,
+        )
+        watermarks = PartitionWatermarks()
+        self.engine = StubEngine(watermarks, handled, name)
+        self.runner = SyncRunner(options, self.engine, watermarks, LiveReading())  # type: ignore[arg-type]
+        self.consumer = broker.consumer("memory", "sync", session_timeout_ms=200, heartbeat_interval_ms=50)
+        self.stopping = False
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        await self.consumer.start()
+        await self.runner.start(self.consumer)  # type: ignore[arg-type]
+        while not self.stopping:
+            await self.runner.turn()
+        await self.runner.drain()
+        await self.engine.close()
+        await self.consumer.stop()
+
+    async def die(self, broker: MemoryBroker) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+        await self.engine.close()
+        broker.kill(self.consumer)
+
+
+def test_the_real_runner_loses_nothing_and_redoes_only_a_killed_processes_uncommitted_records() -> None:
+    async def scenario() -> None:
+        broker = make_broker(partitions=2)
+        producer = broker.producer()
+        handled: list[tuple[str, int, int]] = []
+
+        async def produce(count: int) -> None:
+            for i in range(count):
+                await producer.send_and_wait(T, b"v", key=b"entity-%d" % (i % 7))
+                await asyncio.sleep(0.002)
+
+        a = SyncProcess(broker, "a", handled)
+        await produce(20)
+        b = SyncProcess(broker, "b", handled)
+        await until(lambda: len(a.consumer.assignment()) == 1 and len(b.consumer.assignment()) == 1)
+        await produce(20)
+        (lost,) = a.consumer.assignment()
+        await until(
+            lambda: broker.committed("sync", T, lost.partition) == broker.end_offset(T, lost.partition)
+        )
+        await produce(10)
+        await a.die(broker)
+        committed_at_death = broker.committed("sync", T, lost.partition) or 0
+        await produce(20)
+        ends = {p: broker.end_offset(T, p) for p in (0, 1)}
+        await until(lambda: all(broker.committed("sync", T, p) == ends[p] for p in (0, 1)), timeout=3.0)
+        b.stopping = True
+        await b.task
+        everything = {(p, r.offset) for p in (0, 1) for r in broker.records(T, p)}
+        assert {(p, o) for _, p, o in handled} == everything
+        times = Counter((p, o) for _, p, o in handled)
+        twice = sorted(position for position, n in times.items() if n > 1)
+        assert all(p == lost.partition and o >= committed_at_death for p, o in twice)
+        assert broker.listener_errors == []
+        assert broker.members("sync") == []
+
+    run(scenario)
