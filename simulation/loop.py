@@ -20,6 +20,8 @@ from typing import Any, Final
 
 #: 2026-12-06T00:00:00Z: the virtual wall clock starts at a fixed instant, so dates are part of the seed.
 EPOCH_WALL: Final = 1_796_515_200.0
+#: Loop iterations at one virtual instant before the world is declared livelocked.
+SPIN_LIMIT: Final = 200_000
 
 
 class SimulationStalled(Exception):
@@ -71,12 +73,13 @@ class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         self.loop: VirtualLoop | None = None
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        assert self.loop is not None
         ready = super().select(0)
         if ready or timeout == 0:
+            self.loop.spin()
             return ready
         if timeout is None:
             raise SimulationStalled("no task can make progress and no timer is pending")
-        assert self.loop is not None
         self.loop.advance(timeout)
         return []
 
@@ -90,7 +93,10 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         selector.loop = self
         self._now = 0.0
         self._wall_start = wall_start
+        self._spins = 0  # loop iterations since the clock last moved
         self.set_task_factory(_tracked_task)
+        self.unhandled: list[str] = []  # errors no one awaited (a task that died unseen), killed ones apart
+        self.set_exception_handler(_unhandled)
 
     def time(self) -> float:
         return self._now
@@ -100,6 +106,15 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
+        self._spins = 0
+
+    def spin(self) -> None:
+        """One more iteration at the same instant; endless ones are a livelock (tasks that never wait)."""
+        self._spins += 1
+        if self._spins > SPIN_LIMIT:
+            raise SimulationStalled(
+                f"livelock: {SPIN_LIMIT} loop iterations at t={self._now:.3f} s, time never moves"
+            )
 
 
 def _tracked_task(
@@ -113,8 +128,19 @@ def _tracked_task(
     return task
 
 
-def run(main: Coroutine[Any, Any, Any]) -> Any:
-    """Run `main` to completion on a fresh virtual loop, then close it (pending tasks are cancelled)."""
+def _unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    error = context.get("exception")
+    if isinstance(error, ProcessKilled | asyncio.CancelledError):
+        return  # what a kill leaves behind: tasks of a dead process
+    assert isinstance(loop, VirtualLoop)
+    loop.unhandled.append(
+        f"{context.get('message')}: {error!r} in {context.get('task') or context.get('future')}"
+    )
+
+
+def run(main: Coroutine[Any, Any, Any], unhandled: list[str] | None = None) -> Any:
+    """Run `main` to completion on a fresh virtual loop, then close it (pending tasks are cancelled);
+    errors no task awaited are added to `unhandled`."""
     loop = VirtualLoop()
     try:
         return loop.run_until_complete(main)
@@ -123,6 +149,8 @@ def run(main: Coroutine[Any, Any, Any]) -> Any:
             _cancel_all(loop)
         finally:
             loop.close()
+            if unhandled is not None:
+                unhandled.extend(loop.unhandled)
 
 
 def _cancel_all(loop: VirtualLoop) -> None:

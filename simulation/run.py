@@ -7,8 +7,11 @@ a function of the seed (`tests/simulation/test_seeds.py` does, and `--check-dete
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,9 +21,13 @@ import structlog
 
 from connectors import clock
 from simulation import invariants
+from simulation.loop import SimulationStalled
 from simulation.loop import run as run_on_virtual_time
 from simulation.scenario import Scenario, draw
 from simulation.world import GROUP, World
+
+#: Real seconds one seed may take before it counts as hung (a world takes well under one).
+HUNG_SECONDS = 60.0
 
 
 @dataclass
@@ -47,6 +54,7 @@ def run_seed(seed: int, *, trace: bool = False) -> SeedResult:
     world = World(scenario, trace=trace)
     _quiet_logs(world if trace else None)
     elapsed = 0.0
+    unhandled: list[str] = []
 
     async def main() -> None:
         nonlocal elapsed
@@ -56,9 +64,12 @@ def run_seed(seed: int, *, trace: bool = False) -> SeedResult:
             elapsed = clock.monotonic()
 
     try:
-        run_on_virtual_time(main())
+        with _watchdog(seed):
+            run_on_virtual_time(main(), unhandled)
     except Exception as exc:  # noqa: BLE001 - a stalled or broken world is the finding itself
         world.violation("runs to the end", f"{type(exc).__name__}: {exc}")
+    for error in unhandled:
+        world.violation("no task dies unseen", error)
     if world.settled_at is not None:
         invariants.check(world)
     return SeedResult(
@@ -71,6 +82,26 @@ def run_seed(seed: int, *, trace: bool = False) -> SeedResult:
         records=len(world.db.sync_log),
         trace=world.lines,
     )
+
+
+@contextlib.contextmanager
+def _watchdog(seed: int) -> Iterator[None]:
+    """A loop that never awaits (a busy wait) stops virtual time and the loop's own livelock check with
+    it: a real-time alarm turns it into the seed's violation instead of a hung search."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hung(_signum: int, _frame: Any) -> None:
+        raise SimulationStalled(f"seed {seed} ran {HUNG_SECONDS:.0f} s of real time: code that never awaits")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, HUNG_SECONDS)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def run_seeds(seeds: Iterable[int]) -> Iterator[SeedResult]:

@@ -107,12 +107,12 @@ class _Timeline:
         self.rng = rng
         self.instances = instances
         self.steps: list[Step] = []
-        self.customers = 0
-        self.invoices: list[str] = []  # each invoice's status as drawn so far
+        self.customers: list[float] = []  # when each customer is inserted
+        self.invoices: list[tuple[float, str]] = []  # when each invoice is inserted, its status as drawn
         self.made_before = 0
 
-    def at(self) -> float:
-        return round(self.rng.uniform(0.0, ACTIVE_SECONDS), 3)
+    def at(self, after: float = 0.0) -> float:
+        return round(self.rng.uniform(after, ACTIVE_SECONDS), 3)
 
     def add(self, at: float, kind: str, *args: Any) -> None:
         self.steps.append(Step(at, kind, args))
@@ -128,37 +128,36 @@ class _Timeline:
         self.outside()
 
     def customer(self) -> None:
-        index = self.customers
-        self.customers += 1
+        index = len(self.customers)
         # Customers the older integration made first are inserted at once (they exist before go-live).
-        at = 0.0 if index < self.made_before else self.at() / 2
+        at = 0.0 if index < self.made_before else round(self.at() / 2, 3)
+        self.customers.append(at)
         large = self.rng.random() < 0.2  # notes past TOAST's threshold: updates carry the placeholder
         self.add(at, "insert_customer", index, self.rng.choice(CUSTOMER_STATUSES[:4]), large)
 
     def change(self) -> None:
         rng = self.rng
         roll = rng.random()
-        at = max(self.at(), ACTIVE_SECONDS / 2 * rng.random())
+        customer = rng.randrange(len(self.customers))
+        at = self.at(self.customers[customer])  # a change comes after its row's insert
         if roll < 0.35 or not self.invoices:
-            self.invoice(at)
+            self.invoice(customer, at)
         elif roll < 0.6:
-            self.add(
-                at, "update_customer", rng.randrange(self.customers), rng.choice(("email", "name", "notes"))
-            )
+            self.add(at, "update_customer", customer, rng.choice(("email", "name", "notes")))
         elif roll < 0.7:
-            self.add(at, "customer_status", rng.randrange(self.customers), rng.choice(CUSTOMER_STATUSES))
+            self.add(at, "customer_status", customer, rng.choice(CUSTOMER_STATUSES))
         else:
-            self.advance_invoice(at)
+            self.advance_invoice()
 
-    def invoice(self, at: float) -> None:
+    def invoice(self, customer: int, at: float) -> None:
         index = len(self.invoices)
         status = self.rng.choice(("draft", "draft", "sent", "paid"))
-        self.invoices.append(status)
-        self.add(at, "insert_invoice", index, self.rng.randrange(self.customers), status)
+        self.invoices.append((at, status))
+        self.add(at, "insert_invoice", index, customer, status)
 
-    def advance_invoice(self, at: float) -> None:
+    def advance_invoice(self) -> None:
         index = self.rng.randrange(len(self.invoices))
-        status = self.invoices[index]
+        born, status = self.invoices[index]
         if status == "void":
             return
         if self.rng.random() < 0.15:
@@ -167,8 +166,8 @@ class _Timeline:
             return
         else:
             new = INVOICE_FORWARD[INVOICE_FORWARD.index(status) + 1]
-        self.invoices[index] = new
-        # Later than the insert: the draw order is not the time order, so the world checks it exists.
+        at = self.at(born)  # after the insert or the previous move of the same invoice
+        self.invoices[index] = (at, new)
         self.add(at, "invoice_status", index, new)
 
     def processes(self) -> None:
@@ -188,7 +187,7 @@ class _Timeline:
         if self.invoices and rng.random() < 0.3:
             self.add(self.at(), "portal_payment", rng.randrange(len(self.invoices)))
         if rng.random() < 0.2:
-            self.add(self.at(), "inactive_by_hand", rng.randrange(self.customers))
+            self.add(self.at(), "inactive_by_hand", rng.randrange(len(self.customers)))
         if rng.random() < 0.2:
             self.add(self.at(), "db_outage", rng.choice((1.0, 8.0)))
         if rng.random() < 0.2:

@@ -66,6 +66,9 @@ class ZohoCalls:
     token_requests: int
     by_endpoint: dict[str, int]  # "POST /customers 201" -> n, faults included ("lost-201", "dropped")
     faults_played: dict[str, int]
+    refusals: dict[
+        str, int
+    ]  # 429s by the limit that refused them: burst (injected), concurrency, window, daily
 
 
 def zoho_config_for(sim: SimConfig, origin: str = ORIGIN, **overrides: Any) -> ZohoConfig:
@@ -227,6 +230,7 @@ class InProcessZoho:
             token_requests=self.sim.accounts.token_requests,
             by_endpoint={f"{e} {s}": n for (e, s), n in sorted(org.calls.items())},
             faults_played=dict(sorted(org.faults_played.items())),
+            refusals=dict(sorted(org.refusals.items())),
         )
 
 

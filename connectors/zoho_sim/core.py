@@ -164,15 +164,19 @@ class Simulator:
         limits, faults = self.config.limits, self.config.faults
         if faults.burst_429 > 0:
             faults.burst_429 -= 1
+            org.refusals["burst"] += 1
             return self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE)
         if org.in_flight >= limits.concurrency:
+            org.refusals["concurrency"] += 1
             return self._limit_reply(CODE_CONCURRENCY, MESSAGE_CONCURRENCY)
         log = org.accepted_log
         while log and log[0] <= now - limits.window_seconds:
             log.popleft()
         if len(log) >= limits.per_window:
+            org.refusals["window"] += 1
             return self._limit_reply(CODE_RATE_PER_MINUTE, MESSAGE_RATE_PER_MINUTE)
         if org.daily[today] >= limits.daily:
+            org.refusals["daily"] += 1
             return self._limit_reply(CODE_RATE_PER_DAY, message_rate_per_day(limits.daily))
         return None
 

@@ -50,6 +50,8 @@ class Organisation:
         self.max_in_flight = 0
         self.max_in_window = 0
         self.faults_played: Counter[str] = Counter()
+        # 429s by the limit that refused them ("burst" is an injected one), for the simulation's checks.
+        self.refusals: Counter[str] = Counter()
 
     def count(self, endpoint: str, status: int | str) -> None:
         self.calls[(endpoint, str(status))] += 1

@@ -194,8 +194,11 @@ def decide(
     if paused_for > 0:
         retry_in = paused_for
     elif want == 0 and req.want > 0:
-        # the earliest moment a counted block stops counting (at least one slot frees then)
-        retry_in = min((b.last_at + span - now for b in counted), default=0.05)
+        # the earliest moment a counted block stops counting (at least one slot frees then); never 0: a
+        # block counted at `now` can still give `last_at + span - now == 0.0` in floating point, and a
+        # retry of 0 reads as "no retry needed", so the waiter would ask again at once, for ever
+        # (found by the simulation: a livelock on virtual time, a busy loop on a real clock)
+        retry_in = max(0.01, min((b.last_at + span - now for b in counted), default=0.05))
     else:
         retry_in = 0.0
     member = Member(req.member, permits, req.demand, req.in_flight, now + req.member_lease, req.label)
