@@ -190,6 +190,7 @@ class MemoryConsumer:
             raise ValueError("`max_records` must be a positive Integer")
         deadline = clock.monotonic() + timeout_ms / 1000
         while True:
+            self._broker.guard()
             if self._closed:
                 raise ConsumerStoppedError()
             settled = self._membership is None or await self._membership.settle(deadline, self._broker.wakeup)
@@ -243,6 +244,7 @@ class MemoryConsumer:
         if not wanted:
             return  # nothing is sent
         await _on_the_wire()
+        self._broker.guard()
         if self._closed:
             raise ConsumerStoppedError()
         group = self._broker.group(self._group_id)

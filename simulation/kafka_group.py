@@ -93,9 +93,13 @@ class ConsumerGroup:
 
     # --- what members do ----------------------------------------------------------------------
     def join(
-        self, member_id: Callable[[], str], topics: tuple[str, ...], instance_id: str | None,
-        session_timeout: float, owner: Membership,
-    ) -> GroupMember:  # fmt: skip
+        self,
+        member_id: Callable[[], str],
+        topics: tuple[str, ...],
+        instance_id: str | None,
+        session_timeout: float,
+        owner: Membership,
+    ) -> GroupMember:
         """A consumer joins; a static member's instance id takes its old place back with no new round."""
         member = self._static.get(instance_id) if instance_id else None
         if member is None:
