@@ -231,6 +231,11 @@ class Membership:
             member is not None and self.group.members.get(member.member_id) is member and member.owner is self
         )
 
+    def stable(self) -> bool:
+        """Holding the current generation's assignment with no round open: nothing to follow."""
+        group = self.group
+        return not group.rebalancing and self.generation == group.generation and self.current()
+
     def may_commit(self) -> bool:
         return self.member is not None and self.group.may_commit(self.member, self, self.generation)
 
