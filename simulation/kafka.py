@@ -62,12 +62,15 @@ class MemoryBroker:
         session_timeout: float = 10.0,
         rebalance_timeout: float = 30.0,
         guard: Callable[[], None] | None = None,
-    ):
+    ) -> None:
         self.rng = rng
         #: Called before every produce, fetch and commit: raises if the calling process is dead (a
         #: world passes `simulation.loop.current_check`), so a killed process acts on Kafka no more.
         self.guard = guard or _no_guard
         self.session_timeout = session_timeout
+        # How long a round waits for members to rejoin. aiokafka rejoins from a background task and takes
+        # max_poll_interval_ms (600 s in the pipeline) for it; here a member rejoins inside getmany, so this
+        # is also how long a member may go without polling through a rebalance before it is removed.
         self.rebalance_timeout = rebalance_timeout
         self.wakeup = Wakeup()
         #: Exceptions raised by rebalance listeners: aiokafka logs them and goes on; a world can assert none.
