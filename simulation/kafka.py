@@ -13,7 +13,7 @@ import asyncio
 import random
 import zlib
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
@@ -55,9 +55,22 @@ class MemoryBroker:
     partitions. A member's session timeout is its consumer's `session_timeout_ms` when given (as Kafka
     takes it from the JoinGroup), else `session_timeout`."""
 
-    def __init__(self, rng: random.Random, *, session_timeout: float = 10.0, rebalance_timeout: float = 30.0):
+    def __init__(
+        self,
+        rng: random.Random,
+        *,
+        session_timeout: float = 10.0,
+        rebalance_timeout: float = 30.0,
+        guard: Callable[[], None] | None = None,
+    ) -> None:
         self.rng = rng
+        #: Called before every produce, fetch and commit: raises if the calling process is dead (a
+        #: world passes `simulation.loop.current_check`), so a killed process acts on Kafka no more.
+        self.guard = guard or _no_guard
         self.session_timeout = session_timeout
+        # How long a round waits for members to rejoin. aiokafka rejoins from a background task and takes
+        # max_poll_interval_ms (600 s in the pipeline) for it; here a member rejoins inside getmany, so this
+        # is also how long a member may go without polling through a rebalance before it is removed.
         self.rebalance_timeout = rebalance_timeout
         self.wakeup = Wakeup()
         #: Exceptions raised by rebalance listeners: aiokafka logs them and goes on; a world can assert none.
@@ -206,6 +219,7 @@ class MemoryProducer:
         headers: Iterable[tuple[str, bytes]] | None = None,
     ) -> RecordMetadata:
         await asyncio.sleep(0)  # the produce request is on the wire: other tasks run meanwhile
+        self._broker.guard()
         stamp = clock.wall_ms() if timestamp_ms is None else timestamp_ms
         written, offset = self._broker.append(
             topic, key, value, headers=tuple(headers or ()), timestamp_ms=stamp, partition=partition
@@ -218,3 +232,7 @@ class MemoryProducer:
         future = asyncio.get_running_loop().create_future()
         future.set_result(await self.send_and_wait(topic, value, key, **kw))
         return future
+
+
+def _no_guard() -> None:
+    return None

@@ -21,7 +21,7 @@ from connectors import clock
 from simulation.kafka_group import Membership
 
 if TYPE_CHECKING:
-    from simulation.kafka import MemoryBroker
+    from simulation.kafka import MemoryBroker, PartitionLog
 
 Fetched = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
@@ -36,9 +36,10 @@ SHORT_FETCH_CHANCE: Final = 0.25
 
 
 class _PartitionState:
-    __slots__ = ("position", "paused", "highwater")
+    __slots__ = ("log", "position", "paused", "highwater")
 
-    def __init__(self, position: int) -> None:
+    def __init__(self, log: PartitionLog, position: int) -> None:
+        self.log = log  # the broker's log of the partition (compaction and retention change it in place)
         self.position = position
         self.paused = False
         self.highwater: int | None = None  # known once a fetch of the partition answered
@@ -135,12 +136,11 @@ class MemoryConsumer:
         committed = self._broker.group(self._group_id).committed if self._group_id is not None else {}
         states = {}
         for tp in sorted(partitions):
-            offset = committed.get(tp)
-            states[tp] = _PartitionState(self._reset_position(tp) if offset is None else offset)
+            log, offset = self._broker.log(tp.topic, tp.partition), committed.get(tp)
+            states[tp] = _PartitionState(log, self._reset_position(log) if offset is None else offset)
         self._states = states
 
-    def _reset_position(self, tp: TopicPartition) -> int:
-        log = self._broker.log(tp.topic, tp.partition)
+    def _reset_position(self, log: PartitionLog) -> int:
         return log.end if self._reset_to_end else log.start
 
     def assignment(self) -> set[TopicPartition]:
@@ -171,7 +171,8 @@ class MemoryConsumer:
 
     async def seek_to_beginning(self, *partitions: TopicPartition) -> bool:
         for tp in partitions or tuple(self._states):
-            self._state(tp).position = self._broker.log(tp.topic, tp.partition).start
+            state = self._state(tp)
+            state.position = state.log.start
         return True
 
     async def position(self, partition: TopicPartition) -> int:
@@ -190,35 +191,45 @@ class MemoryConsumer:
             raise ValueError("`max_records` must be a positive Integer")
         deadline = clock.monotonic() + timeout_ms / 1000
         while True:
+            self._broker.guard()
             if self._closed:
                 raise ConsumerStoppedError()
-            settled = self._membership is None or await self._membership.settle(deadline, self._broker.wakeup)
+            membership = self._membership
+            # `stable` first: an idle poll (most polls) should cost no coroutine
+            settled = (
+                membership is None
+                or membership.stable()
+                or await membership.settle(deadline, self._broker.wakeup)
+            )
             fetched = self._fetch(partitions, max_records or ALL_RECORDS) if settled else {}
             if fetched or clock.monotonic() >= deadline:
                 return fetched
             await self._broker.wakeup.until(deadline)
 
     def _fetch(self, partitions: tuple[TopicPartition, ...], budget: int) -> Fetched:
-        wanted = [
-            tp for tp in (partitions or self._states) if tp in self._states and not self._states[tp].paused
-        ]
-        if len(wanted) > 1:
-            self._broker.rng.shuffle(wanted)
+        readable = []
+        for tp in partitions or self._states:
+            state = self._states.get(tp)
+            if state is not None and not state.paused:
+                state.highwater = state.log.end
+                if state.position != state.log.end:
+                    readable.append((tp, state))
+        if len(readable) > 1:
+            self._broker.rng.shuffle(readable)
         fetched: Fetched = {}
-        for tp in wanted:
+        for tp, state in readable:
             if budget <= 0:
                 break
-            records = self._read(tp, budget)
+            records = self._read(state, budget)
             if records:
                 fetched[tp] = records
                 budget -= len(records)
         return fetched
 
-    def _read(self, tp: TopicPartition, budget: int) -> list[ConsumerRecord[bytes, bytes]]:
-        state, log = self._states[tp], self._broker.log(tp.topic, tp.partition)
-        state.highwater = log.end
+    def _read(self, state: _PartitionState, budget: int) -> list[ConsumerRecord[bytes, bytes]]:
+        log = state.log
         if not log.start <= state.position <= log.end:
-            state.position = self._reset_position(tp)  # OffsetOutOfRange: auto_offset_reset
+            state.position = self._reset_position(log)  # OffsetOutOfRange: auto_offset_reset
         records = log.read(state.position, budget)
         rng = self._broker.rng
         if len(records) > 1 and rng.random() < SHORT_FETCH_CHANCE:
@@ -243,6 +254,7 @@ class MemoryConsumer:
         if not wanted:
             return  # nothing is sent
         await _on_the_wire()
+        self._broker.guard()
         if self._closed:
             raise ConsumerStoppedError()
         group = self._broker.group(self._group_id)

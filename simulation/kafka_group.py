@@ -93,9 +93,13 @@ class ConsumerGroup:
 
     # --- what members do ----------------------------------------------------------------------
     def join(
-        self, member_id: Callable[[], str], topics: tuple[str, ...], instance_id: str | None,
-        session_timeout: float, owner: Membership,
-    ) -> GroupMember:  # fmt: skip
+        self,
+        member_id: Callable[[], str],
+        topics: tuple[str, ...],
+        instance_id: str | None,
+        session_timeout: float,
+        owner: Membership,
+    ) -> GroupMember:
         """A consumer joins; a static member's instance id takes its old place back with no new round."""
         member = self._static.get(instance_id) if instance_id else None
         if member is None:
@@ -226,6 +230,11 @@ class Membership:
         return (
             member is not None and self.group.members.get(member.member_id) is member and member.owner is self
         )
+
+    def stable(self) -> bool:
+        """Holding the current generation's assignment with no round open: nothing to follow."""
+        group = self.group
+        return not group.rebalancing and self.generation == group.generation and self.current()
 
     def may_commit(self) -> bool:
         return self.member is not None and self.group.may_commit(self.member, self, self.generation)

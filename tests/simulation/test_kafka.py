@@ -524,6 +524,31 @@ def test_the_producer_writes_to_the_keys_partition_and_returns_its_metadata() ->
     run(scenario)
 
 
+def test_a_dead_process_neither_produces_nor_fetches_nor_commits() -> None:
+    class Dead(BaseException):
+        pass
+
+    dead = {"now": False}
+
+    def guard() -> None:
+        if dead["now"]:
+            raise Dead()
+
+    async def scenario() -> None:
+        broker = MemoryBroker(random.Random(1), guard=guard)
+        broker.create_topic(T, 1)
+        producer, consumer = broker.producer(), member(broker, "a", [])
+        await producer.send_and_wait(T, b"v", key=b"k")
+        await consumer.getmany(timeout_ms=0)
+        dead["now"] = True
+        for act in (producer.send_and_wait(T, b"w", key=b"k"), consumer.getmany(), consumer.commit({P0: 1})):
+            with pytest.raises(Dead):
+                await act
+        assert broker.end_offset(T, 0) == 1 and broker.committed("g", T, 0) is None
+
+    run(scenario)
+
+
 def test_one_seed_gives_one_history() -> None:
     def history(seed: int) -> list[object]:
         async def scenario() -> list[object]:
