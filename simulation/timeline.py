@@ -16,6 +16,7 @@ from consumer.entities.customers.rules import customer_payload
 from consumer.model.plan import MappingConfig
 from simulation.loop import CURRENT
 from simulation.scenario import INVOICE_FORWARD
+from simulation.zoho import RefusedByZoho
 
 if TYPE_CHECKING:
     from simulation.world import World
@@ -127,7 +128,10 @@ class Acts:
     def portal_payment(self, index: int) -> None:
         invoice_id = self.invoices.get(index)
         zoho_id = invoice_id and self.world.zoho_id("invoice", invoice_id)
-        if not zoho_id or not self.world.zoho.pay_invoice(zoho_id):
+        try:
+            if not zoho_id or not self.world.zoho.pay_invoice(zoho_id):
+                return self._skip("portal_payment", index)
+        except RefusedByZoho:  # paid already, void, or a draft: the portal offers nothing to pay
             return self._skip("portal_payment", index)
         self.world.people_changed.add(("invoice", invoice_id))
 
@@ -136,7 +140,10 @@ class Acts:
         zoho_id = customer_id and self.world.zoho_id("customer", customer_id)
         if not zoho_id:
             return self._skip("inactive_by_hand", index)
-        self.world.zoho.set_customer_status(zoho_id, "inactive")
+        try:
+            self.world.zoho.set_customer_status(zoho_id, "inactive")
+        except RefusedByZoho:
+            return self._skip("inactive_by_hand", index)
         self.world.people_changed.add(("customer", customer_id))
 
     def db_outage(self, seconds: float) -> None:

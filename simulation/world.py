@@ -31,7 +31,7 @@ from simulation.zoho import ORIGIN, InProcessZoho
 #: How long the world may take to settle after the timeline (virtual seconds) before that is a violation.
 SETTLE_LIMIT: Final = 1800.0
 #: The quiet period after settling: nothing may call Zoho or write the sync log in it.
-QUIET_SECONDS: Final = 300.0
+QUIET_SECONDS: Final = 150.0
 SETTLE_POLL: Final = 5.0
 GROUP: Final = "zoho-sync"
 PREFIX: Final = "zoho-cdc"
@@ -60,7 +60,9 @@ class World:
         self.tracing = trace
         self.lines: list[str] = []
         self.violations: list[Violation] = []
-        self.broker = MemoryBroker(random.Random(self.rng.random()), session_timeout=10.0)
+        self.broker = MemoryBroker(
+            random.Random(self.rng.random()), session_timeout=10.0, guard=current_check
+        )
         self.topics = source_topics(PREFIX)
         for topic in self.topics:
             self.broker.create_topic(topic, scenario.partitions)
