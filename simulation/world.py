@@ -115,11 +115,11 @@ class World:
         """Calm weather, every instance up, until every offset is committed and nothing moves."""
         self.zoho.set_faults(SimFaults())
         self.db.unavailable_until = 0.0
-        for instance in self.instances:
-            instance.start()
         deadline = clock.monotonic() + SETTLE_LIMIT
         last = None
         while clock.monotonic() < deadline:
+            for instance in self.instances:
+                instance.start()  # one stopped or still draining when the timeline ended starts again
             await asyncio.sleep(SETTLE_POLL)
             now = self._progress()
             if now == last and self._all_committed():
