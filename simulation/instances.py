@@ -22,8 +22,8 @@ from consumer.pipeline.durability.organisations import Organisation
 from consumer.service.wiring import SyncSession
 from consumer.service.worker import Worker
 from consumer.service.zoho_config import zoho_config
+from simulation.database.store import MemoryStore
 from simulation.loop import CURRENT, Process, ProcessKilled
-from simulation.store import MemoryStore
 
 if TYPE_CHECKING:
     from simulation.world import World

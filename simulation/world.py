@@ -19,12 +19,12 @@ from connectors.zoho.wire.protocol import API_PATH
 from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
 from consumer.entities.registry import source_topics
 from consumer.settings import Settings
+from simulation.database.source import MemorySource
+from simulation.database.store import MemoryDatabase
 from simulation.instances import Instance
-from simulation.kafka import MemoryBroker
+from simulation.kafka.broker import MemoryBroker
 from simulation.loop import current_check
 from simulation.scenario import Scenario, Step
-from simulation.source import MemorySource
-from simulation.store import MemoryDatabase
 from simulation.timeline import Acts
 from simulation.zoho import ORIGIN, InProcessZoho
 

@@ -22,8 +22,8 @@ from consumer.pipeline.intake.reading import LiveReading
 from consumer.pipeline.intake.runner import RunOptions, SyncRunner
 from consumer.pipeline.intake.scheduler import InboundRecord, KeyScheduler, WorkItem
 from consumer.pipeline.intake.watermark import PartitionWatermarks
-from simulation.kafka import MemoryBroker
-from simulation.kafka_consumer import MemoryConsumer
+from simulation.kafka.broker import MemoryBroker
+from simulation.kafka.consumer import MemoryConsumer
 
 T = "orders"
 P0, P1, P2 = TopicPartition(T, 0), TopicPartition(T, 1), TopicPartition(T, 2)

@@ -15,9 +15,9 @@ from psycopg import errors
 
 from consumer.model.events import UNAVAILABLE_PLACEHOLDER, ChangeEvent, EntityType, Op
 from consumer.pipeline.codec.decode import decode_event
-from simulation.source import MemorySource, WriteBackRefused
-from simulation.store import MemoryStore
-from simulation.store_database import MemoryDatabase
+from simulation.database.source import MemorySource, WriteBackRefused
+from simulation.database.store import MemoryStore
+from simulation.database.tables import MemoryDatabase
 
 LONG = "n" * 2001  # longer than the toast threshold
 

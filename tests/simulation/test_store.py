@@ -23,11 +23,11 @@ from consumer.pipeline.durability.rows import EntityUpdate, Intent, OutcomeRow
 from consumer.pipeline.durability.source_reads import SourceReader
 from consumer.pipeline.durability.store import SyncStore
 from consumer.pipeline.effects.write_back import WriteBack, WriteBackPass, WriteBackQueue
-from simulation.source import MemorySource
-from simulation.store import MemoryStore
-from simulation.store_claims import MemoryClaims
-from simulation.store_database import MemoryDatabase, MemorySourceReader
-from simulation.store_write_backs import MemoryWriteBacks
+from simulation.database.claims import MemoryClaims
+from simulation.database.source import MemorySource
+from simulation.database.store import MemoryStore
+from simulation.database.tables import MemoryDatabase, MemorySourceReader
+from simulation.database.write_backs import MemoryWriteBacks
 from tests.simulation.test_source import LONG, FakeBroker, customer
 
 C = EntityType.CUSTOMER

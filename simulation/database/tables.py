@@ -21,7 +21,7 @@ from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.durability.gathered import GATHER_SECONDS
 from consumer.pipeline.durability.rows import Intent, OutcomeRow
 from consumer.pipeline.durability.source_reads import as_uuid
-from simulation.source import MemorySource
+from simulation.database.source import MemorySource
 
 LogPosition = tuple[str, str, int, int]  # consumer group, topic, partition, offset
 

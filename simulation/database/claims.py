@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from consumer.model.events import EntityType
 from consumer.pipeline.durability.gathered import GATHER_SECONDS
-from simulation.store_database import MemoryDatabase, StatementGate
+from simulation.database.tables import MemoryDatabase, StatementGate
 
 
 class MemoryClaims:

@@ -18,10 +18,10 @@ from aiokafka.errors import CommitFailedError, ConsumerStoppedError, IllegalOper
 from aiokafka.structs import OffsetAndMetadata, OffsetAndTimestamp
 
 from connectors import clock
-from simulation.kafka_group import Membership
+from simulation.kafka.group import Membership
 
 if TYPE_CHECKING:
-    from simulation.kafka import MemoryBroker, PartitionLog
+    from simulation.kafka.broker import MemoryBroker, PartitionLog
 
 Fetched = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 

@@ -18,9 +18,9 @@ from consumer.entities.registry import spec_of
 from consumer.model.events import EntityType
 from consumer.pipeline.durability.gathered import Gathering
 from consumer.pipeline.effects.write_back import BATCH_SIZE, GATHER_SECONDS, RETRY_SECONDS, WriteBackPass
-from simulation.source import WriteBackRefused
-from simulation.store_database import MemoryDatabase, StatementGate
-from simulation.store_rows import refusal_pause
+from simulation.database.rows import refusal_pause
+from simulation.database.source import WriteBackRefused
+from simulation.database.tables import MemoryDatabase, StatementGate
 
 log = structlog.get_logger(__name__)
 

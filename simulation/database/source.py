@@ -21,7 +21,7 @@ from psycopg import errors
 from connectors import clock
 from consumer.model.events import UNAVAILABLE_PLACEHOLDER, ColumnKind, EntityType
 from consumer.pipeline.codec.encode import encode_event
-from simulation.source_tables import TABLES, TableRules, is_toasted, stored_row, stored_value
+from simulation.database.source_tables import TABLES, TableRules, is_toasted, stored_row, stored_value
 
 FIRST_LSN: Final = 33_554_432  # where the simulated WAL starts (any rising sequence does)
 LSN_STEP: Final = 328  # about one small row change's WAL record
@@ -161,7 +161,7 @@ class MemorySource:
             return None
         return min(children, key=lambda r: r["created_at"])[value_column]
 
-    # --- write-backs (applied by `simulation.store`) ------------------------------------------------------
+    # --- write-backs (applied by `simulation.database.store`) ------------------------------
     def write_back(
         self,
         entity_type: EntityType,

@@ -1,7 +1,7 @@
 """An in-memory Kafka the real pipeline drives as if it were aiokafka: topics, groups, producer, consumers.
 
 One broker holds every partition's log (offsets keep their gaps after compaction; retention moves the log
-start), the groups (`simulation.kafka_group`) and their committed offsets. Nothing runs in the background:
+start), the groups (`simulation.kafka.group`) and their committed offsets. Nothing runs in the background:
 getmany waits on the loop's timers and is woken by appends and group changes, so under the virtual-time
 loop one seed gives one history. The seeded `rng` picks member ids, keyless partitions, the partition order
 of a fetch and where a fetch stops short (as a real broker's batch boundaries do).
@@ -21,8 +21,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 from aiokafka.structs import RecordMetadata
 
 from connectors import clock
-from simulation.kafka_consumer import MemoryConsumer
-from simulation.kafka_group import ConsumerGroup, Wakeup
+from simulation.kafka.consumer import MemoryConsumer
+from simulation.kafka.group import ConsumerGroup, Wakeup
 
 Headers = Sequence[tuple[str, bytes]]
 

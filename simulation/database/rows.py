@@ -19,7 +19,7 @@ from psycopg import errors
 
 from consumer.pipeline.durability.rows import OUTCOMES, EntityUpdate, OutcomeRow
 from consumer.pipeline.effects.write_back import WriteBack
-from simulation.source_tables import as_jsonb
+from simulation.database.source_tables import as_jsonb
 
 # btree's largest index entry (PostgreSQL 15): a longer indexed entity id fails its statement.
 # Approximate: PostgreSQL compresses a long value before it checks, so repetitive text may pass there.

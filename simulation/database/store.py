@@ -2,7 +2,7 @@
 
 The same methods and attributes the pipeline, the entities and the Zoho applier use, with the semantics
 of the SQL they run: the sync log's ON CONFLICT DO NOTHING, the entity map's "newer wins" upsert, the
-write-back queue's merge (`simulation.store_rows`). `record` writes an event's rows, entity update,
+write-back queue's merge (`simulation.database.rows`). `record` writes an event's rows, entity update,
 cleared intent and queued write-back together or not at all. Writes the service hands to a gathering task
 (`record`, `write_intent`, `take_waiting`) go on when their caller is cancelled, as there; the service's
 gathering pauses are kept (`pauses=True`), so an outcome is durable when the service's would be.
@@ -24,10 +24,10 @@ from consumer.pipeline.durability.gathered import GATHER_SECONDS
 from consumer.pipeline.durability.group_writes import GROUP_GATHER_SECONDS
 from consumer.pipeline.durability.rows import EntityUpdate, Intent, OutcomeRow
 from consumer.pipeline.effects.write_back import WriteBack
-from simulation.store_claims import MemoryClaims
-from simulation.store_database import MemoryDatabase, MemorySourceReader, StatementGate
-from simulation.store_rows import entity_values, fresh, logged_values, merged_entity, queued_write_back
-from simulation.store_write_backs import MemoryWriteBacks
+from simulation.database.claims import MemoryClaims
+from simulation.database.rows import entity_values, fresh, logged_values, merged_entity, queued_write_back
+from simulation.database.tables import MemoryDatabase, MemorySourceReader, StatementGate
+from simulation.database.write_backs import MemoryWriteBacks
 
 
 class MemoryStore:

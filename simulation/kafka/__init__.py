@@ -1,0 +1,1 @@
+"""In-memory Kafka: topics, partitions, consumer groups with rebalances, commits, compaction."""
