@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.zoho.client import ZohoClient
 from consumer.metrics import Metrics
@@ -26,7 +26,34 @@ from simulation.database.store import MemoryStore
 from simulation.loop import CURRENT, Process, ProcessKilled
 
 if TYPE_CHECKING:
-    from simulation.world import World
+    from consumer.settings import Settings
+    from simulation.database.source import MemorySource
+    from simulation.database.tables import MemoryDatabase
+    from simulation.kafka.broker import MemoryBroker
+    from simulation.scenario import Scenario
+    from simulation.zoho import InProcessZoho
+
+
+class World(Protocol):
+    """What the world's processes and timeline steps reach (`simulation.world.World`)."""
+
+    scenario: Scenario
+    settings: Settings
+    rng: random.Random
+    broker: MemoryBroker
+    db: MemoryDatabase
+    source: MemorySource
+    zoho: InProcessZoho
+    shared: Any  # `simulation.world.Shared`: the stores PostgreSQL shares between processes
+    instances: list[Instance]
+    topics: tuple[str, ...]
+    people_changed: set[tuple[str, str]]
+
+    def trace(self, line: str) -> None: ...
+
+    def violation(self, invariant: str, detail: str) -> None: ...
+
+    def zoho_id(self, entity_type: str, entity_id: str) -> str | None: ...
 
 
 class Instance:

@@ -19,7 +19,7 @@ from simulation.scenario import INVOICE_FORWARD
 from simulation.zoho import RefusedByZoho
 
 if TYPE_CHECKING:
-    from simulation.world import World
+    from simulation.instances import World
 
 CUSTOMERS: Final = "customers"
 INVOICES: Final = "customer_invoices"

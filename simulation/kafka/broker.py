@@ -23,29 +23,9 @@ from aiokafka.structs import RecordMetadata
 from connectors import clock
 from simulation.kafka.consumer import MemoryConsumer
 from simulation.kafka.group import ConsumerGroup, Wakeup
+from simulation.kafka.log import PartitionLog
 
 Headers = Sequence[tuple[str, bytes]]
-
-
-class PartitionLog:
-    """One partition: its records in offset order, with gaps where compaction removed some."""
-
-    __slots__ = ("start", "end", "offsets", "records")
-
-    def __init__(self) -> None:
-        self.start = 0  # the log start offset: retention moves it
-        self.end = 0  # the next offset to be written
-        self.offsets: list[int] = []
-        self.records: list[ConsumerRecord[bytes, bytes]] = []
-
-    def read(self, position: int, limit: int) -> list[ConsumerRecord[bytes, bytes]]:
-        at = bisect_left(self.offsets, position)
-        return self.records[at : at + limit]
-
-    def keep(self, kept: list[ConsumerRecord[bytes, bytes]]) -> int:
-        removed = len(self.records) - len(kept)
-        self.records, self.offsets = kept, [record.offset for record in kept]
-        return removed
 
 
 class MemoryBroker:

@@ -21,7 +21,7 @@ from connectors import clock
 from simulation.kafka.group import Membership
 
 if TYPE_CHECKING:
-    from simulation.kafka.broker import MemoryBroker, PartitionLog
+    from simulation.kafka.log import Broker, PartitionLog
 
 Fetched = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
@@ -57,7 +57,7 @@ class MemoryConsumer:
 
     def __init__(
         self,
-        broker: MemoryBroker,
+        broker: Broker,
         group_id: str | None,
         *,
         group_instance_id: str | None = None,
