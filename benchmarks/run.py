@@ -1,7 +1,7 @@
 """`make bench`: pipeline overhead, budget use, the seed scenario, latency and memory.
 
     python -m benchmarks.run [--only pipeline,budget,seed,latency,memory,multi,single,burst,doubt,neworg,
-                              switchover]
+                              switchover,simulation]
                              [--scale 1.0]
                              [--budget-window 20] [--no-write]
 
@@ -29,7 +29,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 from psycopg.rows import dict_row
 
-from benchmarks import in_doubt, infra, new_org, report, scale_out, switchover
+from benchmarks import in_doubt, infra, new_org, report, scale_out, simulation, switchover
 from benchmarks.workload import CUSTOMERS, INVOICES, History, bulk_history, customer_row, envelope
 from connectors.zoho_sim import SimConfig, SimLimits, run_in_thread, start_subprocess
 from consumer import event_loop
@@ -554,6 +554,7 @@ async def bench_memory(seconds: float, workdir: Path, scale: float) -> dict[str,
 BENCHES = (
     *("pipeline", "budget", "seed", "latency", "memory", "multi", "single", "burst", "doubt", "neworg"),
     "switchover",
+    "simulation",
 )
 
 
@@ -657,6 +658,10 @@ def render(r: dict[str, Any]) -> str:
         ("11 switch-over: writes", g("adopt_writes"), "<= 13", ok("adopt_writes", lambda v: v <= 13)),
         ("11 switch-over, live sync alone: calls per adopted record", g("adopt_live_only_calls_per_record"),
          "", ""),
+        ("12 simulation: seeds in CI / seeds per second / invariant violations",
+         f"{g('simulation_seeds_in_ci')} / {g('simulation_seeds_per_s')}"
+         f" / {g('simulation_invariant_violations')}",
+         ">= 2000 / - / 0", ok("simulation_invariant_violations", lambda v: v == 0)),
     ]  # fmt: skip
     head = (
         f"Command: `{r.get('bench_command')}`; date {r.get('bench_date')}; machine {r.get('machine')}; "
@@ -707,6 +712,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         results.update(await new_org.bench_neworg(workdir))
     if "switchover" in only:
         results.update(await switchover.bench_switchover(workdir))
+    if "simulation" in only:
+        results.update(simulation.bench_simulation())
     if "bench_date" in results:
         results["bench_total_s"] = round(time.monotonic() - started)
         results["date"] = results["bench_date"]

@@ -26,6 +26,9 @@ from simulation.loop import run as run_on_virtual_time
 from simulation.scenario import Scenario, draw
 from simulation.world import GROUP, World
 
+#: The seeds CI runs (`tests/simulation/test_seeds.py`, benchmark 12), in this many processes.
+CI_SEEDS = 2000
+CI_JOBS = 2
 #: Real seconds one seed may take before it counts as hung (a world takes well under one).
 HUNG_SECONDS = 60.0
 

@@ -18,11 +18,10 @@ from consumer.entities.customers.rules import customer_payload
 from consumer.model.plan import MappingConfig
 from simulation import invariants
 from simulation.loop import run as run_on_virtual_time
-from simulation.run import run_seed
+from simulation.run import CI_JOBS, CI_SEEDS, run_seed
 from simulation.scenario import draw
 from simulation.world import World
 
-CI_SEEDS = 2000
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -40,7 +39,7 @@ def _simulate(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ci_seeds(tmp_path: Path) -> None:
     out = tmp_path / "summary.json"
-    done = _simulate("--seeds", f"0:{CI_SEEDS}", "--jobs", "2", "--json", str(out))
+    done = _simulate("--seeds", f"0:{CI_SEEDS}", "--jobs", str(CI_JOBS), "--json", str(out))
     summary = json.loads(out.read_text())
     assert summary["seeds"] == CI_SEEDS
     assert done.returncode == 0 and summary["invariant_violations"] == 0, (
