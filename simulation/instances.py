@@ -48,6 +48,7 @@ class World(Protocol):
     instances: list[Instance]
     topics: tuple[str, ...]
     people_changed: set[tuple[str, str]]
+    consumers_of: dict[str, list[Any]]  # each process's Kafka consumers, by process name
 
     def trace(self, line: str) -> None: ...
 
@@ -67,7 +68,6 @@ class Instance:
         self.process: Process | None = None
         self.task: asyncio.Task[Any] | None = None
         self.worker: Worker | None = None
-        self.consumers: list[Any] = []
 
     @property
     def running(self) -> bool:
@@ -87,9 +87,8 @@ class Instance:
         """SIGKILL: nothing of the process runs again; its consumer leaves no goodbye."""
         if not self.running or self.process is None:
             return
-        for consumer in self.consumers:
+        for consumer in self.world.consumers_of.pop(self.process.name, []):
             self.world.broker.kill(consumer)
-        self.consumers = []
         self.kills += 1
         self.process.kill()
         self.world.trace(f"killed {self.process.name}")
@@ -122,18 +121,13 @@ class Instance:
             producer,
             Organisation(settings.zoho_organization_id, live=True),
         )
-        self.worker = Worker(session, session.run_options(settings.consumer_group), consumers=self._consumer)
+        self.worker = Worker(session, session.run_options(settings.consumer_group))
         try:
             return await self.worker.run()
         finally:
             await client.aclose()
             await producer.stop()
             await store.close()
-
-    def _consumer(self, *args: Any, **kw: Any) -> Any:
-        consumer = self.world.broker.consumer(*args, **kw)
-        self.consumers.append(consumer)
-        return consumer
 
     def _ended(self, task: asyncio.Task[Any]) -> None:
         """A process ends by a kill, a stop, or an error: an error on any input is a violation."""

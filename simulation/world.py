@@ -18,12 +18,13 @@ from connectors.zoho.stores.memory import MemoryDailyBudgetStore, MemoryRateWind
 from connectors.zoho.wire.protocol import API_PATH
 from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
 from consumer.entities.registry import source_topics
+from consumer.pipeline.intake.kafka_clients import serve_in_process
 from consumer.settings import Settings
 from simulation.database.source import MemorySource
 from simulation.database.store import MemoryDatabase
 from simulation.instances import Instance
 from simulation.kafka.broker import MemoryBroker
-from simulation.loop import current_check
+from simulation.loop import CURRENT, current_check
 from simulation.scenario import Scenario, Step
 from simulation.timeline import Acts
 from simulation.zoho import ORIGIN, InProcessZoho
@@ -76,6 +77,16 @@ class World:
         self.acts = Acts(self)
         self.settled_at: float | None = None
         self.people_changed: set[tuple[str, str]] = set()  # (entity type, source id) changed in Zoho by hand
+        self.consumers_of: dict[str, list[Any]] = {}
+
+    def consumer(self, bootstrap_servers: str, group_id: str | None, **kw: Any) -> Any:
+        """A consumer of the world's broker, for whichever process asks (`kafka_clients.serve_in_process`):
+        its process's kill makes it vanish from its group."""
+        consumer = self.broker.consumer(bootstrap_servers, group_id, **kw)
+        process = CURRENT.get()
+        if process is not None:
+            self.consumers_of.setdefault(process.name, []).append(consumer)
+        return consumer
 
     def zoho_id(self, entity_type: str, entity_id: str) -> str | None:
         """The Zoho id the entity map holds for a source entity now (what a person would look up)."""
@@ -93,6 +104,13 @@ class World:
 
     # --- the run ---------------------------------------------------------------------------
     async def run(self) -> None:
+        serve_in_process(self.settings.kafka_bootstrap_servers, self.consumer)
+        try:
+            await self._run()
+        finally:
+            serve_in_process(self.settings.kafka_bootstrap_servers, None)
+
+    async def _run(self) -> None:
         steps = list(self.scenario.steps)
         while steps and steps[0].at == 0.0:  # what exists before go-live
             self._act(steps.pop(0))
@@ -176,6 +194,7 @@ def _settings(scenario: Scenario) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         topic_prefix=PREFIX,
         consumer_group=GROUP,
+        kafka_bootstrap_servers=f"simulated-world-{scenario.seed}:9092",  # answered in process
         zoho_api_base=ORIGIN + API_PATH,
         zoho_accounts_url=ORIGIN,
         zoho_client_id=SIM.client_id,

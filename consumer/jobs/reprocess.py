@@ -20,7 +20,6 @@ from typing import Any
 
 import psycopg
 import structlog
-from aiokafka import AIOKafkaConsumer
 
 from connectors import clock
 from consumer.jobs.backfill import BackfillResult
@@ -38,6 +37,7 @@ from consumer.pipeline.effects.dead_letter_topic import (
 )
 from consumer.pipeline.intake.end_offsets import end_offsets as true_end_offsets
 from consumer.pipeline.intake.end_offsets import topic_partitions
+from consumer.pipeline.intake.kafka_clients import kafka_consumer
 from consumer.pipeline.replay.range import ReplayRange
 from consumer.service.wiring import EngineParts, SyncSession
 from consumer.service.worker import Worker
@@ -84,7 +84,7 @@ def reprocess_group(session: SyncSession) -> str:
 
 
 async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list[DeadLetterEntry]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(bootstrap, None)
     await consumer.start()
     try:
         parts = await topic_partitions(consumer, [topic])
@@ -135,7 +135,7 @@ async def list_dead_letters(bootstrap: str, topic: str, limit: int = 50) -> list
 
 async def resolve_positions(bootstrap: str, topic: str, wanted: set[tuple[int | None, int]]) -> set[Position]:
     """The DLQ positions `--offset` names; a plain offset must be held by exactly one partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = kafka_consumer(bootstrap, None)
     await consumer.start()
     try:
         parts = await topic_partitions(consumer, [topic])

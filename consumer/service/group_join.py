@@ -7,14 +7,14 @@ one not joined after `RunOptions.static_join_timeout` rejoins once as a dynamic 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer
 
 from connectors import clock
-from consumer.pipeline.intake.runner import RunOptions, SyncRunner, kafka_consumer
+from consumer.pipeline.intake.kafka_clients import kafka_consumer
+from consumer.pipeline.intake.runner import RunOptions, SyncRunner
 from consumer.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -26,17 +26,7 @@ class GroupJoin:
     On Tansu a restarted static member can keep rejoining with no assignment while the others keep their
     partitions and its own have no owner; the dynamic member that replaces it makes the group rebalance."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        options: RunOptions,
-        *,
-        static: bool,
-        consumers: Callable[..., AIOKafkaConsumer] = kafka_consumer,
-    ) -> None:
-        # `consumers(bootstrap_servers, group_id, **membership)` makes a consumer: aiokafka's, or the
-        # simulation's in-memory one (`simulation.kafka`).
-        self._consumers = consumers
+    def __init__(self, settings: Settings, options: RunOptions, *, static: bool) -> None:
         self._options = options  # read at each check: the join timeout may be changed while running
         self._membership: dict[str, Any] = {
             "session_timeout_ms": settings.kafka_session_timeout_ms,
@@ -76,4 +66,4 @@ class GroupJoin:
 
     def _consumer(self, **instance: str) -> AIOKafkaConsumer:
         options = self._options
-        return self._consumers(options.bootstrap_servers, options.group_id, **self._membership, **instance)
+        return kafka_consumer(options.bootstrap_servers, options.group_id, **self._membership, **instance)

@@ -26,7 +26,8 @@ from consumer.pipeline.durability.store import SyncStore
 from consumer.pipeline.effects.apply import Applier, ApplyOptions, ZohoApplier
 from consumer.pipeline.effects.dead_letter_topic import DeadLetterPublisher
 from consumer.pipeline.intake.engine import EngineOptions, IntakeStrategy, SyncEngine
-from consumer.pipeline.intake.runner import RunOptions, kafka_producer
+from consumer.pipeline.intake.kafka_clients import kafka_producer
+from consumer.pipeline.intake.runner import RunOptions
 from consumer.pipeline.intake.scheduler import InboundRecord
 from consumer.pipeline.replay.memo import payload_settings
 from consumer.settings import Settings

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Callable
-from typing import Any
 
 from consumer.pipeline.intake.reading import LiveReading, Reading
 from consumer.pipeline.intake.runner import RunOptions, RunSummary, SyncRunner
@@ -34,15 +33,13 @@ class Worker:
         reading: Reading | None = None,
         engine: EngineParts | None = None,
         on_progress: Callable[[SyncRunner], None] | None = None,
-        consumers: Callable[..., Any] | None = None,
     ) -> None:
         self.options = options
         reading = reading or LiveReading()
         self.watermarks = PartitionWatermarks()
         self.engine = session.engine(options.group_id, on_done=self.watermarks.completed, parts=engine)
         self.runner = SyncRunner(options, self.engine, self.watermarks, reading, on_progress=on_progress)
-        joins = {"consumers": consumers} if consumers is not None else {}  # default: aiokafka's
-        self.group = GroupJoin(session.settings, options, static=not reading.bounded, **joins)
+        self.group = GroupJoin(session.settings, options, static=not reading.bounded)
         self._stopping = asyncio.Event()
         self._stopped_by = "end"
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors import clock
+from consumer.pipeline.intake.kafka_clients import kafka_consumer
 
 
 async def topic_partitions(
@@ -36,7 +37,7 @@ async def end_offsets(
     tps = list(partitions)
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = kafka_consumer(bootstrap_servers, None)
     await consumer.start()
     try:
         listed: dict[TopicPartition, int] = await consumer.end_offsets(tps)

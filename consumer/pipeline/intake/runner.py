@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from connectors import clock
@@ -48,22 +48,6 @@ class RunSummary:
     committed: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     stopped_by: str = "end"
-
-
-def kafka_consumer(bootstrap_servers: str, group_id: str, **extra: object) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_interval_ms=600_000,  # a paused partition still polls, but rate-limit waits can be long
-        **extra,
-    )
-
-
-def kafka_producer(bootstrap_servers: str) -> AIOKafkaProducer:
-    # Idempotence stays off: the local Tansu broker does not implement it; acks=all still waits for the log.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=False)
 
 
 class _Revocation(ConsumerRebalanceListener):

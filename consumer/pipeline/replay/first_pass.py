@@ -17,7 +17,8 @@ from consumer.pipeline.codec.decode import summarize_change
 from consumer.pipeline.durability.gathered import Gathering
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.rows import OutcomeRow
-from consumer.pipeline.intake.runner import RunOptions, kafka_consumer
+from consumer.pipeline.intake.kafka_clients import kafka_consumer
+from consumer.pipeline.intake.runner import RunOptions
 from consumer.pipeline.replay.index import ReplayIndex
 from consumer.pipeline.replay.range import Bounds, ReplayRange
 
