@@ -12,8 +12,10 @@ session timeout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connectors.zoho.client import ZohoClient
@@ -48,6 +50,7 @@ class World(Protocol):
     instances: list[Instance]
     topics: tuple[str, ...]
     people_changed: set[tuple[str, str]]
+    commands: list[Command]  # one-shot commands started beside the live sync
     consumers_of: dict[str, list[Any]]  # each process's Kafka consumers, by process name
 
     def trace(self, line: str) -> None: ...
@@ -57,17 +60,16 @@ class World(Protocol):
     def zoho_id(self, entity_type: str, entity_id: str) -> str | None: ...
 
 
-class Instance:
-    """One zoho-cdc process slot: started, killed, restarted, stopped by the world's timeline."""
+class ProcessSlot:
+    """Where the world runs one kind of process: started, killed (SIGKILL), started again."""
 
-    def __init__(self, world: World, index: int) -> None:
+    def __init__(self, world: World, label: str) -> None:
         self.world = world
-        self.index = index
+        self.label = label
         self.starts = 0
         self.kills = 0
         self.process: Process | None = None
         self.task: asyncio.Task[Any] | None = None
-        self.worker: Worker | None = None
 
     @property
     def running(self) -> bool:
@@ -77,14 +79,14 @@ class Instance:
         if self.running:
             return
         self.starts += 1
-        self.process = Process(f"zoho-cdc-{self.index}#{self.starts}")
+        self.process = Process(f"{self.label}#{self.starts}")
         context = contextvars.copy_context()
         context.run(CURRENT.set, self.process)
         self.task = asyncio.get_running_loop().create_task(self._main(), context=context)
         self.task.add_done_callback(self._ended)
 
     def kill(self) -> None:
-        """SIGKILL: nothing of the process runs again; its consumer leaves no goodbye."""
+        """SIGKILL: nothing of the process runs again; its consumers leave no goodbye."""
         if not self.running or self.process is None:
             return
         for consumer in self.world.consumers_of.pop(self.process.name, []):
@@ -93,41 +95,8 @@ class Instance:
         self.process.kill()
         self.world.trace(f"killed {self.process.name}")
 
-    def stop(self) -> None:
-        """SIGTERM: the worker drains, commits and leaves the group."""
-        if self.running and self.worker is not None:
-            self.worker.stop("signal")
-
     async def _main(self) -> Any:
-        world = self.world
-        settings = world.settings
-        store = MemoryStore(world.db, organization_id=settings.zoho_organization_id)
-        client = ZohoClient(
-            zoho_config(settings),
-            token_store=world.shared.tokens,
-            budget_store=world.shared.budget,
-            window_store=world.shared.window,
-            rng=random.Random(world.rng.random()),
-            pool=world.zoho.pool(),
-        )
-        producer = world.broker.producer()
-        await store.open()
-        await producer.start()
-        session = SyncSession(
-            settings,
-            store,
-            client,
-            Metrics(),
-            producer,
-            Organisation(settings.zoho_organization_id, live=True),
-        )
-        self.worker = Worker(session, session.run_options(settings.consumer_group))
-        try:
-            return await self.worker.run()
-        finally:
-            await client.aclose()
-            await producer.stop()
-            await store.close()
+        raise NotImplementedError
 
     def _ended(self, task: asyncio.Task[Any]) -> None:
         """A process ends by a kill, a stop, or an error: an error on any input is a violation."""
@@ -137,3 +106,61 @@ class Instance:
         if error is None or isinstance(error, ProcessKilled):
             return
         self.world.violation("process exited", f"{self.process.name if self.process else '?'}: {error!r}")
+
+
+class Instance(ProcessSlot):
+    """One `zoho-cdc run` process: the live sync's worker in the consumer group."""
+
+    def __init__(self, world: World, index: int) -> None:
+        super().__init__(world, f"zoho-cdc-{index}")
+        self.worker: Worker | None = None
+
+    def stop(self) -> None:
+        """SIGTERM: the worker drains, commits and leaves the group."""
+        if self.running and self.worker is not None:
+            self.worker.stop("signal")
+
+    async def _main(self) -> Any:
+        async with session(self.world) as opened:
+            self.worker = Worker(opened, opened.run_options(opened.settings.consumer_group))
+            return await self.worker.run()
+
+
+class Command(ProcessSlot):
+    """A one-shot command run beside the live sync (`zoho-cdc backfill`), in a process of its own."""
+
+    def __init__(self, world: World, label: str, command: Callable[[SyncSession], Awaitable[Any]]) -> None:
+        super().__init__(world, label)
+        self.command = command
+        self.result: Any = None
+
+    async def _main(self) -> Any:
+        async with session(self.world) as opened:
+            self.result = await self.command(opened)
+            return self.result
+
+
+@contextlib.asynccontextmanager
+async def session(world: World) -> AsyncIterator[SyncSession]:
+    """The process's `SyncSession`, as `consumer.service.wiring.sync_session` opens one, on the world's
+    stand-ins: its own store handle, HTTP pool and producer; the stores PostgreSQL shares, shared."""
+    settings = world.settings
+    store = MemoryStore(world.db, organization_id=settings.zoho_organization_id)
+    client = ZohoClient(
+        zoho_config(settings),
+        token_store=world.shared.tokens,
+        budget_store=world.shared.budget,
+        window_store=world.shared.window,
+        rng=random.Random(world.rng.random()),
+        pool=world.zoho.pool(),
+    )
+    producer = world.broker.producer()
+    await store.open()
+    await producer.start()
+    organisation = Organisation(settings.zoho_organization_id, live=True)
+    try:
+        yield SyncSession(settings, store, client, Metrics(), producer, organisation)
+    finally:
+        await client.aclose()
+        await producer.stop()
+        await store.close()

@@ -192,3 +192,5 @@ class _Timeline:
             self.add(self.at(), "db_outage", rng.choice((1.0, 8.0)))
         if rng.random() < 0.2:
             self.add(self.at(), "compact")
+        if rng.random() < 0.15:
+            self.add(self.at(), "backfill")  # `zoho-cdc backfill` beside the live sync

@@ -117,6 +117,15 @@ class Acts:
     def stop(self, who: int) -> None:
         self.world.instances[who].stop()
 
+    def backfill(self) -> None:
+        """`zoho-cdc backfill` beside the live sync: both passes over the topics, in its own process."""
+        from consumer.jobs.backfill import run_backfill
+        from simulation.instances import Command
+
+        command = Command(self.world, f"zoho-cdc-backfill-{len(self.world.commands)}", run_backfill)
+        self.world.commands.append(command)
+        command.start()
+
     def join(self) -> None:
         from simulation.instances import Instance
 

@@ -22,7 +22,7 @@ from consumer.pipeline.intake.kafka_clients import serve_in_process
 from consumer.settings import Settings
 from simulation.database.source import MemorySource
 from simulation.database.store import MemoryDatabase
-from simulation.instances import Instance
+from simulation.instances import Command, Instance
 from simulation.kafka.broker import MemoryBroker
 from simulation.loop import CURRENT, current_check
 from simulation.scenario import Scenario, Step
@@ -78,6 +78,7 @@ class World:
         self.settled_at: float | None = None
         self.people_changed: set[tuple[str, str]] = set()  # (entity type, source id) changed in Zoho by hand
         self.consumers_of: dict[str, list[Any]] = {}
+        self.commands: list[Command] = []
 
     def consumer(self, bootstrap_servers: str, group_id: str | None, **kw: Any) -> Any:
         """A consumer of the world's broker, for whichever process asks (`kafka_clients.serve_in_process`):
@@ -140,7 +141,7 @@ class World:
                 instance.start()  # one stopped or still draining when the timeline ended starts again
             await asyncio.sleep(SETTLE_POLL)
             now = self._progress()
-            if now == last and self._all_committed():
+            if now == last and self._all_committed() and not any(c.running for c in self.commands):
                 self.settled_at = clock.monotonic()
                 self.trace("settled")
                 return

@@ -23,7 +23,6 @@ from connectors import clock
 from consumer.entities.registry import specs
 from consumer.jobs.dry_run import DryRunApplier, DryRunDeadLetters, DryRunStore, PlannedCalls
 from consumer.jobs.reconcile.repair import RECONCILE_PARTITION
-from consumer.jobs.reconcile.sides import current_rows
 from consumer.jobs.zoho_listing import ZohoListing
 from consumer.model.events import EntityType, snapshot_read
 from consumer.pipeline.adoption.match_index import MatchIndex
@@ -166,8 +165,8 @@ async def _apply_from_source(
             kind = spec.entity
             ids = [entity_id for k, entity_id in lost if k == kind.value and as_uuid(entity_id) is not None]
             topic = kind.topic(session.settings.topic_prefix)
-            for row in await current_rows(session.settings.database_url, kind, ids):
-                entity_id = str(row["id"])
+            rows = await session.store.source.rows(kind, ids)  # the store's reader: one database, one path
+            for entity_id, row in sorted(rows.items()):
                 found.add((kind.value, entity_id))
                 # The record only names the sync-log position; the row is handed over decoded.
                 record = InboundRecord(topic, RECONCILE_PARTITION, handed, None, None)
