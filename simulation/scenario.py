@@ -194,3 +194,5 @@ class _Timeline:
             self.add(self.at(), "compact")
         if rng.random() < 0.15:
             self.add(self.at(), "backfill")  # `zoho-cdc backfill` beside the live sync
+        if rng.random() < 0.1:
+            self.add(self.at(), "reprocess")  # `zoho-cdc dlq reprocess` beside it, faults still on

@@ -126,6 +126,15 @@ class Acts:
         self.world.commands.append(command)
         command.start()
 
+    def reprocess(self) -> None:
+        """`zoho-cdc dlq reprocess` (every letter not re-driven yet), in its own process."""
+        from consumer.jobs.reprocess import reprocess
+        from simulation.instances import Command
+
+        command = Command(self.world, f"zoho-cdc-dlq-reprocess-{len(self.world.commands)}", reprocess)
+        self.world.commands.append(command)
+        command.start()
+
     def join(self) -> None:
         from simulation.instances import Instance
 

@@ -79,6 +79,7 @@ class World:
         self.people_changed: set[tuple[str, str]] = set()  # (entity type, source id) changed in Zoho by hand
         self.consumers_of: dict[str, list[Any]] = {}
         self.commands: list[Command] = []
+        self.reprocessed = False  # every dead letter was re-driven once the world had settled
 
     def consumer(self, bootstrap_servers: str, group_id: str | None, **kw: Any) -> Any:
         """A consumer of the world's broker, for whichever process asks (`kafka_clients.serve_in_process`):
@@ -122,6 +123,11 @@ class World:
             await asyncio.sleep(max(0.0, step.at - clock.monotonic()))
             self._act(step)
         await self.settle()
+        if self.settled_at is not None and self.broker.end_offset(self.settings.dlq_topic, 0):
+            # The operator's job 3: the cause is gone (calm weather), every dead letter is re-driven.
+            self.acts.reprocess()
+            self.reprocessed = True
+            await self.settle()
         if self.settled_at is not None:
             await self.quiet()
         await self.stop_all()
@@ -132,6 +138,7 @@ class World:
 
     async def settle(self) -> None:
         """Calm weather, every instance up, until every offset is committed and nothing moves."""
+        self.settled_at = None
         self.zoho.set_faults(SimFaults())
         self.db.unavailable_until = 0.0
         deadline = clock.monotonic() + SETTLE_LIMIT

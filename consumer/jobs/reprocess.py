@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
 import structlog
 
 from connectors import clock
@@ -192,17 +191,6 @@ class _Selection:
         return True
 
 
-async def _reprocessed(database_url: str, group: str, topic: str) -> set[Position]:
-    """The DLQ positions the reprocess group has a sync-log row for."""
-    async with await psycopg.AsyncConnection.connect(database_url) as conn:
-        cur = await conn.execute(
-            "SELECT kafka_partition, kafka_offset FROM zoho_sync_log"
-            " WHERE consumer_group = %s AND topic = %s",
-            (group, topic),
-        )
-        return {(int(p), int(o)) for p, o in await cur.fetchall()}
-
-
 async def reprocess(
     session: SyncSession,
     *,
@@ -219,9 +207,8 @@ async def reprocess(
     if offsets:
         wanted = {o if isinstance(o, tuple) else (None, o) for o in offsets}
         positions = await resolve_positions(session.settings.kafka_bootstrap_servers, topic, wanted)
-    selection = _Selection(
-        positions, since_ms, await _reprocessed(session.settings.database_url, group, topic)
-    )
+    # the DLQ positions the reprocess group has a sync-log row for
+    selection = _Selection(positions, since_ms, await session.store.logged_positions(group, topic))
     options = session.run_options(group, topics=(topic,))
     # The range from the group's committed position to the end offsets captured now.
     letters = ReplayRange(accept=selection.accept, handled_before=selection.handled_before)

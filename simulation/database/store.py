@@ -126,6 +126,14 @@ class MemoryStore:
         await self._gate.before()
         return self._db.is_logged((consumer_group, topic, partition, offset))
 
+    async def logged_positions(self, consumer_group: str, topic: str) -> set[tuple[int, int]]:
+        await self._gate.before()
+        return {
+            (row.partition, row.offset)
+            for row in self._db.sync_log
+            if row.consumer_group == consumer_group and row.topic == topic
+        }
+
     async def dead_lettered_by(self, topic: str, partition: int, offset: int) -> str | None:
         await self._gate.before()
         return self._db.dead_lettered_by(topic, partition, offset)

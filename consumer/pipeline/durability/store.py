@@ -138,6 +138,16 @@ class SyncStore:
             )
             return await cur.fetchone() is not None
 
+    async def logged_positions(self, consumer_group: str, topic: str) -> set[tuple[int, int]]:
+        """The (partition, offset) of every record of `topic` the group has a sync-log row for."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT kafka_partition, kafka_offset FROM zoho_sync_log"
+                " WHERE consumer_group = %s AND topic = %s",
+                (consumer_group, topic),
+            )
+            return {(int(p), int(o)) for p, o in await cur.fetchall()}
+
     async def dead_lettered_by(self, topic: str, partition: int, offset: int) -> str | None:
         """The consumer group that dead-lettered this record, in any run; None when none did."""
         async with self._pool.connection() as conn:

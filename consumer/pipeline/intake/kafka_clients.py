@@ -1,9 +1,9 @@
 """The Kafka clients every run makes: one place that builds consumers and producers from an address.
 
 An address registered with `serve_in_process` (the simulation registers its in-memory broker,
-`simulation.kafka`, under a name no network resolves) is answered by that broker's own consumers; any other
-is a broker on the network, reached with aiokafka. So a backfill's first pass, end-offset reads and `dlq` commands reach the same
-broker as the live sync, whichever it is, without a client being handed down every call.
+`simulation.kafka`, under a name no network resolves) is answered by that broker's own consumers; any
+other is a broker on the network, reached with aiokafka. So a backfill's first pass, end-offset reads and
+`dlq` commands reach the same broker as the live sync, whichever it is, without a client handed down.
 """
 
 from __future__ import annotations
