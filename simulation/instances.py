@@ -50,6 +50,7 @@ class World(Protocol):
     instances: list[Instance]
     topics: tuple[str, ...]
     people_changed: set[tuple[str, str]]
+    poisoned: set[str]  # ids of the records no row explains (`Acts.poison`)
     commands: list[Command]  # one-shot commands started beside the live sync
     consumers_of: dict[str, list[Any]]  # each process's Kafka consumers, by process name
 

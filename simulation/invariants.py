@@ -21,7 +21,7 @@ from consumer.jobs.reconcile.comparison import compare
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
 from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import MappingConfig
-from consumer.pipeline.effects.dead_letter_topic import H_OFFSET, H_PARTITION, H_TOPIC
+from consumer.pipeline.effects.dead_letter_topic import H_OFFSET, H_PARTITION, H_REPROCESS_COUNT, H_TOPIC
 
 if TYPE_CHECKING:
     from simulation.world import World
@@ -57,7 +57,7 @@ def parked(world: World) -> set[tuple[str, str]]:
     for row in world.db.sync_log:
         if row.entity_id is not None:
             newest[(row.entity_type, row.entity_id)] = row.outcome
-    return {key for key, outcome in newest.items() if outcome in PARKED}
+    return {key for key, outcome in newest.items() if outcome in PARKED and key[1] not in world.poisoned}
 
 
 def _zoho_matches_source(world: World) -> None:
@@ -140,10 +140,12 @@ def _within_limits(world: World) -> None:
 
 
 def _one_letter_per_record(world: World) -> None:
-    letters: Counter[tuple[str, str, str]] = Counter()
+    letters: Counter[tuple[str, ...]] = Counter()
     for record in world.broker.records(world.settings.dlq_topic, 0):
         headers = {k: v.decode() if isinstance(v, bytes) else v for k, v in (record.headers or ())}
-        letters[(headers.get(H_TOPIC, ""), headers.get(H_PARTITION, ""), headers.get(H_OFFSET, ""))] += 1
+        # a letter re-driven and refused again is a new letter, with its reprocess count one higher
+        where = (H_TOPIC, H_PARTITION, H_OFFSET, H_REPROCESS_COUNT)
+        letters[tuple(str(headers.get(h, "")) for h in where)] += 1
     copies = sum(n - 1 for n in letters.values())
     kills = sum(i.kills for i in world.instances)
     if copies > kills:

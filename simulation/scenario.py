@@ -194,5 +194,7 @@ class _Timeline:
             self.add(self.at(), "compact")
         if rng.random() < 0.15:
             self.add(self.at(), "backfill")  # `zoho-cdc backfill` beside the live sync
+        if rng.random() < 0.15:
+            self.add(self.at(), "poison", rng.choice(("huge_numeric", "unknown_op", "not_json")))
         if rng.random() < 0.1:
             self.add(self.at(), "reprocess")  # `zoho-cdc dlq reprocess` beside it, faults still on

@@ -7,13 +7,17 @@ skipped, so the drawn timeline never has to foresee the order its steps end up i
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 from connectors import clock
 from consumer.entities.customers.rules import customer_payload
+from consumer.model.events import EntityType
 from consumer.model.plan import MappingConfig
+from consumer.pipeline.codec.encode import encode_event
 from simulation.loop import CURRENT
 from simulation.scenario import INVOICE_FORWARD
 from simulation.zoho import RefusedByZoho
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 CUSTOMERS: Final = "customers"
 INVOICES: Final = "customer_invoices"
 _LARGE_NOTES: Final = "Long account history. " * 120  # past TOAST's threshold (about 2 KB)
+#: A numeric as Debezium's base64 of 2,000 bytes: about 4,800 digits, past Python's int-to-text limit.
+_HUGE_FOR_PYTHON: Final = base64.b64encode(b"\x7f" + b"\xff" * 1999).decode()
 
 
 class Acts:
@@ -106,6 +112,31 @@ class Acts:
         if now == "void" or (forward and INVOICE_FORWARD.index(status) <= INVOICE_FORWARD.index(now)):
             return self._skip("invoice_status", index)
         self.world.source.update(INVOICES, invoice_id, status=status)
+
+    def poison(self, kind: str) -> None:
+        """A record no row explains lands on the invoices topic (a bug upstream, a hand-made produce): it must
+        end in one dead letter while the sync runs on (issue 23 a: a numeric past Python's digit limit)."""
+        world = self.world
+        entity_id = world.source.new_id()
+        world.poisoned.add(entity_id)
+        key = json.dumps({"id": entity_id}).encode()
+        row = {
+            "id": entity_id,
+            "customer_id": entity_id,
+            "invoice_number": f"INV-POISON-{len(world.poisoned)}",
+        }
+        _, value = encode_event(
+            EntityType.INVOICE, "c", row, key_id=entity_id, topic_prefix=world.settings.topic_prefix
+        )
+        doc = json.loads(value)
+        if kind == "huge_numeric":
+            doc["after"]["total_amount"] = _HUGE_FOR_PYTHON
+        elif kind == "unknown_op":
+            doc["op"] = "x" * 5000
+        body = b"{not json" if kind == "not_json" else json.dumps(doc).encode()
+        world.broker.append(
+            EntityType.INVOICE.topic(world.settings.topic_prefix), key, body, timestamp_ms=clock.wall_ms()
+        )
 
     # --- the processes ---------------------------------------------------------------------
     def kill(self, who: int) -> None:

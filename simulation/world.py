@@ -79,6 +79,7 @@ class World:
         self.people_changed: set[tuple[str, str]] = set()  # (entity type, source id) changed in Zoho by hand
         self.consumers_of: dict[str, list[Any]] = {}
         self.commands: list[Command] = []
+        self.poisoned: set[str] = set()
         self.reprocessed = False  # every dead letter was re-driven once the world had settled
 
     def consumer(self, bootstrap_servers: str, group_id: str | None, **kw: Any) -> Any:
