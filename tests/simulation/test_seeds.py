@@ -53,7 +53,7 @@ def test_ci_seeds(tmp_path: Path) -> None:
 
 
 def test_a_seed_replays_bit_for_bit_in_this_process() -> None:
-    for seed in (3, 17, 41):
+    for seed in range(0, 60, 4):
         first, second = run_seed(seed), run_seed(seed)
         assert first.digest == second.digest, seed
         assert first.zoho_calls == second.zoho_calls and first.records == second.records

@@ -24,9 +24,11 @@ from connectors.zoho.limits.holding import HeldBlock, Holding, ReturnedBlock
 from connectors.zoho.limits.window import Grant, PacingMode, RateLimitReport, Reservation
 
 
-def member_name() -> str:
-    """Unique per process: host, pid and a random tail (a restarted process is a new member)."""
-    return f"{socket.gethostname()[:24]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+def member_name(rng: random.Random | None = None) -> str:
+    """Unique per process: host, pid and a random tail (a restarted process is a new member); the tail
+    from `rng` when given (a seeded client, as the simulation's, names its members the same every run)."""
+    tail = f"{rng.getrandbits(24):06x}" if rng is not None else uuid.uuid4().hex[:6]
+    return f"{socket.gethostname()[:24]}:{os.getpid()}:{tail}"
 
 
 @dataclass
@@ -68,10 +70,11 @@ class SharedWindow:
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
+        self._rng = rng or random.Random()
         # What every reservation of this process repeats; `_refresh` fills in what changes each time.
         self.terms = Reservation(
             organization_id,
-            member or member_name(),
+            member or member_name(rng),
             want=0,
             demand=0,
             in_flight=0,
@@ -88,7 +91,6 @@ class SharedWindow:
         # At high rates (paid plans, an unlimited test sink) a block of 5 slots would cost a transaction per
         # 5 calls; up to 1 % of the window is reserved at once instead (never below the configured size).
         self.block_size = max(block_size, min(50, rate_per_window // 100))
-        self._rng = rng or random.Random()
         self.metrics = WindowMetrics()
         self.rate = float(rate_per_window)
         self._hold = Holding(fair_permits=concurrency)
