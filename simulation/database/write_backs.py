@@ -1,23 +1,19 @@
 """The pending write-back queue in memory, applied to `MemorySource` the way `WriteBackQueue` applies it.
 
 Queued with the outcome (`simulation.store.MemoryStore.record`); applied a pause after a poke and every
-`RETRY_SECONDS` (the real `Gathering`, so the timing is the service's), oldest first, a batch at a time,
-in one step with no await inside: a held row waits for a later pass, a refused row is set apart with its
-error and a growing pause, a row that is gone is dropped. Each applied row's UPDATE streams its echo.
+`RETRY_SECONDS` (by the service's own `WriteBackQueue`, so the timing is the service's), oldest first, a
+batch at a time, in one step with no await inside: a held row waits for a later pass, a refused row is set
+apart with its error and a growing pause, a row that is gone is dropped. Each applied row's UPDATE streams its echo.
 """
 
 from __future__ import annotations
 
-import asyncio
-
-import psycopg
 import structlog
 
 from connectors import clock
 from consumer.entities.registry import spec_of
 from consumer.model.events import EntityType
-from consumer.pipeline.durability.gathered import Gathering
-from consumer.pipeline.effects.write_back import BATCH_SIZE, GATHER_SECONDS, RETRY_SECONDS, WriteBackPass
+from consumer.pipeline.effects.write_back import BATCH_SIZE, WriteBackPass, WriteBackQueue
 from simulation.database.rows import refusal_pause
 from simulation.database.source import WriteBackRefused
 from simulation.database.tables import MemoryDatabase, StatementGate
@@ -25,32 +21,14 @@ from simulation.database.tables import MemoryDatabase, StatementGate
 log = structlog.get_logger(__name__)
 
 
-class MemoryWriteBacks:
-    """`store.write_backs`: `poke`, `apply_pending`, `close`, as `WriteBackQueue` offers them."""
+class MemoryWriteBacks(WriteBackQueue):
+    """`store.write_backs`: the service's queue (`poke`, `close`, its background passes) over memory; only
+    `apply_pending`, the database's part, is this module's."""
 
     def __init__(self, db: MemoryDatabase, gate: StatementGate) -> None:
+        super().__init__(pool=None)  # type: ignore[arg-type]  # no pool: `apply_pending` reads `db`
         self._db = db
         self._gate = gate
-        self._applying = asyncio.Lock()
-        self._pokes: Gathering[None] = Gathering(
-            self._pass, pause=GATHER_SECONDS, every=RETRY_SECONDS, name="write-backs"
-        )
-
-    def poke(self) -> None:
-        """Something was queued: apply it soon (starts the background task on first use)."""
-        self._pokes.add(None)
-
-    async def close(self) -> None:
-        await self._pokes.close()
-
-    async def _pass(self, _pokes: list[None]) -> None:
-        try:
-            done = await self.apply_pending()
-        except psycopg.Error as exc:  # the database is away: the queue is durable, try again later
-            log.warning("write-backs postponed", error=str(exc))
-            return
-        if done.applied + done.refused and sum(done) >= BATCH_SIZE:
-            self.poke()
 
     async def apply_pending(self, limit: int = BATCH_SIZE) -> WriteBackPass:
         """Apply up to `limit` due write-backs, oldest queued first, in one atomic step."""
