@@ -3,7 +3,8 @@
 Queued with the outcome (`simulation.store.MemoryStore.record`); applied a pause after a poke and every
 `RETRY_SECONDS` (by the service's own `WriteBackQueue`, so the timing is the service's), oldest first, a
 batch at a time, in one step with no await inside: a held row waits for a later pass, a refused row is set
-apart with its error and a growing pause, a row that is gone is dropped. Each applied row's UPDATE streams its echo.
+apart with its error and a growing pause, a row that is gone is dropped. Each applied row's UPDATE
+streams its echo.
 """
 
 from __future__ import annotations
