@@ -7,6 +7,10 @@ what a process holds alone (its consumer, producer, HTTP pool, caches) is built 
 A kill is SIGKILL: every task of the process is cancelled where it stands, its stand-ins refuse to act
 for it again, and its consumer vanishes from the group without leaving (the group notices after the
 session timeout).
+
+A start while PostgreSQL is down is refused as `zoho-cdc run` refuses it (`check_database`'s one
+sentence, exit 1): a documented refusal, not a violation. The process is then brought back as the
+deployment's supervisor does (docker-compose.yml: `restart: unless-stopped`), after Docker's backoff.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
+
+import psycopg
 
 from connectors.zoho.client import ZohoClient
 from consumer.metrics import Metrics
 from consumer.pipeline.durability.organisations import Organisation
-from consumer.service.wiring import SyncSession
+from consumer.service.wiring import ServiceUnavailable, SyncSession
 from consumer.service.worker import Worker
 from consumer.service.zoho_config import zoho_config
 from simulation.loop import CURRENT, Process, ProcessKilled
@@ -27,6 +33,11 @@ from simulation.store import MemoryStore
 
 if TYPE_CHECKING:
     from simulation.world import World
+
+#: Docker's restart backoff (moby's restart manager): 100 ms after the first exit, doubled at each
+#: exit in a row, at most a minute.
+RESTART_FIRST_DELAY: Final = 0.1
+RESTART_MAX_DELAY: Final = 60.0
 
 
 class Instance:
@@ -41,6 +52,8 @@ class Instance:
         self.task: asyncio.Task[Any] | None = None
         self.worker: Worker | None = None
         self.consumers: list[Any] = []
+        self.refusals = 0  # starts refused in a row (the supervisor's backoff grows with them)
+        self._supervised: asyncio.TimerHandle | None = None  # the supervisor's pending restart
 
     @property
     def running(self) -> bool:
@@ -68,11 +81,15 @@ class Instance:
         self.world.trace(f"killed {self.process.name}")
 
     def stop(self) -> None:
-        """SIGTERM: the worker drains, commits and leaves the group."""
+        """SIGTERM: the worker drains, commits and leaves the group (a stopped process stays stopped)."""
+        if self._supervised is not None:
+            self._supervised.cancel()
+            self._supervised = None
         if self.running and self.worker is not None:
             self.worker.stop("signal")
 
     async def _main(self) -> Any:
+        self._check_database()
         world = self.world
         settings = world.settings
         store = MemoryStore(world.db, organization_id=settings.zoho_organization_id)
@@ -103,16 +120,39 @@ class Instance:
             await producer.stop()
             await store.close()
 
+    def _check_database(self) -> None:
+        """`sync_session`'s `check_database`: a start while PostgreSQL is down ends in one sentence."""
+        try:
+            self.world.db.check_available()
+        except psycopg.OperationalError as exc:
+            raise ServiceUnavailable(f"Cannot connect to PostgreSQL at DATABASE_URL: {exc}") from None
+        self.refusals = 0  # Docker resets its backoff after 10 s of running; a start that passes runs on
+
     def _consumer(self, *args: Any, **kw: Any) -> Any:
         consumer = self.world.broker.consumer(*args, **kw)
         self.consumers.append(consumer)
         return consumer
 
     def _ended(self, task: asyncio.Task[Any]) -> None:
-        """A process ends by a kill, a stop, or an error: an error on any input is a violation."""
+        """A process ends by a kill, a stop, a refused start, or an error: an error on any input is a
+        violation."""
         if task.cancelled():
             return
         error = task.exception()
         if error is None or isinstance(error, ProcessKilled):
             return
+        if isinstance(error, ServiceUnavailable):
+            return self._refused(error)
         self.world.violation("process exited", f"{self.process.name if self.process else '?'}: {error!r}")
+
+    def _refused(self, error: ServiceUnavailable) -> None:
+        """A start refused with `run`'s one sentence: the supervisor starts the process again later."""
+        self.refusals += 1
+        delay = min(RESTART_FIRST_DELAY * 2 ** (self.refusals - 1), RESTART_MAX_DELAY)
+        name = self.process.name if self.process else "?"
+        self.world.trace(f"refused {name}: {error}; the supervisor restarts it in {delay:.1f} s")
+        self._supervised = asyncio.get_running_loop().call_later(delay, self._supervised_start)
+
+    def _supervised_start(self) -> None:
+        self._supervised = None
+        self.start()
