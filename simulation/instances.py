@@ -7,6 +7,10 @@ what a process holds alone (its consumer, producer, HTTP pool, caches) is built 
 A kill is SIGKILL: every task of the process is cancelled where it stands, its stand-ins refuse to act
 for it again, and its consumer vanishes from the group without leaving (the group notices after the
 session timeout).
+
+A start while PostgreSQL is down is refused as `zoho-cdc run` refuses it (`check_database`'s one
+sentence, exit 1): a documented refusal, not a violation. The process is then brought back as the
+deployment's supervisor does (docker-compose.yml: `restart: unless-stopped`), after Docker's backoff.
 """
 
 from __future__ import annotations
@@ -16,16 +20,23 @@ import contextlib
 import contextvars
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import psycopg
 
 from connectors.zoho.client import ZohoClient
 from consumer.metrics import Metrics
 from consumer.pipeline.durability.organisations import Organisation
-from consumer.service.wiring import SyncSession
+from consumer.service.wiring import ServiceUnavailable, SyncSession
 from consumer.service.worker import Worker
 from consumer.service.zoho_config import zoho_config
 from simulation.database.store import MemoryStore
 from simulation.loop import CURRENT, Process, ProcessKilled
+
+#: Docker's restart backoff (moby's restart manager): 100 ms after the first exit, doubled at each
+#: exit in a row, at most a minute.
+RESTART_FIRST_DELAY: Final = 0.1
+RESTART_MAX_DELAY: Final = 60.0
 
 if TYPE_CHECKING:
     from consumer.settings import Settings
@@ -106,7 +117,13 @@ class ProcessSlot:
         error = task.exception()
         if error is None or isinstance(error, ProcessKilled):
             return
+        if isinstance(error, ServiceUnavailable):
+            return self._refused(error)
         self.world.violation("process exited", f"{self.process.name if self.process else '?'}: {error!r}")
+
+    def _refused(self, error: ServiceUnavailable) -> None:
+        """A start refused with the command's one sentence (PostgreSQL away): the operator's to run again."""
+        self.world.trace(f"refused {self.process.name if self.process else '?'}: {error}")
 
 
 class Instance(ProcessSlot):
@@ -115,14 +132,32 @@ class Instance(ProcessSlot):
     def __init__(self, world: World, index: int) -> None:
         super().__init__(world, f"zoho-cdc-{index}")
         self.worker: Worker | None = None
+        self.refusals = 0  # starts refused in a row (the supervisor's backoff grows with them)
+        self._supervised: asyncio.TimerHandle | None = None  # the supervisor's pending restart
 
     def stop(self) -> None:
-        """SIGTERM: the worker drains, commits and leaves the group."""
+        """SIGTERM: the worker drains, commits and leaves the group (a stopped process stays stopped)."""
+        if self._supervised is not None:
+            self._supervised.cancel()
+            self._supervised = None
         if self.running and self.worker is not None:
             self.worker.stop("signal")
 
+    def _refused(self, error: ServiceUnavailable) -> None:
+        """A start refused with `run`'s one sentence: the supervisor starts the process again later."""
+        self.refusals += 1
+        delay = min(RESTART_FIRST_DELAY * 2 ** (self.refusals - 1), RESTART_MAX_DELAY)
+        name = self.process.name if self.process else "?"
+        self.world.trace(f"refused {name}: {error}; the supervisor restarts it in {delay:.1f} s")
+        self._supervised = asyncio.get_running_loop().call_later(delay, self._supervised_start)
+
+    def _supervised_start(self) -> None:
+        self._supervised = None
+        self.start()
+
     async def _main(self) -> Any:
         async with session(self.world) as opened:
+            self.refusals = 0  # Docker resets its backoff after 10 s of running; a start that passes runs on
             self.worker = Worker(opened, opened.run_options(opened.settings.consumer_group))
             return await self.worker.run()
 
@@ -146,6 +181,10 @@ async def session(world: World) -> AsyncIterator[SyncSession]:
     """The process's `SyncSession`, as `consumer.service.wiring.sync_session` opens one, on the world's
     stand-ins: its own store handle, HTTP pool and producer; the stores PostgreSQL shares, shared."""
     settings = world.settings
+    try:  # `sync_session`'s `check_database`: a start while PostgreSQL is down ends in one sentence
+        world.db.check_available()
+    except psycopg.OperationalError as exc:
+        raise ServiceUnavailable(f"Cannot connect to PostgreSQL at DATABASE_URL: {exc}") from None
     store = MemoryStore(world.db, organization_id=settings.zoho_organization_id)
     client = ZohoClient(
         zoho_config(settings),

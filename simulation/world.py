@@ -81,6 +81,7 @@ class World:
         self.commands: list[Command] = []
         self.poisoned: set[str] = set()
         self.reprocessed = False  # every dead letter was re-driven once the world had settled
+        serve_in_process(self.settings.kafka_bootstrap_servers, self.consumer)  # its address: this broker
 
     def consumer(self, bootstrap_servers: str, group_id: str | None, **kw: Any) -> Any:
         """A consumer of the world's broker, for whichever process asks (`kafka_clients.serve_in_process`):
@@ -107,7 +108,6 @@ class World:
 
     # --- the run ---------------------------------------------------------------------------
     async def run(self) -> None:
-        serve_in_process(self.settings.kafka_bootstrap_servers, self.consumer)
         try:
             await self._run()
         finally:
