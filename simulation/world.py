@@ -82,6 +82,7 @@ class World:
         self.poisoned: set[str] = set()
         self.reprocessed = False  # every dead letter was re-driven once the world had settled
         serve_in_process(self.settings.kafka_bootstrap_servers, self.consumer)  # its address: this broker
+        self.broker.on_commit = self._committing
 
     def consumer(self, bootstrap_servers: str, group_id: str | None, **kw: Any) -> Any:
         """A consumer of the world's broker, for whichever process asks (`kafka_clients.serve_in_process`):
@@ -169,6 +170,20 @@ class World:
         tasks = [i.task for i in self.instances if i.task is not None and not i.task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=120.0)
+
+    def _committing(self, group: str, offsets: dict[Any, int]) -> None:
+        """At every commit: each record it passes that the log still holds has its durable sync-log row."""
+        for tp, offset in offsets.items():
+            since = self.broker.committed(group, tp.topic, tp.partition) or 0
+            for record in self.broker.records(tp.topic, tp.partition):
+                if since <= record.offset < offset and not self.db.is_logged(
+                    (group, tp.topic, tp.partition, record.offset)
+                ):
+                    self.violation(
+                        "outcome before commit",
+                        f"{group} committed {tp.topic}/{tp.partition}@{offset}: "
+                        f"offset {record.offset} has no durable row",
+                    )
 
     # --- what moves ------------------------------------------------------------------------
     def _progress(self) -> tuple[Any, ...]:

@@ -55,6 +55,9 @@ class MemoryBroker:
         self.wakeup = Wakeup()
         #: Exceptions raised by rebalance listeners: aiokafka logs them and goes on; a world can assert none.
         self.listener_errors: list[BaseException] = []
+        #: Called with (group, {partition: offset}) as a commit is about to be stored: a world checks its
+        #: invariant on offsets at the instant of every commit, not only at the end.
+        self.on_commit: Callable[[str, dict[TopicPartition, int]], None] | None = None
         self._topics: dict[str, list[PartitionLog]] = {}
         self._groups: dict[str, ConsumerGroup] = {}
         self._member_ids = 0

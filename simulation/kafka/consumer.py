@@ -262,6 +262,8 @@ class MemoryConsumer:
             # A member the group no longer counts in this generation (or a simple consumer committing into a
             # group with members): Kafka answers ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID.
             raise CommitFailedError()
+        if self._broker.on_commit is not None:
+            self._broker.on_commit(self._group_id, wanted)
         group.committed.update(wanted)
 
     async def committed(self, partition: TopicPartition) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from bisect import bisect_left
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import ConsumerRecord
 
@@ -39,6 +39,7 @@ class Broker(Protocol):
     rng: random.Random
     guard: Callable[[], None]
     wakeup: Wakeup
+    on_commit: Callable[[str, dict[Any, int]], None] | None
 
     def topics(self) -> list[str]: ...
 

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aiokafka import TopicPartition
+
 from consumer.entities.customers.rules import customer_payload
 from consumer.model.plan import MappingConfig
 from simulation import invariants
@@ -82,6 +84,12 @@ def test_the_checks_fail_on_a_world_that_breaks_them() -> None:
     invariants.check(world)
     assert [v.invariant for v in world.violations] == ["outcome before commit"], world.violations
     world.db.sync_log.insert(0, lost)
+    world.violations.clear()
+
+    world.violations.clear()
+    customers = TopicPartition(world.topics[0], 0)  # a commit passing records no row was written for
+    world.broker.on_commit("a-group-that-logged-nothing", {customers: world.broker.end_offset(*customers)})
+    assert {v.invariant for v in world.violations} == {"outcome before commit"}, world.violations
     world.violations.clear()
 
     row = world.source.rows("customers")[0]  # the same customer twice in Zoho (another display name)
