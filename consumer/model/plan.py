@@ -130,6 +130,10 @@ class Plan:
 
 
 DELETED_WHILE_CREATING: Final = "deleted in the source while its create was unresolved (may be in Zoho)"
+VOIDED_WHILE_CREATING: Final = "void in the source while its create was unresolved (may be in Zoho)"
+TEST_ACCOUNT_WHILE_CREATING: Final = (
+    "became an internal test account while its create was unresolved (may be in Zoho)"
+)
 
 
 def skip(reason: str) -> Plan:

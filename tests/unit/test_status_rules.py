@@ -127,6 +127,17 @@ def test_a_deleted_invoice_is_voided_unless_it_is_a_draft_in_zoho() -> None:
         assert plan_invoice(deleted, _state(status), "C-1").action is Action.VOID_INVOICE
 
 
+def test_an_invoice_voided_while_its_create_is_unresolved_is_voided_in_zoho_not_skipped() -> None:
+    """A process died after sending the create (an intent left, no Zoho id in the map), then the source
+    voided the invoice: the create may be in Zoho, open, so it is looked up and voided (found by the
+    simulation, seed 351 and others: the invoice stayed open in Zoho)."""
+    creating = EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None, pending_create=True)
+    plan = plan_invoice(_invoice("void"), creating, "C-1")
+    assert plan.action is Action.VOID_INVOICE and plan.status == "void"
+    assert "create was unresolved" in plan.reason
+    assert plan_invoice(_invoice("void"), None, "C-1").action is Action.SKIP  # never sent: nothing to void
+
+
 def _customer(status: str, **extra: object) -> ChangeEvent:
     row = {**CUSTOMER_ROW, "status": status, **extra}
     return ChangeEvent(
@@ -163,6 +174,15 @@ def test_a_closed_customer_changed_while_inactive_is_updated_and_stays_inactive(
         _customer("closed", phone="+27 11 000 0000"), _state("inactive", "old"), MappingConfig()
     )
     assert plan.action is Action.UPDATE_CUSTOMER and plan.status == "inactive"
+
+
+def test_a_customer_made_a_test_account_while_its_create_is_unresolved_is_marked_inactive() -> None:
+    """As a delete: the create a dead process sent may be in Zoho, active; it is found and made inactive."""
+    creating = EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None, pending_create=True)
+    test_account = _customer("active", account_type="internal_test")
+    plan = plan_customer(test_account, creating, MappingConfig())
+    assert plan.action is Action.MARK_CUSTOMER_INACTIVE and "create was unresolved" in plan.reason
+    assert plan_customer(test_account, None, MappingConfig()).action is Action.SKIP  # never sent
 
 
 def test_line_codes_become_product_ids_and_uncoded_lines_the_default_item() -> None:

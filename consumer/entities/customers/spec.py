@@ -78,6 +78,9 @@ def plan_customer(
     if is_internal_test(row):
         if rules.is_synced(state) and state is not None and state.status != "inactive":
             return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, "became an internal test account")
+        if state is not None and state.pending_create and not rules.is_synced(state):
+            # its create may be in Zoho (a process died after sending it): found by account number
+            return Plan(Action.MARK_CUSTOMER_INACTIVE, None, None, rules.TEST_ACCOUNT_WHILE_CREATING)
         return rules.skip("internal test account")
 
     payload = customer_payload(row, config, currency_code=currency_code)

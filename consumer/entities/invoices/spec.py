@@ -98,7 +98,7 @@ def plan_invoice(
     row = rules.row_of(event)
     target = invoice_source_stage(row)
     if target == "void":
-        return _plan_void(synced, zoho_status)
+        return _plan_void(state)
 
     missing_for_create = sorted(event.unavailable & _INVOICE_CREATE_COLUMNS)
     if not synced and missing_for_create:
@@ -169,9 +169,14 @@ def _plan_delete(state: EntityState | None) -> Plan:
     return Plan(Action.VOID_INVOICE, None, None, "deleted in the source")
 
 
-def _plan_void(synced: bool, zoho_status: str | None) -> Plan:
-    """A void source invoice that was never synced is skipped: no invoice is created just to void it."""
-    if not synced:
+def _plan_void(state: EntityState | None) -> Plan:
+    """A void source invoice that was never synced is skipped: no invoice is created just to void it.
+    One whose create is unresolved (a process died after sending it) may be in Zoho: it is looked up by
+    its number and voided, as a delete is, or Zoho would keep it open."""
+    zoho_status = state.status if state is not None else None
+    if not rules.is_synced(state):
+        if state is not None and state.pending_create:
+            return Plan(Action.VOID_INVOICE, None, None, rules.VOIDED_WHILE_CREATING, status="void")
         return rules.skip("void in the source and never synced")
     if zoho_status == "void":
         return Plan(Action.NOOP, None, None, "void in the source; already void in Zoho")

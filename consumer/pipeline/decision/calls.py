@@ -7,7 +7,7 @@ a refusal of our credentials stops the sync.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
@@ -28,6 +28,8 @@ from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
 
 log = structlog.get_logger(__name__)
+
+NEVER_REACHED_ZOHO: Final = "its create never reached Zoho: nothing there to void or mark inactive"
 
 
 class PlannedCall:
@@ -98,11 +100,9 @@ class PlannedCall:
     ) -> Outcome:
         metrics = self.recorder.metrics
         done = (event.entity_type, event.entity_id)
-        if applied.zoho_id is None:  # a delete whose unresolved create never reached Zoho
+        if applied.zoho_id is None:  # a delete (or void) whose unresolved create never reached Zoho
             metrics.outcome(SyncOutcome.SKIPPED)
-            row = self.recorder.row(
-                item, SyncOutcome.SKIPPED, operation="none", error="deleted; its create never reached Zoho"
-            )
+            row = self.recorder.row(item, SyncOutcome.SKIPPED, operation="none", error=NEVER_REACHED_ZOHO)
             return Outcome([row], clear_intent=done)
         metrics.outcome(SyncOutcome.SYNCED)
         if event.source_ts_ms:
