@@ -210,9 +210,34 @@ class MemoryStore:
                 )
             if "\x00" in f"{entity_id}{operation}{natural_key}":
                 raise psycopg.DataError("PostgreSQL text fields cannot contain NUL (0x00) bytes")
-            self._db.intents[self._key(entity_type, entity_id)] = Intent(operation, natural_key)
+            self._db.intents[self._key(entity_type, entity_id)] = self._db.new_intent(operation, natural_key)
 
         await self._detached(write)
+
+    async def claim_create(
+        self,
+        entity_type: EntityType,
+        entity_id: str,
+        natural_key: str,
+        *,
+        zoho_id: str | None,
+        taking_over: Intent | None,
+    ) -> bool:
+        """`SyncStore.claim_create`: the intent written only if the map still shows `zoho_id` and no intent
+        was written since the caller's lookup (none, or still `taking_over`); one statement, atomic."""
+
+        async def claim() -> bool:
+            await self._gate.before()
+            key = self._key(entity_type, entity_id)
+            if (self._db.entity_map.get(key) or {}).get("zoho_id") != zoho_id:
+                return False
+            held = self._db.intents.get(key)
+            if held is not None and (taking_over is None or held.written_at != taking_over.written_at):
+                return False
+            self._db.intents[key] = self._db.new_intent("create", natural_key)
+            return True
+
+        return await self._detached(claim)  # type: ignore[no-any-return]
 
     async def record(
         self,

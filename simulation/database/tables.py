@@ -53,9 +53,15 @@ class MemoryDatabase:
         self.waiting: dict[tuple[str, str, str], tuple[str, str]] = {}  # child -> (parent type, parent id)
         self.pending_write_backs: dict[tuple[str, str], dict[str, Any]] = {}
         self.follow_up_seq = 0
+        self.intents_written = 0  # each intent's `written_at`: PostgreSQL's now() never repeats for one row
         self.queue_order = 0  # orders write-backs queued at the same instant
         self._logged: dict[LogPosition, int] = {}  # the sync log's unique key -> index in `sync_log`
         self._dead_lettered: dict[tuple[str, int, int], str] = {}  # position -> first group to dead-letter
+
+    def new_intent(self, operation: str, natural_key: str) -> Intent:
+        """An intent as a write stores it, stamped with when it was written."""
+        self.intents_written += 1
+        return Intent(operation, natural_key, written_at=self.intents_written)
 
     def check_available(self) -> None:
         if self.unavailable_until is not None and clock.monotonic() < self.unavailable_until:

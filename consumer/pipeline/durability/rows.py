@@ -6,7 +6,7 @@ Built by the pipeline, written by the store (`store`, `group_writes`); never cha
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from consumer.model.events import EntityType
@@ -61,3 +61,6 @@ class Intent:
 
     operation: str
     natural_key: str
+    #: When it was written (the database's clock): a create takes a left intent over only while it is
+    #: still this one, never one another process wrote since (`SyncStore.claim_create`).
+    written_at: Any = field(default=None, compare=False)

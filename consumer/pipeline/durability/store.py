@@ -112,12 +112,12 @@ class SyncStore:
     async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT operation, natural_key FROM zoho_sync_intent"
+                "SELECT operation, natural_key, created_at FROM zoho_sync_intent"
                 " WHERE organization_id = %s AND entity_type = %s AND entity_id = %s",
                 (self.organization_id, entity_type.value, entity_id),
             )
             row = await cur.fetchone()
-        return Intent(operation=row[0], natural_key=row[1]) if row else None
+        return Intent(operation=row[0], natural_key=row[1], written_at=row[2]) if row else None
 
     async def source_row(self, entity_type: EntityType, entity_id: str) -> dict[str, Any] | None:
         return await self.source.row(entity_type, entity_id)
@@ -231,6 +231,34 @@ class SyncStore:
                 [self.organization_id, *(list(column) for column in zip(*rows.values(), strict=True))],
             )
 
+    async def claim_create(
+        self,
+        entity_type: EntityType,
+        entity_id: str,
+        natural_key: str,
+        *,
+        zoho_id: str | None,
+        taking_over: Intent | None,
+    ) -> bool:
+        """Write the intent of a create about to be sent, only while the create is still this caller's to
+        send: the map still shows the Zoho id it was planned from (`zoho_id`), and no intent was written
+        since its lookup (none, or still `taking_over`, the left one that lookup resolved). False, with
+        nothing written, when another process created the record or has its create under way: one
+        statement, so of two processes creating one entity only one sends."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                _CLAIM_CREATE_SQL,
+                {
+                    "org": self.organization_id,
+                    "type": entity_type.value,
+                    "id": entity_id,
+                    "key": natural_key,
+                    "zoho_id": zoho_id,
+                    "seen": taking_over.written_at if taking_over else None,
+                },
+            )
+            return await cur.fetchone() is not None
+
     async def record(
         self,
         outcomes: Sequence[OutcomeRow],
@@ -284,6 +312,20 @@ _STATE_SQL = (
     " WHERE organization_id = o.organization_id AND entity_type = k.entity_type"
     " AND entity_id = k.entity_id LIMIT 1) i ON true"
     " WHERE m.entity_id IS NOT NULL OR i.entity_id IS NOT NULL"
+)
+
+
+# A create's intent, written only if the map still shows the planned Zoho id and no other intent was
+# written since the caller's lookup (an existing row is taken over only while it is the one seen).
+_CLAIM_CREATE_SQL = (
+    "INSERT INTO zoho_sync_intent (organization_id, entity_type, entity_id, operation, natural_key)"
+    " SELECT %(org)s, %(type)s, %(id)s, 'create', %(key)s"
+    " WHERE (SELECT zoho_id FROM zoho_entity_map WHERE organization_id = %(org)s"
+    " AND entity_type = %(type)s AND entity_id = %(id)s) IS NOT DISTINCT FROM %(zoho_id)s::text"
+    " ON CONFLICT (organization_id, entity_type, entity_id) DO UPDATE"
+    " SET operation = EXCLUDED.operation, natural_key = EXCLUDED.natural_key, created_at = now()"
+    " WHERE zoho_sync_intent.created_at = %(seen)s::timestamptz"
+    " RETURNING 1"
 )
 
 

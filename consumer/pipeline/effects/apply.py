@@ -1,22 +1,26 @@
 """Carry out one planned Zoho call, without ever creating a second record for one source row.
 
 A create's intent is written durably first; after a crash with an intent in place the record is looked up
-by its natural key, as the client's idempotent creates resolve a lost response. The calls are the entity's
-(`EntitySpec.calls`); what fails leaves here as a `consumer.model.call_errors` family, never a client's.
+by its natural key, as the client's idempotent creates resolve a lost response. The intent is written only
+while the create is still this process's to send (`SyncStore.claim_create`): another process creating
+the same entity (a child's parent synced beside the parent's own event) makes it look Zoho up again.
+The calls are the entity's (`EntitySpec.calls`); what fails leaves here as a `consumer.model.call_errors`
+family, never a client's.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from consumer.entities.invoices.items import LineItemRules
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntityCalls, Row
 from consumer.entities.zoho_boundary import as_call_errors
-from consumer.model.call_errors import ZohoAhead
+from consumer.model.call_errors import Unavailable, ZohoAhead
 from consumer.model.events import EntityType
 from consumer.model.plan import Plan
 from consumer.pipeline.adoption.finder import find_adoptable
@@ -30,6 +34,18 @@ from consumer.settings import Settings, setting_default
 _INTENT_LEFT: ContextVar[bool] = ContextVar("intent_left", default=True)
 #: What the current apply found out about the record (how it was matched), for its sync-log row.
 _NOTES: ContextVar[list[str] | None] = ContextVar("apply_notes", default=None)
+#: The Zoho id the plan being applied was made from (its entity-map row's): a create is sent only while
+#: the map still shows it, else another process made the record since.
+_PLANNED_ZOHO_ID: ContextVar[str | None] = ContextVar("planned_zoho_id", default=None)
+
+#: How often a create gives way to another process's create of the same entity before it gives up (the
+#: second round normally settles it: the record is found, or a create left by a dead process taken over).
+RACED_ROUNDS: Final = 3
+
+
+class CreateRaced(Exception):
+    """Raised instead of sending a create when another process made the entity's record, or wrote its own
+    create intent, since this create's lookup: nothing was sent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,10 @@ def rules_of(settings: Any) -> dict[EntityType, tuple[str, ...]]:
 class ZohoApplier:
     """Applies plans with the Zoho client; one instance shared by every worker."""
 
+    #: The pause before looking Zoho up again when another process's create intent is in place; None:
+    #: one API call's whole deadline (its connect and read timeouts), by which a create it sent has landed.
+    RACED_PAUSE_SECONDS: float | None = None
+
     def __init__(
         self,
         client: Any,
@@ -132,6 +152,7 @@ class ZohoApplier:
         notes: list[str] = []
         with self.client.tracking() as tracker:
             token, noted = _INTENT_LEFT.set(intent_left), _NOTES.set(notes)
+            planned = _PLANNED_ZOHO_ID.set(state_zoho_id)
             try:
                 with as_call_errors():
                     calls = self.calls(entity_type)
@@ -142,6 +163,7 @@ class ZohoApplier:
             finally:
                 _INTENT_LEFT.reset(token)
                 _NOTES.reset(noted)
+                _PLANNED_ZOHO_ID.reset(planned)
         return Applied(
             zoho_id=zoho_id,
             zoho_status=status,
@@ -172,43 +194,92 @@ class ZohoApplier:
         self, entity_type: EntityType, entity_id: str, payload: dict[str, Any], row: Mapping[str, Any] | None
     ) -> tuple[str | None, dict[str, Any]]:
         """Create the record once: after a crash with an intent left, the record found by its natural key
-        is brought up to `payload` instead of being created a second time."""
+        is brought up to `payload` instead of being created a second time; so is the record another
+        process made (or was making) while this create waited to be sent."""
         spec = spec_of(entity_type)
         key = spec.natural_key_of(row)
         if key is None:
             raise ValueError(f"{entity_type.value} {entity_id} has no natural key to create it safely")
         calls = self.calls(entity_type)
-        existing: dict[str, Any] | None = None
-        if await self.intent(entity_type, entity_id) is not None:
-            # A previous process died between intent and outcome: the create may have happened.
-            existing = await calls.find(key, entity_id, row)
-        if existing is None:
-            # A record made by others (or the id the source already holds) is adopted, never duplicated.
-            adoption = await find_adoptable(
-                entity_type,
-                entity_id,
-                row,
-                calls,
-                self.store.claims,
-                self.options.match_rules.get(entity_type, ()),
-                self.match_index,
-                stored_ids=getattr(self.store, "writes_back", True),
-            )
-            notes = _NOTES.get()
-            if notes is not None:
-                notes.append(adoption.note)
-            existing = adoption.record
-        if existing is None:
-            # written just before the create is sent (once it can go out at once, or holds its send slot),
-            # so waiting for the rate window leaves no intent behind (a crash then costs no natural-key
-            # lookups for calls never sent)
-            async def intent() -> None:
-                await self.store.write_intent(entity_type, entity_id, "create", key)
-
-            body = await calls.create(payload, key, row, intent)
+        left = await self.intent(entity_type, entity_id)
+        planned, look_up = _PLANNED_ZOHO_ID.get(), left is not None
+        for _ in range(RACED_ROUNDS):
+            existing = await self._existing(entity_type, entity_id, row, key, look_up=look_up)
+            if existing is not None:
+                zoho_id = spec.zoho_id_of(existing)
+                assert zoho_id is not None
+                return zoho_id, await calls.adopt(existing, payload)
+            try:
+                body = await calls.create(
+                    payload, key, row, self._claim(entity_type, entity_id, key, planned, left)
+                )
+            except CreateRaced:
+                left, planned = await self._after_race(entity_type, entity_id)
+                look_up = True  # the other process's record carries the natural key
+                continue
             if self.match_index is not None:  # a later entity of the replay sharing a value sees it
                 self.match_index.add(entity_type, body)
             return spec.zoho_id_of(body), body
-        zoho_id = spec.zoho_id_of(existing)
-        assert zoho_id is not None
-        return zoho_id, await calls.adopt(existing, payload)
+        raise Unavailable(
+            f"{entity_type.value} {entity_id}: other processes kept creating it at the same time; not sent"
+        )
+
+    async def _existing(
+        self,
+        entity_type: EntityType,
+        entity_id: str,
+        row: Mapping[str, Any] | None,
+        key: str,
+        *,
+        look_up: bool,
+    ) -> dict[str, Any] | None:
+        """The record to adopt instead of creating one: the one an earlier create (ours after a crash, or
+        another process's) made, found by its natural key, else one made by others the match rules find."""
+        calls = self.calls(entity_type)
+        if look_up:
+            found = await calls.find(key, entity_id, row)
+            if found is not None:
+                return found
+        # A record made by others (or the id the source already holds) is adopted, never duplicated.
+        adoption = await find_adoptable(
+            entity_type,
+            entity_id,
+            row,
+            calls,
+            self.store.claims,
+            self.options.match_rules.get(entity_type, ()),
+            self.match_index,
+            stored_ids=getattr(self.store, "writes_back", True),
+        )
+        notes = _NOTES.get()
+        if notes is not None:
+            notes.append(adoption.note)
+        return adoption.record
+
+    def _claim(
+        self, entity_type: EntityType, entity_id: str, key: str, planned: str | None, left: Intent | None
+    ) -> Any:
+        """The step run just before the create is sent (once it can go out at once, or holds its send slot,
+        so waiting for the rate window leaves no intent behind): the intent, written only while the create
+        is still ours to send."""
+
+        async def claim() -> None:
+            ours = await self.store.claim_create(
+                entity_type, entity_id, key, zoho_id=planned, taking_over=left
+            )
+            if not ours:
+                raise CreateRaced(f"{entity_type.value} {entity_id}")
+
+        return claim
+
+    async def _after_race(self, entity_type: EntityType, entity_id: str) -> tuple[Intent | None, str | None]:
+        """What the process that won the create left: its intent (after a pause, so a create it has under
+        way lands in Zoho before the lookup; one still there then is taken over, as a crash's is) and the
+        Zoho id the map now shows."""
+        if await self.store.intent(entity_type, entity_id) is not None:
+            config = self.client.config
+            pause = self.RACED_PAUSE_SECONDS
+            await asyncio.sleep(config.connect_timeout + config.read_timeout if pause is None else pause)
+        left = await self.store.intent(entity_type, entity_id)
+        state = await self.store.entity_state(entity_type, entity_id)
+        return left, state.zoho_id if state else None

@@ -1,0 +1,129 @@
+"""Two processes creating one entity at once make one Zoho record (found by the simulation, issue 23).
+
+An invoice's process syncs the invoice's customer first while the customer's own process creates it
+(`make simulate SEED=1909`): each looked Zoho up before the other's create landed, and both created it.
+Two appliers over one database play the two processes (real client, real simulator, real PostgreSQL
+store); the other process's create runs right after this one's lookup, when its create is about to go out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from connectors.zoho import ZohoClient
+from connectors.zoho_sim import SimHandle
+from consumer.migrations import migrate
+from consumer.model.events import EntityType
+from consumer.model.plan import Action, Plan
+from consumer.pipeline.durability.rows import EntityUpdate
+from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.apply import ApplyOptions, ZohoApplier
+from consumer.service.zoho_config import zoho_config
+from tests.fixtures_zoho import settings_for
+from tests.zoho.conftest import customer_payload
+
+C = EntityType.CUSTOMER
+ROW = {"id": "c1", "account_number": "CT-1", "email": "c1@example.com"}
+PLAN = Plan(Action.CREATE_CUSTOMER, customer_payload(1), "h", "test", status="active")
+# The other process sends the row as it read it a moment before (a name since changed: no name clash
+# that would make Zoho refuse the second create).
+EARLIER = Plan(
+    Action.CREATE_CUSTOMER,
+    customer_payload(1, display_name="Customer 1 (old)"),
+    "h0",
+    "test",
+    status="active",
+)
+
+
+class Meanwhile:
+    """A process's store whose first intent write (the create about to be sent) lets another process act
+    first: what happens between this process's lookup and its create."""
+
+    def __init__(self, store: SyncStore, other: Callable[[], Awaitable[None]]) -> None:
+        self._store = store
+        self._other: Callable[[], Awaitable[None]] | None = other
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def _first(self) -> None:
+        other, self._other = self._other, None
+        if other is not None:
+            await other()
+
+    async def claim_create(self, *args: Any, **kw: Any) -> bool:
+        await self._first()
+        return await self._store.claim_create(*args, **kw)
+
+    async def write_intent(self, *args: Any) -> None:
+        await self._first()
+        await self._store.write_intent(*args)
+
+
+@pytest.fixture
+async def two_processes(zoho_sim: SimHandle, database_url: str) -> AsyncIterator[tuple[Any, ...]]:
+    migrate(database_url)
+    config = zoho_config(settings_for(zoho_sim, database_url))
+    async with SyncStore(database_url) as one, SyncStore(database_url) as two:
+        async with ZohoClient(config) as client_one, ZohoClient(config) as client_two:
+            yield one, client_one, two, client_two
+
+
+def _customers_posted(sim: SimHandle) -> int:
+    return sum(n for call, n in sim.stats()["calls"].items() if call.startswith("POST /customers "))
+
+
+async def test_a_create_sent_after_another_process_created_and_recorded_the_entity_adopts_its_record(
+    two_processes, zoho_sim
+):
+    one, client_one, two, client_two = two_processes
+    first = ZohoApplier(client_one, one, ApplyOptions())
+
+    async def other_process_syncs_it() -> None:
+        applied = await first.apply(C, "c1", EARLIER, ROW, None)
+        update = EntityUpdate(C, "c1", applied.zoho_id, "h", None, "active", "CT-1")
+        await one.record([], entity=update, clear_intent=(C, "c1"))
+
+    second = ZohoApplier(client_two, Meanwhile(two, other_process_syncs_it), ApplyOptions())
+    applied = await second.apply(C, "c1", PLAN, ROW, None, intent_left=False)
+
+    [customer] = zoho_sim.state()["customers"]
+    assert applied.zoho_id == customer["customer_id"]
+    assert customer["display_name"] == "Customer 1"  # brought up to this process's newer row
+    assert _customers_posted(zoho_sim) == 1
+
+
+async def test_a_create_sent_while_another_process_has_its_create_under_way_adopts_what_it_made(
+    two_processes, zoho_sim
+):
+    one, client_one, two, client_two = two_processes
+    first = ZohoApplier(client_one, one, ApplyOptions())
+
+    async def other_process_creates_it() -> None:  # sent, its outcome not recorded yet: its intent stays
+        await first.apply(C, "c1", EARLIER, ROW, None)
+
+    second = ZohoApplier(client_two, Meanwhile(two, other_process_creates_it), ApplyOptions())
+    second.RACED_PAUSE_SECONDS = 0.05  # the other's create has landed already
+    applied = await second.apply(C, "c1", PLAN, ROW, None, intent_left=False)
+
+    [customer] = zoho_sim.state()["customers"]
+    assert applied.zoho_id == customer["customer_id"]
+    assert customer["display_name"] == "Customer 1"  # brought up to this process's newer row
+    assert _customers_posted(zoho_sim) == 1
+
+
+async def test_an_intent_left_by_a_dead_process_whose_create_never_landed_is_taken_over(
+    two_processes, zoho_sim
+):
+    one, _, two, client_two = two_processes
+    await one.write_intent(C, "c1", "create", "CT-1")  # then the process died before sending
+
+    applied = await ZohoApplier(client_two, two, ApplyOptions()).apply(C, "c1", PLAN, ROW, None)
+
+    [customer] = zoho_sim.state()["customers"]
+    assert applied.zoho_id == customer["customer_id"]
+    assert await two.intent(C, "c1") is not None  # ours now, cleared when the outcome is recorded
