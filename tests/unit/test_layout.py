@@ -1,9 +1,9 @@
 """The layout rules of issue 24, read from the code itself: a newcomer finds small modules in small folders.
 
 No folder under `consumer/`, `connectors/` or `simulation/` holds more than 15 modules directly
-(`consumer/commands/`, one module per command, is exempt); no module there is over 350 lines; no import circle among their
-modules, counting imports made only for type checking and imports inside functions. And ruff's C90
-keeps every function under complexity 10.
+(`consumer/commands/`, one module per command, is exempt); no module there is over 350 lines; no import
+circle among their modules, counting imports made only for type checking and imports inside functions.
+And ruff's C90 keeps every function under complexity 10.
 """
 
 from __future__ import annotations
