@@ -34,6 +34,11 @@ SETTLE_LIMIT: Final = 1800.0
 #: The quiet period after settling: nothing may call Zoho or write the sync log in it.
 QUIET_SECONDS: Final = 150.0
 SETTLE_POLL: Final = 5.0
+#: How long the `timeout` fault holds a reply: just past the client's 12 s call deadline (connect 2 + read
+#: 10), within the 2 s the client keeps counting the call's permit after it. Production's defaults have the
+#: same shape (a 35 s deadline, the simulator's 35 s hold, a 37 s permit); a Zoho that went on working on
+#: a request longer than that would see one call too many in flight (docs/SIMULATION.md).
+TIMEOUT_HOLD: Final = 13.0
 GROUP: Final = "zoho-sync"
 PREFIX: Final = "zoho-cdc"
 SIM: Final = SimConfig()  # the simulated organisation and credentials (the simulator's defaults)
@@ -120,7 +125,7 @@ class World:
             self._act(steps.pop(0))
         for instance in self.instances:
             instance.start()
-        self.zoho.set_faults(SimFaults(**self.scenario.weather.as_faults()))
+        self.zoho.set_faults(SimFaults(**self.scenario.weather.as_faults(), timeout_hold=TIMEOUT_HOLD))
         for step in steps:
             await asyncio.sleep(max(0.0, step.at - clock.monotonic()))
             self._act(step)
