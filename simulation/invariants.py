@@ -21,6 +21,7 @@ from consumer.jobs.reconcile.comparison import compare
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot
 from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import MappingConfig
+from consumer.pipeline.decision.parents import REFUSED_BEFORE
 from consumer.pipeline.effects.dead_letter_topic import H_OFFSET, H_PARTITION, H_TOPIC
 
 if TYPE_CHECKING:
@@ -52,12 +53,20 @@ def _offsets(world: World) -> None:
 
 
 def parked(world: World) -> set[tuple[str, str]]:
-    """Entities whose newest sync-log row parks them until an operator acts (a dead letter)."""
+    """Entities whose newest sync-log row parks them until an operator acts (a dead letter).
+
+    The same refused state seen again (the echo of its `failed` write-back, a replay) is recorded
+    `skipped` with no call and no second letter (README, "a refused state is tried once"): the first
+    letter still waits, so such a row leaves the entity as parked as before it."""
     newest: dict[tuple[str, str], Any] = {}
     for row in world.db.sync_log:
-        if row.entity_id is not None:
+        if row.entity_id is not None and not _refused_again(row):
             newest[(row.entity_type, row.entity_id)] = row.outcome
     return {key for key, outcome in newest.items() if outcome in PARKED}
+
+
+def _refused_again(row: Any) -> bool:
+    return row.outcome == SyncOutcome.SKIPPED and row.error == REFUSED_BEFORE
 
 
 def _zoho_matches_source(world: World) -> None:

@@ -15,7 +15,10 @@ import sys
 from pathlib import Path
 
 from consumer.entities.customers.rules import customer_payload
+from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import MappingConfig
+from consumer.pipeline.decision.parents import REFUSED_BEFORE
+from consumer.pipeline.durability.rows import OutcomeRow
 from simulation import invariants
 from simulation.loop import run as run_on_virtual_time
 from simulation.run import run_seed
@@ -85,3 +88,31 @@ def test_the_checks_fail_on_a_world_that_breaks_them() -> None:
     world.zoho.create_customer(**payload)
     invariants.check(world)
     assert "one record per entity" in {v.invariant for v in world.violations}, world.violations
+
+
+def test_a_drifted_entity_is_excused_only_while_its_dead_letter_waits() -> None:
+    """The echo of a dead letter's `failed` write-back is recorded `skipped` (the same refused state, no
+    second letter): the entity stays parked. Any other newer row ends the excuse (found by seed 855)."""
+    world = _settled_world(5)
+    row = world.source.rows("customers")[0]
+    zoho_id = world.zoho_id("customer", row["id"])
+    assert zoho_id is not None
+    world.zoho.edit_customer(zoho_id, email="someone.else@example.com")  # drift, by no one the world knows
+    invariants.check(world)
+    assert [v.invariant for v in world.violations] == ["one record per entity in its latest state"]
+
+    def logged(outcome: SyncOutcome, error: str | None = None) -> None:
+        offset = len(world.db.sync_log)
+        world.db.sync_log.append(
+            OutcomeRow("test", "t", 0, offset, "customer", row["id"], outcome, error=error)
+        )
+
+    logged(SyncOutcome.DEAD_LETTERED, "update_customer: Internal error")
+    logged(SyncOutcome.SKIPPED, REFUSED_BEFORE)
+    world.violations.clear()
+    invariants.check(world)
+    assert not world.violations  # the letter waits for an operator
+
+    logged(SyncOutcome.SKIPPED, "internal test account")  # skipped for another reason: not parked
+    invariants.check(world)
+    assert [v.invariant for v in world.violations] == ["one record per entity in its latest state"]
