@@ -57,12 +57,23 @@ def parked(world: World) -> set[tuple[str, str]]:
 
     The same refused state seen again (the echo of its `failed` write-back, a replay) is recorded
     `skipped` with no call and no second letter (README, "a refused state is tried once"): the first
-    letter still waits, so such a row leaves the entity as parked as before it."""
+    letter still waits, so such a row leaves the entity as parked as before it.
+
+    A child dead-lettered for its parent and still waiting for it (`zoho_waiting_for_parent`) is parked
+    only while that parent has no Zoho record: once the parent is synced the child is sent without an
+    operator (README, Invoices: "once the customer is synced ... the waiting invoices are sent")."""
     newest: dict[tuple[str, str], Any] = {}
     for row in world.db.sync_log:
         if row.entity_id is not None and not _refused_again(row):
             newest[(row.entity_type, row.entity_id)] = row.outcome
-    return {key for key, outcome in newest.items() if outcome in PARKED and key[1] not in world.poisoned}
+    waiting = {(kind, entity_id): parent for (_, kind, entity_id), parent in world.db.waiting.items()}
+    return {
+        key
+        for key, outcome in newest.items()
+        if outcome in PARKED
+        and key[1] not in world.poisoned
+        and not (key in waiting and world.zoho_id(*waiting[key]) is not None)
+    }
 
 
 def _refused_again(row: Any) -> bool:

@@ -3,8 +3,8 @@
 Transient errors and rate limits are retried with exponential backoff and full jitter, within
 `max_attempts` and `max_seconds`; permanent and auth errors never are, nor is a write in doubt
 (`InDoubt`): the caller reads what Zoho holds and settles from that before anything is sent again.
-Waits for the daily budget are not charged to `max_seconds` (the budget itself decides how long those
-take).
+Waits for the daily budget and for a slot of the rate window are not charged to `max_seconds` (the budget
+and the window decide how long those take).
 """
 
 from __future__ import annotations

@@ -174,7 +174,8 @@ class ZohoTransport:
         endpoint: str,
         params: dict[str, Any] | None,
         body: Any,
-        before_send: BeforeSend | None = None,
+        before_send: BeforeSend | None,
+        queued: list[float],
     ) -> dict[str, Any]:
         await self._spend_daily_budget()
         await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
@@ -185,7 +186,7 @@ class ZohoTransport:
             # once the slot is held, so a wait for the rate window leaves no intent behind.
             await before_send()  # runs once (`at_most_once`): the call in the slot below skips it
         reply, token, sent_at, elapsed = await self._send_in_slot(
-            method, path, endpoint, params, body, before_send
+            method, path, endpoint, params, body, before_send, queued
         )
         try:
             payload = reply.json()
@@ -214,9 +215,11 @@ class ZohoTransport:
         params: dict[str, Any] | None,
         body: Any,
         before_send: BeforeSend | None,
+        queued: list[float],
     ) -> tuple[Reply, StoredToken, float, float]:
         """Send once a window slot is held: the reply, the token it went with, when it was sent and how
-        long it took. A call without a reply raises its `in_doubt` error."""
+        long it took; how long it waited for the slot is added to `queued`. A call without a reply raises
+        its `in_doubt` error."""
         before = self.window.metrics.wait_seconds
         token: StoredToken | None = None
 
@@ -231,7 +234,9 @@ class ZohoTransport:
             if before_send is not None:
                 await before_send()  # e.g. a durable create intent, written only once the call can go out
 
+        entered = clock.monotonic()
         async with self.window.send(prepare) as sent_at:
+            queued.append(clock.monotonic() - entered)
             self.metrics.limiter_wait_seconds += self.window.metrics.wait_seconds - before
             assert token is not None  # set by `prepare`
             headers = {
@@ -287,17 +292,21 @@ class ZohoTransport:
         token_retried = False
         started = clock.monotonic()
         budget_wait_before = self.metrics.daily_wait_seconds
+        queued: list[float] = []  # each attempt's wait for its window slot
         while True:
             attempts += 1
             try:
-                return await self._attempt(method, path, endpoint, params, body, before_send)
+                return await self._attempt(method, path, endpoint, params, body, before_send, queued)
             except errors.ZohoError as error:
                 error.attempts = attempts
                 if isinstance(error, errors.AccessTokenRejected) and not token_retried:
                     token_retried = True  # the token was dropped in _attempt; the next attempt refreshes
                     continue
-                # time spent waiting for the next day's budget is not charged to the retry window
+                # Time spent waiting for the next day's budget or for a slot of the rate window (behind other
+                # calls, or a 429 pause) is not charged to the retry window: it is the organisation's own
+                # pacing, not Zoho failing, and a call that queued past the budget would get no retry.
                 elapsed = clock.monotonic() - started - (self.metrics.daily_wait_seconds - budget_wait_before)
+                elapsed -= sum(queued)
                 delay = self.retry_policy.delay(error, attempts, max(0.0, elapsed))
                 if delay is None:
                     raise

@@ -126,8 +126,12 @@ class ParentResolver:
             self._verified.add((spec.entity.value, event.entity_id))
             return parent_record(await policy.recorder.store.entity_state(spec.entity, event.entity_id))
         except CallError as exc:
-            if not isinstance(exc, CredentialsRejected):
-                await self._refused(event, state, digest, exc)
+            if isinstance(exc, CredentialsRejected):
+                raise
+            synced = await self._synced_meanwhile(spec.entity, event.entity_id, state)
+            if synced is not None:
+                return synced
+            await self._refused(event, state, digest, exc)
             raise
         policy.recorder.metrics.zoho_calls(applied.calls)
         write_back = WriteBack(spec.entity, event.entity_id, applied.zoho_id, "synced")
@@ -144,6 +148,19 @@ class ParentResolver:
         )
         currency = spec.created_currency(plan) or (state.currency_code if state else None)
         return ParentRecord(applied.zoho_id, currency) if applied.zoho_id else None
+
+    async def _synced_meanwhile(
+        self, entity: EntityType, entity_id: str, state: EntityState | None
+    ) -> ParentRecord | None:
+        """The parent's Zoho record when another process synced it while this one failed to (its own event,
+        in a partition this process does not own: the key lock is per process). Its call may wait minutes
+        for the rate window; refusing the parent then would remember a state Zoho accepted as refused, and
+        park the child waiting for a sync that already happened."""
+        policy = self._policy
+        now = await policy.recorder.read(policy.recorder.store.entity_state, entity, entity_id)
+        if now is None or not now.zoho_id or now.zoho_id == (state.zoho_id if state else None):
+            return None
+        return parent_record(now)
 
     async def _refused(
         self, event: ChangeEvent, state: EntityState | None, digest: str, exc: CallError

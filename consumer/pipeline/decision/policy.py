@@ -216,8 +216,19 @@ class EventPolicy:
         if self.follow_ups is not None and spec.parent is not None and parent_id is not None and keep:
             # Sent again, without an operator, once the parent is synced.
             await self.follow_ups.waiting(event.entity_type, event.entity_id, spec.parent.entity, parent_id)
+            await self._synced_before_waiting(spec.parent.entity, parent_id)
         refusal = Refusal.of_error(f"its {parent} could not be synced to Zoho: {exc}", exc)
         return Refused(refusal, keep, remembered_refusal(event, ground.state))
+
+    async def _synced_before_waiting(self, parent: EntityType, parent_id: str) -> None:
+        """Hand the waiting children over now if the parent got a Zoho record since it was found without
+        one: its own sync, in another process (key locks are per process), may have taken the waiting
+        children just before this child waited, and would never look again."""
+        if self.options.resync or self.follow_ups is None:
+            return  # a resync trusts no stored id it has not verified: the parent's own sync hands over
+        state = await self.recorder.read(self.recorder.store.entity_state, parent, parent_id)
+        if state is not None and state.zoho_id:
+            await self.follow_ups.parent_synced(parent, parent_id)
 
     async def _carry_out(self, item: WorkItem, ground: Ground, found: Verdict, started: float) -> Decision:
         """The rule's answer once planned: nothing to send, a skip, Zoho ahead, or the call."""
