@@ -8,6 +8,7 @@ Publishing is a send like a Zoho call: withdrawn before it by a revoke, never ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 import structlog
 
@@ -32,6 +33,10 @@ from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
 
 log = structlog.get_logger(__name__)
+
+#: Refusals a replay of the same record meets again whatever its group: undecodable bytes (`decode`) and a
+#: parent that does not exist in the source (`source`). README, Dead letters: one letter per refused record.
+REFUSED_AGAIN_ON_REPLAY: Final = frozenset({"decode", "source"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +119,11 @@ class DeadLetterDesk:
         ):
             # Redelivered after a crash: dead-lettered before (publish, then row); never publish it twice.
             return
-        if refusal.kind == "decode" and rec.topic != self.dlq_topic:
-            # Undecodable bytes stay undecodable: a replay (another group) re-reading a record whose letter
-            # is already in the DLQ records it and publishes no second copy.
+        if refusal.kind in REFUSED_AGAIN_ON_REPLAY and rec.topic != self.dlq_topic:
+            # Undecodable bytes stay undecodable, and a parent still missing in the source is missing for a
+            # replay too (neither remembers a refused state in the entity map, as Zoho's refusals do): a
+            # replay (another group) re-reading a record whose letter is already in the DLQ records it and
+            # publishes no second copy.
             earlier = await recorder.read(
                 recorder.store.dead_lettered_by, rec.topic, rec.partition, rec.offset
             )
