@@ -20,7 +20,7 @@ from consumer.model.events import EntityType
 from consumer.model.plan import Action, Plan
 from consumer.pipeline.durability.rows import EntityUpdate
 from consumer.pipeline.durability.store import SyncStore
-from consumer.pipeline.effects.apply import ApplyOptions, ZohoApplier
+from consumer.pipeline.effects.apply import ApplyOptions, SyncedMeanwhile, ZohoApplier
 from consumer.service.zoho_config import zoho_config
 from tests.fixtures_zoho import settings_for
 from tests.zoho.conftest import customer_payload
@@ -77,24 +77,32 @@ def _customers_posted(sim: SimHandle) -> int:
     return sum(n for call, n in sim.stats()["calls"].items() if call.startswith("POST /customers "))
 
 
-async def test_a_create_sent_after_another_process_created_and_recorded_the_entity_adopts_its_record(
+def _customers_put(sim: SimHandle) -> int:
+    return sum(n for call, n in sim.stats()["calls"].items() if call.startswith("PUT /customers/"))
+
+
+async def test_a_create_planned_before_another_process_created_and_recorded_the_entity_sends_nothing_over_it(
     two_processes, zoho_sim
 ):
+    """The map holds the other process's state (simulation seeds 428, 456, 888, 1782): a backfill's older
+    event adopting the record the live sync made from a newer one put the older content back in Zoho while
+    the map kept the newer hash, and nothing ever corrected it. Nothing is sent: the policy decides the
+    change again against that map row (stale, unchanged, or an update)."""
     one, client_one, two, client_two = two_processes
     first = ZohoApplier(client_one, one, ApplyOptions())
 
     async def other_process_syncs_it() -> None:
         applied = await first.apply(C, "c1", EARLIER, ROW, None)
-        update = EntityUpdate(C, "c1", applied.zoho_id, "h", None, "active", "CT-1")
+        update = EntityUpdate(C, "c1", applied.zoho_id, "h0", 2, "active", "CT-1")
         await one.record([], entity=update, clear_intent=(C, "c1"))
 
     second = ZohoApplier(client_two, Meanwhile(two, other_process_syncs_it), ApplyOptions())
-    applied = await second.apply(C, "c1", PLAN, ROW, None, intent_left=False)
+    with pytest.raises(SyncedMeanwhile):
+        await second.apply(C, "c1", PLAN, ROW, None, intent_left=False)
 
     [customer] = zoho_sim.state()["customers"]
-    assert applied.zoho_id == customer["customer_id"]
-    assert customer["display_name"] == "Customer 1"  # brought up to this process's newer row
-    assert _customers_posted(zoho_sim) == 1
+    assert customer["display_name"] == "Customer 1 (old)"  # the state the map says Zoho holds
+    assert (_customers_posted(zoho_sim), _customers_put(zoho_sim)) == (1, 0)
 
 
 async def test_a_create_sent_while_another_process_has_its_create_under_way_adopts_what_it_made(

@@ -22,7 +22,7 @@ from consumer.pipeline.decision.decisions import Decision, Refused, credentials_
 from consumer.pipeline.decision.no_call import NoCallOutcomes
 from consumer.pipeline.decision.nothing_to_send import Ground
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
-from consumer.pipeline.effects.apply import Applied, Applier
+from consumer.pipeline.effects.apply import Applied, Applier, SyncedMeanwhile
 from consumer.pipeline.effects.dead_lettering import Refusal
 from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
@@ -60,8 +60,11 @@ class PlannedCall:
 
         return await self.recorder.retrying(attempt, what="zoho call (database unavailable)")
 
-    async def make(self, item: WorkItem, ground: Ground, plan: Plan, started: float) -> Decision:
-        """The call of a plan that makes one (planned from `ground`), and its outcome."""
+    async def make(
+        self, item: WorkItem, ground: Ground, plan: Plan, started: float, *, decided_again: bool = False
+    ) -> Decision:
+        """The call of a plan that makes one (planned from `ground`), and its outcome. `SyncedMeanwhile`
+        (nothing sent) is raised for the policy to decide the change again, unless it did already."""
         event, state, metrics = ground.event, ground.state, self.recorder.metrics
         try:
             applied = await self.apply(event, plan, state)
@@ -81,6 +84,8 @@ class PlannedCall:
         except CredentialsRejected as exc:
             raise credentials_refused(exc) from exc
         except CallError as exc:
+            if isinstance(exc, SyncedMeanwhile) and not decided_again:
+                raise
             refusal = Refusal.of_error(f"{plan.action}: {exc}", exc)
             metrics.zoho_calls(refusal.attempts)
             return Refused(refusal, event.op is not Op.DELETE, remembered_refusal(event, state))

@@ -36,7 +36,7 @@ from consumer.pipeline.decision.parents import REFUSED_BEFORE, ParentRefused, Pa
 from consumer.pipeline.decision.row_images import coalesce, fill_unavailable, is_partial
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.rows import OutcomeRow
-from consumer.pipeline.effects.apply import Applied, Applier
+from consumer.pipeline.effects.apply import Applied, Applier, SyncedMeanwhile
 from consumer.pipeline.effects.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.effects.follow_ups import FollowUps, is_follow_up
 from consumer.pipeline.intake.scheduler import FatalSyncError, Key, KeyScheduler, WorkItem
@@ -135,8 +135,10 @@ class EventPolicy:
                 await self.follow_ups.parent_synced(entity.entity_type, entity.entity_id)
 
     # --- the steps ------------------------------------------------------------------------
-    async def decide(self, item: WorkItem, event: ChangeEvent) -> Decision:
-        """Ask the rule, make the reads it asks for, and carry out its answer."""
+    async def decide(self, item: WorkItem, event: ChangeEvent, *, again: bool = False) -> Decision:
+        """Ask the rule, make the reads it asks for, and carry out its answer. A create that finds another
+        process synced the entity since it was planned sends nothing (`SyncedMeanwhile`): the change is
+        decided once more against the map row that process wrote (stale when that state is newer)."""
         started = clock.monotonic()
         ground = await self._ground(item, event)
         found = verdict(ground)
@@ -162,7 +164,10 @@ class EventPolicy:
         except (CallError, ParentRefused) as exc:
             # Only reached for an entity whose parent had to be synced first and Zoho refused it.
             return await self._parent_refused(ground, exc)
-        return await self._carry_out(item, ground, found, started)
+        try:
+            return await self._carry_out(item, ground, found, started, again=again)
+        except SyncedMeanwhile:
+            return await self.decide(item, event, again=True)
 
     async def _ground(self, item: WorkItem, event: ChangeEvent) -> Ground:
         """What the rule is first asked with: the change and its map row (a resync's: as Zoho lists it)."""
@@ -230,7 +235,9 @@ class EventPolicy:
         if state is not None and state.zoho_id:
             await self.follow_ups.parent_synced(parent, parent_id)
 
-    async def _carry_out(self, item: WorkItem, ground: Ground, found: Verdict, started: float) -> Decision:
+    async def _carry_out(
+        self, item: WorkItem, ground: Ground, found: Verdict, started: float, *, again: bool
+    ) -> Decision:
         """The rule's answer once planned: nothing to send, a skip, Zoho ahead, or the call."""
         plan, event, state = found.plan, ground.event, ground.state
         assert plan is not None
@@ -247,7 +254,7 @@ class EventPolicy:
             assert state is not None
             update = entity_map.still_ahead(event, state)
             return self.no_call.zoho_ahead(item, event, plan.reason, state.zoho_id, update)
-        return await self._calls.make(item, ground, plan, started)
+        return await self._calls.make(item, ground, plan, started, decided_again=again)
 
     async def _parent_unavailable(self, item: WorkItem, spec: EntitySpec, event: ChangeEvent) -> Decision:
         assert spec.parent is not None

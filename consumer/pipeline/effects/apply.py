@@ -48,6 +48,14 @@ class CreateRaced(Exception):
     create intent, since this create's lookup: nothing was sent."""
 
 
+class SyncedMeanwhile(Unavailable):
+    """Raised instead of adopting the record a create found when the entity map shows that very record,
+    recorded by another process since the create was planned: nothing was sent. Its content is the other
+    process's state, which may be newer than this plan's payload (a backfill's older event, a live sync's
+    newer one): the change is decided again against the map as it is now (stale, unchanged or an update),
+    never pushed over it. An `Unavailable`: a parent's sync uses the record the map shows."""
+
+
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What Zoho now holds after the call."""
@@ -208,6 +216,7 @@ class ZohoApplier:
             if existing is not None:
                 zoho_id = spec.zoho_id_of(existing)
                 assert zoho_id is not None
+                await self._not_synced_since_planned(entity_type, entity_id, zoho_id)
                 return zoho_id, await calls.adopt(existing, payload)
             try:
                 body = await calls.create(
@@ -255,6 +264,21 @@ class ZohoApplier:
         if notes is not None:
             notes.append(adoption.note)
         return adoption.record
+
+    async def _not_synced_since_planned(self, entity_type: EntityType, entity_id: str, zoho_id: str) -> None:
+        """Raise `SyncedMeanwhile` when the record about to be adopted is the one the entity map now shows,
+        though the plan was made without it: another process synced the entity since, and the map holds
+        its state (newer positions win there), so pushing this payload over it could leave Zoho holding an
+        older state than the map says it does, with nothing left to put it right."""
+        planned = _PLANNED_ZOHO_ID.get()
+        if planned == zoho_id:
+            return
+        state = await self.store.entity_state(entity_type, entity_id)
+        if state is not None and state.zoho_id == zoho_id:
+            raise SyncedMeanwhile(
+                f"{entity_type.value} {entity_id}: another process synced it as Zoho {zoho_id} meanwhile;"
+                " decided again against its state"
+            )
 
     def _claim(
         self, entity_type: EntityType, entity_id: str, key: str, planned: str | None, left: Intent | None
