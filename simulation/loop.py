@@ -77,11 +77,12 @@ class _VirtualSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-ty
         ready = super().select(0)
         if ready or timeout == 0:
             self.loop.spin()
-            return ready
-        if timeout is None:
+        elif timeout is None:
             raise SimulationStalled("no task can make progress and no timer is pending")
-        self.loop.advance(timeout)
-        return []
+        else:
+            self.loop.advance(timeout)
+        self.loop.reach_due_timers()
+        return ready
 
 
 class VirtualLoop(asyncio.SelectorEventLoop):
@@ -106,7 +107,26 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 
     def advance(self, seconds: float) -> None:
         self._now += seconds
-        self._spins = 0
+        if seconds >= self._clock_resolution:  # less is no motion: a loop of such waits still burns a core
+            self._spins = 0
+
+    def reach_due_timers(self) -> None:
+        """Move the clock to the latest timer this iteration will run.
+
+        asyncio runs every timer due within its clock resolution (1 ns) of `time()`. A real clock has passed
+        that instant by the time the callback runs; the virtual one must too, or a task that waits until a
+        deadline a few ulps ahead finds it still ahead every time its timer fires, and spins (seed 1160)."""
+        heap = self._scheduled  # asyncio's timer heap: a node at or past `end` has no child before it
+        while heap and heap[0]._when < (end := self._now + self._clock_resolution):
+            due, latest = [0], self._now
+            while due:
+                node = due.pop()
+                if heap[node]._when < end:
+                    latest = max(latest, heap[node]._when)
+                    due.extend(child for child in (2 * node + 1, 2 * node + 2) if child < len(heap))
+            if latest == self._now:
+                return
+            self._now = latest  # which makes a timer just past the old `end` due as well: look again
 
     def spin(self) -> None:
         """One more iteration at the same instant; endless ones are a livelock (tasks that never wait)."""
