@@ -18,5 +18,4 @@ _CONCURRENT_UPDATES = "an older update by a backfill lands after the live sync's
 KNOWN_FINDINGS: Final[dict[int, str]] = {
     196: _CONCURRENT_UPDATES + ": the backfill's PUT waited for the window, sent 4 s after the newer one",
     1079: _CONCURRENT_UPDATES + ": both PUTs go out at one instant, the older lands last",
-    1532: _CONCURRENT_UPDATES + ": an adoption between the other create landing and its map write",
 }
