@@ -8,6 +8,7 @@ whether a call already went out (then that work is recorded, not abandoned).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -33,3 +34,7 @@ class SendGuard:
 
 
 CURRENT_GUARD: ContextVar[SendGuard | None] = ContextVar("zoho_send_guard", default=None)
+
+#: Run once per attempt of every write (not a read), right before it is sent: the sync's check that the
+#: entity is still its own to write (`consumer.pipeline.effects.write_lease`); it raises to send nothing.
+BEFORE_WRITE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("zoho_before_write", default=None)

@@ -60,6 +60,15 @@ class Unavailable(CallError):
     kind: ClassVar[str] = "exhausted"
 
 
+class SyncedMeanwhile(Unavailable):
+    """Raised instead of sending when another process synced the entity since the plan was made: a create
+    found the record the entity map now shows, or a write found the map row moved on
+    (`consumer.pipeline.effects.write_lease`): nothing (more) was sent. Its content is the other
+    process's state, which may be newer than this plan's payload (a backfill's older event, a live sync's
+    newer one): the change is decided again against the map as it is now (stale, unchanged or an update),
+    never pushed over it. An `Unavailable`: a parent's sync uses the record the map shows."""
+
+
 class InDoubt(CallError):
     """Raised when a write that must not be sent twice went out and its reply does not say whether Zoho
     applied it; its intent stays, so the next attempt reads Zoho before sending anything."""

@@ -110,6 +110,7 @@ class EntityState:
     pending_create: bool = False  # a create intent is left: the create may have reached Zoho
     replay_memo: str | None = None  # see `consumer.pipeline.replay.memo`
     ahead: str | None = None  # Zoho's status when Zoho moved on its own, not by zoho-cdc (`ZohoAhead`)
+    version: int | None = None  # the map row's write count when read (None: no row): see `write_lease`
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from consumer.pipeline.durability.group_writes import GROUP_GATHER_SECONDS
 from consumer.pipeline.durability.rows import EntityUpdate, Intent, OutcomeRow
 from consumer.pipeline.effects.write_back import WriteBack
 from simulation.database.claims import MemoryClaims
+from simulation.database.leases import MemoryLeases
 from simulation.database.rows import entity_values, fresh, logged_values, merged_entity, queued_write_back
 from simulation.database.tables import MemoryDatabase, MemorySourceReader, StatementGate
 from simulation.database.write_backs import MemoryWriteBacks
@@ -43,6 +44,7 @@ class MemoryStore:
         self.source = MemorySourceReader(db, self._gate)
         self.write_backs = MemoryWriteBacks(db, self._gate)
         self.claims = MemoryClaims(db, organization_id, self._gate)
+        self.leases = MemoryLeases(db, organization_id, self._gate)
 
     @property
     def database(self) -> MemoryDatabase:
@@ -94,6 +96,7 @@ class MemoryStore:
             pending_create=pending,
             replay_memo=row["replay_memo"],
             ahead=row["zoho_ahead"],
+            version=row["version"],
         )
 
     async def entity_state(self, entity_type: EntityType, entity_id: str) -> EntityState | None:
@@ -275,7 +278,7 @@ class MemoryStore:
         logged = [logged_values(o) for o in outcomes]
         if entity is not None:
             entity_key = self._key(entity.entity_type, entity.entity_id)
-            merged = merged_entity(db.entity_map.get(entity_key), entity_values(entity))
+            merged = merged_entity(db.entity_map.get(entity_key), entity_values(entity), entity.lease)
             merged["updated_at"] = clock.wall()
         if write_back is not None:
             queue_key = (write_back.entity_type.value, write_back.entity_id)

@@ -54,6 +54,7 @@ class MemoryDatabase:
         self.pending_write_backs: dict[tuple[str, str], dict[str, Any]] = {}
         self.follow_up_seq = 0
         self.intents_written = 0  # each intent's `written_at`: PostgreSQL's now() never repeats for one row
+        self.leases_issued = 0  # each write lease's token
         self.queue_order = 0  # orders write-backs queued at the same instant
         self._logged: dict[LogPosition, int] = {}  # the sync log's unique key -> index in `sync_log`
         self._dead_lettered: dict[tuple[str, int, int], str] = {}  # position -> first group to dead-letter
@@ -62,6 +63,11 @@ class MemoryDatabase:
         """An intent as a write stores it, stamped with when it was written."""
         self.intents_written += 1
         return Intent(operation, natural_key, written_at=self.intents_written)
+
+    def new_lease(self) -> str:
+        """A write lease's token (`gen_random_uuid()` in the service: never one issued before)."""
+        self.leases_issued += 1
+        return f"lease-{self.leases_issued}"
 
     def check_available(self) -> None:
         if self.unavailable_until is not None and clock.monotonic() < self.unavailable_until:

@@ -17,6 +17,19 @@ from connectors.zoho.wire.retry import RetryPolicy
 BeforeSend = Callable[[], Awaitable[None]]
 
 
+def in_turn(*steps: BeforeSend | None) -> BeforeSend | None:
+    """The steps given, run one after another (None: there are none)."""
+    present = [step for step in steps if step is not None]
+    if len(present) < 2:
+        return present[0] if present else None
+
+    async def run() -> None:
+        for step in present:
+            await step()
+
+    return run
+
+
 def at_most_once(step: BeforeSend | None) -> BeforeSend | None:
     """`step` made idempotent: the first call runs it, later calls return at once."""
     if step is None or getattr(step, "_runs_once", False):

@@ -23,7 +23,7 @@ from connectors.zoho.limits.daily_budget import DailyBudget
 from connectors.zoho.limits.shared_window import SharedWindow
 from connectors.zoho.oauth.data_centres import effective_api_base
 from connectors.zoho.oauth.tokens import OAuthClient, TokenManager
-from connectors.zoho.send_guard import CURRENT_GUARD
+from connectors.zoho.send_guard import BEFORE_WRITE, CURRENT_GUARD
 from connectors.zoho.stores.memory import MemoryDailyBudgetStore, MemoryRateWindowStore, MemoryTokenStore
 from connectors.zoho.stores.protocols import (
     DailyBudgetStore,
@@ -32,7 +32,7 @@ from connectors.zoho.stores.protocols import (
     TokenStore,
     token_key,
 )
-from connectors.zoho.wire.at_most_once import BeforeSend, at_most_once, create_once, settle_write
+from connectors.zoho.wire.at_most_once import BeforeSend, at_most_once, create_once, in_turn, settle_write
 from connectors.zoho.wire.http_pool import PooledTransport, Reply, WirePool
 from connectors.zoho.wire.in_doubt import in_doubt_as_sent, unanswered, unanswered_error
 from connectors.zoho.wire.protocol import (
@@ -179,6 +179,8 @@ class ZohoTransport:
     ) -> dict[str, Any]:
         await self._spend_daily_budget()
         await self.auth.token()  # wait out a token refresh (or its back-off) before holding a slot
+        if method != "GET":  # a write, sent only while it is still the caller's own (once per attempt)
+            before_send = in_turn(at_most_once(BEFORE_WRITE.get()), before_send)
         if before_send is not None and self.window.open_now():
             # The call can go out at once: run the step (a durable create intent) before taking the slot,
             # so the slot and its permit are held for the call alone (one of Zoho's 10 concurrent permits

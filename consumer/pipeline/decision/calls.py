@@ -13,7 +13,7 @@ import structlog
 
 from connectors import clock
 from consumer.entities.spec import ParentRecord
-from consumer.model.call_errors import CallError, CredentialsRejected, ZohoAhead
+from consumer.model.call_errors import CallError, CredentialsRejected, SyncedMeanwhile, ZohoAhead
 from consumer.model.events import ChangeEvent, Op
 from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState, Plan
@@ -22,12 +22,15 @@ from consumer.pipeline.decision.decisions import Decision, Refused, credentials_
 from consumer.pipeline.decision.no_call import NoCallOutcomes
 from consumer.pipeline.decision.nothing_to_send import Ground
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
-from consumer.pipeline.effects.apply import Applied, Applier, SyncedMeanwhile
+from consumer.pipeline.effects.apply import Applied, Applier
 from consumer.pipeline.effects.dead_lettering import Refusal
 from consumer.pipeline.effects.write_back import WriteBack
 from consumer.pipeline.intake.scheduler import WorkItem
 
 log = structlog.get_logger(__name__)
+
+#: How often a change is decided again after another process synced its entity first (`SyncedMeanwhile`).
+DECIDED_AGAIN_ROUNDS: Final = 3
 
 NEVER_REACHED_ZOHO: Final = "its create never reached Zoho: nothing there to void or mark inactive"
 
@@ -56,15 +59,17 @@ class PlannedCall:
                 event.row,
                 state.zoho_id if state else None,
                 intent_left=(state is not None and state.pending_create) or attempts > 1,
+                version=state.version if state else None,
             )
 
         return await self.recorder.retrying(attempt, what="zoho call (database unavailable)")
 
     async def make(
-        self, item: WorkItem, ground: Ground, plan: Plan, started: float, *, decided_again: bool = False
+        self, item: WorkItem, ground: Ground, plan: Plan, started: float, *, decided_again: int = 0
     ) -> Decision:
         """The call of a plan that makes one (planned from `ground`), and its outcome. `SyncedMeanwhile`
-        (nothing sent) is raised for the policy to decide the change again, unless it did already."""
+        (nothing sent) is raised for the policy to decide the change again, `DECIDED_AGAIN_ROUNDS` times at
+        most (other processes writing the entity all the while: it is refused as unavailable)."""
         event, state, metrics = ground.event, ground.state, self.recorder.metrics
         try:
             applied = await self.apply(event, plan, state)
@@ -84,7 +89,7 @@ class PlannedCall:
         except CredentialsRejected as exc:
             raise credentials_refused(exc) from exc
         except CallError as exc:
-            if isinstance(exc, SyncedMeanwhile) and not decided_again:
+            if isinstance(exc, SyncedMeanwhile) and decided_again < DECIDED_AGAIN_ROUNDS:
                 raise
             refusal = Refusal.of_error(f"{plan.action}: {exc}", exc)
             metrics.zoho_calls(refusal.attempts)

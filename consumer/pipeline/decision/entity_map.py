@@ -87,6 +87,7 @@ def synced(event: ChangeEvent, plan: Plan, applied: Applied) -> EntityUpdate:
         spec.natural_key_of(event.row),
         source_row=_whole(event),
         currency_code=spec.created_currency(plan),
+        lease=applied.lease,
     )
 
 

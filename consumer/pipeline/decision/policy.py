@@ -16,7 +16,7 @@ from connectors import clock
 from connectors.zoho.send_guard import SendRevoked
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntitySpec, PlanInput
-from consumer.model.call_errors import CallError, CredentialsRejected
+from consumer.model.call_errors import CallError, CredentialsRejected, SyncedMeanwhile
 from consumer.model.events import ChangeEvent, EntityType, Op
 from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import Action, EntityState, MappingError, Plan
@@ -36,7 +36,7 @@ from consumer.pipeline.decision.parents import REFUSED_BEFORE, ParentRefused, Pa
 from consumer.pipeline.decision.row_images import coalesce, fill_unavailable, is_partial
 from consumer.pipeline.durability.recording import Outcome, OutcomeRecorder
 from consumer.pipeline.durability.rows import OutcomeRow
-from consumer.pipeline.effects.apply import Applied, Applier, SyncedMeanwhile
+from consumer.pipeline.effects.apply import Applied, Applier
 from consumer.pipeline.effects.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.effects.follow_ups import FollowUps, is_follow_up
 from consumer.pipeline.intake.scheduler import FatalSyncError, Key, KeyScheduler, WorkItem
@@ -135,10 +135,11 @@ class EventPolicy:
                 await self.follow_ups.parent_synced(entity.entity_type, entity.entity_id)
 
     # --- the steps ------------------------------------------------------------------------
-    async def decide(self, item: WorkItem, event: ChangeEvent, *, again: bool = False) -> Decision:
+    async def decide(self, item: WorkItem, event: ChangeEvent, *, again: int = 0) -> Decision:
         """Ask the rule, make the reads it asks for, and carry out its answer. A create that finds another
         process synced the entity since it was planned sends nothing (`SyncedMeanwhile`): the change is
-        decided once more against the map row that process wrote (stale when that state is newer)."""
+        decided once more against the map row that process wrote (stale when that state is newer); so is a
+        write that finds the map row moved on (`write_lease`). `again`: how often it was decided again."""
         started = clock.monotonic()
         ground = await self._ground(item, event)
         found = verdict(ground)
@@ -167,7 +168,7 @@ class EventPolicy:
         try:
             return await self._carry_out(item, ground, found, started, again=again)
         except SyncedMeanwhile:
-            return await self.decide(item, event, again=True)
+            return await self.decide(item, event, again=again + 1)
 
     async def _ground(self, item: WorkItem, event: ChangeEvent) -> Ground:
         """What the rule is first asked with: the change and its map row (a resync's: as Zoho lists it)."""
@@ -236,7 +237,7 @@ class EventPolicy:
             await self.follow_ups.parent_synced(parent, parent_id)
 
     async def _carry_out(
-        self, item: WorkItem, ground: Ground, found: Verdict, started: float, *, again: bool
+        self, item: WorkItem, ground: Ground, found: Verdict, started: float, *, again: int
     ) -> Decision:
         """The rule's answer once planned: nothing to send, a skip, Zoho ahead, or the call."""
         plan, event, state = found.plan, ground.event, ground.state

@@ -133,6 +133,10 @@ _ENTITY_MAP_UPSERT: Final = (
     + _newer_wins("currency_code")
     + _newer_sets("replay_memo")
     + _newer_sets("zoho_ahead")
+    # Every write is a new version (a send planned from the old one is decided again); the write that
+    # carries the lease of the send it records releases it (`consumer.pipeline.effects.write_lease`).
+    + " version = zoho_entity_map.version + 1,"
+    + " sending = CASE WHEN zoho_entity_map.sending = %s THEN NULL ELSE zoho_entity_map.sending END,"
     + " updated_at = now()"
 )
 
@@ -152,6 +156,7 @@ def _entity_values(organization_id: str, e: EntityUpdate) -> tuple[Any, ...]:
         e.currency_code,
         e.replay_memo,
         e.zoho_ahead,
+        e.lease,
     )
 
 

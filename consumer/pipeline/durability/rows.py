@@ -53,6 +53,7 @@ class EntityUpdate:
     currency_code: str | None = None  # None keeps the stored one
     replay_memo: str | None = None  # always written: None clears it (`consumer.pipeline.replay.memo`)
     zoho_ahead: str | None = None  # always written: None clears it (Zoho's status, while Zoho is ahead)
+    lease: str | None = None  # the write lease of the send this records, released with it (`write_lease`)
 
 
 @dataclass(frozen=True, slots=True)

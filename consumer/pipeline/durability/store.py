@@ -24,6 +24,7 @@ from consumer.pipeline.adoption.claims import AdoptionClaims
 from consumer.pipeline.decision.row_images import recalled
 from consumer.pipeline.durability.gathered import Gathered, GatheredWrites, Waiter
 from consumer.pipeline.durability.group_writes import GroupCommit, GroupItem
+from consumer.pipeline.durability.leases import WriteLeases
 from consumer.pipeline.durability.rows import EntityUpdate, Intent, OutcomeRow
 from consumer.pipeline.durability.source_reads import SourceReader
 from consumer.pipeline.durability.waiting_children import WaitingChildren
@@ -61,6 +62,7 @@ class SyncStore:
         self.source = SourceReader(self._pool)
         self.write_backs = WriteBackQueue(self._pool)
         self.claims = AdoptionClaims(self._pool, organization_id)
+        self.leases = WriteLeases(self._pool, organization_id)
         self._waiting_children = WaitingChildren(self._pool, organization_id)
         self._map_rows: Gathered[str, EntityState] = Gathered(self._read_map_rows)
         # No gathering pause for intents: one is written while its call holds one of Zoho's few
@@ -301,11 +303,11 @@ def _json_dumps(value: Any) -> bytes | str:
 _STATE_SQL = (
     "SELECT k.entity_type, k.entity_id, m.zoho_id, m.payload_hash, m.last_lsn, m.zoho_status,"
     " m.source_row, m.rejected_digest, m.currency_code, i.entity_id IS NOT NULL, m.replay_memo,"
-    " m.zoho_ahead"
+    " m.zoho_ahead, m.version"
     " FROM unnest(%s::text[], %s::text[]) AS k(entity_type, entity_id)"
     " CROSS JOIN (SELECT %s::text AS organization_id) AS o"
     " LEFT JOIN LATERAL (SELECT entity_id, zoho_id, payload_hash, last_lsn, zoho_status, source_row,"
-    " rejected_digest, currency_code, replay_memo, zoho_ahead FROM zoho_entity_map"
+    " rejected_digest, currency_code, replay_memo, zoho_ahead, version FROM zoho_entity_map"
     " WHERE organization_id = o.organization_id AND entity_type = k.entity_type"
     " AND entity_id = k.entity_id LIMIT 1) m ON true"
     " LEFT JOIN LATERAL (SELECT entity_id FROM zoho_sync_intent"
@@ -336,14 +338,12 @@ assert _STATES_SQL != _STATE_SQL
 
 def _entity_state(r: Sequence[Any]) -> EntityState:
     return EntityState(
-        zoho_id=r[2],
-        payload_hash=r[3],
-        last_lsn=r[4],
-        status=r[5],
+        *r[2:6],  # zoho_id, payload_hash, last_lsn, status
         source_row=recalled(r[6]),
         rejected=r[7],
         currency_code=r[8],
         pending_create=bool(r[9]),
         replay_memo=r[10],
         ahead=r[11],
+        version=r[12],
     )

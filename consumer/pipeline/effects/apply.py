@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from contextlib import nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
@@ -20,13 +21,14 @@ from consumer.entities.invoices.items import LineItemRules
 from consumer.entities.registry import spec_of, specs
 from consumer.entities.spec import EntityCalls, Row
 from consumer.entities.zoho_boundary import as_call_errors
-from consumer.model.call_errors import Unavailable, ZohoAhead
+from consumer.model.call_errors import SyncedMeanwhile, Unavailable, ZohoAhead
 from consumer.model.events import EntityType
 from consumer.model.plan import Plan
 from consumer.pipeline.adoption.finder import find_adoptable
 from consumer.pipeline.adoption.match_index import MatchIndex
 from consumer.pipeline.durability.rows import Intent
 from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.write_lease import LeaseHeld, WriteLease, lease_for
 from consumer.settings import Settings, setting_default
 
 #: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
@@ -48,14 +50,6 @@ class CreateRaced(Exception):
     create intent, since this create's lookup: nothing was sent."""
 
 
-class SyncedMeanwhile(Unavailable):
-    """Raised instead of adopting the record a create found when the entity map shows that very record,
-    recorded by another process since the create was planned: nothing was sent. Its content is the other
-    process's state, which may be newer than this plan's payload (a backfill's older event, a live sync's
-    newer one): the change is decided again against the map as it is now (stale, unchanged or an update),
-    never pushed over it. An `Unavailable`: a parent's sync uses the record the map shows."""
-
-
 @dataclass(frozen=True, slots=True)
 class Applied:
     """What Zoho now holds after the call."""
@@ -66,6 +60,7 @@ class Applied:
     attempts: int
     calls: int
     note: str | None = None  # how the record was found (adopted by stored id, by which rule, or created)
+    lease: str | None = None  # the entity's write lease, released by the outcome's map write (`write_lease`)
 
 
 class Applier(Protocol):
@@ -73,7 +68,7 @@ class Applier(Protocol):
     fails is raised as a `consumer.model.call_errors.CallError`."""
 
     async def apply(
-        self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **kw: bool
+        self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **kw: Any
     ) -> Applied: ...
 
 
@@ -118,8 +113,8 @@ def rules_of(settings: Any) -> dict[EntityType, tuple[str, ...]]:
 class ZohoApplier:
     """Applies plans with the Zoho client; one instance shared by every worker."""
 
-    #: The pause before looking Zoho up again when another process's create intent is in place; None:
-    #: one API call's whole deadline (its connect and read timeouts), by which a create it sent has landed.
+    #: The pause before looking Zoho up again when another process's create intent (or write lease) is in
+    #: place; None: one API call's whole deadline (`_call_deadline`).
     RACED_PAUSE_SECONDS: float | None = None
 
     def __init__(
@@ -154,17 +149,19 @@ class ZohoApplier:
         state_zoho_id: str | None,
         *,
         intent_left: bool = True,
+        version: int | None = None,
     ) -> Applied:
         """`intent_left` False: the entity map just showed no intent for this entity, so none is read
-        before a create (the intent read is for creates a crash or a lost reply left unresolved)."""
+        before a create (the intent read is for creates a crash or a lost reply left unresolved).
+        `version`: the map row's the plan was made from (None: no row); its writes are sent under the
+        entity's write lease (`write_lease`)."""
         notes: list[str] = []
+        lease = lease_for(self.store, entity_type, entity_id, version)
         with self.client.tracking() as tracker:
             token, noted = _INTENT_LEFT.set(intent_left), _NOTES.set(notes)
             planned = _PLANNED_ZOHO_ID.set(state_zoho_id)
             try:
-                with as_call_errors():
-                    calls = self.calls(entity_type)
-                    zoho_id, status = await calls.carry_out(plan, entity_id, row, state_zoho_id)
+                zoho_id, status = await self._leased(lease, entity_type, entity_id, plan, row, state_zoho_id)
             except ZohoAhead as ahead:  # what the attempt cost, for the outcome it is recorded as
                 ahead.calls, ahead.http_status = tracker.attempts, tracker.http_status
                 raise
@@ -179,7 +176,45 @@ class ZohoApplier:
             attempts=tracker.attempts,
             calls=tracker.attempts,
             note="; ".join(notes) or None,
+            lease=lease.token if lease else None,
         )
+
+    async def _leased(
+        self,
+        lease: WriteLease | None,
+        entity_type: EntityType,
+        entity_id: str,
+        plan: Plan,
+        row: Row,
+        state_zoho_id: str | None,
+    ) -> tuple[str | None, str | None]:
+        """The plan carried out, its writes sent only while the lease is ours: while another process's
+        write of the entity is in flight, this one waits a call's deadline (and then takes a lease that
+        stood still that long over). A call that fails gives the lease back."""
+        calls = self.calls(entity_type)
+        for _ in range(RACED_ROUNDS):
+            try:
+                with as_call_errors(), lease.in_force() if lease else nullcontext():
+                    return await calls.carry_out(plan, entity_id, row, state_zoho_id)
+            except LeaseHeld as held:
+                assert lease is not None
+                await asyncio.sleep(self._call_deadline())
+                await lease.waited(held)
+            except Exception:
+                if lease is not None:
+                    await lease.give_back()
+                raise
+        raise Unavailable(
+            f"{entity_type.value} {entity_id}: other processes kept writing it at the same time; not sent"
+        )
+
+    def _call_deadline(self) -> float:
+        """One API call's whole deadline (its connect and read timeouts), by which a call sent has landed
+        (`RACED_PAUSE_SECONDS` instead, when set)."""
+        if self.RACED_PAUSE_SECONDS is not None:
+            return self.RACED_PAUSE_SECONDS
+        config = self.client.config
+        return float(config.connect_timeout + config.read_timeout)
 
     async def intent(self, entity_type: EntityType, entity_id: str) -> Intent | None:
         if not _INTENT_LEFT.get():
@@ -301,9 +336,7 @@ class ZohoApplier:
         way lands in Zoho before the lookup; one still there then is taken over, as a crash's is) and the
         Zoho id the map now shows."""
         if await self.store.intent(entity_type, entity_id) is not None:
-            config = self.client.config
-            pause = self.RACED_PAUSE_SECONDS
-            await asyncio.sleep(config.connect_timeout + config.read_timeout if pause is None else pause)
+            await asyncio.sleep(self._call_deadline())
         left = await self.store.intent(entity_type, entity_id)
         state = await self.store.entity_state(entity_type, entity_id)
         return left, state.zoho_id if state else None
