@@ -175,6 +175,7 @@ def row_after(state: EntityState | None, update: EntityUpdate, *, intent_cleared
         pending_create=False if intent_cleared else before.pending_create,
         replay_memo=before.replay_memo if older else update.replay_memo,
         ahead=before.ahead if older else update.zoho_ahead,
+        version=0 if state is None else (state.version or 0) + 1,  # every write is a new version
     )
 
 
