@@ -33,6 +33,7 @@ class Weather:
     drop_request: float = 0.0
     latency: float = 0.0
     burst_429: int = 0
+    token_refusal_seconds: float = 0.0  # every token refresh refused from the start, this long
 
     def as_faults(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v}
@@ -80,8 +81,19 @@ def draw(seed: int) -> Scenario:
         per_window=rng.choice((8, 20, 100)),
         weather=_weather(rng),
         made_before=timeline.made_before,
-        steps=tuple(sorted(timeline.steps, key=lambda s: s.at)),
+        steps=tuple(sorted(timeline.steps + _edits_by_hand(seed, timeline), key=lambda s: s.at)),
     )
+
+
+def _edits_by_hand(seed: int, timeline: _Timeline) -> list[Step]:
+    """A person editing a customer's email in Zoho. Drawn from a stream of its own, so the rest of every
+    seed's world stays what it was before these were drawn."""
+    rng = random.Random(f"edits-by-hand-{seed}")  # a str seed: the same in every process
+    edits = []
+    for _ in range(rng.choice((0, 0, 0, 1, 2))):
+        at = round(rng.uniform(0.0, ACTIVE_SECONDS), 3)
+        edits.append(Step(at, "edit_by_hand", (rng.randrange(len(timeline.customers)),)))
+    return edits
 
 
 def _weather(rng: random.Random) -> Weather:
@@ -97,6 +109,7 @@ def _weather(rng: random.Random) -> Weather:
         drop_request=p * rng.random(),
         latency=rng.choice((0.0, 0.05, 0.4)),
         burst_429=rng.choice((0, 0, 3)),
+        token_refusal_seconds=rng.choice((0.0, 0.0, 0.0, 10.0, 30.0)),  # drawn last: the rest stays as it was
     )
 
 

@@ -195,6 +195,19 @@ class Acts:
             return self._skip("inactive_by_hand", index)
         self.world.people_changed.add(("customer", customer_id))
 
+    def edit_by_hand(self, index: int) -> None:
+        """Someone changes a customer's email in Zoho's web app. The sync does not watch Zoho for such
+        edits: the next source change of the customer's mapped fields puts its own state back."""
+        customer_id = self.customers.get(index)
+        zoho_id = customer_id and self.world.zoho_id("customer", customer_id)
+        if not zoho_id:
+            return self._skip("edit_by_hand", index)
+        try:
+            self.world.zoho.edit_customer(zoho_id, email=f"edited-by-hand-{index}@example.com")
+        except RefusedByZoho:
+            return self._skip("edit_by_hand", index)
+        self.world.edited_by_hand[customer_id] = self.world.customer_body(customer_id)
+
     def db_outage(self, seconds: float) -> None:
         self.world.db.unavailable_until = clock.monotonic() + seconds
 

@@ -17,7 +17,9 @@ from connectors import clock
 from connectors.zoho.stores.memory import MemoryDailyBudgetStore, MemoryRateWindowStore, MemoryTokenStore
 from connectors.zoho.wire.protocol import API_PATH
 from connectors.zoho_sim.config import SimConfig, SimFaults, SimLimits
+from consumer.entities.customers.rules import customer_payload
 from consumer.entities.registry import source_topics
+from consumer.model.plan import MappingConfig
 from consumer.pipeline.effects.dead_letter_topic import letter_id, parse_headers
 from consumer.pipeline.intake.kafka_clients import serve_in_process
 from consumer.settings import Settings
@@ -84,6 +86,8 @@ class World:
         self.acts = Acts(self)
         self.settled_at: float | None = None
         self.people_changed: set[tuple[str, str]] = set()  # (entity type, source id) changed in Zoho by hand
+        # Customers someone edited in Zoho: source id -> the body its source row mapped to at that moment.
+        self.edited_by_hand: dict[str, dict[str, Any] | None] = {}
         self.consumers_of: dict[str, list[Any]] = {}
         self.commands: list[Command] = []
         self.poisoned: set[str] = set()
@@ -104,6 +108,11 @@ class World:
         """The Zoho id the entity map holds for a source entity now (what a person would look up)."""
         row = self.db.entity_map.get((self.settings.zoho_organization_id, entity_type, entity_id))
         return row.get("zoho_id") if row else None
+
+    def customer_body(self, customer_id: str) -> dict[str, Any] | None:
+        """The Zoho body the source row of a customer maps to now (None: no such row)."""
+        row = self.source.row("customers", customer_id)
+        return None if row is None else customer_payload(row, MappingConfig.from_settings(self.settings))
 
     # --- reporting ---------------------------------------------------------------------
     def trace(self, line: str) -> None:
@@ -258,8 +267,8 @@ def _settings(scenario: Scenario) -> Settings:
         zoho_max_attempts=5,
         zoho_retry_max_seconds=60.0,
         zoho_retry_base_seconds=0.5,
-        zoho_token_backoff_seconds=5.0,
-        zoho_token_backoff_max_seconds=60.0,
+        # The token back-off at its defaults (2 minutes, doubling to 30): Zoho counts refused token
+        # requests too, so a back-off under a minute keeps its 10-per-10-minutes block alive for ever.
         commit_interval_seconds=1.0,
         shutdown_timeout_seconds=10.0,
         kafka_session_timeout_ms=10_000,

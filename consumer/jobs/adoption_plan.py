@@ -23,7 +23,7 @@ from consumer.entities.registry import spec_of
 from consumer.jobs.reconcile.sides import SourceSnapshot, ZohoSnapshot, read_source
 from consumer.model.events import EntityType
 from consumer.model.plan import MappingConfig, as_text, payload_hash
-from consumer.pipeline.effects.apply import rules_of
+from consumer.pipeline.effects.apply_options import rules_of
 
 #: The verdicts, in the order a plan lists them.
 MAPPED: Final = "already mapped"

@@ -90,3 +90,28 @@ async def test_a_restart_within_the_lifetime_reuses_the_persisted_token(
         async with ZohoClient(zoho_config(zoho_settings), token_store=PgTokenStore(database_url)) as client:
             await client.create_customer(customer_payload(_))
     assert zoho_sim.stats()["token_requests"] == 1
+
+
+async def test_a_process_refused_a_token_uses_the_one_another_process_got_meanwhile(zoho_sim, database_url):
+    """Found by the simulation (seed 456): a process refused at start read the shared token store only
+    once, so it kept asking the accounts server every back-off while the other processes held a valid
+    token, and its requests (refused ones count too) kept Zoho's 10-per-10-minutes block alive for ever.
+    After each back-off it now looks at the store first."""
+    migrate(database_url)
+    settings = settings_for(
+        zoho_sim, database_url, zoho_token_backoff_seconds=1.0, zoho_token_backoff_max_seconds=1.0
+    )
+    config = zoho_config(settings)
+    async with (
+        ZohoClient(config, token_store=PgTokenStore(database_url)) as refused,
+        ZohoClient(config, token_store=PgTokenStore(database_url)) as other,
+    ):
+        zoho_sim.set_faults(token_refusal_seconds=0.3)
+        waiting = asyncio.create_task(refused.find_customer("CT-1"))  # refused, then backs off 0.5-1 s
+        await asyncio.sleep(0.4)  # the refusal spell is over
+        await other.find_customer("CT-1")  # gets a token and stores it
+        await asyncio.wait_for(waiting, 10)
+    stats = zoho_sim.stats()
+    assert stats["token_refusals"] == 1
+    assert stats["token_requests"] == 2  # the refused request and the other process's
+    assert refused.metrics.token_requests == 1

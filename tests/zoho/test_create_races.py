@@ -135,3 +135,33 @@ async def test_an_intent_left_by_a_dead_process_whose_create_never_landed_is_tak
     [customer] = zoho_sim.state()["customers"]
     assert applied.zoho_id == customer["customer_id"]
     assert await two.intent(C, "c1") is not None  # ours now, cleared when the outcome is recorded
+
+
+async def test_two_processes_adopting_one_record_made_by_others_leave_it_in_the_newer_state(
+    two_processes, zoho_sim
+):
+    """Simulation seed 523: a backfill's older event and the live sync's newer one both found the record
+    an older integration made, and both brought it up to their payload; the older PUT landed last and
+    the map kept the newer hash. An adoption is sent under the create's claim: the second process finds
+    the record synced meanwhile and sends nothing over it."""
+    one, client_one, two, client_two = two_processes
+    [made] = zoho_sim.load_records_of_others(customers=[_made_by_others()])["customers"]
+
+    async def live_sync_adopts_it_from_the_newer_row() -> None:
+        applied = await ZohoApplier(client_one, one, ApplyOptions()).apply(C, "c1", PLAN, ROW, None)
+        update = EntityUpdate(C, "c1", applied.zoho_id, "h", 5, "active", "CT-1")
+        await one.record([], entity=update, clear_intent=(C, "c1"))
+
+    backfill = ZohoApplier(client_two, Meanwhile(two, live_sync_adopts_it_from_the_newer_row), ApplyOptions())
+    backfill.RACED_PAUSE_SECONDS = 0.05
+    with pytest.raises(SyncedMeanwhile):
+        await backfill.apply(C, "c1", EARLIER, ROW, None, intent_left=False)
+
+    [customer] = zoho_sim.state()["customers"]
+    assert customer["customer_id"] == made
+    assert customer["display_name"] == "Customer 1"  # the newer row's, which the map says Zoho holds
+    assert (_customers_posted(zoho_sim), _customers_put(zoho_sim)) == (0, 1)
+
+
+def _made_by_others() -> dict[str, Any]:
+    return {**customer_payload(1, display_name="Customer 1 (by hand)"), "customer_id": "4600000000001"}

@@ -84,20 +84,27 @@ class TokenManager:
         if self._usable(self._token, self._clock()):
             return self._token  # type: ignore[return-value]
         async with self._lock:
-            await self._load_once()
+            await self._load_newer()
             while not self._usable(self._token, self._clock()):
                 await self._refresh_or_back_off()
+                await self._load_newer()  # another process may have refreshed it while this one waited
             return self._token  # type: ignore[return-value]
 
-    async def _load_once(self) -> None:
-        """Take the store's token (another process's, or this one's before a restart) when it is newer;
-        read once per process, under the lock."""
-        if self._loaded:
-            return
-        self._loaded = True
+    async def _load_newer(self) -> None:
+        """Take the store's token (another process's, or this one's before a restart) when it is newer.
+        Read whenever this process's own token is not usable, under the lock: once a refresh of any
+        process succeeds, every process uses its token instead of asking the accounts server again (a
+        process refused at start kept asking every back-off, which kept Zoho's 10-per-10-minutes block
+        alive for ever while the other processes held a valid token: simulation seed 456)."""
         stored = await self._store.load(self._key)
         if stored is not None and (self._token is None or stored.expires_at > self._token.expires_at):
             self._token = stored
+
+    async def _load_once(self) -> None:
+        """`_load_newer`, once per process (`token_at_most_one_refresh`)."""
+        if not self._loaded:
+            self._loaded = True
+            await self._load_newer()
 
     async def token_at_most_one_refresh(self) -> tuple[StoredToken, bool]:
         """A valid token and whether getting it spent a refresh: the cached one (this process's or the

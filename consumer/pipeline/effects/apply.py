@@ -14,11 +14,10 @@ import asyncio
 from collections.abc import Mapping
 from contextlib import nullcontext
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from consumer.entities.invoices.items import LineItemRules
-from consumer.entities.registry import spec_of, specs
+from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntityCalls, Row
 from consumer.entities.zoho_boundary import as_call_errors
 from consumer.model.call_errors import SyncedMeanwhile, Unavailable, ZohoAhead
@@ -28,8 +27,8 @@ from consumer.pipeline.adoption.finder import find_adoptable
 from consumer.pipeline.adoption.match_index import MatchIndex
 from consumer.pipeline.durability.rows import Intent
 from consumer.pipeline.durability.store import SyncStore
+from consumer.pipeline.effects.apply_options import ApplyOptions
 from consumer.pipeline.effects.write_lease import LeaseHeld, WriteLease, lease_for
-from consumer.settings import Settings, setting_default
 
 #: False while applying a plan whose entity-map read showed no intent: the intent reads are skipped.
 #: A context variable, because one applier serves every worker task at once.
@@ -70,44 +69,6 @@ class Applier(Protocol):
     async def apply(
         self, entity_type: EntityType, entity_id: str, plan: Plan, row: Row, zoho_id: str | None, **kw: Any
     ) -> Applied: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyOptions:
-    """Settings the calls need: ZOHO_PAYMENT_MODE, the invoice-line item rules and the match rules."""
-
-    payment_mode: str = setting_default("zoho_payment_mode")
-    lines: LineItemRules = field(default_factory=LineItemRules)
-    # Rules a record made by others is matched by before a create, in order (ZOHO_*_MATCH_RULES).
-    match_rules: Mapping[EntityType, tuple[str, ...]] = field(default_factory=lambda: rules_of(None))
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> ApplyOptions:
-        return cls(
-            payment_mode=settings.zoho_payment_mode,
-            match_rules=rules_of(settings),
-            lines=LineItemRules(
-                default_item_id=settings.zoho_default_item_id,
-                default_item_name=settings.zoho_default_item_name,
-                adhoc_lines=settings.zoho_adhoc_line_items,
-            ),
-        )
-
-
-def match_rules(setting: str) -> tuple[str, ...]:
-    """ZOHO_*_MATCH_RULES as an ordered tuple: comma-separated rule names, blanks dropped."""
-    return tuple(name.strip() for name in setting.split(",") if name.strip())
-
-
-def rules_of(settings: Any) -> dict[EntityType, tuple[str, ...]]:
-    """Each registered entity's match rules, from its setting `ZOHO_<ENTITY>_MATCH_RULES` (None: the
-    defaults); an entity without such a setting is never matched, only created."""
-    out = {}
-    for spec in specs():
-        name = f"zoho_{spec.entity.value}_match_rules"
-        if name in Settings.model_fields:
-            out[spec.entity] = match_rules(getattr(settings, name) if settings else setting_default(name))
-    return out
 
 
 class ZohoApplier:
@@ -248,15 +209,11 @@ class ZohoApplier:
         planned, look_up = _PLANNED_ZOHO_ID.get(), left is not None
         for _ in range(RACED_ROUNDS):
             existing = await self._existing(entity_type, entity_id, row, key, look_up=look_up)
-            if existing is not None:
-                zoho_id = spec.zoho_id_of(existing)
-                assert zoho_id is not None
-                await self._not_synced_since_planned(entity_type, entity_id, zoho_id)
-                return zoho_id, await calls.adopt(existing, payload)
+            claim = self._claim(entity_type, entity_id, key, planned, left)
             try:
-                body = await calls.create(
-                    payload, key, row, self._claim(entity_type, entity_id, key, planned, left)
-                )
+                if existing is not None:
+                    return await self._adopt(entity_type, entity_id, existing, payload, claim)
+                body = await calls.create(payload, key, row, claim)
             except CreateRaced:
                 left, planned = await self._after_race(entity_type, entity_id)
                 look_up = True  # the other process's record carries the natural key
@@ -267,6 +224,23 @@ class ZohoApplier:
         raise Unavailable(
             f"{entity_type.value} {entity_id}: other processes kept creating it at the same time; not sent"
         )
+
+    async def _adopt(
+        self,
+        entity_type: EntityType,
+        entity_id: str,
+        existing: dict[str, Any],
+        payload: dict[str, Any],
+        claim: Any,
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The record found brought up to `payload`, under the create's claim: of two processes adopting
+        one record from different events (a backfill's older one beside the live sync), only one sends
+        (simulation seed 523: the older PUT landed last, and the map kept the newer hash)."""
+        zoho_id = spec_of(entity_type).zoho_id_of(existing)
+        assert zoho_id is not None
+        await self._not_synced_since_planned(entity_type, entity_id, zoho_id)
+        await claim()
+        return zoho_id, await self.calls(entity_type).adopt(existing, payload)
 
     async def _existing(
         self,
