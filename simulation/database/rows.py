@@ -96,14 +96,18 @@ def entity_values(update: EntityUpdate) -> dict[str, Any]:
 
 
 def merged_entity(
-    stored: Mapping[str, Any] | None, offered: dict[str, Any], lease: str | None = None
+    stored: Mapping[str, Any] | None,
+    offered: dict[str, Any],
+    lease: str | None = None,
+    planned_version: int | None = None,
 ) -> dict[str, Any]:
     """The map row after `INSERT ... ON CONFLICT DO UPDATE` with the newer-wins rules.
 
     A write from an older source position than the row holds (both known) only fills what the row
     lacks; otherwise the write's values win, except that "wins" columns keep the stored value when the
     write has none. `last_lsn` is the greater of the two (GREATEST ignores NULL). Every update is a new
-    `version`; the write lease is released when it is the one the write carries (`lease`)."""
+    `version`; the write lease is released when it is the one the write carries (`lease`); a write decided
+    from an older version than the row's (`planned_version`) clears the payload hash."""
     if stored is None:
         return {**offered, "version": 0, "sending": None}
     old_lsn, new_lsn = stored["last_lsn"], offered["last_lsn"]
@@ -116,6 +120,8 @@ def merged_entity(
         merged[column] = stored[column] if older else offered[column]
     known = [lsn for lsn in (old_lsn, new_lsn) if lsn is not None]
     merged["last_lsn"] = max(known) if known else None
+    if planned_version is not None and stored["version"] != planned_version:
+        merged["payload_hash"] = None
     merged["version"] = stored["version"] + 1
     merged["sending"] = None if lease is not None and stored["sending"] == lease else stored["sending"]
     return merged

@@ -278,7 +278,9 @@ class MemoryStore:
         logged = [logged_values(o) for o in outcomes]
         if entity is not None:
             entity_key = self._key(entity.entity_type, entity.entity_id)
-            merged = merged_entity(db.entity_map.get(entity_key), entity_values(entity), entity.lease)
+            merged = merged_entity(
+                db.entity_map.get(entity_key), entity_values(entity), entity.lease, entity.planned_version
+            )
             merged["updated_at"] = clock.wall()
         if write_back is not None:
             queue_key = (write_back.entity_type.value, write_back.entity_id)

@@ -329,3 +329,33 @@ async def test_an_entity_map_write_from_an_older_source_position_never_puts_back
             600,
         )
         assert moved.replay_memo == "m6"
+
+
+async def test_a_map_write_decided_from_a_row_another_process_wrote_since_forgets_the_payload_hash(
+    database_url: str,
+) -> None:
+    """Simulation seed 456: a backfill found a newer event `unchanged` against the row while the live
+    sync's write of an older event was in flight; the older content landed in Zoho, and the row kept the
+    newer hash, so nothing ever sent the newer state. Whichever of the two is written second was decided
+    from a version the row no longer has: what Zoho holds is unknown, and the hash is cleared."""
+    migrate(database_url)
+    c = EntityType.CUSTOMER
+
+    def update(payload_hash: str, lsn: int, planned: int | None) -> EntityUpdate:
+        return EntityUpdate(c, "c-race", "z1", payload_hash, lsn, "active", "CT-1", planned_version=planned)
+
+    async with SyncStore(database_url) as store:
+        for first, second in (
+            (update("h-old", 10, 0), update("h-new", 20, 0)),
+            (update("h-new", 20, 0), update("h-old", 10, 0)),
+        ):
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("DELETE FROM zoho_entity_map WHERE entity_id = 'c-race'")
+            await store.record([], entity=update("h-0", 5, None))  # version 0
+            await store.record([], entity=first)
+            assert (await store.entity_state(c, "c-race")).payload_hash == first.payload_hash  # type: ignore[union-attr]
+            await store.record([], entity=second)
+            state = await store.entity_state(c, "c-race")
+            assert state is not None and (state.payload_hash, state.last_lsn, state.version) == (None, 20, 2)
+            await store.record([], entity=update("h-next", 30, 2))  # decided from the row as it is now
+            assert (await store.entity_state(c, "c-race")).payload_hash == "h-next"  # type: ignore[union-attr]

@@ -6,7 +6,7 @@ Zoho refusing our credentials is neither: it stops the sync (`credentials_refuse
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from consumer.model.call_errors import CredentialsRejected
 from consumer.model.events import ChangeEvent
@@ -55,3 +55,13 @@ def remembered_refusal(event: ChangeEvent, state: EntityState | None) -> EntityU
     when the image is not whole (a partial state cannot be told apart later)."""
     digest = state_digest(event.entity_type, event.row) if is_whole(event) else None  # type: ignore[arg-type]
     return entity_map.rejection(event, state, digest)
+
+
+def planned_from(decision: Decision, state: EntityState | None) -> Decision:
+    """The decision, its map write marked as decided from the version of `state` (the map row read):
+    when another process wrote the row in between, the store cannot trust what either says Zoho holds
+    (`EntityUpdate.planned_version`). A decision without a map row to read writes unconditionally."""
+    entity = decision.entity
+    if entity is None or state is None or state.version is None or entity.planned_version is not None:
+        return decision
+    return replace(decision, entity=replace(entity, planned_version=state.version))

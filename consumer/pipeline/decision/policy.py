@@ -27,6 +27,7 @@ from consumer.pipeline.decision.decisions import (
     PolicyOptions,
     Refused,
     credentials_refused,
+    planned_from,
     remembered_refusal,
 )
 from consumer.pipeline.decision.entity_map import Listing
@@ -139,9 +140,16 @@ class EventPolicy:
         """Ask the rule, make the reads it asks for, and carry out its answer. A create that finds another
         process synced the entity since it was planned sends nothing (`SyncedMeanwhile`): the change is
         decided once more against the map row that process wrote (stale when that state is newer); so is a
-        write that finds the map row moved on (`write_lease`). `again`: how often it was decided again."""
-        started = clock.monotonic()
+        write that finds the map row moved on (`write_lease`). `again`: how often it was decided again.
+        The map write it ends in names the map row's version it was decided from (`planned_from`)."""
         ground = await self._ground(item, event)
+        try:
+            return planned_from(await self._decided(item, ground, again), ground.state)
+        except SyncedMeanwhile:
+            return await self.decide(item, event, again=again + 1)
+
+    async def _decided(self, item: WorkItem, ground: Ground, again: int) -> Decision:
+        started = clock.monotonic()
         found = verdict(ground)
         if found.next is Next.FILL_IMAGE:
             ground = replace(ground, event=await self._made_whole(ground.event, ground.state), filled=True)
@@ -165,10 +173,7 @@ class EventPolicy:
         except (CallError, ParentRefused) as exc:
             # Only reached for an entity whose parent had to be synced first and Zoho refused it.
             return await self._parent_refused(ground, exc)
-        try:
-            return await self._carry_out(item, ground, found, started, again=again)
-        except SyncedMeanwhile:
-            return await self.decide(item, event, again=again + 1)
+        return await self._carry_out(item, ground, found, started, again=again)
 
     async def _ground(self, item: WorkItem, event: ChangeEvent) -> Ground:
         """What the rule is first asked with: the change and its map row (a resync's: as Zoho lists it)."""

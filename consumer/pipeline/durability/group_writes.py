@@ -124,7 +124,9 @@ _ENTITY_MAP_UPSERT: Final = (
     " updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
     " ON CONFLICT (organization_id, entity_type, entity_id) DO UPDATE SET"
     + _newer_wins("zoho_id")
-    + _newer_sets("payload_hash")
+    # Decided from a row another process wrote since (its version moved on): Zoho's content is unknown.
+    + " payload_hash = CASE WHEN zoho_entity_map.version <> %s::bigint THEN NULL"
+    + f" WHEN {_OLDER} THEN zoho_entity_map.payload_hash ELSE EXCLUDED.payload_hash END,"
     + " last_lsn = GREATEST(EXCLUDED.last_lsn, zoho_entity_map.last_lsn),"
     + _newer_wins("zoho_status")
     + _newer_wins("natural_key")
@@ -156,6 +158,7 @@ def _entity_values(organization_id: str, e: EntityUpdate) -> tuple[Any, ...]:
         e.currency_code,
         e.replay_memo,
         e.zoho_ahead,
+        e.planned_version,
         e.lease,
     )
 

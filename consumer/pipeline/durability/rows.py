@@ -54,6 +54,11 @@ class EntityUpdate:
     replay_memo: str | None = None  # always written: None clears it (`consumer.pipeline.replay.memo`)
     zoho_ahead: str | None = None  # always written: None clears it (Zoho's status, while Zoho is ahead)
     lease: str | None = None  # the write lease of the send this records, released with it (`write_lease`)
+    # The map row's version the decision was made from (None: no row, or not a decision's write). When
+    # the row moved on in between, another process wrote the entity meanwhile (a no-call `unchanged`
+    # beside a write in flight): what Zoho holds is not known, so the payload hash is cleared and the
+    # entity's next change is sent whatever it is.
+    planned_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

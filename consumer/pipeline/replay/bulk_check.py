@@ -19,6 +19,7 @@ from consumer.model.events import ChangeEvent, ChangeSummary, DecodeError, Entit
 from consumer.model.outcomes import SyncOutcome
 from consumer.model.plan import EntityState, MappingConfig, Plan
 from consumer.pipeline.decision import entity_map
+from consumer.pipeline.decision.decisions import planned_from
 from consumer.pipeline.decision.nothing_to_send import row_leaves_nothing_to_look_up, unchanged_without_reads
 from consumer.pipeline.decision.parents import parent_record
 from consumer.pipeline.decision.policy import EventPolicy
@@ -115,8 +116,8 @@ class UnchangedInBulk:
                 self._work(key, item)
             else:
                 unchanged.append((item, event, state, *planned))
-        outcomes = [
-            await self._policy.no_call.unchanged(item, event, state, plan, parent)
+        outcomes = [  # each marked as decided from the row read, as the live policy's (`planned_from`)
+            planned_from(await self._policy.no_call.unchanged(item, event, state, plan, parent), state)
             for item, event, state, plan, parent in unchanged
         ]
         await self._drop_written_back(outcomes)

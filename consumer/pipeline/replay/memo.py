@@ -36,7 +36,7 @@ SOURCE_ROOT: Final = Path(consumer.__file__).resolve().parent.parent
 
 #: Map-row fields a replay is not decided from: the memo itself, and the remembered image (it only fills
 #: a partial image, and memos are made and matched for whole ones only). Every other field is hashed.
-_NOT_DECIDED_FROM: Final = frozenset({"replay_memo", "source_row"})
+_NOT_DECIDED_FROM: Final = frozenset({"replay_memo", "source_row", "version"})
 _DECIDED_FROM: Final = tuple(
     f.name for f in dataclasses.fields(EntityState) if f.name not in _NOT_DECIDED_FROM
 )
@@ -160,6 +160,7 @@ def row_after(state: EntityState | None, update: EntityUpdate, *, intent_cleared
     before = state or EntityState(zoho_id=None, payload_hash=None, last_lsn=None, status=None)
     positions = [p for p in (update.last_lsn, before.last_lsn) if p is not None]
     older = update.last_lsn is not None and before.last_lsn is not None and update.last_lsn < before.last_lsn
+    moved_on = state is not None and update.planned_version not in (None, state.version)
 
     def newer_wins(new: Any, stored: Any) -> Any:
         first, second = (stored, new) if older else (new, stored)
@@ -167,7 +168,7 @@ def row_after(state: EntityState | None, update: EntityUpdate, *, intent_cleared
 
     return EntityState(
         zoho_id=newer_wins(update.zoho_id, before.zoho_id),
-        payload_hash=before.payload_hash if older else update.payload_hash,
+        payload_hash=None if moved_on else before.payload_hash if older else update.payload_hash,
         last_lsn=max(positions) if positions else None,
         status=newer_wins(update.zoho_status, before.status),
         rejected=before.rejected if older else update.rejected_digest,
