@@ -8,7 +8,8 @@ whether a call already went out (then that work is recorded, not abandoned).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -38,3 +39,20 @@ CURRENT_GUARD: ContextVar[SendGuard | None] = ContextVar("zoho_send_guard", defa
 #: Run once per attempt of every write (not a read), right before it is sent: the sync's check that the
 #: entity is still its own to write (`consumer.pipeline.effects.write_lease`); it raises to send nothing.
 BEFORE_WRITE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("zoho_before_write", default=None)
+
+
+@contextmanager
+def before_each_write(step: Callable[[], Awaitable[None]]) -> Iterator[None]:
+    """Every write the block sends asks `step` first (after what an enclosing block asks)."""
+    outer = BEFORE_WRITE.get()
+
+    async def steps() -> None:
+        if outer is not None:
+            await outer()
+        await step()
+
+    reset = BEFORE_WRITE.set(steps)
+    try:
+        yield
+    finally:
+        BEFORE_WRITE.reset(reset)

@@ -55,7 +55,6 @@ class SourceLookups(Protocol):
 
 Row = Mapping[str, Any] | None  # a decoded source row (None for a delete)
 Record = dict[str, Any]  # a Zoho record, as Zoho answers it
-BeforeSend = Callable[[], Awaitable[None]]  # run once the create holds its send slot (writes the intent)
 
 
 class EntityCalls(Protocol):
@@ -71,8 +70,9 @@ class EntityCalls(Protocol):
         """The Zoho record a create may have made (after a crash or a lost reply), by natural key."""
         ...
 
-    async def create(self, payload: Record, natural_key: str, row: Row, before_send: BeforeSend) -> Record:
-        """Create the record (idempotently: a lost reply is resolved by natural key)."""
+    async def create(self, payload: Record, natural_key: str, row: Row) -> Record:
+        """Create the record (idempotently: a lost reply is resolved by natural key). The caller's claim
+        runs before each of its writes (`connectors.zoho.send_guard.before_each_write`)."""
         ...
 
     async def adopt(self, existing: Record, payload: Record) -> Record:

@@ -225,20 +225,20 @@ class MemoryStore:
         *,
         zoho_id: str | None,
         taking_over: Intent | None,
-    ) -> bool:
+    ) -> Intent | None:
         """`SyncStore.claim_create`: the intent written only if the map still shows `zoho_id` and no intent
         was written since the caller's lookup (none, or still `taking_over`); one statement, atomic."""
 
-        async def claim() -> bool:
+        async def claim() -> Intent | None:
             await self._gate.before()
             key = self._key(entity_type, entity_id)
             if (self._db.entity_map.get(key) or {}).get("zoho_id") != zoho_id:
-                return False
+                return None
             held = self._db.intents.get(key)
             if held is not None and (taking_over is None or held.written_at != taking_over.written_at):
-                return False
-            self._db.intents[key] = self._db.new_intent("create", natural_key)
-            return True
+                return None
+            written = self._db.intents[key] = self._db.new_intent("create", natural_key)
+            return written
 
         return await self._detached(claim)  # type: ignore[no-any-return]
 

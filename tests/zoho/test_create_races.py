@@ -8,6 +8,8 @@ store); the other process's create runs right after this one's lookup, when its 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -52,10 +54,10 @@ class Meanwhile:
 
     async def _first(self) -> None:
         other, self._other = self._other, None
-        if other is not None:
-            await other()
+        if other is not None:  # another process: none of this one's context (its claim, its lease)
+            await asyncio.create_task(other(), context=contextvars.Context())
 
-    async def claim_create(self, *args: Any, **kw: Any) -> bool:
+    async def claim_create(self, *args: Any, **kw: Any) -> Any:
         await self._first()
         return await self._store.claim_create(*args, **kw)
 
@@ -165,3 +167,50 @@ async def test_two_processes_adopting_one_record_made_by_others_leave_it_in_the_
 
 def _made_by_others() -> dict[str, Any]:
     return {**customer_payload(1, display_name="Customer 1 (by hand)"), "customer_id": "4600000000001"}
+
+
+class RenewalMeanwhile(Meanwhile):
+    """A process's store whose second claim of one create (its renewal before a retry) lets another
+    process act first."""
+
+    def __init__(self, store: SyncStore, other: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(store, other)
+        self.claims_made = 0
+
+    async def claim_create(self, *args: Any, **kw: Any) -> Any:
+        self.claims_made += 1
+        if self.claims_made == 1:
+            self.before_first_claim()
+        if self.claims_made == 2:
+            await self._first()
+        return await self._store.claim_create(*args, **kw)
+
+    def before_first_claim(self) -> None: ...
+
+
+async def test_a_create_retried_after_another_process_took_its_claim_over_sends_nothing_more(
+    two_processes, zoho_sim
+):
+    """Simulation seed 7015: a backfill's create was refused (not applied) and retried a minute later;
+    the live sync had meanwhile seen the backfill's intent unchanged for a call deadline, taken it over as
+    a dead process's and created the customer, and the backfill's retry posted a second one. The claim is
+    renewed before every write of a create: the retry finds it taken and adopts what the other made."""
+    one, client_one, two, client_two = two_processes
+
+    async def other_process_takes_the_claim_over_and_creates() -> None:
+        left = await one.intent(C, "c1")
+        assert left is not None  # the first attempt's claim, its POST answered 429 (not applied)
+        applied = await ZohoApplier(client_two, two, ApplyOptions()).apply(C, "c1", EARLIER, ROW, None)
+        update = EntityUpdate(C, "c1", applied.zoho_id, "h0", 2, "active", "CT-1")
+        await two.record([], entity=update, clear_intent=(C, "c1"))
+
+    store = RenewalMeanwhile(one, other_process_takes_the_claim_over_and_creates)
+    store.before_first_claim = lambda: zoho_sim.set_faults(burst_429=1)  # that POST: 429, retried
+    first = ZohoApplier(client_one, store, ApplyOptions())
+    first.RACED_PAUSE_SECONDS = 0.05
+    with pytest.raises(SyncedMeanwhile):
+        await first.apply(C, "c1", PLAN, ROW, None, intent_left=False)
+
+    assert store.claims_made == 2
+    assert len(zoho_sim.state()["customers"]) == 1
+    assert _customers_posted(zoho_sim) == 2  # the 429'd one and the other process's create

@@ -11,6 +11,7 @@ database play the two processes (real clients, real simulator, real PostgreSQL s
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -51,8 +52,8 @@ class LeasesMeanwhile:
     async def claim(self, *args: Any, **kw: Any) -> str | None:
         self.claims += 1
         other, self._other = self._other, None
-        if other is not None:
-            await other()
+        if other is not None:  # another process: none of this one's context (its lease)
+            await asyncio.create_task(other(), context=contextvars.Context())
         return await self._leases.claim(*args, **kw)  # type: ignore[no-any-return]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from connectors.zoho.errors import NotFound, PermanentError
 from connectors.zoho.resources.customers import account_number_of, disambiguated_name
-from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
+from consumer.entities.spec import ApplyContext, Record, Row
 from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import EntityType
 from consumer.model.plan import Action, Plan, as_text, without_create_only
@@ -31,9 +31,9 @@ class CustomerCalls:
         found: dict[str, Any] | None = await self._client.find_customer(natural_key, _email(row))
         return found
 
-    async def create(self, payload: Record, natural_key: str, row: Row, before_send: BeforeSend) -> Record:
+    async def create(self, payload: Record, natural_key: str, row: Row) -> Record:
         body: dict[str, Any] = await self._client.create_customer_idempotent(
-            payload, natural_key, _email(row), before_send=before_send
+            payload, natural_key, _email(row)
         )
         return body
 

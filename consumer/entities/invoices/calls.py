@@ -20,7 +20,7 @@ from consumer.entities.invoices.status import (
     invoice_status_steps,
     zoho_invoice_stage,
 )
-from consumer.entities.spec import ApplyContext, BeforeSend, Record, Row
+from consumer.entities.spec import ApplyContext, Record, Row
 from consumer.model.call_errors import ZohoAhead
 from consumer.model.events import EntityType
 from consumer.model.plan import Action, Plan, as_text
@@ -46,10 +46,8 @@ class InvoiceCalls:
         )
         return found
 
-    async def create(self, payload: Record, natural_key: str, row: Row, before_send: BeforeSend) -> Record:
-        body: dict[str, Any] = await self._client.create_invoice_idempotent(
-            payload, natural_key, before_send=before_send
-        )
+    async def create(self, payload: Record, natural_key: str, row: Row) -> Record:
+        body: dict[str, Any] = await self._client.create_invoice_idempotent(payload, natural_key)
         return body
 
     async def adopt(self, existing: Record, payload: Record) -> Record:

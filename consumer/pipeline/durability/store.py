@@ -241,12 +241,13 @@ class SyncStore:
         *,
         zoho_id: str | None,
         taking_over: Intent | None,
-    ) -> bool:
+    ) -> Intent | None:
         """Write the intent of a create about to be sent, only while the create is still this caller's to
         send: the map still shows the Zoho id it was planned from (`zoho_id`), and no intent was written
-        since its lookup (none, or still `taking_over`, the left one that lookup resolved). False, with
-        nothing written, when another process created the record or has its create under way: one
-        statement, so of two processes creating one entity only one sends."""
+        since its lookup (none, or still `taking_over`: the left one that lookup resolved, or the caller's
+        own, renewed before a retry). The intent written; None, with nothing written, when another process
+        created the record or has its create under way: one statement, so of two processes creating one
+        entity only one sends."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 _CLAIM_CREATE_SQL,
@@ -259,7 +260,8 @@ class SyncStore:
                     "seen": taking_over.written_at if taking_over else None,
                 },
             )
-            return await cur.fetchone() is not None
+            row = await cur.fetchone()
+            return None if row is None else Intent("create", natural_key, written_at=row[0])
 
     async def record(
         self,
@@ -327,7 +329,7 @@ _CLAIM_CREATE_SQL = (
     " ON CONFLICT (organization_id, entity_type, entity_id) DO UPDATE"
     " SET operation = EXCLUDED.operation, natural_key = EXCLUDED.natural_key, created_at = now()"
     " WHERE zoho_sync_intent.created_at = %(seen)s::timestamptz"
-    " RETURNING 1"
+    " RETURNING created_at"
 )
 
 

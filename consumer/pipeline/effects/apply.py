@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from connectors.zoho.send_guard import before_each_write
 from consumer.entities.registry import spec_of
 from consumer.entities.spec import EntityCalls, Row
 from consumer.entities.zoho_boundary import as_call_errors
@@ -209,11 +210,11 @@ class ZohoApplier:
         planned, look_up = _PLANNED_ZOHO_ID.get(), left is not None
         for _ in range(RACED_ROUNDS):
             existing = await self._existing(entity_type, entity_id, row, key, look_up=look_up)
-            claim = self._claim(entity_type, entity_id, key, planned, left)
-            try:
-                if existing is not None:
-                    return await self._adopt(entity_type, entity_id, existing, payload, claim)
-                body = await calls.create(payload, key, row, claim)
+            try:  # every write of it (the POST, its retries, an adoption's PUT) renews the claim first
+                with before_each_write(self._claim(entity_type, entity_id, key, planned, left)):
+                    if existing is not None:
+                        return await self._adopt(entity_type, entity_id, existing, payload)
+                    body = await calls.create(payload, key, row)
             except CreateRaced:
                 left, planned = await self._after_race(entity_type, entity_id)
                 look_up = True  # the other process's record carries the natural key
@@ -231,7 +232,6 @@ class ZohoApplier:
         entity_id: str,
         existing: dict[str, Any],
         payload: dict[str, Any],
-        claim: Any,
     ) -> tuple[str | None, dict[str, Any]]:
         """The record found brought up to `payload`, under the create's claim: of two processes adopting
         one record from different events (a backfill's older one beside the live sync), only one sends
@@ -239,7 +239,6 @@ class ZohoApplier:
         zoho_id = spec_of(entity_type).zoho_id_of(existing)
         assert zoho_id is not None
         await self._not_synced_since_planned(entity_type, entity_id, zoho_id)
-        await claim()
         return zoho_id, await self.calls(entity_type).adopt(existing, payload)
 
     async def _existing(
@@ -292,16 +291,21 @@ class ZohoApplier:
     def _claim(
         self, entity_type: EntityType, entity_id: str, key: str, planned: str | None, left: Intent | None
     ) -> Any:
-        """The step run just before the create is sent (once it can go out at once, or holds its send slot,
-        so waiting for the rate window leaves no intent behind): the intent, written only while the create
-        is still ours to send."""
+        """The step run just before each write of a create is sent (once it can go out at once, or holds its
+        send slot, so waiting for the rate window leaves no intent behind): the intent, written only while
+        the create is still ours to send, and renewed before every retry, so a process that would take it
+        over as left by a dead one (after a call deadline) sees it move and backs off (simulation seed
+        7015: a backfill's create retried 63 s after its first attempt, beside the live sync's takeover)."""
+        held = left
 
         async def claim() -> None:
-            ours = await self.store.claim_create(
-                entity_type, entity_id, key, zoho_id=planned, taking_over=left
+            nonlocal held
+            written = await self.store.claim_create(
+                entity_type, entity_id, key, zoho_id=planned, taking_over=held
             )
-            if not ours:
+            if written is None:
                 raise CreateRaced(f"{entity_type.value} {entity_id}")
+            held = written
 
         return claim
 

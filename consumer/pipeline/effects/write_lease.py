@@ -19,12 +19,11 @@ without a map row has no lease: its create is claimed by its intent (`SyncStore.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from connectors.zoho.send_guard import BEFORE_WRITE
+from connectors.zoho.send_guard import before_each_write
 from consumer.model.call_errors import SyncedMeanwhile
 from consumer.model.events import EntityType
 
@@ -63,14 +62,9 @@ class WriteLease:
     def what(self) -> str:
         return f"{self.entity_type.value} {self.entity_id}"
 
-    @contextmanager
-    def in_force(self) -> Iterator[None]:
+    def in_force(self) -> AbstractContextManager[None]:
         """Every write the block sends asks `before_write` first."""
-        reset = BEFORE_WRITE.set(self.before_write)
-        try:
-            yield
-        finally:
-            BEFORE_WRITE.reset(reset)
+        return before_each_write(self.before_write)
 
     async def before_write(self) -> None:
         for _ in range(2):  # a second claim when the lease was let go between the claim and the read
