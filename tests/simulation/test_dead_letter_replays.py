@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from consumer.metrics import Metrics
+from consumer.model.events import EntityType
 from consumer.model.outcomes import SyncOutcome
 from consumer.pipeline.durability.recording import OutcomeRecorder
+from consumer.pipeline.durability.rows import EntityUpdate
 from consumer.pipeline.effects.dead_letter_topic import DeadLetter
 from consumer.pipeline.effects.dead_lettering import DeadLetterDesk, Refusal
 from consumer.pipeline.intake.scheduler import InboundRecord, WorkItem
@@ -79,3 +81,23 @@ async def test_a_letter_re_driven_and_refused_again_is_a_new_letter(store: Memor
     await desk(store, "zoho-sync", letters).dead_letter(invoice_record(), MISSING_CUSTOMER)
     await desk(store, "zoho-sync.dlq-reprocess", letters).dead_letter(invoice_record(DLQ), MISSING_CUSTOMER)
     assert [letter.reprocess_count for letter in letters.published] == [0, 1]
+
+
+async def test_a_replay_meeting_zoho_unavailable_again_publishes_no_second_letter_but_remembers_it(
+    store: MemoryStore, db: MemoryDatabase
+) -> None:
+    """Simulation seed 3980: the live sync dead-lettered a customer while Zoho was unavailable (retries
+    exhausted), and a backfill beside it, meeting Zoho unavailable again, published a second copy. One
+    letter is enough: `dlq reprocess` re-drives it against the row as it is then. The replay still remembers
+    the refused state in the entity map, as its own letter would have."""
+    letters = Letters()
+    exhausted = Refusal("create_customer: retries exhausted (503)", "exhausted", "Unavailable")
+    refused = EntityUpdate(EntityType.INVOICE, "i1", None, None, 7, None, "INV-1", rejected_digest="d1")
+    await desk(store, "zoho-sync", letters).dead_letter(invoice_record(), exhausted)
+    await desk(store, "zoho-sync.backfill.1", letters).dead_letter(
+        invoice_record(), exhausted, entity=refused
+    )
+    assert len(letters.published) == 1
+    rows = [(r.consumer_group, r.outcome) for r in db.sync_log]
+    assert rows == [("zoho-sync", SyncOutcome.DEAD_LETTERED), ("zoho-sync.backfill.1", SyncOutcome.SKIPPED)]
+    assert db.entity_map[("org-1", "invoice", "i1")]["rejected_digest"] == "d1"

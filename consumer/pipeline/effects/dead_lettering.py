@@ -119,20 +119,27 @@ class DeadLetterDesk:
         ):
             # Redelivered after a crash: dead-lettered before (publish, then row); never publish it twice.
             return
-        if refusal.kind in REFUSED_AGAIN_ON_REPLAY and rec.topic != self.dlq_topic:
-            # Undecodable bytes stay undecodable, and a parent still missing in the source is missing for a
-            # replay too (neither remembers a refused state in the entity map, as Zoho's refusals do): a
-            # replay (another group) re-reading a record whose letter is already in the DLQ records it and
-            # publishes no second copy.
+        event = item.event
+        wb = None
+        if write_back and event is not None:
+            wb = WriteBack(event.entity_type, event.entity_id, None, "failed", called=False)
+        if rec.topic != self.dlq_topic:
+            # A replay (another group) re-reading a record whose letter is already in the DLQ records it and
+            # publishes no second copy: `dlq reprocess` re-drives the one letter against the row as it is
+            # then, whatever refused it. Undecodable bytes stay undecodable and a parent still missing in the
+            # source is missing for a replay too (nothing of theirs to remember); a refusal by Zoho (or Zoho
+            # unavailable again: simulation seed 3980, a backfill beside the live sync) still remembers the
+            # refused state and writes `failed` back, as its letter would have.
             earlier = await recorder.read(
                 recorder.store.dead_lettered_by, rec.topic, rec.partition, rec.offset
             )
             if earlier is not None:
                 recorder.metrics.outcome(SyncOutcome.SKIPPED)
                 error = f"already in the dead-letter topic (dead-lettered by {earlier}): {refusal.reason}"
-                await recorder.record(
-                    Outcome([*(prior or []), self._row(item, SyncOutcome.SKIPPED, refusal, error)])
-                )
+                row = self._row(item, SyncOutcome.SKIPPED, refusal, error)
+                if refusal.kind in REFUSED_AGAIN_ON_REPLAY:
+                    entity, wb = None, None
+                await recorder.record(Outcome([*(prior or []), row], entity=entity, write_back=wb))
                 return
         headers = parse_headers(rec.headers)
         reprocess_count = header_int(headers, H_REPROCESS_COUNT, 0)
@@ -155,10 +162,6 @@ class DeadLetterDesk:
                 reprocess_count,
             )
         )
-        event = item.event
-        wb = None
-        if write_back and event is not None:
-            wb = WriteBack(event.entity_type, event.entity_id, None, "failed", called=False)
         recorder.metrics.outcome(SyncOutcome.DEAD_LETTERED)
         row = self._row(item, SyncOutcome.DEAD_LETTERED, refusal, refusal.reason)
         await recorder.record(Outcome([*(prior or []), row], entity=entity, write_back=wb))
