@@ -244,10 +244,9 @@ class SyncStore:
     ) -> Intent | None:
         """Write the intent of a create about to be sent, only while the create is still this caller's to
         send: the map still shows the Zoho id it was planned from (`zoho_id`), and no intent was written
-        since its lookup (none, or still `taking_over`: the left one that lookup resolved, or the caller's
-        own, renewed before a retry). The intent written; None, with nothing written, when another process
-        created the record or has its create under way: one statement, so of two processes creating one
-        entity only one sends."""
+        since its lookup (none, or still `taking_over`: the one it resolved, or the caller's own, renewed).
+        The intent written; None, with nothing written, when another process created the record or has its
+        create under way: one statement, so of two processes creating one entity only one sends."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 _CLAIM_CREATE_SQL,
