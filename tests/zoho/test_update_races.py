@@ -138,7 +138,7 @@ async def test_a_write_waits_while_another_process_has_one_in_flight_then_decide
         )
 
     backfill = ZohoApplier(client_two, Process(two, live_sync_sends_the_newer_state), ApplyOptions())
-    backfill.RACED_PAUSE_SECONDS = 0.5
+    backfill.RACED_PAUSE_SECONDS = 2.0  # well past the other outcome write, even on a loaded machine
     with pytest.raises(SyncedMeanwhile):
         await backfill.apply(C, "c1", OLDER, ROW, zoho_id, version=planned_from)
 
