@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
+from connectors.zoho.wire.at_most_once import in_turn
+
 
 class SendRevoked(Exception):
     """Raised instead of sending when the caller withdrew permission (e.g. its partition was revoked)."""
@@ -44,14 +46,7 @@ BEFORE_WRITE: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("zoh
 @contextmanager
 def before_each_write(step: Callable[[], Awaitable[None]]) -> Iterator[None]:
     """Every write the block sends asks `step` first (after what an enclosing block asks)."""
-    outer = BEFORE_WRITE.get()
-
-    async def steps() -> None:
-        if outer is not None:
-            await outer()
-        await step()
-
-    reset = BEFORE_WRITE.set(steps)
+    reset = BEFORE_WRITE.set(in_turn(BEFORE_WRITE.get(), step))
     try:
         yield
     finally:
